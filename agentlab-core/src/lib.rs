@@ -1,0 +1,45 @@
+//! # agentlab-core
+//!
+//! The heart of AgentLab: the domain model and state machine, the backend traits
+//! ([`Hypervisor`], [`Firewall`], [`SecretStore`], [`StateStore`], [`Clock`]), profiles and
+//! daemon configuration, the SQLite state store, the orchestration engine, the wire types
+//! shared by daemon, CLI and guest ([`api`]), recording fakes ([`fake`]) and the conformance
+//! kit every backend must pass ([`testkit`]).
+//!
+//! Other Rust programs embed AgentLab by building a [`engine::Lab`] from trait objects.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod event;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod firewall;
+pub mod hypervisor;
+pub mod ids;
+pub mod model;
+pub mod profile;
+pub mod secrets;
+pub mod sqlite;
+pub mod state;
+pub mod store;
+#[cfg(feature = "fake")]
+pub mod testkit;
+pub mod time;
+pub mod token;
+pub mod yaml;
+
+pub use event::{Event, EventKind, EventQuery, NewEvent};
+pub use firewall::{Egress, Firewall, FirewallError, FirewallState, SandboxNet};
+pub use hypervisor::{
+    BootstrapData, Hypervisor, HypervisorError, ManagedVm, NetAttachment, PowerState, Resources,
+    VmHandle, VmSpec, VolumeId,
+};
+pub use ids::{IdError, JobId, Vmid, WorkspaceId};
+pub use model::{Artifact, BootstrapToken, Job, JobOutcome, Lease, Sandbox, Workspace};
+pub use secrets::{GitCredentials, SecretBundle, SecretFile, SecretStore, SecretStoreError, SecretValue};
+pub use state::{JobState, SandboxState};
+pub use store::{JobFilter, SandboxFilter, StateStore, StateStoreError};
+pub use time::{Clock, SystemClock, Timestamp};

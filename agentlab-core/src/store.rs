@@ -1,0 +1,195 @@
+//! The [`StateStore`] trait: durable records of sandboxes, jobs, workspaces, tokens, events and
+//! artifacts.
+//!
+//! State changes are compare-and-set: `update_*` writes only when the stored state still equals
+//! `expected` (`UPDATE … WHERE state = expected`), and refuses transitions the state machine
+//! does not allow. A lost race is [`StateStoreError::Conflict`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::event::{Event, EventQuery, NewEvent};
+use crate::ids::{JobId, Vmid, WorkspaceId};
+use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
+use crate::state::{JobState, SandboxState};
+use crate::time::Timestamp;
+
+/// Errors of a [`StateStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum StateStoreError {
+    /// No such record.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Record kind (`sandbox`, `job`, …).
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A record with that id or unique name exists.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// Record kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// Compare-and-set lost: the stored value is not the expected one.
+    #[error("{kind} {id} changed concurrently: expected {expected}, found {actual}")]
+    Conflict {
+        /// Record kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// What the caller expected.
+        expected: String,
+        /// What the store holds.
+        actual: String,
+    },
+    /// The state machine does not allow this transition.
+    #[error("Illegal {kind} transition {from} -> {to}")]
+    IllegalTransition {
+        /// Record kind.
+        kind: &'static str,
+        /// Current state.
+        from: String,
+        /// Requested state.
+        to: String,
+    },
+    /// The store cannot be used (file missing, locked, disk full).
+    #[error("State store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else (corrupt row, migration failure).
+    #[error("State store error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Filter for [`StateStore::list_sandboxes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxFilter {
+    /// Only these states (all when empty).
+    pub states: Vec<SandboxState>,
+    /// Only this profile.
+    pub profile: Option<String>,
+    /// Include DESTROYED sandboxes (only when `states` is empty).
+    pub include_destroyed: bool,
+}
+
+/// Filter for [`StateStore::list_jobs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only these states (all when empty).
+    pub states: Vec<JobState>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+}
+
+/// Durable state. Every method runs its blocking work off the async threads.
+#[async_trait]
+pub trait StateStore: Send + Sync + fmt::Debug {
+    /// Inserts a new sandbox. A DESTROYED row with the same vmid is replaced; any other
+    /// existing row is `AlreadyExists`.
+    async fn insert_sandbox(&self, sandbox: &Sandbox) -> Result<(), StateStoreError>;
+    /// Reads one sandbox.
+    async fn get_sandbox(&self, vmid: Vmid) -> Result<Sandbox, StateStoreError>;
+    /// Lists sandboxes ordered by vmid.
+    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>, StateStoreError>;
+    /// Writes `sandbox` if the stored state is `expected` and `expected → sandbox.state` is a
+    /// legal transition (or the same state).
+    async fn update_sandbox(&self, sandbox: &Sandbox, expected: SandboxState) -> Result<(), StateStoreError>;
+
+    /// Inserts a new job.
+    async fn insert_job(&self, job: &Job) -> Result<(), StateStoreError>;
+    /// Reads one job.
+    async fn get_job(&self, id: &JobId) -> Result<Job, StateStoreError>;
+    /// Lists jobs, newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError>;
+    /// Writes `job` if the stored state is `expected` and the transition is legal (or the same).
+    async fn update_job(&self, job: &Job, expected: JobState) -> Result<(), StateStoreError>;
+
+    /// Inserts a workspace; names are unique.
+    async fn insert_workspace(&self, ws: &Workspace) -> Result<(), StateStoreError>;
+    /// Reads a workspace by id or by name.
+    async fn get_workspace(&self, id_or_name: &str) -> Result<Workspace, StateStoreError>;
+    /// Lists workspaces ordered by name.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>, StateStoreError>;
+    /// Writes `ws` if its stored `attached_to` equals `expected_attached` (compare-and-set).
+    async fn update_workspace(&self, ws: &Workspace, expected_attached: Option<Vmid>) -> Result<(), StateStoreError>;
+    /// Deletes a workspace; `Conflict` while it is attached.
+    async fn delete_workspace(&self, id: &WorkspaceId) -> Result<(), StateStoreError>;
+
+    /// Stores a bootstrap token hash.
+    async fn put_bootstrap_token(&self, token: &BootstrapToken) -> Result<(), StateStoreError>;
+    /// Atomically consumes the unexpired, unconsumed token of `vmid` whose hash matches
+    /// `presented` (compared in constant time). `NotFound` for every kind of failure.
+    async fn consume_bootstrap_token(&self, vmid: Vmid, presented: &str, now: Timestamp) -> Result<(), StateStoreError>;
+    /// Deletes all bootstrap tokens of `vmid`.
+    async fn delete_bootstrap_tokens(&self, vmid: Vmid) -> Result<(), StateStoreError>;
+
+    /// Appends an event and returns it with its id.
+    async fn append_event(&self, event: NewEvent) -> Result<Event, StateStoreError>;
+    /// Reads events in ascending id order.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateStoreError>;
+    /// Deletes the oldest events of kind `job_log` of `job` beyond the newest `keep`.
+    async fn trim_job_logs(&self, job: &JobId, keep: u32) -> Result<u64, StateStoreError>;
+
+    /// Records an artifact (replacing one with the same job and name).
+    async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError>;
+    /// Artifacts of a job, by name.
+    async fn list_artifacts(&self, job: &JobId) -> Result<Vec<Artifact>, StateStoreError>;
+    /// Artifacts created before `before` (for retention GC).
+    async fn artifacts_before(&self, before: Timestamp) -> Result<Vec<Artifact>, StateStoreError>;
+    /// Deletes one artifact record.
+    async fn delete_artifact(&self, job: &JobId, name: &str) -> Result<(), StateStoreError>;
+}
+
+/// Checks a sandbox write: `expected → next` must be legal (or equal), then the stored state
+/// must equal `expected`. Shared by every store implementation.
+pub fn check_sandbox_transition(
+    vmid: Vmid,
+    stored: SandboxState,
+    expected: SandboxState,
+    next: SandboxState,
+) -> Result<(), StateStoreError> {
+    if expected != next && !expected.can_transition_to(next) {
+        return Err(StateStoreError::IllegalTransition {
+            kind: "sandbox",
+            from: expected.to_string(),
+            to: next.to_string(),
+        });
+    }
+    if stored != expected {
+        return Err(StateStoreError::Conflict {
+            kind: "sandbox",
+            id: vmid.to_string(),
+            expected: expected.to_string(),
+            actual: stored.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a job write like [`check_sandbox_transition`].
+pub fn check_job_transition(
+    id: &JobId,
+    stored: JobState,
+    expected: JobState,
+    next: JobState,
+) -> Result<(), StateStoreError> {
+    if expected != next && !expected.can_transition_to(next) {
+        return Err(StateStoreError::IllegalTransition {
+            kind: "job",
+            from: expected.to_string(),
+            to: next.to_string(),
+        });
+    }
+    if stored != expected {
+        return Err(StateStoreError::Conflict {
+            kind: "job",
+            id: id.to_string(),
+            expected: expected.to_string(),
+            actual: stored.to_string(),
+        });
+    }
+    Ok(())
+}
