@@ -21,6 +21,7 @@ pub mod hypervisor;
 pub mod ids;
 pub mod model;
 pub mod profile;
+pub mod redact;
 pub mod secrets;
 pub mod sqlite;
 pub mod state;

@@ -1,1 +1,14 @@
-//! Placeholder.
+//! Recording, state-keeping in-memory implementations of every backend trait, for tests and
+//! for embedding without a hypervisor. Enabled by the default `fake` feature.
+
+pub mod clock;
+pub mod firewall;
+pub mod hypervisor;
+pub mod secrets;
+pub mod store;
+
+pub use clock::ManualClock;
+// pub use firewall::FakeFirewall;
+// pub use hypervisor::FakeHypervisor;
+// pub use secrets::MemorySecretStore;
+// pub use store::MemoryStore;
