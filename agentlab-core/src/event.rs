@@ -139,6 +139,12 @@ impl NewEvent {
         self
     }
 
+    /// Sets the sandbox when known.
+    pub fn sandbox_opt(mut self, vmid: Option<Vmid>) -> Self {
+        self.sandbox = vmid;
+        self
+    }
+
     /// Sets the job.
     pub fn job(mut self, job: Option<JobId>) -> Self {
         self.job = job;

@@ -1,0 +1,238 @@
+//! [`Lab`]: the orchestration engine's entry type, its settings and shared helpers.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::error::EngineError;
+use crate::event::{EventKind, NewEvent};
+use crate::firewall::Firewall;
+use crate::hypervisor::Hypervisor;
+use crate::ids::{JobId, Vmid};
+use crate::model::{Job, Sandbox};
+use crate::profile::{Profile, Profiles};
+use crate::secrets::SecretStore;
+use crate::state::{JobState, SandboxState};
+use crate::store::StateStore;
+use crate::time::Clock;
+
+/// Engine settings (the daemon derives them from its config).
+#[derive(Debug, Clone)]
+pub struct LabSettings {
+    /// VM ids the allocator may use.
+    pub vmid_start: u32,
+    /// Last usable VM id (inclusive).
+    pub vmid_end: u32,
+    /// Agent subnet base address; sandbox `vmid` gets `base + 2 + (vmid - vmid_start)`.
+    pub subnet_base: Ipv4Addr,
+    /// Agent subnet prefix length.
+    pub subnet_prefix: u8,
+    /// Host address on the agent bridge.
+    pub gateway: Ipv4Addr,
+    /// Base URL of the guest listener as seen from guests.
+    pub controller_url: String,
+    /// Bootstrap token lifetime.
+    pub token_ttl: Duration,
+    /// How long BOOTING may wait for the guest address.
+    pub boot_timeout: Duration,
+    /// Interval between guest address polls.
+    pub guest_poll_interval: Duration,
+    /// Graceful shutdown time before a forced stop.
+    pub shutdown_grace: Duration,
+    /// After a job TIMEOUT, how long to wait for the final report and artifacts.
+    pub report_grace: Duration,
+    /// Keep at most this many log lines per job.
+    pub job_log_max_lines: u32,
+    /// Drive the firewall (allow/remove per sandbox).
+    pub manage_firewall: bool,
+}
+
+impl Default for LabSettings {
+    fn default() -> Self {
+        Self {
+            vmid_start: 9100,
+            vmid_end: 9999,
+            subnet_base: Ipv4Addr::new(10, 77, 0, 0),
+            subnet_prefix: 16,
+            gateway: Ipv4Addr::new(10, 77, 0, 1),
+            controller_url: "http://10.77.0.1:8844".into(),
+            token_ttl: Duration::from_secs(600),
+            boot_timeout: Duration::from_secs(300),
+            guest_poll_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+            report_grace: Duration::from_secs(120),
+            job_log_max_lines: 20_000,
+            manage_firewall: true,
+        }
+    }
+}
+
+/// The backends a [`Lab`] drives.
+#[derive(Debug, Clone)]
+pub struct LabDeps {
+    /// VM backend.
+    pub hypervisor: Arc<dyn Hypervisor>,
+    /// Network policy.
+    pub firewall: Arc<dyn Firewall>,
+    /// Secret bundles.
+    pub secrets: Arc<dyn SecretStore>,
+    /// Durable state.
+    pub store: Arc<dyn StateStore>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The orchestration engine. Cheap to share (`Arc<Lab>`); every method is safe to call
+/// concurrently. Background work (provisioning, teardown) runs on tasks tracked by the lab and
+/// cancelled by [`Lab::shutdown`].
+#[derive(Debug)]
+pub struct Lab {
+    pub(crate) deps: LabDeps,
+    pub(crate) settings: LabSettings,
+    pub(crate) profiles: Profiles,
+    pub(crate) locks: Mutex<HashMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Lab {
+    /// Builds a lab. Call [`Lab::reconcile`] once before serving requests.
+    pub fn new(deps: LabDeps, settings: LabSettings, profiles: Profiles) -> Arc<Self> {
+        Arc::new(Self {
+            deps,
+            settings,
+            profiles,
+            locks: Mutex::new(HashMap::new()),
+            alloc_lock: tokio::sync::Mutex::new(()),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// The loaded profiles.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &LabSettings {
+        &self.settings
+    }
+
+    /// The backends.
+    pub fn deps(&self) -> &LabDeps {
+        &self.deps
+    }
+
+    /// Stops accepting background work, cancels what runs (it parks safely: a restart's
+    /// [`Lab::reconcile`] resumes or cleans up) and waits for the tasks to end.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Waits until every background task started so far has finished (for tests and tools).
+    pub async fn wait_idle(&self) {
+        loop {
+            if self.tasks.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub(crate) fn profile(&self, name: &str) -> Result<&Profile, EngineError> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "profile",
+                id: name.to_owned(),
+            })
+    }
+
+    /// The per-sandbox operation lock: every step that changes a sandbox runs under it.
+    pub(crate) fn lock_for(&self, vmid: Vmid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(vmid).or_default().clone()
+    }
+
+    pub(crate) async fn event(&self, ev: NewEvent) {
+        if let Err(e) = self.deps.store.append_event(ev).await {
+            tracing::error!(error = %crate::engine::error::chain(&e), "failed to record event");
+        }
+    }
+
+    pub(crate) fn now(&self) -> crate::time::Timestamp {
+        self.deps.clock.now()
+    }
+
+    /// Moves a sandbox to `next` with compare-and-set, recording a `state_changed` event.
+    pub(crate) async fn transition(
+        &self,
+        sb: &mut Sandbox,
+        next: SandboxState,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        let from = sb.state;
+        let mut updated = sb.clone();
+        updated.state = next;
+        updated.updated_at = self.now();
+        self.deps.store.update_sandbox(&updated, from).await?;
+        *sb = updated;
+        let msg = if why.is_empty() {
+            format!("{from} -> {next}")
+        } else {
+            format!("{from} -> {next}: {why}")
+        };
+        tracing::info!(sandbox = %sb.vmid, from = %from, to = %next, "sandbox state changed");
+        self.event(
+            NewEvent::new(self.now(), EventKind::StateChanged, msg)
+                .sandbox(sb.vmid)
+                .job(sb.job.clone())
+                .payload(serde_json::json!({"from": from, "to": next})),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Saves non-state fields of a sandbox (compare-and-set on its current state).
+    pub(crate) async fn save(&self, sb: &mut Sandbox) -> Result<(), EngineError> {
+        sb.updated_at = self.now();
+        self.deps.store.update_sandbox(sb, sb.state).await?;
+        Ok(())
+    }
+
+    /// Moves a job to `next` (compare-and-set), stamping `ended_at` for terminal states.
+    pub(crate) async fn job_transition(
+        &self,
+        job: &mut Job,
+        next: JobState,
+    ) -> Result<(), EngineError> {
+        let from = job.state;
+        let mut updated = job.clone();
+        updated.state = next;
+        updated.updated_at = self.now();
+        if next.is_terminal() {
+            updated.ended_at = Some(self.now());
+        }
+        self.deps.store.update_job(&updated, from).await?;
+        *job = updated;
+        Ok(())
+    }
+
+    /// Reads a job.
+    pub async fn job(&self, id: &JobId) -> Result<Job, EngineError> {
+        Ok(self.deps.store.get_job(id).await?)
+    }
+
+    /// Reads a sandbox.
+    pub async fn sandbox(&self, vmid: Vmid) -> Result<Sandbox, EngineError> {
+        Ok(self.deps.store.get_sandbox(vmid).await?)
+    }
+}

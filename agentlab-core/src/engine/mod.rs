@@ -1,0 +1,20 @@
+//! The orchestration engine: [`Lab`] provisions and tears down sandboxes, runs jobs, enforces
+//! leases and deadlines, manages workspaces and reconciles after restarts. It is embeddable:
+//! the daemon is only one user of it.
+
+mod actions;
+pub mod alloc;
+pub mod error;
+mod jobs;
+mod lab;
+mod provision;
+mod reconcile;
+pub mod spec;
+mod teardown;
+mod tick;
+mod workspaces;
+
+pub use error::{EngineError, chain};
+pub use jobs::{BootstrapGrant, GuestReport, JobRequest};
+pub use lab::{Lab, LabDeps, LabSettings};
+pub use provision::SandboxRequest;

@@ -1,0 +1,259 @@
+//! Failure handling and teardown: what AgentLab created is removed, nothing else.
+//!
+//! `teardown` removes, in order, the firewall entries, the workspace attachment, the bootstrap
+//! tokens and — only when `vm_created` is set — the VM. Each removal records a `teardown`
+//! event; a failed removal is recorded and leaves the flag set so the lease loop retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::error::{EngineError, chain};
+use crate::engine::lab::Lab;
+use crate::engine::provision::StepFailure;
+use crate::event::{EventKind, NewEvent};
+use crate::hypervisor::HypervisorError;
+use crate::ids::Vmid;
+use crate::model::{JobOutcome, Sandbox};
+use crate::state::{JobState, SandboxState};
+
+impl Lab {
+    /// Marks provisioning failed: event, teardown, FAILED/TIMEOUT, and the job FAILED.
+    /// Returns the failure text.
+    pub(crate) async fn fail_provisioning(self: &Arc<Self>, vmid: Vmid, f: StepFailure) -> String {
+        let text = f.to_string();
+        tracing::warn!(sandbox = %vmid, step = f.step, call = f.call, error = %text, "provisioning failed");
+        let lock = self.lock_for(vmid);
+        let _g = lock.lock().await;
+        let Ok(mut sb) = self.deps.store.get_sandbox(vmid).await else {
+            return text;
+        };
+        if sb.state.is_finished() || sb.state == SandboxState::Stopped {
+            return text;
+        }
+        self.event(
+            NewEvent::new(self.now(), EventKind::ProvisionFailed, text.clone())
+                .sandbox(vmid)
+                .job(sb.job.clone())
+                .payload(
+                    serde_json::json!({"step": f.step, "call": f.call, "error": chain(&f.error)}),
+                ),
+        )
+        .await;
+        sb.last_error = Some(text.clone());
+        self.teardown(&mut sb, Duration::ZERO).await;
+        if let Err(e) = self.transition(&mut sb, f.final_state, f.step).await {
+            tracing::error!(sandbox = %vmid, error = %chain(&e), "could not record failure state");
+        }
+        if let Some(job) = sb.job.clone() {
+            let outcome = JobOutcome {
+                failed_step: Some(format!("provision:{}", f.step)),
+                error: Some(text.clone()),
+                ..JobOutcome::default()
+            };
+            self.finish_job_by_daemon(&job, JobState::Failed, outcome)
+                .await;
+        }
+        text
+    }
+
+    /// Removes everything AgentLab created for `sb`. Returns true when nothing is left.
+    pub(crate) async fn teardown(&self, sb: &mut Sandbox, grace: Duration) -> bool {
+        let vmid = sb.vmid;
+        let mut clean = true;
+        if self.settings.manage_firewall && sb.ip.is_some() {
+            let r = self.deps.firewall.remove(vmid).await;
+            clean &= self
+                .teardown_event(sb, "firewall", "remove", r.map_err(|e| chain(&e)))
+                .await;
+        }
+        if let Some(ws) = sb.workspace.clone() {
+            let r = self
+                .release_workspace(vmid, ws.as_str(), sb.vm_created)
+                .await;
+            if self
+                .teardown_event(sb, "workspace", "detach_volume", r.map_err(|e| chain(&e)))
+                .await
+            {
+                sb.workspace = None;
+            } else {
+                clean = false;
+            }
+        }
+        let r = self.deps.store.delete_bootstrap_tokens(vmid).await;
+        clean &= self
+            .teardown_event(
+                sb,
+                "tokens",
+                "delete_bootstrap_tokens",
+                r.map_err(|e| chain(&e)),
+            )
+            .await;
+        if sb.vm_created {
+            let r = self.destroy_vm(vmid, grace).await;
+            if self
+                .teardown_event(sb, "vm", "destroy", r.map_err(|e| chain(&e)))
+                .await
+            {
+                sb.vm_created = false;
+            } else {
+                clean = false;
+            }
+        }
+        if let Err(e) = self.save(sb).await {
+            tracing::error!(sandbox = %vmid, error = %chain(&e), "could not save teardown result");
+            clean = false;
+        }
+        clean
+    }
+
+    async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
+        let h = &self.deps.hypervisor;
+        match h.status(vmid).await {
+            Ok(crate::hypervisor::PowerState::Stopped) => {}
+            Ok(_) => {
+                h.stop(vmid, grace)
+                    .await
+                    .map_err(|source| EngineError::Hypervisor {
+                        call: "stop",
+                        source,
+                    })?;
+            }
+            Err(HypervisorError::NotFound(_)) => return Ok(()),
+            Err(source) => {
+                return Err(EngineError::Hypervisor {
+                    call: "status",
+                    source,
+                });
+            }
+        }
+        match h.destroy(vmid).await {
+            Ok(()) | Err(HypervisorError::NotFound(_)) => Ok(()),
+            Err(source) => Err(EngineError::Hypervisor {
+                call: "destroy",
+                source,
+            }),
+        }
+    }
+
+    async fn teardown_event(
+        &self,
+        sb: &Sandbox,
+        what: &str,
+        call: &str,
+        r: Result<(), String>,
+    ) -> bool {
+        let (ok, msg) = match &r {
+            Ok(()) => (true, format!("removed {what}")),
+            Err(e) => (false, format!("could not remove {what} ({call}): {e}")),
+        };
+        if !ok {
+            tracing::warn!(sandbox = %sb.vmid, what, error = %msg, "teardown step failed");
+        }
+        self.event(
+            NewEvent::new(
+                self.now(),
+                if ok {
+                    EventKind::Teardown
+                } else {
+                    EventKind::Warning
+                },
+                msg,
+            )
+            .sandbox(sb.vmid)
+            .job(sb.job.clone())
+            .payload(serde_json::json!({"what": what, "call": call, "ok": ok, "error": r.err()})),
+        )
+        .await;
+        ok
+    }
+
+    /// Destroys a sandbox: teardown, then DESTROYED; a job still running is cancelled.
+    pub async fn destroy_sandbox(self: &Arc<Self>, vmid: Vmid) -> Result<Sandbox, EngineError> {
+        self.destroy_with(vmid, self.settings.shutdown_grace, "destroyed by request")
+            .await
+    }
+
+    pub(crate) async fn destroy_with(
+        &self,
+        vmid: Vmid,
+        grace: Duration,
+        why: &str,
+    ) -> Result<Sandbox, EngineError> {
+        let lock = self.lock_for(vmid);
+        let _g = lock.lock().await;
+        let mut sb = self.deps.store.get_sandbox(vmid).await?;
+        if sb.state == SandboxState::Destroyed {
+            return Ok(sb);
+        }
+        self.event(
+            NewEvent::new(
+                self.now(),
+                EventKind::SandboxAction,
+                format!("destroy: {why}"),
+            )
+            .sandbox(vmid)
+            .job(sb.job.clone()),
+        )
+        .await;
+        if !self.teardown(&mut sb, grace).await && sb.vm_created {
+            return Err(EngineError::InvalidState(format!(
+                "Sandbox {vmid} could not be destroyed; see its events (will retry)"
+            )));
+        }
+        self.transition(&mut sb, SandboxState::Destroyed, why)
+            .await?;
+        if let Some(job) = sb.job.clone() {
+            let outcome = JobOutcome {
+                error: Some(format!("sandbox destroyed: {why}")),
+                ..JobOutcome::default()
+            };
+            self.finish_job_by_daemon(&job, JobState::Cancelled, outcome)
+                .await;
+        }
+        Ok(sb)
+    }
+
+    /// Moves a sandbox whose vmid turned out to be taken to a fresh id: the old record becomes
+    /// DESTROYED (nothing was created for it), a new REQUESTED record takes over (and the job).
+    pub(crate) async fn rekey(self: &Arc<Self>, old: Vmid) -> Result<Vmid, EngineError> {
+        let _alloc = self.alloc_lock.lock().await;
+        let lock = self.lock_for(old);
+        let _g = lock.lock().await;
+        let mut sb = self.deps.store.get_sandbox(old).await?;
+        let new = self.allocate_vmid(&[old]).await?;
+        let mut moved = sb.clone();
+        moved.vmid = new;
+        moved.name = if sb.name == format!("agentlab-{old}") {
+            format!("agentlab-{new}")
+        } else {
+            sb.name.clone()
+        };
+        moved.state = SandboxState::Requested;
+        moved.vm_created = false;
+        moved.updated_at = self.now();
+        self.deps.store.insert_sandbox(&moved).await?;
+        sb.last_error = Some(format!(
+            "VM id {old} is taken outside AgentLab; continuing as sandbox {new}"
+        ));
+        let why = sb.last_error.clone().unwrap_or_default();
+        self.transition(&mut sb, SandboxState::Destroyed, &why)
+            .await?;
+        if let Some(job_id) = &sb.job {
+            let mut job = self.deps.store.get_job(job_id).await?;
+            job.sandbox = Some(new);
+            job.updated_at = self.now();
+            self.deps.store.update_job(&job, job.state).await?;
+        }
+        self.event(
+            NewEvent::new(
+                self.now(),
+                EventKind::SandboxRequested,
+                format!("sandbox {new} requested (replaces {old})"),
+            )
+            .sandbox(new)
+            .job(moved.job.clone()),
+        )
+        .await;
+        Ok(new)
+    }
+}

@@ -1,0 +1,172 @@
+//! Time-driven work: job deadlines, lease expiry, destruction of finished ephemeral
+//! sandboxes and idle stop. [`Lab::tick`] reads the injected clock once and acts on what is
+//! due; the daemon calls it periodically, tests call it after advancing a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::error::{EngineError, chain};
+use crate::engine::lab::Lab;
+use crate::event::{EventKind, NewEvent};
+use crate::model::{JobOutcome, Sandbox};
+use crate::state::{JobState, SandboxState};
+use crate::store::{JobFilter, SandboxFilter};
+
+impl Lab {
+    /// Performs every time-driven action that is due now.
+    pub async fn tick(self: &Arc<Self>) -> Result<(), EngineError> {
+        let now = self.now();
+        let jobs = self
+            .deps
+            .store
+            .list_jobs(&JobFilter {
+                states: vec![JobState::Queued, JobState::Running],
+                limit: None,
+            })
+            .await?;
+        for job in jobs
+            .into_iter()
+            .filter(|j| j.deadline.is_some_and(|d| d <= now))
+        {
+            let outcome = JobOutcome {
+                error: Some("deadline passed".into()),
+                ..JobOutcome::default()
+            };
+            self.finish_job_by_daemon(&job.id, JobState::Timeout, outcome)
+                .await;
+            if let Some(v) = job.sandbox {
+                let sb = self.deps.store.get_sandbox(v).await?;
+                if matches!(
+                    sb.state,
+                    SandboxState::Requested | SandboxState::Provisioning
+                ) {
+                    self.report(
+                        self.destroy_with(
+                            v,
+                            Duration::ZERO,
+                            "job deadline passed during provisioning",
+                        )
+                        .await,
+                    );
+                } else {
+                    self.sandbox_to(
+                        v,
+                        &[
+                            SandboxState::Booting,
+                            SandboxState::Ready,
+                            SandboxState::Running,
+                        ],
+                        SandboxState::Timeout,
+                    )
+                    .await;
+                }
+            }
+        }
+        let live = self
+            .deps
+            .store
+            .list_sandboxes(&SandboxFilter::default())
+            .await?;
+        for sb in live {
+            if sb.state.is_terminal() {
+                continue;
+            }
+            if sb.lease.expires_at <= now {
+                self.event(
+                    NewEvent::new(
+                        now,
+                        EventKind::LeaseExpired,
+                        format!("lease expired at {}", sb.lease.expires_at),
+                    )
+                    .sandbox(sb.vmid)
+                    .job(sb.job.clone()),
+                )
+                .await;
+                self.report(
+                    self.destroy_with(sb.vmid, self.settings.shutdown_grace, "lease expired")
+                        .await,
+                );
+            } else if self.finished_ephemeral_due(&sb, now).await {
+                self.report(
+                    self.destroy_with(
+                        sb.vmid,
+                        self.settings.shutdown_grace,
+                        "job finished (ephemeral)",
+                    )
+                    .await,
+                );
+            } else if self.idle_due(&sb, now) {
+                self.report(self.stop_sandbox(sb.vmid).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// A job sandbox that is not kept alive and whose job ended (after the report grace when
+    /// the deadline ended it and no final report came).
+    async fn finished_ephemeral_due(&self, sb: &Sandbox, now: crate::time::Timestamp) -> bool {
+        let Some(job_id) = &sb.job else { return false };
+        if sb.lease.keepalive {
+            return false;
+        }
+        let Ok(job) = self.deps.store.get_job(job_id).await else {
+            return false;
+        };
+        let Some(ended) = job.ended_at.filter(|_| job.state.is_terminal()) else {
+            return false;
+        };
+        let waiting_for_report = job.state == JobState::Timeout
+            && job
+                .outcome
+                .as_ref()
+                .is_none_or(|o| o.exit_code.is_none() && o.failed_step.is_none());
+        let grace = if waiting_for_report {
+            self.settings.report_grace
+        } else {
+            Duration::ZERO
+        };
+        ended + chrono::Duration::from_std(grace).unwrap_or_default() <= now
+    }
+
+    fn idle_due(&self, sb: &Sandbox, now: crate::time::Timestamp) -> bool {
+        let idle_states = [
+            SandboxState::Ready,
+            SandboxState::Completed,
+            SandboxState::Failed,
+            SandboxState::Timeout,
+        ];
+        if !sb.vm_created || !idle_states.contains(&sb.state) {
+            return false;
+        }
+        let Some(minutes) = self
+            .profiles
+            .get(&sb.profile)
+            .and_then(|p| p.behavior.idle_stop_minutes)
+        else {
+            return false;
+        };
+        sb.updated_at + chrono::Duration::minutes(i64::from(minutes)) <= now
+    }
+
+    fn report(&self, r: Result<Sandbox, EngineError>) {
+        if let Err(e) = r {
+            tracing::warn!(error = %chain(&e), "scheduled action failed; will retry");
+        }
+    }
+
+    /// Runs [`Lab::tick`] every `every` until shutdown.
+    pub fn spawn_ticker(self: &Arc<Self>, every: Duration) {
+        let lab = Arc::clone(self);
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = lab.cancel.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = lab.tick().await {
+                    tracing::warn!(error = %chain(&e), "tick failed");
+                }
+            }
+        });
+    }
+}
