@@ -1,6 +1,7 @@
 //! Recording, state-keeping in-memory implementations of every backend trait, for tests and
 //! for embedding without a hypervisor. Enabled by the default `fake` feature.
 
+pub mod boot;
 pub mod clock;
 pub mod firewall;
 pub mod hypervisor;
@@ -8,7 +9,7 @@ pub mod secrets;
 pub mod store;
 
 pub use clock::ManualClock;
-// pub use firewall::FakeFirewall;
-// pub use hypervisor::FakeHypervisor;
+pub use firewall::FakeFirewall;
+pub use hypervisor::FakeHypervisor;
 // pub use secrets::MemorySecretStore;
 // pub use store::MemoryStore;
