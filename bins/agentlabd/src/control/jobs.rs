@@ -1,0 +1,79 @@
+//! `/v1/jobs` handlers, including artifact listing and download.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use agentlab_core::api::control::RunJobRequest;
+use agentlab_core::engine::JobRequest;
+use agentlab_core::{Artifact, Job, JobFilter, JobState};
+
+use crate::control::AppState;
+use crate::control::error::ApiError;
+use crate::control::extract::{ApiJson, job_id};
+use crate::control::sandboxes::parse_states;
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<RunJobRequest>) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let job = st
+        .lab
+        .run_job(JobRequest {
+            repo: req.repo,
+            git_ref: req.git_ref,
+            task: req.task,
+            profile: req.profile,
+            agent: req.agent,
+            ttl_minutes: req.ttl_minutes,
+            keepalive: req.keepalive,
+            workspace: req.workspace,
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+pub async fn list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Job>>, ApiError> {
+    let states: Vec<JobState> = parse_states(q.state.as_deref())?;
+    Ok(Json(st.lab.list_jobs(&JobFilter { states, limit: q.limit }).await?))
+}
+
+pub async fn show(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(st.lab.job(&job_id(&id)?).await?))
+}
+
+pub async fn cancel(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(st.lab.cancel_job(&job_id(&id)?).await?))
+}
+
+pub async fn artifacts(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Artifact>>, ApiError> {
+    let id = job_id(&id)?;
+    st.lab.job(&id).await?;
+    Ok(Json(st.lab.deps().store.list_artifacts(&id).await.map_err(agentlab_core::engine::EngineError::from)?))
+}
+
+pub async fn download(State(st): State<AppState>, Path((id, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let list = st.lab.deps().store.list_artifacts(&id).await.map_err(agentlab_core::engine::EngineError::from)?;
+    let art = list.into_iter().find(|a| a.name == name).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "artifact_not_found", format!("Artifact {name} of job {id} not found"))
+    })?;
+    let file = tokio::fs::File::open(st.artifacts.path(&id, &art.name)).await.map_err(|e| {
+        ApiError::new(StatusCode::NOT_FOUND, "artifact_not_found", format!("Artifact file of {name} is missing: {e}"))
+    })?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, art.size)
+        .header("x-sha256", art.sha256)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}

@@ -1,0 +1,78 @@
+//! The control API (Unix socket, base path `/v1`). Handlers only translate: parse, call one
+//! engine method, map the error into the envelope.
+
+pub mod error;
+mod events;
+pub mod extract;
+mod jobs;
+pub mod openapi;
+mod profiles;
+mod sandboxes;
+mod status;
+mod workspaces;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use agentlab_core::engine::Lab;
+
+use crate::artifacts::ArtifactStore;
+use crate::control::error::ApiError;
+
+/// Shared state of the control routes.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The engine.
+    pub lab: Arc<Lab>,
+    /// Artifact files (downloads).
+    pub artifacts: ArtifactStore,
+    /// Daemon version line.
+    pub version: &'static str,
+    /// Fires on shutdown (ends follow streams).
+    pub cancel: CancellationToken,
+}
+
+/// The control router with a body limit of `max_body` bytes.
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .route("/v1/status", get(status::status))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/sandboxes", post(sandboxes::create).get(sandboxes::list))
+        .route("/v1/sandboxes/{vmid}", get(sandboxes::show).delete(sandboxes::destroy))
+        .route("/v1/sandboxes/{vmid}/start", post(sandboxes::start))
+        .route("/v1/sandboxes/{vmid}/stop", post(sandboxes::stop))
+        .route("/v1/sandboxes/{vmid}/lease/renew", post(sandboxes::renew))
+        .route("/v1/sandboxes/{vmid}/events", get(events::for_sandbox))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::show))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(events::for_job))
+        .route("/v1/jobs/{id}/artifacts", get(jobs::artifacts))
+        .route("/v1/jobs/{id}/artifacts/{name}", get(jobs::download))
+        .route("/v1/workspaces", post(workspaces::create).get(workspaces::list))
+        .route("/v1/workspaces/{id}", get(workspaces::show).delete(workspaces::delete))
+        .route("/v1/workspaces/{id}/attach", post(workspaces::attach))
+        .route("/v1/workspaces/{id}/detach", post(workspaces::detach))
+        .route("/v1/workspaces/{id}/rebind", post(workspaces::rebind))
+        .route("/v1/profiles", get(profiles::list))
+        .route("/v1/profiles/validate", post(profiles::validate))
+        .route("/v1/profiles/{name}", get(profiles::show))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route")
+}

@@ -1,0 +1,93 @@
+//! The OpenAPI 3.1 document of the control API, built from one route table. A test keeps
+//! `docs/openapi.json` identical to what `/v1/openapi.json` serves.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// (method, path, summary, request body schema, success status, response schema).
+const ROUTES: &[(&str, &str, &str, Option<&str>, u16, &str)] = &[
+    ("get", "/healthz", "Liveness probe", None, 200, "Health"),
+    ("get", "/v1/status", "Counts per state, versions, backend health", None, 200, "Status"),
+    ("get", "/v1/openapi.json", "This document", None, 200, "Object"),
+    ("post", "/v1/sandboxes", "Create a sandbox (provisioning continues in the background)", Some("CreateSandboxRequest"), 202, "Sandbox"),
+    ("get", "/v1/sandboxes", "List sandboxes (query: state=A,B profile= all=true)", None, 200, "SandboxList"),
+    ("get", "/v1/sandboxes/{vmid}", "Show a sandbox", None, 200, "Sandbox"),
+    ("delete", "/v1/sandboxes/{vmid}", "Destroy a sandbox", None, 200, "Sandbox"),
+    ("post", "/v1/sandboxes/{vmid}/start", "Start a stopped sandbox", None, 200, "Sandbox"),
+    ("post", "/v1/sandboxes/{vmid}/stop", "Stop a sandbox", None, 200, "Sandbox"),
+    ("post", "/v1/sandboxes/{vmid}/lease/renew", "Renew the lease", Some("RenewLeaseRequest"), 200, "Sandbox"),
+    ("get", "/v1/sandboxes/{vmid}/events", "Events (query: tail after limit follow; follow streams NDJSON)", None, 200, "EventList"),
+    ("post", "/v1/jobs", "Run a job", Some("RunJobRequest"), 202, "Job"),
+    ("get", "/v1/jobs", "List jobs (query: state=A,B limit=N)", None, 200, "JobList"),
+    ("get", "/v1/jobs/{id}", "Show a job", None, 200, "Job"),
+    ("post", "/v1/jobs/{id}/cancel", "Cancel a job", None, 200, "Job"),
+    ("get", "/v1/jobs/{id}/events", "Job events and log lines (query: tail after limit follow)", None, 200, "EventList"),
+    ("get", "/v1/jobs/{id}/artifacts", "List artifacts", None, 200, "ArtifactList"),
+    ("get", "/v1/jobs/{id}/artifacts/{name}", "Download an artifact (header x-sha256)", None, 200, "Binary"),
+    ("post", "/v1/workspaces", "Create a workspace", Some("CreateWorkspaceRequest"), 201, "Workspace"),
+    ("get", "/v1/workspaces", "List workspaces", None, 200, "WorkspaceList"),
+    ("get", "/v1/workspaces/{id}", "Show a workspace (id or name)", None, 200, "Workspace"),
+    ("delete", "/v1/workspaces/{id}", "Delete a detached workspace", None, 204, "Empty"),
+    ("post", "/v1/workspaces/{id}/attach", "Attach to a sandbox", Some("AttachWorkspaceRequest"), 200, "Workspace"),
+    ("post", "/v1/workspaces/{id}/detach", "Detach from its sandbox", None, 200, "Workspace"),
+    ("post", "/v1/workspaces/{id}/rebind", "Move to a new sandbox", Some("RebindWorkspaceRequest"), 200, "RebindResponse"),
+    ("get", "/v1/profiles", "List profiles", None, 200, "ProfileList"),
+    ("get", "/v1/profiles/{name}", "Show a profile", None, 200, "Object"),
+    ("post", "/v1/profiles/validate", "Validate a YAML body of profiles", Some("Yaml"), 200, "Object"),
+];
+
+/// Error statuses every operation may answer, with the envelope.
+const ERRORS: &[(u16, &str)] = &[
+    (400, "Bad input (malformed JSON with position, bad id)"),
+    (404, "Not found"),
+    (409, "Conflict or illegal state"),
+    (422, "Validation failed"),
+    (503, "Backend unavailable"),
+];
+
+/// Builds the document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, body, status, schema) in ROUTES {
+        let mut responses = serde_json::Map::new();
+        responses.insert(status.to_string(), json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}));
+        for (code, text) in ERRORS {
+            responses.insert(code.to_string(), json!({"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+        }
+        let mut op = json!({"summary": summary, "responses": responses});
+        if let Some(b) = body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+        }
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    let obj = json!({"type": "object"});
+    let list = json!({"type": "array", "items": {"type": "object"}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "agentlabd control API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Served on a Unix socket. Errors: {\"error\":{\"code\",\"message\",\"details\"}}."},
+        "paths": paths,
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
+            "Health": obj, "Status": obj, "Object": obj, "Sandbox": obj, "Job": obj, "Workspace": obj,
+            "RebindResponse": obj, "CreateSandboxRequest": obj, "RunJobRequest": obj, "RenewLeaseRequest": obj,
+            "CreateWorkspaceRequest": obj, "AttachWorkspaceRequest": obj, "RebindWorkspaceRequest": obj,
+            "SandboxList": list, "JobList": list, "EventList": list, "ArtifactList": list, "WorkspaceList": list, "ProfileList": list,
+            "Binary": {"type": "string", "format": "binary"}, "Empty": {}, "Yaml": {"type": "string"}
+        }}
+    })
+}
+
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}

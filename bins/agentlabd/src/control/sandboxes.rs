@@ -1,0 +1,90 @@
+//! `/v1/sandboxes` handlers: each parses, calls one engine method, maps the error.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use agentlab_core::api::control::{CreateSandboxRequest, RenewLeaseRequest};
+use agentlab_core::engine::SandboxRequest;
+use agentlab_core::{Sandbox, SandboxFilter, SandboxState};
+
+use crate::control::AppState;
+use crate::control::error::ApiError;
+use crate::control::extract::{ApiJson, parse_json, vmid};
+
+/// Query of `GET /v1/sandboxes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated states.
+    state: Option<String>,
+    /// Profile name.
+    profile: Option<String>,
+    /// Include destroyed sandboxes.
+    #[serde(default)]
+    all: bool,
+}
+
+/// Parses `READY,RUNNING` into states (400 `invalid_state_filter`).
+pub fn parse_states<T: std::str::FromStr>(s: Option<&str>) -> Result<Vec<T>, ApiError> {
+    s.unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.trim().parse::<T>().map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_state_filter", format!("Unknown state {p:?}"))
+            })
+        })
+        .collect()
+}
+
+pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<CreateSandboxRequest>) -> Result<(StatusCode, Json<Sandbox>), ApiError> {
+    let sb = st
+        .lab
+        .create_sandbox(SandboxRequest {
+            profile: req.profile,
+            name: req.name,
+            ttl_minutes: req.ttl_minutes,
+            keepalive: req.keepalive,
+            workspace: req.workspace,
+            job: None,
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(sb)))
+}
+
+pub async fn list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Sandbox>>, ApiError> {
+    let states: Vec<SandboxState> = parse_states(q.state.as_deref())?;
+    let filter = SandboxFilter { states, profile: q.profile, include_destroyed: q.all };
+    Ok(Json(st.lab.list_sandboxes(&filter).await?))
+}
+
+pub async fn show(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+    Ok(Json(st.lab.sandbox(vmid(&id)?).await?))
+}
+
+pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+    Ok(Json(st.lab.start_sandbox(vmid(&id)?).await?))
+}
+
+pub async fn stop(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+    Ok(Json(st.lab.stop_sandbox(vmid(&id)?).await?))
+}
+
+pub async fn destroy(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+    Ok(Json(st.lab.destroy_sandbox(vmid(&id)?).await?))
+}
+
+pub async fn renew(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Sandbox>, ApiError> {
+    let ttl = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        parse_json::<RenewLeaseRequest>(&body)?.ttl_minutes
+    };
+    Ok(Json(st.lab.renew_lease(vmid(&id)?, ttl).await?))
+}

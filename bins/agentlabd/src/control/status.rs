@@ -1,0 +1,38 @@
+//! `/v1/status` and `/healthz`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+
+use agentlab_core::api::control::StatusResponse;
+use agentlab_core::{JobFilter, SandboxFilter};
+
+use crate::control::AppState;
+use crate::control::error::ApiError;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"ok": true}))
+}
+
+pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
+    let lab = &st.lab;
+    let all = SandboxFilter { include_destroyed: true, ..SandboxFilter::default() };
+    let mut sandboxes = BTreeMap::new();
+    for sb in lab.list_sandboxes(&all).await? {
+        *sandboxes.entry(sb.state.to_string()).or_insert(0) += 1;
+    }
+    let mut jobs = BTreeMap::new();
+    for j in lab.list_jobs(&JobFilter::default()).await? {
+        *jobs.entry(j.state.to_string()).or_insert(0) += 1;
+    }
+    let probe = lab.deps().hypervisor.list_managed().await;
+    Ok(Json(StatusResponse {
+        version: st.version.to_owned(),
+        backend: lab.deps().hypervisor.name().to_owned(),
+        backend_healthy: probe.is_ok(),
+        backend_detail: probe.err().map(|e| agentlab_core::engine::chain(&e)),
+        sandboxes,
+        jobs,
+    }))
+}

@@ -1,0 +1,96 @@
+//! `POST /v1/bootstrap/fetch`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use agentlab_core::api::guest::{
+    BootstrapFetchRequest, BootstrapPayload, GuestAgent, GuestArtifactPolicy, GuestJobSpec, GuestPolicy,
+};
+use agentlab_core::engine::{BootstrapGrant, EngineError};
+use agentlab_core::redact::Redactor;
+
+use crate::control::error::ApiError;
+use crate::control::extract::parse_json;
+use crate::guest::GuestState;
+
+const PRESETS: [&str; 3] = ["claude", "codex", "opencode"];
+
+pub async fn fetch(State(st): State<GuestState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: axum::body::Bytes) -> Response {
+    if let Err(wait) = st.limiter.check(peer.ip(), Instant::now()) {
+        let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many bootstrap fetches").into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let req: BootstrapFetchRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match st.lab.bootstrap_fetch(req.vmid, req.token.expose()).await {
+        Ok(grant) => {
+            tracing::info!(sandbox = %req.vmid, job = %grant.job.id, "bootstrap fetched");
+            Json(payload(&st, grant)).into_response()
+        }
+        Err(EngineError::Forbidden) => forbidden().into_response(),
+        Err(e @ EngineError::NoJob(_)) => ApiError::from(e).into_response(),
+        Err(e) => {
+            tracing::warn!(sandbox = %req.vmid, error = %agentlab_core::engine::chain(&e), "bootstrap fetch failed");
+            ApiError::from(e).into_response()
+        }
+    }
+}
+
+/// The one answer for every token problem (no oracle).
+fn forbidden() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Bootstrap token refused")
+}
+
+fn payload(st: &GuestState, g: BootstrapGrant) -> BootstrapPayload {
+    let base = st.lab.settings().controller_url.trim_end_matches('/').to_owned();
+    let id = g.job.id.clone();
+    let agent = match g.job.agent.as_deref() {
+        Some(a) if PRESETS.contains(&a) => GuestAgent { command: None, preset: Some(a.to_owned()) },
+        Some(a) => GuestAgent { command: Some(a.to_owned()), preset: None },
+        None => GuestAgent {
+            command: g.profile.agent.command.clone(),
+            preset: g.profile.agent.preset.map(|p| p.as_str().to_owned()),
+        },
+    };
+    let mut values = g.secrets.values();
+    values.push(g.runner_token.expose());
+    let redactor = Arc::new(Redactor::new(&values));
+    st.redactors.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), redactor);
+    BootstrapPayload {
+        job: GuestJobSpec {
+            job_id: id.clone(),
+            repo: g.job.repo.clone(),
+            git_ref: g.job.git_ref.clone(),
+            task: g.job.task.clone(),
+            agent,
+            mode: g.profile.behavior.mode.as_str().to_owned(),
+            timeout_secs: g.timeout_secs,
+            clone_path: g.profile.repo.clone_path.clone(),
+            work_branch: format!("agentlab/{id}"),
+        },
+        secrets: g.secrets,
+        runner_token: g.runner_token,
+        status_url: format!("{base}/v1/jobs/{id}/status"),
+        logs_url: format!("{base}/v1/jobs/{id}/logs"),
+        artifacts_url: format!("{base}/v1/jobs/{id}/artifacts"),
+        policy: GuestPolicy {
+            inner_sandbox: g.profile.behavior.inner_sandbox.as_str().to_owned(),
+            inner_sandbox_args: g.profile.behavior.inner_sandbox_args.clone(),
+        },
+        artifacts: GuestArtifactPolicy {
+            upload: g.profile.artifacts.upload,
+            max_bytes: g.profile.artifacts.max_bytes.min(st.artifact_max_bytes),
+        },
+    }
+}

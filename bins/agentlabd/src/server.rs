@@ -1,0 +1,111 @@
+//! Daemon start-up and shutdown: wiring, engine, both listeners, background loops.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use agentlab_core::config::Config;
+use agentlab_core::engine::{Lab, chain};
+use agentlab_core::profile::Profiles;
+
+use crate::artifacts::ArtifactStore;
+use crate::control::AppState;
+use crate::guest::{GuestState, ratelimit::RateLimiter};
+use crate::{control, guest, socket, wiring};
+
+/// How often the engine's time-driven work runs.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
+    let deps = wiring::build(&cfg).await?;
+    tracing::info!(backend = deps.hypervisor.name(), profiles = profiles.len(), "backends ready");
+    let lab = Lab::new(deps, wiring::settings(&cfg), profiles);
+    let cancel = CancellationToken::new();
+    let artifacts = ArtifactStore::new(cfg.artifact_dir());
+
+    let control_listener = socket::bind(&cfg.socket, cfg.socket_group.as_deref()).await?;
+    let guest_listener = tokio::net::TcpListener::bind(cfg.guest.listen)
+        .await
+        .with_context(|| format!("binding the guest listener on {} (does the agent bridge exist?)", cfg.guest.listen))?;
+    tracing::info!(socket = %cfg.socket.display(), guest = %cfg.guest.listen, "listening");
+
+    spawn_reconcile(Arc::clone(&lab), cancel.clone());
+    lab.spawn_ticker(TICK_EVERY);
+    artifacts.clone().spawn_gc(Arc::clone(&lab), Duration::from_secs(cfg.retention.gc_interval_secs), cancel.clone());
+
+    let max_body = usize::try_from(cfg.guest.max_body_bytes).unwrap_or(usize::MAX);
+    let app = control::router(AppState { lab: Arc::clone(&lab), artifacts: artifacts.clone(), version, cancel: cancel.clone() }, max_body);
+    let gstate = GuestState {
+        lab: Arc::clone(&lab),
+        artifacts,
+        limiter: Arc::new(RateLimiter::new(cfg.guest.fetch_rate_per_minute)),
+        redactors: Arc::new(Mutex::new(HashMap::new())),
+        artifact_max_bytes: cfg.guest.artifact_max_bytes,
+    };
+    let gapp = guest::router(gstate, max_body).into_make_service_with_connect_info::<SocketAddr>();
+
+    let c1 = cancel.clone();
+    let control_srv = tokio::spawn(async move {
+        axum::serve(control_listener, app).with_graceful_shutdown(async move { c1.cancelled().await }).await
+    });
+    let c2 = cancel.clone();
+    let guest_srv = tokio::spawn(async move {
+        axum::serve(guest_listener, gapp).with_graceful_shutdown(async move { c2.cancelled().await }).await
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: parking in-flight work");
+    cancel.cancel();
+    lab.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = control_srv.await;
+        let _ = guest_srv.await;
+    })
+    .await;
+    let _ = std::fs::remove_file(&cfg.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reconciles with the hypervisor, retrying until it answers (the API stays up meanwhile).
+fn spawn_reconcile(lab: Arc<Lab>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match lab.reconcile().await {
+                Ok(()) => {
+                    tracing::info!("reconciled state with the hypervisor");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %chain(&e), retry_in = ?wait, "reconcile failed"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

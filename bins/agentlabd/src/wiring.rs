@@ -1,0 +1,78 @@
+//! Backend wiring: the only place that names concrete backends. Builds the four trait
+//! objects and the clock from the daemon config.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use agentlab_core::config::{BackendKind, Config};
+use agentlab_core::engine::{LabDeps, LabSettings};
+use agentlab_core::fake::boot::ProcessBootHook;
+use agentlab_core::fake::{FakeFirewall, FakeHypervisor};
+use agentlab_core::sqlite::SqliteStore;
+use agentlab_core::{Firewall, Hypervisor, SystemClock};
+
+/// Builds the backends for `cfg`.
+pub async fn build(cfg: &Config) -> anyhow::Result<LabDeps> {
+    let store = SqliteStore::open(&cfg.db_path())
+        .await
+        .with_context(|| format!("opening state database {}", cfg.db_path().display()))?;
+    let (hypervisor, firewall): (Arc<dyn Hypervisor>, Arc<dyn Firewall>) = match cfg.backend {
+        BackendKind::Fake => (fake_hypervisor(cfg), Arc::new(FakeFirewall::new())),
+        BackendKind::Pve => (crate::wiring_pve::hypervisor(cfg)?, net_firewall(cfg)?),
+        BackendKind::Local => anyhow::bail!(
+            "backend local is not available in this build yet; use backend: fake or pve"
+        ),
+    };
+    let secrets = Arc::new(agentlab_secrets::AgeSecretStore::new(&cfg.secrets.dir, &cfg.secrets.identity));
+    Ok(LabDeps { hypervisor, firewall, secrets, store: Arc::new(store), clock: Arc::new(SystemClock) })
+}
+
+fn fake_hypervisor(cfg: &Config) -> Arc<dyn Hypervisor> {
+    let fake = FakeHypervisor::new();
+    let work = cfg.fake.work_dir.clone().unwrap_or_else(|| cfg.data_dir.join("fake-vms"));
+    let hook = match (&cfg.fake.boot_command, &cfg.fake.runner_path) {
+        (Some(argv), _) if !argv.is_empty() => Some(ProcessBootHook::new(work, argv[0].clone(), argv[1..].to_vec())),
+        (_, Some(runner)) => Some(ProcessBootHook::agent_runner(work, runner.display().to_string())),
+        _ => None,
+    };
+    if let Some(h) = hook {
+        fake.set_boot_hook(Arc::new(h));
+    }
+    Arc::new(fake)
+}
+
+fn net_firewall(cfg: &Config) -> anyhow::Result<Arc<dyn Firewall>> {
+    if !cfg.network.manage_firewall {
+        return Ok(Arc::new(FakeFirewall::new()));
+    }
+    let mut net = agentlab_net::NetConfig {
+        bridge: cfg.network.bridge.clone(),
+        subnet_v4: cfg.network.subnet,
+        gateway_v4: cfg.network.gateway,
+        subnet_v6: cfg.network.subnet6,
+        guest_ports: vec![cfg.guest.listen.port()],
+        ..agentlab_net::NetConfig::default()
+    };
+    if let Some(up) = &cfg.network.uplink {
+        net.uplink.clone_from(up);
+    }
+    Ok(Arc::new(agentlab_net::NftFirewall::new(net).context("building the nftables firewall")?))
+}
+
+/// Engine settings from the config.
+pub fn settings(cfg: &Config) -> LabSettings {
+    LabSettings {
+        vmid_start: cfg.vmid_range.start,
+        vmid_end: cfg.vmid_range.end,
+        subnet_base: cfg.network.subnet.network(),
+        subnet_prefix: cfg.network.subnet.prefix_len(),
+        gateway: cfg.network.gateway,
+        controller_url: cfg.guest.controller_url(),
+        token_ttl: std::time::Duration::from_secs(cfg.guest.token_ttl_secs),
+        job_log_max_lines: cfg.retention.job_log_max_lines,
+        manage_firewall: cfg.network.manage_firewall,
+        guest_poll_interval: std::time::Duration::from_millis(if cfg.backend == BackendKind::Fake { 50 } else { 2000 }),
+        ..LabSettings::default()
+    }
+}
