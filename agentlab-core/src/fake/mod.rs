@@ -11,5 +11,5 @@ pub mod store;
 pub use clock::ManualClock;
 pub use firewall::FakeFirewall;
 pub use hypervisor::FakeHypervisor;
-// pub use secrets::MemorySecretStore;
+pub use secrets::MemorySecretStore;
 // pub use store::MemoryStore;
