@@ -1,0 +1,126 @@
+//! Engine: provisioning, failure handling, VMID allocation and teardown, against the fakes.
+
+#[path = "engine/common.rs"]
+mod common;
+
+use agentlab_core::SandboxState;
+use agentlab_core::engine::SandboxRequest;
+use agentlab_core::fake::FakeFirewall;
+use agentlab_core::fake::firewall::{FirewallFault, FirewallFaultKind, FirewallOp};
+use agentlab_core::fake::hypervisor::{FakeOp, Fault, FaultKind};
+use agentlab_core::{EventKind, Vmid};
+use common::rig;
+
+fn req(profile: &str) -> SandboxRequest {
+    SandboxRequest { profile: profile.into(), ..SandboxRequest::default() }
+}
+
+#[tokio::test]
+async fn sandbox_provisions_to_ready_with_an_event_per_step() {
+    let r = rig().await;
+    let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    assert_eq!(sb.state, SandboxState::Requested);
+    assert_eq!(sb.vmid.get(), 9100);
+    r.lab.wait_idle().await;
+    let sb = r.lab.sandbox(sb.vmid).await.unwrap();
+    assert_eq!(sb.state, SandboxState::Ready);
+    assert!(sb.vm_created);
+    assert_eq!(sb.ip.unwrap().to_string(), "10.77.0.2");
+    let steps = r.messages(sb.vmid, EventKind::ProvisionStep).await;
+    for step in ["clone", "configure", "firewall", "token", "start", "guest"] {
+        assert!(steps.iter().any(|m| m.starts_with(step)), "missing step {step}: {steps:?}");
+    }
+    assert!(r.fw.is_allowed(sb.vmid));
+    let vm = r.hv.vm(sb.vmid).unwrap();
+    assert_eq!(vm.spec.as_ref().unwrap().resources.cores, r.lab.profiles().get("yolo-ephemeral").unwrap().resources.cores);
+
+    let gone = r.lab.destroy_sandbox(sb.vmid).await.unwrap();
+    assert_eq!(gone.state, SandboxState::Destroyed);
+    assert!(r.hv.owned_vm_ids().is_empty());
+    assert!(!r.fw.is_allowed(sb.vmid));
+}
+
+async fn fault_case(op: FakeOp, step: &str, call: &str) {
+    let r = rig().await;
+    let ws = r.lab.create_workspace("ws1", 5).await.unwrap();
+    r.hv.fail_always(op, Fault::new(FaultKind::Backend, format!("injected {call} failure")));
+    let mut rq = req("yolo-ephemeral");
+    rq.workspace = Some("ws1".into());
+    let sb = r.lab.create_sandbox(rq).await.unwrap();
+    r.lab.wait_idle().await;
+    let sb = r.lab.sandbox(sb.vmid).await.unwrap();
+    let expected = if op == FakeOp::GuestAddress { [SandboxState::Failed, SandboxState::Failed] } else { [SandboxState::Failed; 2] };
+    assert!(expected.contains(&sb.state), "{op:?}: {}", sb.state);
+    let err = sb.last_error.clone().unwrap();
+    assert!(err.contains(step) && err.contains(call) && err.contains(&format!("injected {call} failure")), "{op:?}: {err}");
+    let failed = r.messages(sb.vmid, EventKind::ProvisionFailed).await;
+    assert_eq!(failed.len(), 1, "{op:?}");
+    assert!(failed[0].contains(call));
+    r.hv.clear_faults();
+    assert!(r.hv.owned_vm_ids().is_empty(), "{op:?} leaked a VM");
+    assert!(!r.fw.is_allowed(sb.vmid), "{op:?} leaked firewall entries");
+    let ws = r.lab.workspace(ws.id.as_str()).await.unwrap();
+    assert_eq!(ws.attached_to, None, "{op:?} left the workspace attached");
+    assert!(r.hv.volumes().iter().all(|v| v.attached_to.is_none()));
+}
+
+#[tokio::test]
+async fn each_provisioning_fault_fails_cleanly() {
+    fault_case(FakeOp::Create, "clone", "create").await;
+    fault_case(FakeOp::Configure, "configure", "configure").await;
+    fault_case(FakeOp::AttachVolume, "workspace", "attach_volume").await;
+    fault_case(FakeOp::Start, "start", "start").await;
+    fault_case(FakeOp::GuestAddress, "guest", "guest_address").await;
+}
+
+#[tokio::test]
+async fn firewall_fault_fails_cleanly() {
+    let r = rig().await;
+    r.fw.fail_once(FirewallOp::Allow, FirewallFault::new(FirewallFaultKind::Rejected, "nft said no"));
+    let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    r.lab.wait_idle().await;
+    let sb = r.lab.sandbox(sb.vmid).await.unwrap();
+    assert_eq!(sb.state, SandboxState::Failed);
+    assert!(sb.last_error.unwrap().contains("nft said no"));
+    assert!(r.hv.owned_vm_ids().is_empty());
+    let _ = FakeFirewall::new();
+}
+
+#[tokio::test]
+async fn foreign_vm_is_skipped_and_never_touched() {
+    let r = rig().await;
+    let foreign = Vmid::new(9100).unwrap();
+    r.hv.seed_foreign_vm(foreign);
+    let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    assert_eq!(sb.vmid.get(), 9101);
+    r.lab.wait_idle().await;
+    r.lab.destroy_sandbox(sb.vmid).await.unwrap();
+    assert!(r.hv.vm(foreign).is_some());
+    assert!(r.hv.calls_for(foreign).iter().all(|c| !c.op.is_mutating()), "{:?}", r.hv.calls_for(foreign));
+}
+
+#[tokio::test]
+async fn clone_already_exists_retries_with_the_next_id() {
+    let r = rig().await;
+    r.hv.fail_once(FakeOp::Create, Fault::new(FaultKind::AlreadyExists, "VM 9100 already exists"));
+    let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    r.lab.wait_idle().await;
+    let old = r.lab.sandbox(sb.vmid).await.unwrap();
+    assert_eq!(old.state, SandboxState::Destroyed);
+    assert!(old.last_error.unwrap().contains("continuing as sandbox 9101"));
+    let new = r.lab.sandbox(Vmid::new(9101).unwrap()).await.unwrap();
+    assert_eq!(new.state, SandboxState::Ready);
+    assert_eq!(r.hv.owned_vm_ids(), vec![new.vmid]);
+}
+
+#[tokio::test]
+async fn boot_timeout_ends_in_timeout_and_cleans_up() {
+    let r = rig().await;
+    r.hv.set_guest_address_delay_polls(u32::MAX);
+    let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    r.lab.wait_idle().await;
+    let sb = r.lab.sandbox(sb.vmid).await.unwrap();
+    assert_eq!(sb.state, SandboxState::Timeout);
+    assert!(sb.last_error.unwrap().contains("guest did not report an address"));
+    assert!(r.hv.owned_vm_ids().is_empty());
+}
