@@ -403,4 +403,53 @@ mod tests {
         );
         assert_eq!(fake.status(spec.vmid).await.unwrap(), PowerState::Stopped);
     }
+
+    #[tokio::test]
+    async fn persistent_fake_survives_a_restart_without_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake-hypervisor.json");
+        let spec = ConformanceEnv::fake().spec(vmid(710));
+        let token = "tok-persist-9b1e-distinctive";
+        let vol = {
+            let fake = FakeHypervisor::persistent(&path).unwrap();
+            fake.seed_foreign_vm(vmid(711));
+            fake.create(&spec).await.unwrap();
+            let vol = fake
+                .create_volume(&WorkspaceId::generate(), 2)
+                .await
+                .unwrap();
+            fake.attach_volume(spec.vmid, &vol).await.unwrap();
+            fake.start(spec.vmid, Some(&bootstrap(spec.vmid, token)))
+                .await
+                .unwrap();
+            vol
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains(token),
+            "the bootstrap token is never written"
+        );
+
+        let fake = FakeHypervisor::persistent(&path).unwrap();
+        assert_eq!(fake.owned_vm_ids(), vec![spec.vmid]);
+        assert_eq!(fake.used_ids().await.unwrap(), vec![spec.vmid, vmid(711)]);
+        assert_eq!(fake.status(spec.vmid).await.unwrap(), PowerState::Running);
+        let vm = fake.vm(spec.vmid).unwrap();
+        assert_eq!(
+            (vm.spec, vm.volumes, vm.bootstrap),
+            (Some(spec.clone()), vec![vol.clone()], None)
+        );
+        assert_eq!(fake.volumes()[0].attached_to, Some(spec.vmid));
+        let destroy = fake.destroy(vmid(711)).await;
+        assert!(
+            matches!(destroy, Err(HypervisorError::Rejected { .. })),
+            "still foreign"
+        );
+
+        fake.stop(spec.vmid, Duration::ZERO).await.unwrap();
+        fake.destroy(spec.vmid).await.unwrap();
+        fake.delete_volume(&vol).await.unwrap();
+        let fake = FakeHypervisor::persistent(&path).unwrap();
+        assert!(fake.owned_vm_ids().is_empty() && fake.volumes().is_empty());
+    }
 }

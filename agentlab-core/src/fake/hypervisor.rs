@@ -21,11 +21,15 @@
 //! is a real `tokio::time::sleep` before the effect, meant only to widen race windows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs;
 use std::hash::Hash;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tracing::debug;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
 
 use super::boot::BootHook;
 #[cfg(doc)]
@@ -214,7 +218,7 @@ pub struct FakeCall {
 }
 
 /// A VM as the fake keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FakeVm {
     /// Id.
     pub vmid: Vmid,
@@ -230,14 +234,15 @@ pub struct FakeVm {
     pub volumes: Vec<VolumeId>,
     /// Times it was started.
     pub starts: u32,
-    /// Bootstrap data delivered by the last `start` that carried some.
+    /// Bootstrap data delivered by the last `start` that carried some (never persisted).
+    #[serde(skip)]
     pub bootstrap: Option<BootstrapData>,
     /// `guest_address` calls since the last start.
     pub address_polls: u32,
 }
 
 /// A workspace volume as the fake keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FakeVolume {
     /// Id (`fake:<workspace id>`).
     pub id: VolumeId,
@@ -276,6 +281,24 @@ struct Inner {
     faults: FaultPlan<FakeOp, Fault>,
     address_delay_polls: u32,
     boot_hook: Option<Arc<dyn BootHook>>,
+    state_file: Option<PathBuf>,
+}
+
+/// What [`FakeHypervisor::persistent`] keeps on disk.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    vms: Vec<FakeVm>,
+    volumes: Vec<FakeVolume>,
+}
+
+/// Writes `state` to `path` through a temporary file and a rename.
+fn write_state(path: &Path, state: &Persisted) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(state).map_err(io::Error::other)?,
+    )?;
+    fs::rename(&tmp, path)
 }
 
 /// In-memory [`Hypervisor`]; see the [module docs](self) for its rules.
@@ -303,21 +326,35 @@ fn ours_mut(inner: &mut Inner, vmid: Vmid) -> Result<&mut FakeVm, HypervisorErro
     Ok(vm)
 }
 
-/// Turns a successful result into the held-back fault, if one fires after the effect.
-fn finish<T>(
-    late: Option<Fault>,
-    result: Result<T, HypervisorError>,
-) -> Result<T, HypervisorError> {
-    match (late, result) {
-        (Some(fault), Ok(_)) => Err(fault.to_error()),
-        (_, result) => result,
-    }
-}
-
 impl FakeHypervisor {
     /// An empty fake: no VMs, no volumes, no faults, no latency, no boot hook.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fake whose VMs and volumes survive the process: loaded from `path` when it exists and
+    /// saved there after every change, so a daemon killed with SIGKILL finds what it created.
+    /// Bootstrap data is never written to the file.
+    pub fn persistent(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        let state: Persisted = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other)?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Persisted::default(),
+            Err(err) => return Err(err),
+        };
+        let inner = Inner {
+            vms: state.vms.into_iter().map(|vm| (vm.vmid, vm)).collect(),
+            volumes: state
+                .volumes
+                .into_iter()
+                .map(|v| (v.id.clone(), v))
+                .collect(),
+            state_file: Some(path),
+            ..Inner::default()
+        };
+        Ok(Self {
+            inner: Mutex::new(inner),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -328,6 +365,7 @@ impl FakeHypervisor {
     pub fn seed_foreign_vm(&self, vmid: Vmid) {
         let vm = FakeVm::new(vmid, FAKE_NODE.to_owned(), None);
         self.lock().vms.insert(vmid, vm);
+        self.persist();
     }
 
     /// Sets the hook told about starts, stops and destroys of our VMs.
@@ -437,6 +475,39 @@ impl FakeHypervisor {
             Some(fault) if fault.after_effect => Ok(Some(fault)),
             Some(fault) => Err(fault.to_error()),
             None => Ok(None),
+        }
+    }
+
+    /// Saves the state after a mutating operation, then turns a successful result into the
+    /// held-back fault, if one fires after the effect.
+    fn finish<T>(
+        &self,
+        op: FakeOp,
+        late: Option<Fault>,
+        result: Result<T, HypervisorError>,
+    ) -> Result<T, HypervisorError> {
+        if op.is_mutating() {
+            self.persist();
+        }
+        match (late, result) {
+            (Some(fault), Ok(_)) => Err(fault.to_error()),
+            (_, result) => result,
+        }
+    }
+
+    /// Writes VMs and volumes to the state file, if there is one (atomically, under the lock
+    /// so that the file never goes back to an older state).
+    fn persist(&self) {
+        let inner = self.lock();
+        let Some(path) = &inner.state_file else {
+            return;
+        };
+        let state = Persisted {
+            vms: inner.vms.values().cloned().collect(),
+            volumes: inner.volumes.values().cloned().collect(),
+        };
+        if let Err(err) = write_state(path, &state) {
+            warn!(path = %path.display(), error = %err, "cannot save fake hypervisor state");
         }
     }
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    FAKE_NODE, FakeHypervisor, FakeOp, FakeVm, FakeVolume, finish, not_found, ours_mut,
-    volume_not_found,
+    FAKE_NODE, FakeHypervisor, FakeOp, FakeVm, FakeVolume, not_found, ours_mut, volume_not_found,
 };
 use crate::fake::boot::BootEvent;
 use crate::hypervisor::{
@@ -47,7 +46,7 @@ impl Hypervisor for FakeHypervisor {
                 })
             }
         };
-        finish(late, result)
+        self.finish(FakeOp::Create, late, result)
     }
 
     async fn configure(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
@@ -65,7 +64,7 @@ impl Hypervisor for FakeHypervisor {
                 Ok(())
             })
         };
-        finish(late, result)
+        self.finish(FakeOp::Configure, late, result)
     }
 
     async fn start(
@@ -111,7 +110,7 @@ impl Hypervisor for FakeHypervisor {
                 return Err(err);
             }
         }
-        finish(late, Ok(()))
+        self.finish(FakeOp::Start, late, Ok(()))
     }
 
     async fn stop(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError> {
@@ -130,7 +129,7 @@ impl Hypervisor for FakeHypervisor {
             })
             .await?;
         }
-        finish(late, Ok(()))
+        self.finish(FakeOp::Stop, late, Ok(()))
     }
 
     async fn destroy(&self, vmid: Vmid) -> Result<(), HypervisorError> {
@@ -154,7 +153,7 @@ impl Hypervisor for FakeHypervisor {
             })
             .await?;
         }
-        finish(late, Ok(()))
+        self.finish(FakeOp::Destroy, late, Ok(()))
     }
 
     async fn status(&self, vmid: Vmid) -> Result<PowerState, HypervisorError> {
@@ -165,7 +164,7 @@ impl Hypervisor for FakeHypervisor {
             .get(&vmid)
             .map(|vm| vm.power)
             .ok_or_else(|| not_found(vmid));
-        finish(late, result)
+        self.finish(FakeOp::Status, late, result)
     }
 
     async fn guest_address(&self, vmid: Vmid) -> Result<Option<IpAddr>, HypervisorError> {
@@ -186,7 +185,7 @@ impl Hypervisor for FakeHypervisor {
                     (vm.address_polls > delay).then_some(spec.net.ip)
                 })
         };
-        finish(late, result)
+        self.finish(FakeOp::GuestAddress, late, result)
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedVm>, HypervisorError> {
@@ -202,13 +201,13 @@ impl Hypervisor for FakeHypervisor {
                 power: vm.power,
             })
             .collect();
-        finish(late, Ok(vms))
+        self.finish(FakeOp::ListManaged, late, Ok(vms))
     }
 
     async fn used_ids(&self) -> Result<Vec<Vmid>, HypervisorError> {
         let late = self.enter(FakeOp::UsedIds, None, None).await?;
         let ids = self.lock().vms.keys().copied().collect();
-        finish(late, Ok(ids))
+        self.finish(FakeOp::UsedIds, late, Ok(ids))
     }
 
     async fn create_volume(
@@ -233,7 +232,7 @@ impl Hypervisor for FakeHypervisor {
                 Ok(id)
             }
         };
-        finish(late, result)
+        self.finish(FakeOp::CreateVolume, late, result)
     }
 
     async fn delete_volume(&self, volume: &VolumeId) -> Result<(), HypervisorError> {
@@ -254,7 +253,7 @@ impl Hypervisor for FakeHypervisor {
                 }
             }
         };
-        finish(late, result)
+        self.finish(FakeOp::DeleteVolume, late, result)
     }
 
     async fn attach_volume(&self, vmid: Vmid, volume: &VolumeId) -> Result<(), HypervisorError> {
@@ -277,7 +276,7 @@ impl Hypervisor for FakeHypervisor {
                 }
             })
         };
-        finish(late, result)
+        self.finish(FakeOp::AttachVolume, late, result)
     }
 
     async fn detach_volume(&self, vmid: Vmid, volume: &VolumeId) -> Result<(), HypervisorError> {
@@ -300,6 +299,6 @@ impl Hypervisor for FakeHypervisor {
                 }
             })
         };
-        finish(late, result)
+        self.finish(FakeOp::DetachVolume, late, result)
     }
 }
