@@ -1,7 +1,31 @@
 //! # agentlab-pve
 //!
-//! Proxmox VE backend for AgentLab: `ProxmoxHypervisor` over the PVE REST API, and a PVE API simulator validated against the official schema.
-//!
-//! This crate is being filled in; see the README's crate map for status.
+//! Proxmox VE backend for AgentLab: [`ProxmoxHypervisor`] implements
+//! [`agentlab_core::hypervisor::Hypervisor`] over the PVE REST API with an API token, and
+//! [`doctor()`] checks a PVE setup. With feature `sim`, [`sim`] is a PVE API simulator that
+//! validates every request against the official schema (`shared/pve/apidoc.json`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod client;
+mod create;
+pub mod doctor;
+pub mod error;
+mod hypervisor_impl;
+pub mod lifecycle;
+pub mod options;
+pub mod privileges;
+mod pve;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod task;
+pub mod tls;
+mod volumes;
+
+pub use client::CounterSnapshot;
+pub use create::{ipconfig0, net0, strict_urlencode};
+pub use doctor::{CheckResult, doctor};
+pub use error::PveError;
+pub use options::{BootstrapDelivery, PollOptions, PveOptions, TlsOptions};
+pub use pve::{ClusterVm, ProxmoxHypervisor};
+pub use volumes::WORKSPACE_DISK;

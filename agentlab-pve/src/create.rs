@@ -1,0 +1,153 @@
+//! Create (linked/full clone from the template, bounded per template, lock timeouts retried)
+//! and configure (CPU, memory, balloon, net0 with the firewall flag, ipconfig0, tags,
+//! description, cloud-init user/keys, root-disk growth).
+
+use std::net::IpAddr;
+
+use agentlab_core::hypervisor::{HypervisorError, VmHandle, VmSpec};
+use serde_json::Value;
+
+use crate::client::{Counter, Params, b};
+use crate::error::PveError;
+use crate::pve::ProxmoxHypervisor;
+
+/// Percent-encodes strictly as PVE's `urlencoded` format demands (space → `%20`, …).
+pub fn strict_urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|c| match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
+                char::from(c).to_string()
+            }
+            _ => format!("%{c:02X}"),
+        })
+        .collect()
+}
+
+/// `net0` value: `<model>=<mac>,bridge=<bridge>,firewall=<0|1>`.
+pub fn net0(model: &str, mac: &str, bridge: &str, firewall: bool) -> String {
+    format!("{model}={mac},bridge={bridge},firewall={}", b(firewall))
+}
+
+/// `ipconfig0` value for a static address.
+pub fn ipconfig0(ip: IpAddr, prefix: u8, gateway: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("ip={ip}/{prefix},gw={gateway}"),
+        IpAddr::V6(_) => format!("ip6={ip}/{prefix},gw6={gateway}"),
+    }
+}
+
+/// The boot disk key of a config and its size in bytes.
+pub fn root_disk(config: &Value) -> Option<(String, u64)> {
+    let from_boot = config
+        .get("boot")
+        .and_then(Value::as_str)
+        .and_then(|b| b.split(',').find_map(|p| p.strip_prefix("order=")))
+        .and_then(|o| o.split(';').find(|d| !d.starts_with("net") && !d.starts_with("ide2")))
+        .map(str::to_owned);
+    let key = from_boot.or_else(|| ["scsi0", "virtio0", "sata0", "ide0"].iter().find(|k| config.get(**k).is_some()).map(|k| (*k).to_owned()))?;
+    let value = config.get(&key)?.as_str()?;
+    let size = value.split(',').find_map(|p| p.strip_prefix("size=")).and_then(parse_size).unwrap_or(0);
+    Some((key, size))
+}
+
+/// Parses `8G`, `512M`, … into bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    Some((n * mult as f64) as u64)
+}
+
+impl ProxmoxHypervisor {
+    pub(crate) async fn do_create(&self, spec: &VmSpec) -> Result<VmHandle, HypervisorError> {
+        let vmid = spec.vmid.get();
+        match self.api.get("/cluster/nextid", &vec![("vmid", vmid.to_string())]).await {
+            Err(PveError::Api { status: 400, message, .. }) if message.contains("already exists") => {
+                return Err(HypervisorError::AlreadyExists(format!("VM {vmid}")));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let vms = self.cluster_vms().await?;
+        let template = vms
+            .iter()
+            .find(|v| v.vmid == spec.template_vmid)
+            .ok_or_else(|| HypervisorError::NotFound(format!("template VM {}", spec.template_vmid)))?;
+        let target = self.pick_node(spec.node.as_deref()).await?;
+        let mut params: Params = vec![("newid", vmid.to_string()), ("name", spec.name.clone()), ("full", b(spec.full_clone))];
+        if target != template.node {
+            params.push(("target", target.clone()));
+        }
+        if spec.full_clone {
+            params.push(("storage", self.opts.storage.clone()));
+        }
+        if let Some(pool) = &self.opts.pool {
+            params.push(("pool", pool.clone()));
+        }
+        let path = format!("/nodes/{}/qemu/{}/clone", template.node, spec.template_vmid);
+        let call = format!("POST {path}");
+        let permits = self.clone_permits(spec.template_vmid);
+        let _permit = match std::sync::Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.api.counters.bump(Counter::ClonePermitWait);
+                permits.acquire_owned().await.map_err(|_| HypervisorError::backend("clone permits closed"))?
+            }
+        };
+        self.with_lock_retry(|| async {
+            let upid = self.api.post(&path, &params).await?;
+            self.api.wait_task(&call, &upid, &self.opts.poll).await
+        })
+        .await?;
+        self.remember_node(vmid, &target);
+        tracing::info!(sandbox = %spec.vmid, node = %target, template = spec.template_vmid, "PVE clone created");
+        Ok(VmHandle { vmid: spec.vmid, node: target, iface: Some(format!("tap{vmid}i0")) })
+    }
+
+    pub(crate) async fn do_configure(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
+        let vmid = spec.vmid.get();
+        let node = self.vm_node(vmid).await?;
+        let r = &spec.resources;
+        let n = &spec.net;
+        let mut params: Params = vec![
+            ("cores", r.cores.to_string()),
+            ("memory", r.memory_mb.to_string()),
+            ("balloon", r.balloon_mb.unwrap_or(0).to_string()),
+            ("net0", net0(&n.model, &n.mac, &n.bridge, n.firewall)),
+            ("ipconfig0", ipconfig0(n.ip, n.prefix_len, n.gateway)),
+            ("tags", self.opts.tag.clone()),
+            ("description", format!("Managed by AgentLab (profile: {}). Destroyed with its sandbox; do not edit.", spec.profile)),
+        ];
+        if let Some(limit) = r.cpulimit {
+            params.push(("cpulimit", format!("{limit}")));
+        }
+        if let Some(user) = &self.opts.ciuser {
+            params.push(("ciuser", user.clone()));
+        }
+        if !self.opts.ssh_public_keys.is_empty() {
+            params.push(("sshkeys", strict_urlencode(&self.opts.ssh_public_keys.join("\n"))));
+        }
+        let path = format!("/nodes/{node}/qemu/{vmid}/config");
+        self.with_lock_retry(|| self.api.put(&path, &params)).await?;
+        if let Some(gb) = spec.root_size_gb {
+            let config = self.vm_config(&node, vmid).await?;
+            let (disk, current) = root_disk(&config).ok_or_else(|| HypervisorError::backend(format!("VM {vmid} has no root disk")))?;
+            if u64::from(gb) << 30 > current {
+                let path = format!("/nodes/{node}/qemu/{vmid}/resize");
+                let call = format!("PUT {path}");
+                let p: Params = vec![("disk", disk), ("size", format!("{gb}G"))];
+                self.with_lock_retry(|| async {
+                    let upid = self.api.put(&path, &p).await?;
+                    self.api.wait_task(&call, &upid, &self.opts.poll).await
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! [`PveOptions`]: plain configuration data for [`crate::ProxmoxHypervisor`] and
+//! [`crate::doctor()`]; the daemon builds it from its own config file.
+
+use std::path::PathBuf;
+
+use agentlab_core::secrets::SecretValue;
+use serde::Deserialize;
+
+/// How the server certificate is trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// PEM CA file (PVE's `/etc/pve/pve-root-ca.pem`); only this CA is trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Pinned SHA-256 fingerprint of the server's leaf certificate (`AA:BB:…`, 32 bytes).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Accept any certificate (logs a loud warning; for labs only).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// How the bootstrap file reaches the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootstrapDelivery {
+    /// QEMU guest agent `file-write` into the guest's tmpfs (no secret on host disk).
+    #[default]
+    GuestAgent,
+    /// A 0600 cloud-init user-data snippet referenced by `cicustom` (templates without agent).
+    Snippet,
+}
+
+/// Polling and retry timings (milliseconds / counts).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollOptions {
+    /// First task-status poll interval; doubles up to `task_max_interval_ms`.
+    pub task_interval_ms: u64,
+    /// Largest task-status poll interval.
+    pub task_max_interval_ms: u64,
+    /// Give up waiting for a task after this long.
+    pub task_timeout_ms: u64,
+    /// First guest-agent ping interval; doubles up to 5 s.
+    pub agent_interval_ms: u64,
+    /// Give up waiting for the guest agent after this long.
+    pub agent_timeout_ms: u64,
+    /// Retries of an operation failing with a lock timeout (`got timeout`).
+    pub lock_retries: u32,
+    /// Base backoff between lock retries (jittered, exponential).
+    pub lock_backoff_ms: u64,
+    /// HTTP request timeout.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        Self {
+            task_interval_ms: 200,
+            task_max_interval_ms: 2000,
+            task_timeout_ms: 600_000,
+            agent_interval_ms: 1000,
+            agent_timeout_ms: 300_000,
+            lock_retries: 8,
+            lock_backoff_ms: 500,
+            request_timeout_ms: 60_000,
+        }
+    }
+}
+
+fn default_node() -> String {
+    "auto".into()
+}
+fn default_max_clones() -> usize {
+    3
+}
+fn default_holder() -> u32 {
+    999_999_000
+}
+fn default_tag() -> String {
+    "agentlab".into()
+}
+fn default_agent_subnet() -> ipnet::IpNet {
+    ipnet::IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 77, 0, 0), 16).unwrap_or_default())
+}
+
+/// Everything [`crate::ProxmoxHypervisor`] needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PveOptions {
+    /// API base URL (`https://pve1.example:8006`); `/api2/json` is appended.
+    pub url: String,
+    /// `auto` (online node with most free memory) or a node name.
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// Token id `USER@REALM!TOKENID`.
+    pub token_id: String,
+    /// Token secret (never logged).
+    pub token_secret: SecretValue,
+    /// TLS trust.
+    #[serde(default)]
+    pub tls: TlsOptions,
+    /// Storage for VM disks and workspace volumes.
+    pub storage: String,
+    /// Storage with `snippets` content (snippet bootstrap mode).
+    #[serde(default)]
+    pub snippets_storage: Option<String>,
+    /// Local directory of that storage's snippets (`/var/lib/vz/snippets`).
+    #[serde(default)]
+    pub snippets_dir: Option<PathBuf>,
+    /// Bootstrap delivery.
+    #[serde(default)]
+    pub bootstrap: BootstrapDelivery,
+    /// Agent network; the guest address is chosen inside it.
+    #[serde(default = "default_agent_subnet")]
+    pub agent_subnet: ipnet::IpNet,
+    /// Agent bridge (checked by `doctor`).
+    #[serde(default)]
+    pub bridge: Option<String>,
+    /// Pool new VMs are cloned into.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Concurrent clones per template.
+    #[serde(default = "default_max_clones")]
+    pub max_concurrent_clones: usize,
+    /// Reserved VM id owning workspace volumes (never a VM; reported by `used_ids`).
+    #[serde(default = "default_holder")]
+    pub volume_holder_vmid: u32,
+    /// Tag marking AgentLab's VMs.
+    #[serde(default = "default_tag")]
+    pub tag: String,
+    /// Cloud-init user (`ciuser`).
+    #[serde(default)]
+    pub ciuser: Option<String>,
+    /// SSH public keys for the guest (`sshkeys`).
+    #[serde(default)]
+    pub ssh_public_keys: Vec<String>,
+    /// Timings.
+    #[serde(default)]
+    pub poll: PollOptions,
+}
+
+impl PveOptions {
+    /// Options with defaults for everything but the essentials.
+    pub fn new(url: impl Into<String>, token_id: impl Into<String>, token_secret: SecretValue, storage: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            node: default_node(),
+            token_id: token_id.into(),
+            token_secret,
+            tls: TlsOptions::default(),
+            storage: storage.into(),
+            snippets_storage: None,
+            snippets_dir: None,
+            bootstrap: BootstrapDelivery::default(),
+            agent_subnet: default_agent_subnet(),
+            bridge: None,
+            pool: None,
+            max_concurrent_clones: default_max_clones(),
+            volume_holder_vmid: default_holder(),
+            tag: default_tag(),
+            ciuser: None,
+            ssh_public_keys: Vec::new(),
+            poll: PollOptions::default(),
+        }
+    }
+}

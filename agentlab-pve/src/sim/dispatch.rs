@@ -1,0 +1,42 @@
+//! Routes a validated request (method + schema path template) to its handler.
+
+use std::sync::Arc;
+
+use super::qemu::HResult;
+use super::server::{ApiErr, Ctx, SimInner};
+use super::{cluster, power, qemu};
+
+/// Calls the handler for `method template`; 501 for schema methods the simulator lacks.
+pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) -> HResult {
+    const VM: &str = "/nodes/{node}/qemu/{vmid}";
+    let rest = template.strip_prefix(VM);
+    match (method, template, rest) {
+        ("GET", "/version", _) => cluster::version(inner),
+        ("GET", "/cluster/resources", _) => cluster::resources(inner, ctx),
+        ("GET", "/cluster/nextid", _) => cluster::nextid(inner, ctx),
+        ("GET", "/nodes", _) => cluster::nodes(inner),
+        ("GET", "/nodes/{node}/network", _) => cluster::network(inner, ctx),
+        ("GET", "/nodes/{node}/storage", _) => cluster::storage_list(inner, ctx),
+        ("GET", "/nodes/{node}/storage/{storage}/content", _) => cluster::content(inner, ctx),
+        ("POST", "/nodes/{node}/storage/{storage}/content", _) => cluster::alloc(inner, ctx),
+        ("GET", "/nodes/{node}/storage/{storage}/content/{volume}", _) => cluster::volume_info(inner, ctx),
+        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", _) => cluster::delete_volume(inner, ctx),
+        ("GET", "/nodes/{node}/tasks/{upid}/status", _) => cluster::task(inner, ctx, false),
+        ("GET", "/nodes/{node}/tasks/{upid}/log", _) => cluster::task(inner, ctx, true),
+        ("GET", "/access/permissions", _) => cluster::permissions(inner),
+        ("DELETE", _, Some("")) => qemu::destroy(inner, ctx),
+        ("POST", _, Some("/clone")) => qemu::clone(inner, ctx),
+        ("GET", _, Some("/config")) => qemu::get_config(inner, ctx),
+        ("PUT", _, Some("/config")) => qemu::set_config(inner, ctx, false),
+        ("POST", _, Some("/config")) => qemu::set_config(inner, ctx, true),
+        ("PUT", _, Some("/resize")) => qemu::resize(inner, ctx),
+        ("GET", _, Some("/status/current")) => power::current(inner, ctx),
+        ("POST", _, Some("/status/start")) => power::power(inner, ctx, "start"),
+        ("POST", _, Some("/status/stop")) => power::power(inner, ctx, "stop"),
+        ("POST", _, Some("/status/shutdown")) => power::power(inner, ctx, "shutdown"),
+        ("POST", _, Some("/agent/ping")) => power::ping(inner, ctx),
+        ("GET", _, Some("/agent/network-get-interfaces")) => power::interfaces(inner, ctx),
+        ("POST", _, Some("/agent/file-write")) => power::file_write(inner, ctx),
+        _ => Err(ApiErr { status: 501, message: format!("Method '{method} {template}' not implemented in the simulator"), errors: None }),
+    }
+}

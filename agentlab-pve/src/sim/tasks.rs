@@ -1,0 +1,136 @@
+//! Simulated worker tasks: real-format UPIDs, `running → stopped` with `exitstatus`, task logs
+//! ending in `TASK OK` / `TASK ERROR: …`, and the "no such task" window right after creation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+
+use super::server::{ApiErr, SimInner};
+
+/// One task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Node.
+    pub node: String,
+    /// Type (`qmclone`, …).
+    pub kind: String,
+    /// Id (clone: the source vmid).
+    pub id: String,
+    /// Still running.
+    pub running: bool,
+    /// Exit status once stopped.
+    pub exitstatus: Option<String>,
+    /// Log lines.
+    pub log: Vec<String>,
+    /// Status polls answered so far.
+    pub polls: u32,
+    /// Start time (epoch seconds).
+    pub starttime: u64,
+}
+
+/// All tasks by UPID.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    map: HashMap<String, Task>,
+}
+
+static PID: AtomicU32 = AtomicU32::new(0x1000);
+
+impl SimInner {
+    /// Starts a task: after the configured duration it runs `work` (or fails with `fault`).
+    pub fn spawn_task<F>(self: &Arc<Self>, node: &str, kind: &str, id: &str, fault: Option<String>, work: F) -> String
+    where
+        F: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let pid = PID.fetch_add(1, Ordering::Relaxed);
+        let starttime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let user = &self.config.token_id;
+        let upid = format!("UPID:{node}:{pid:08X}:{:08X}:{starttime:08X}:{kind}:{id}:{user}:", pid * 7);
+        let task = Task {
+            node: node.to_owned(),
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            running: true,
+            exitstatus: None,
+            log: vec![format!("starting task {kind} {id}")],
+            polls: 0,
+            starttime,
+        };
+        self.tasks().map.insert(upid.clone(), task);
+        let sim = Arc::clone(self);
+        let key = upid.clone();
+        let duration = self.config.task_duration;
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            let result = match fault {
+                Some(msg) => Err(msg),
+                None => work.await,
+            };
+            let mut tasks = sim.tasks();
+            if let Some(t) = tasks.map.get_mut(&key) {
+                t.running = false;
+                match result {
+                    Ok(()) => {
+                        t.log.push("TASK OK".into());
+                        t.exitstatus = Some("OK".into());
+                    }
+                    Err(msg) => {
+                        t.log.push(msg.clone());
+                        t.log.push(format!("TASK ERROR: {msg}"));
+                        t.exitstatus = Some(msg);
+                    }
+                }
+            }
+        });
+        upid
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/status`.
+    pub fn task_status(&self, node: &str, upid: &str) -> Result<Value, ApiErr> {
+        let hidden = self.config.hidden_task_polls;
+        let mut tasks = self.tasks();
+        let Some(t) = tasks.map.get_mut(upid).filter(|t| t.node == node) else {
+            return Err(ApiErr::param("upid", "no such task"));
+        };
+        t.polls += 1;
+        if t.polls <= hidden {
+            return Err(ApiErr::param("upid", "no such task"));
+        }
+        let mut v = json!({
+            "upid": upid, "node": t.node, "type": t.kind, "id": t.id, "user": self.config.token_id,
+            "pid": 0, "pstart": 0, "starttime": t.starttime,
+            "status": if t.running { "running" } else { "stopped" },
+        });
+        if let Some(e) = &t.exitstatus {
+            v["exitstatus"] = json!(e);
+        }
+        Ok(v)
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/log`.
+    pub fn task_log(&self, node: &str, upid: &str, start: usize, limit: usize) -> Result<(Value, usize), ApiErr> {
+        let tasks = self.tasks();
+        let Some(t) = tasks.map.get(upid).filter(|t| t.node == node) else {
+            return Err(ApiErr::param("upid", "no such task"));
+        };
+        let lines: Vec<Value> = t
+            .log
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(i, l)| json!({"n": i + 1, "t": l}))
+            .collect();
+        Ok((Value::Array(lines), t.log.len()))
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
