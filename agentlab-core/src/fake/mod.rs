@@ -12,4 +12,4 @@ pub use clock::ManualClock;
 pub use firewall::FakeFirewall;
 pub use hypervisor::FakeHypervisor;
 pub use secrets::MemorySecretStore;
-// pub use store::MemoryStore;
+pub use store::MemoryStore;
