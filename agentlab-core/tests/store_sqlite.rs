@@ -139,6 +139,25 @@ async fn opening_sets_wal_foreign_keys_and_latest_version() {
     );
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn database_and_backup_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .insert_sandbox(&sample_sandbox(vmid(600), t0()))
+        .await
+        .unwrap();
+    let backup = dir.path().join("backup.db");
+    store.backup_to(&backup).await.unwrap();
+    for p in [path.clone(), dir.path().join("state.db-wal"), backup] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+}
+
 #[tokio::test]
 async fn data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();

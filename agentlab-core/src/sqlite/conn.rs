@@ -44,8 +44,9 @@ impl SqliteStore {
     /// The schema version this build writes (`PRAGMA user_version` after open).
     pub const SCHEMA_VERSION: u32 = migrations::LATEST;
 
-    /// Opens (creating if missing) the database at `path`: WAL journal, foreign keys on,
-    /// a 5 s busy timeout, then every pending migration. The parent directory must exist.
+    /// Opens (creating if missing, mode 0600) the database at `path`: WAL journal, foreign
+    /// keys on, a 5 s busy timeout, then every pending migration. The parent directory must
+    /// exist (`Unavailable` otherwise).
     /// A file written by a newer AgentLab (higher schema version) is refused with `Backend`.
     pub async fn open(path: &Path) -> Result<Self, StateStoreError> {
         let path = path.to_path_buf();
@@ -55,6 +56,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self, StateStoreError> {
+        create_private(&path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -94,11 +96,12 @@ impl SqliteStore {
     }
 
     /// Copies a consistent snapshot of the database to `dest` with SQLite's online backup API
-    /// while the store stays usable. `dest` is created or overwritten; its directory must
-    /// exist. The copy is a normal database that [`SqliteStore::open`] accepts.
+    /// while the store stays usable. `dest` is created (mode 0600) or overwritten; its
+    /// directory must exist (`Unavailable` otherwise). The copy is a normal database that [`SqliteStore::open`] accepts.
     pub async fn backup_to(&self, dest: &Path) -> Result<(), StateStoreError> {
         let dest = dest.to_path_buf();
         self.run(move |conn| {
+            create_private(&dest)?;
             conn.backup(rusqlite::MAIN_DB, &dest, None).sql()?;
             tracing::info!(dest = %dest.display(), "Backed up state database");
             Ok(())
@@ -122,5 +125,19 @@ impl SqliteStore {
         })
         .await
         .map_err(join_err)?
+    }
+}
+
+/// Creates `path` as an empty file readable only by its owner, unless it exists. SQLite then
+/// gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &Path) -> Result<(), StateStoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StateStoreError::Unavailable(Box::new(e))),
     }
 }
