@@ -304,4 +304,54 @@ mod tests {
             vec![format!("a {PLACEHOLDER} b"), PLACEHOLDER.to_owned()]
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn secret_never_survives_in_any_form(
+                secret in "[a-zA-Z0-9+/=?&%ü -]{6,40}",
+                prefix in "[ -~]{0,20}",
+                suffix in "[ -~]{0,20}",
+                cut in 0usize..40,
+            ) {
+                let r = Redactor::new(&[&secret]);
+                let text = format!("{prefix}{secret}{suffix}");
+                let out = r.redact(&text);
+                prop_assert!(!out.contains(&secret));
+                let b64 = STANDARD.encode(&text);
+                // Base64 groups made only of secret bytes must not survive inside the blob.
+                let (p, n) = (prefix.len(), secret.len());
+                let (g0, g1) = (p.div_ceil(3), (p + n) / 3);
+                if g1 > g0 {
+                    let core = &b64[g0 * 4..g1 * 4];
+                    prop_assert!(!r.redact(&b64).contains(core), "{} in {}", core, b64);
+                }
+                // Split over two streamed lines at any char boundary.
+                let cut = secret.char_indices().map(|(i, _)| i).nth(cut % secret.chars().count()).unwrap();
+                let mut lr = r.line_redactor();
+                let mut lines = lr.push_line(&format!("{prefix}{}", &secret[..cut]));
+                lines.extend(lr.push_line(&format!("{}{suffix}", &secret[cut..])));
+                lines.extend(lr.finish());
+                prop_assert_eq!(lines.len(), 2);
+                prop_assert!(!lines.concat().contains(&secret));
+            }
+
+            #[test]
+            fn text_without_the_secret_is_unchanged(text in "[a-m \n]{0,200}") {
+                // The secret uses letters the text never contains.
+                let r = Redactor::new(&["zzqqxxyy"]);
+                prop_assert_eq!(r.redact(&text), text.clone());
+                let mut lr = r.line_redactor();
+                let mut out = Vec::new();
+                for line in text.split('\n') {
+                    out.extend(lr.push_line(line));
+                }
+                out.extend(lr.finish());
+                prop_assert_eq!(out.join("\n"), text);
+            }
+        }
+    }
 }
