@@ -1,0 +1,173 @@
+//! Backend sections of the [`Config`](super::Config): `pve`, `local` and `fake`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::secrets::SecretValue;
+use crate::yaml::{ErrorDetails, ErrorKind, yaml_enum};
+
+use super::load::ConfigError;
+
+yaml_enum!(
+    /// How the bootstrap file reaches a PVE guest.
+    BootstrapDelivery {
+        /// Written into the guest's tmpfs through the QEMU guest agent (no token on host disk).
+        #[default]
+        GuestAgent => "guest_agent",
+        /// A per-sandbox cloud-init snippet (for templates without a guest agent).
+        Snippet => "snippet",
+    }
+);
+
+/// `pve:` the Proxmox VE connection.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PveConfig {
+    /// API base URL, e.g. `https://pve1.example:8006`.
+    pub url: String,
+    /// Node to create sandboxes on; `auto` (default) places them.
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// API token id, `USER@REALM!TOKENID`.
+    pub token_id: String,
+    /// The token secret inline (prefer `token_secret_file`). Never logged or shown.
+    #[serde(default)]
+    pub token_secret: Option<SecretValue>,
+    /// File holding the token secret (mode 0600).
+    #[serde(default)]
+    pub token_secret_file: Option<PathBuf>,
+    /// CA certificate to trust (e.g. a copy of `/etc/pve/pve-root-ca.pem`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Pinned SHA-256 certificate fingerprint (`AB:CD:…`, 32 bytes).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Skip TLS verification (loudly warned about; never with `ca_file`/`fingerprint`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Storage for clones and workspace volumes (default `local-lvm`).
+    #[serde(default = "default_storage")]
+    pub storage: String,
+    /// Storage with `snippets` content; required for `bootstrap: snippet`.
+    #[serde(default)]
+    pub snippets_storage: Option<String>,
+    /// Bootstrap delivery (default `guest_agent`).
+    #[serde(default)]
+    pub bootstrap: BootstrapDelivery,
+    /// Clones running at once (default 4).
+    #[serde(default = "default_max_clones")]
+    pub max_concurrent_clones: u32,
+}
+
+fn default_node() -> String {
+    "auto".to_owned()
+}
+
+fn default_storage() -> String {
+    "local-lvm".to_owned()
+}
+
+fn default_max_clones() -> u32 {
+    4
+}
+
+impl std::fmt::Debug for PveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SecretValue already redacts; spelled out so the rule is visible here.
+        f.debug_struct("PveConfig")
+            .field("url", &self.url)
+            .field("node", &self.node)
+            .field("token_id", &self.token_id)
+            .field(
+                "token_secret",
+                &self.token_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("token_secret_file", &self.token_secret_file)
+            .field("ca_file", &self.ca_file)
+            .field("fingerprint", &self.fingerprint)
+            .field("insecure", &self.insecure)
+            .field("storage", &self.storage)
+            .field("snippets_storage", &self.snippets_storage)
+            .field("bootstrap", &self.bootstrap)
+            .field("max_concurrent_clones", &self.max_concurrent_clones)
+            .finish()
+    }
+}
+
+impl PveConfig {
+    /// The node to pin to, or `None` for automatic placement (`auto`).
+    pub fn pinned_node(&self) -> Option<&str> {
+        Some(self.node.as_str()).filter(|n| *n != "auto")
+    }
+
+    /// The token secret: inline, or read from `token_secret_file` (surrounding whitespace
+    /// trimmed). Errors name the file, never its content.
+    pub fn resolve_token_secret(&self) -> Result<SecretValue, ConfigError> {
+        if let Some(secret) = &self.token_secret {
+            return Ok(secret.clone());
+        }
+        let Some(path) = &self.token_secret_file else {
+            return Err(ErrorDetails::file(
+                ErrorKind::Invalid,
+                "<config>",
+                "pve: set token_secret or token_secret_file",
+            )
+            .into());
+        };
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::from(ErrorDetails::file(
+                ErrorKind::Io,
+                &file,
+                format!("cannot read the PVE token secret file: {}", e.kind()),
+            ))
+        })?;
+        let secret = SecretValue::new(text.trim());
+        if secret.expose().is_empty() {
+            return Err(ErrorDetails::file(
+                ErrorKind::Invalid,
+                &file,
+                "the PVE token secret file is empty",
+            )
+            .into());
+        }
+        Ok(secret)
+    }
+}
+
+/// `local:` the local (namespaces + bubblewrap) backend.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Read-only root filesystem; `None` = a read-only bind of the host's `/usr` with a
+    /// minimal `/etc`.
+    pub rootfs: Option<PathBuf>,
+    /// `agent-runner` binary to run inside; `None` = the backend's built-in choice.
+    pub runner_path: Option<PathBuf>,
+    /// Bridge for local sandboxes (default `agentlab0`).
+    pub bridge: String,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            rootfs: None,
+            runner_path: None,
+            bridge: "agentlab0".to_owned(),
+        }
+    }
+}
+
+/// `fake:` the in-memory backend (demos and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FakeConfig {
+    /// Program (and arguments) started when a fake VM starts, with env `AGENTLAB_BOOTSTRAP`
+    /// pointing at the bootstrap file; `None` = nothing runs.
+    pub boot_command: Option<Vec<String>>,
+    /// `agent-runner` binary for the boot command to use.
+    pub runner_path: Option<PathBuf>,
+    /// Working directory for fake VMs' files; `None` = the backend's built-in choice.
+    pub work_dir: Option<PathBuf>,
+}

@@ -1,0 +1,20 @@
+//! Profiles: named recipes for sandboxes (template, resources, network policy, lifetime,
+//! agent), loaded strictly from YAML.
+//!
+//! Every key of the schema is either honoured by the engine or rejected with a message saying
+//! it is not supported yet (today: `network.firewall_group`); unknown keys are errors with a
+//! "did you mean" suggestion. [`Profiles::load_dir`] reads every `*.yaml`/`*.yml` file of a
+//! directory, each possibly holding several `---` documents, and refuses duplicate names.
+//! See `docs/configuration.md` for the reference.
+
+mod load;
+mod schema;
+mod validate;
+
+pub use load::{ProfileError, Profiles};
+pub use schema::{
+    AgentMode, AgentPreset, AgentProfile, ArtifactsProfile, BehaviorProfile, InnerSandbox,
+    NetworkMode, NetworkProfile, Profile, RepoProfile, ResourcesProfile, StorageProfile,
+    WorkspaceMode,
+};
+pub use validate::{AllowlistEntry, parse_allowlist_entry};
