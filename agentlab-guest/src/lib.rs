@@ -1,7 +1,30 @@
 //! # agentlab-guest
 //!
-//! The guest side of AgentLab: the logic of `agent-runner` (bootstrap fetch, clone, agent run, log redaction, artifacts).
+//! The guest side of AgentLab: the logic behind the `agent-runner` binary.
 //!
-//! This crate is being filled in; see the README's crate map for status.
+//! [`run`] does one job from start to end: waits for the bootstrap file ([`bootstrap`]),
+//! fetches the payload with the single-use token ([`client`]), installs the secrets on a tmpfs
+//! ([`secrets_dir`]), clones the repository onto the work branch ([`git`]), runs the agent
+//! under the job timeout ([`agent`], [`process`]) while streaming redacted logs ([`logs`]),
+//! bundles and uploads the artifacts ([`artifacts`]) and sends the final status report.
+//!
+//! The wire types are in [`agentlab_core::api::guest`]; the protocol is described there and in
+//! `docs/guest-runner.md`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod artifacts;
+pub mod bootstrap;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod git;
+pub mod logs;
+pub mod process;
+pub mod runner;
+pub mod secrets_dir;
+
+pub use config::RunnerConfig;
+pub use error::GuestError;
+pub use runner::{RunOutcome, run};

@@ -1,5 +1,16 @@
-//! `agent-runner`: Runs inside each sandbox: fetches its bootstrap payload, clones the repo, runs the agent, streams logs and uploads artifacts.
+//! `agent-runner`: runs inside each sandbox: fetches its bootstrap payload, clones the repo,
+//! runs the agent, streams logs and uploads artifacts. The logic lives in `agentlab-guest`.
+//!
+//! Exit codes: 0 when the job ran and was reported (whatever the agent did) or the sandbox has
+//! no job; 1 for conditions worth a restart (controller unreachable, no bootstrap file yet);
+//! 2 for everything else (bad bootstrap file, refused token, non-tmpfs secrets dir) — use
+//! `RestartPreventExitStatus=2` in the systemd unit.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agentlab_guest::{GuestError, RunOutcome, RunnerConfig};
 use clap::Parser;
 
 /// Version line: crate version, git commit and build date embedded at build time.
@@ -14,9 +25,108 @@ const VERSION: &str = concat!(
 
 #[derive(Debug, Parser)]
 #[command(name = "agent-runner", version = VERSION, about = "Runs inside each sandbox: fetches its bootstrap payload, clones the repo, runs the agent, streams logs and uploads artifacts.")]
-struct Cli {}
+struct Cli {
+    /// Bootstrap file (default: /run/agentlab/bootstrap.json, then /etc/agentlab/bootstrap.json).
+    #[arg(long, value_name = "PATH")]
+    bootstrap: Option<PathBuf>,
+    /// Seconds to wait for the bootstrap file to appear.
+    #[arg(long, default_value_t = 300)]
+    bootstrap_wait_secs: u64,
+    /// Secrets directory (must be a tmpfs).
+    #[arg(long, default_value = agentlab_guest::config::DEFAULT_SECRETS_DIR)]
+    secrets_dir: PathBuf,
+    /// Accept a secrets directory that is not a tmpfs (tests only).
+    #[arg(long)]
+    allow_non_tmpfs: bool,
+    /// Work directory for the runner log, report and artifacts.
+    #[arg(long, default_value = agentlab_guest::config::DEFAULT_WORK_DIR)]
+    work_dir: PathBuf,
+    /// Bootstrap fetch (and final report) attempts.
+    #[arg(long, default_value_t = 8)]
+    fetch_attempts: u32,
+    /// First retry delay in milliseconds (doubles per attempt).
+    #[arg(long, default_value_t = 500)]
+    backoff_initial_ms: u64,
+    /// Largest retry delay in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    backoff_max_ms: u64,
+    /// Seconds between SIGTERM and SIGKILL when the job times out.
+    #[arg(long, default_value_t = 10)]
+    kill_grace_secs: u64,
+    /// Timeout for cloning, in seconds.
+    #[arg(long, default_value_t = 900)]
+    clone_timeout_secs: u64,
+    /// HOME for the agent (default: the runner's HOME, or /root).
+    #[arg(long)]
+    agent_home: Option<PathBuf>,
+    /// The git binary.
+    #[arg(long, default_value = "git")]
+    git: PathBuf,
+    /// The bubblewrap binary.
+    #[arg(long, default_value = "bwrap")]
+    bwrap: PathBuf,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+impl Cli {
+    fn config(self) -> RunnerConfig {
+        let defaults = RunnerConfig::default();
+        RunnerConfig {
+            bootstrap_paths: self.bootstrap.map_or(defaults.bootstrap_paths, |p| vec![p]),
+            bootstrap_wait: Duration::from_secs(self.bootstrap_wait_secs),
+            secrets_dir: self.secrets_dir,
+            allow_non_tmpfs: self.allow_non_tmpfs,
+            work_dir: self.work_dir,
+            fetch_attempts: self.fetch_attempts.max(1),
+            backoff_initial: Duration::from_millis(self.backoff_initial_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            kill_grace: Duration::from_secs(self.kill_grace_secs),
+            clone_timeout: Duration::from_secs(self.clone_timeout_secs),
+            agent_home: self.agent_home,
+            git_bin: self.git,
+            bwrap_bin: self.bwrap,
+            ..defaults
+        }
+    }
+}
+
+fn error_chain(e: &GuestError) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = cli.config();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agent-runner: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(agentlab_guest::run(&config)) {
+        Ok(RunOutcome::Reported(state)) => {
+            tracing::info!(?state, "job reported");
+            ExitCode::SUCCESS
+        }
+        Ok(RunOutcome::NoJob) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent-runner: error: {}", error_chain(&e));
+            ExitCode::from(if e.is_retryable() { 1 } else { 2 })
+        }
+    }
 }

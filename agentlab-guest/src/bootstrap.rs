@@ -1,0 +1,143 @@
+//! Waiting for and parsing the bootstrap file (`agentlab_core::BootstrapData` as JSON).
+//!
+//! Backends deliver the file differently (cloud-init, virtiofs, a local write), so the runner
+//! polls the candidate paths until one exists. Backends must write it atomically (write to a
+//! temporary name, then rename). Parse errors name the path and the problem but never echo
+//! field values, so the token cannot end up in a journal.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agentlab_core::{BootstrapData, SecretValue, Vmid};
+use serde_json::Value;
+
+use crate::error::GuestError;
+
+/// Polls `paths` (in order) until one exists, then parses it.
+pub async fn wait_for_file(
+    paths: &[PathBuf],
+    max_wait: Duration,
+    poll: Duration,
+) -> Result<(PathBuf, BootstrapData), GuestError> {
+    let start = Instant::now();
+    let mut announced = false;
+    loop {
+        for path in paths {
+            if tokio::fs::try_exists(path).await.unwrap_or(false) {
+                let text = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| GuestError::io(format!("Cannot read {}", path.display()), e))?;
+                return parse(path, &text).map(|d| (path.clone(), d));
+            }
+        }
+        if start.elapsed() >= max_wait {
+            return Err(GuestError::BootstrapMissing {
+                waited_secs: start.elapsed().as_secs(),
+                paths: join_paths(paths),
+            });
+        }
+        if !announced {
+            tracing::info!(paths = %join_paths(paths), "waiting for bootstrap file");
+            announced = true;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses bootstrap JSON; errors name `path` and never include field values.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootstrapData, GuestError> {
+    let bad = |reason: String| GuestError::BootstrapFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        bad(format!(
+            "not valid JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(bad("expected a JSON object".to_owned()));
+    };
+    for key in map.keys() {
+        if !matches!(key.as_str(), "controller_url" | "token" | "vmid") {
+            return Err(bad(format!("unknown field {key:?}")));
+        }
+    }
+    let field = |name: &str| {
+        map.get(name)
+            .ok_or_else(|| bad(format!("missing field {name:?}")))
+    };
+    let controller_url = field("controller_url")?
+        .as_str()
+        .ok_or_else(|| bad("field \"controller_url\" must be a string".to_owned()))?;
+    if !(controller_url.starts_with("http://") || controller_url.starts_with("https://")) {
+        return Err(bad(
+            "field \"controller_url\" must start with http:// or https://".to_owned(),
+        ));
+    }
+    let token = field("token")?
+        .as_str()
+        .ok_or_else(|| bad("field \"token\" must be a string".to_owned()))?;
+    if token.is_empty() {
+        return Err(bad("field \"token\" is empty".to_owned()));
+    }
+    let vmid = field("vmid")?
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .and_then(|v| Vmid::new(v).ok())
+        .ok_or_else(|| bad("field \"vmid\" must be a number in 100..=999999999".to_owned()))?;
+    Ok(BootstrapData {
+        controller_url: controller_url.trim_end_matches('/').to_owned(),
+        token: SecretValue::new(token),
+        vmid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_valid_file() {
+        let d = parse(
+            Path::new("/b.json"),
+            br#"{"controller_url":"http://10.77.0.1:8844/","token":"tok-123456","vmid":9001}"#,
+        )
+        .unwrap();
+        assert_eq!(d.controller_url, "http://10.77.0.1:8844");
+        assert_eq!(d.token.expose(), "tok-123456");
+        assert_eq!(d.vmid.get(), 9001);
+    }
+
+    #[test]
+    fn errors_name_path_and_never_echo_values() {
+        let cases: [&[u8]; 5] = [
+            b"{not json",
+            br#"{"controller_url":"http://x","token":12345678,"vmid":9001}"#,
+            br#"{"controller_url":"http://x","token":"tok-secret-value","vmid":"abc"}"#,
+            br#"{"controller_url":"ftp://x","token":"tok-secret-value","vmid":9001}"#,
+            br#"{"controller_url":"http://x","vmid":9001}"#,
+        ];
+        for case in cases {
+            let msg = parse(Path::new("/run/b.json"), case)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("/run/b.json"), "{msg}");
+            assert!(
+                !msg.contains("12345678") && !msg.contains("tok-secret"),
+                "{msg}"
+            );
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Git operations of the runner, with the real `git` binary.
+//!
+//! **Credentials.** HTTPS tokens reach git through a `GIT_ASKPASS` script in the secrets
+//! directory that `cat`s the username/token files next to it: the token is never in argv, the
+//! environment or the remote URL. SSH keys are written to the secrets directory and used via
+//! `GIT_SSH_COMMAND` with `IdentitiesOnly`, `BatchMode` and `StrictHostKeyChecking=yes`
+//! against the bundle's `known_hosts` (without it, SSH clones fail closed).
+//!
+//! **Untrusted checkouts.** A checkout the runner did not just create (a reused workspace,
+//! or the repository after the agent ran) is untrusted: before the runner runs git in it,
+//! [`sanitize_repo`] replaces `.git/config` with a minimal one (keeping only the object format
+//! and the origin remote) and empties `.git/hooks`, so planted `core.fsmonitor`,
+//! `core.sshCommand`, `filter.*`, `diff.external`, `core.pager`, `credential.helper`,
+//! `core.worktree`, `include.path` and hooks are gone. Every git call also passes
+//! `-c core.hooksPath=/dev/null -c core.fsmonitor=false -c credential.helper=
+//! -c protocol.ext.allow=never -c safe.directory=<clone_path>`, and runs with
+//! `GIT_CONFIG_NOSYSTEM=1`, `GIT_CONFIG_GLOBAL=/dev/null`, `GIT_TERMINAL_PROMPT=0`,
+//! `GIT_PAGER=cat` and the inherited `GIT_DIR`/`GIT_WORK_TREE`/… variables removed. Diffs use
+//! `--no-ext-diff --no-textconv`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agentlab_core::GitCredentials;
+use agentlab_core::api::guest::GuestJobSpec;
+use tokio::process::Command;
+
+use crate::error::GuestError;
+use crate::logs::LogHandle;
+use crate::process::{self, Limits};
+use crate::secrets_dir::{SecretsDir, write_private};
+
+/// Timeout for short local git queries.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Inherited variables that would redirect git.
+const SCRUBBED_ENV: [&str; 9] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_NAMESPACE",
+];
+
+/// Runs git for one job's checkout.
+#[derive(Debug, Clone)]
+pub struct Git {
+    bin: PathBuf,
+    dir: PathBuf,
+    repo_url: String,
+    env: Vec<(String, String)>,
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Git {
+    /// Prepares credentials (files under the secrets dir's runner sub-directory) and env.
+    pub fn new(
+        bin: &Path,
+        spec: &GuestJobSpec,
+        secrets: &SecretsDir,
+        creds: Option<&GitCredentials>,
+    ) -> Result<Self, GuestError> {
+        let mut env: Vec<(String, String)> = [
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_PAGER", "cat"),
+            ("GIT_EDITOR", "true"),
+            ("LC_ALL", "C"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let ssh_base = "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes";
+        match creds {
+            Some(GitCredentials::Https { username, token }) => {
+                let dir = secrets.runner_dir()?;
+                write_private(&dir.join("git-username"), username.as_bytes(), 0o600)?;
+                write_private(&dir.join("git-token"), token.expose().as_bytes(), 0o600)?;
+                let q = |name: &str| shell_quote(&dir.join(name).display().to_string());
+                let script = format!(
+                    "#!/bin/sh\ncase \"$1\" in\n  Username*|username*) exec cat {} ;;\n  *) exec cat {} ;;\nesac\n",
+                    q("git-username"),
+                    q("git-token")
+                );
+                let askpass = dir.join("git-askpass");
+                write_private(&askpass, script.as_bytes(), 0o700)?;
+                env.push(("GIT_ASKPASS".to_owned(), askpass.display().to_string()));
+                env.push(("GIT_SSH_COMMAND".to_owned(), ssh_base.to_owned()));
+            }
+            Some(GitCredentials::Ssh {
+                private_key,
+                known_hosts,
+            }) => {
+                let dir = secrets.runner_dir()?;
+                let key = dir.join("ssh-key");
+                let mut key_text = private_key.expose().to_owned();
+                if !key_text.ends_with('\n') {
+                    key_text.push('\n');
+                }
+                write_private(&key, key_text.as_bytes(), 0o600)?;
+                let kh = dir.join("known_hosts");
+                write_private(&kh, known_hosts.as_deref().unwrap_or("").as_bytes(), 0o600)?;
+                env.push((
+                    "GIT_SSH_COMMAND".to_owned(),
+                    format!(
+                        "{ssh_base} -o IdentitiesOnly=yes -i {} -o UserKnownHostsFile={}",
+                        shell_quote(&key.display().to_string()),
+                        shell_quote(&kh.display().to_string())
+                    ),
+                ));
+            }
+            None => env.push(("GIT_SSH_COMMAND".to_owned(), ssh_base.to_owned())),
+        }
+        Ok(Self {
+            bin: bin.to_owned(),
+            dir: PathBuf::from(&spec.clone_path),
+            repo_url: spec.repo.clone(),
+            env,
+        })
+    }
+
+    /// A git command with the safety options; runs in the checkout when `in_repo`.
+    fn cmd(&self, in_repo: bool) -> Command {
+        let mut c = Command::new(&self.bin);
+        for k in SCRUBBED_ENV {
+            c.env_remove(k);
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for opt in [
+            "core.hooksPath=/dev/null".to_owned(),
+            "core.fsmonitor=false".to_owned(),
+            "credential.helper=".to_owned(),
+            "protocol.ext.allow=never".to_owned(),
+            format!("safe.directory={}", self.dir.display()),
+        ] {
+            c.arg("-c").arg(opt);
+        }
+        if in_repo {
+            c.arg("-C").arg(&self.dir);
+        }
+        c
+    }
+
+    async fn query(&self, args: &[&str]) -> Result<(i32, String), GuestError> {
+        let mut c = self.cmd(true);
+        c.args(args);
+        let (code, out, _) = process::output(c, "git", QUERY_TIMEOUT).await?;
+        Ok((code, String::from_utf8_lossy(&out).trim().to_owned()))
+    }
+
+    async fn streamed(
+        &self,
+        c: Command,
+        what: &str,
+        limits: Limits,
+        logs: &LogHandle,
+    ) -> Result<(), GuestError> {
+        let run = process::run_streamed(c, what, limits, logs)
+            .await
+            .map_err(|e| GuestError::step("clone", e.to_string()))?;
+        if run.end.success() {
+            return Ok(());
+        }
+        let tail: Vec<&str> = run
+            .stderr_tail
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        Err(GuestError::step(
+            "clone",
+            format!(
+                "{what} failed (exit code {}): {}",
+                run.end.code(),
+                tail.join(" | ")
+            ),
+        ))
+    }
+
+    /// Clones (or refreshes a reused checkout), checks out the ref onto the work branch and
+    /// returns the starting commit. Errors are [`GuestError::Step`] with step `clone`.
+    pub async fn checkout(
+        &self,
+        spec: &GuestJobSpec,
+        limits: Limits,
+        logs: &LogHandle,
+    ) -> Result<String, GuestError> {
+        let reused = self.dir.join(".git").exists();
+        if reused {
+            logs.runner(&format!(
+                "reusing checkout at {} (sanitizing .git)",
+                self.dir.display()
+            ))
+            .await;
+            sanitize_repo(&self.bin, &self.dir, &self.repo_url).await?;
+            let mut c = self.cmd(true);
+            c.args(["fetch", "--prune", "--tags", "origin"]);
+            self.streamed(c, "git fetch", limits, logs).await?;
+        } else {
+            if let Some(parent) = self.dir.parent() {
+                fs::create_dir_all(parent).map_err(|e| {
+                    GuestError::step("clone", format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            logs.runner(&format!(
+                "cloning {} into {}",
+                self.repo_url,
+                self.dir.display()
+            ))
+            .await;
+            let mut c = self.cmd(false);
+            c.args(["clone", "--no-checkout", "--"])
+                .arg(&self.repo_url)
+                .arg(&self.dir);
+            self.streamed(c, "git clone", limits, logs).await?;
+        }
+        let target = self.resolve(spec.git_ref.as_deref(), limits, logs).await?;
+        let mut c = self.cmd(true);
+        c.args(["checkout", "--force", "-B", &spec.work_branch, &target]);
+        self.streamed(c, "git checkout", limits, logs).await?;
+        logs.runner(&format!("checked out {target} as {}", spec.work_branch))
+            .await;
+        Ok(target)
+    }
+
+    async fn resolve(
+        &self,
+        git_ref: Option<&str>,
+        limits: Limits,
+        logs: &LogHandle,
+    ) -> Result<String, GuestError> {
+        let candidates: Vec<String> = match git_ref {
+            None => vec!["refs/remotes/origin/HEAD".into(), "HEAD".into()],
+            Some(r) if r.starts_with('-') || r.is_empty() => {
+                return Err(GuestError::step("clone", format!("invalid ref {r:?}")));
+            }
+            Some(r) => vec![
+                format!("refs/remotes/origin/{r}"),
+                format!("refs/tags/{r}"),
+                r.to_owned(),
+            ],
+        };
+        for cand in &candidates {
+            if let Some(sha) = self.rev(cand).await? {
+                return Ok(sha);
+            }
+        }
+        if let Some(r) = git_ref {
+            let mut c = self.cmd(true);
+            c.args(["fetch", "origin", "--", r]);
+            self.streamed(c, "git fetch of the ref", limits, logs)
+                .await?;
+            if let Some(sha) = self.rev("FETCH_HEAD").await? {
+                return Ok(sha);
+            }
+        }
+        Err(GuestError::step(
+            "clone",
+            format!(
+                "ref {:?} not found in {}",
+                git_ref.unwrap_or("HEAD"),
+                self.repo_url
+            ),
+        ))
+    }
+
+    async fn rev(&self, name: &str) -> Result<Option<String>, GuestError> {
+        let spec = format!("{name}^{{commit}}");
+        let (code, out) = self
+            .query(&["rev-parse", "--verify", "--quiet", &spec])
+            .await?;
+        Ok((code == 0 && !out.is_empty()).then_some(out))
+    }
+
+    /// After the agent: sanitizes the checkout, returns `(HEAD, summary)` against `base`.
+    pub async fn outcome(
+        &self,
+        base: &str,
+        branch: &str,
+    ) -> Result<(Option<String>, String), GuestError> {
+        sanitize_repo(&self.bin, &self.dir, &self.repo_url).await?;
+        let head = self.rev("HEAD").await?;
+        let range = format!("{base}..HEAD");
+        let (_, count) = self.query(&["rev-list", "--count", &range]).await?;
+        let (_, stat) = self
+            .query(&[
+                "diff",
+                "--shortstat",
+                "--no-ext-diff",
+                "--no-textconv",
+                base,
+                "HEAD",
+            ])
+            .await?;
+        let (_, dirty) = self.query(&["status", "--porcelain"]).await?;
+        let mut summary = format!(
+            "{} new commit(s) on {branch}: {}",
+            count.parse::<u64>().unwrap_or(0),
+            if stat.is_empty() {
+                "no changes"
+            } else {
+                stat.as_str()
+            }
+        );
+        if !dirty.is_empty() {
+            summary.push_str("; uncommitted changes left in the working tree");
+        }
+        Ok((head, summary))
+    }
+
+    /// `git format-patch --stdout base..HEAD` (empty when there are no new commits).
+    pub async fn patch(&self, base: &str) -> Result<Vec<u8>, GuestError> {
+        let mut c = self.cmd(true);
+        c.args(["format-patch", "--stdout", "--binary", "--no-ext-diff"])
+            .arg(format!("{base}..HEAD"));
+        let (_, out, _) = process::output(c, "git format-patch", QUERY_TIMEOUT).await?;
+        Ok(out)
+    }
+}
+
+/// Replaces `.git/config` with a minimal one and empties `.git/hooks` (see module docs).
+pub async fn sanitize_repo(git_bin: &Path, dir: &Path, repo_url: &str) -> Result<(), GuestError> {
+    let git_dir = dir.join(".git");
+    let is_link = fs::symlink_metadata(&git_dir)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false);
+    if is_link || !git_dir.is_dir() {
+        return Err(GuestError::step(
+            "clone",
+            format!("{} is not a git checkout", dir.display()),
+        ));
+    }
+    let config = git_dir.join("config");
+    let cfg_query = |key: &str| {
+        let mut c = Command::new(git_bin);
+        c.env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        c.arg("config")
+            .arg("--file")
+            .arg(&config)
+            .args(["--get", key]);
+        c
+    };
+    let (_, fmt, _) = process::output(
+        cfg_query("extensions.objectformat"),
+        "git config",
+        QUERY_TIMEOUT,
+    )
+    .await?;
+    let fmt = String::from_utf8_lossy(&fmt).trim().to_owned();
+    let mut text = format!(
+        "[core]\n\trepositoryformatversion = {}\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote \"origin\"]\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+        if fmt.is_empty() { 0 } else { 1 }
+    );
+    if fmt == "sha256" {
+        text.push_str("[extensions]\n\tobjectformat = sha256\n");
+    }
+    let io = |e| {
+        GuestError::step(
+            "clone",
+            format!("cannot sanitize {}: {e}", git_dir.display()),
+        )
+    };
+    // Remove first so a planted symlink is replaced, not followed.
+    let _ = fs::remove_file(&config);
+    fs::write(&config, text).map_err(io)?;
+    let hooks = git_dir.join("hooks");
+    if hooks.exists() {
+        fs::remove_dir_all(&hooks).map_err(io)?;
+    }
+    fs::create_dir_all(&hooks).map_err(io)?;
+    let mut c = Command::new(git_bin);
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    c.arg("config")
+        .arg("--file")
+        .arg(&config)
+        .arg("remote.origin.url")
+        .arg(repo_url);
+    let (code, _, _) = process::output(c, "git config", QUERY_TIMEOUT).await?;
+    if code != 0 {
+        return Err(GuestError::step("clone", "cannot set remote.origin.url"));
+    }
+    Ok(())
+}

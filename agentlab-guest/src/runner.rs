@@ -1,0 +1,408 @@
+//! [`run`]: one job from bootstrap file to final report.
+//!
+//! Order: prepare the secrets dir (refusing a non-tmpfs one before the token is spent) →
+//! cached payload or bootstrap file + fetch → `RUNNING bootstrap` (bundle files) →
+//! `RUNNING clone` → `RUNNING agent` → commit and diff stat → `report.json` → log flush →
+//! bundle and upload `artifacts.tar.gz` → final report (`COMPLETED`/`FAILED`/`TIMEOUT`) →
+//! wipe the secrets dir. The final report always goes out once a runner token exists, naming
+//! the failed step and its (redacted) cause. Artifacts are uploaded before the final report so
+//! the daemon may destroy the sandbox as soon as that report arrives.
+//!
+//! The runner does not commit for the agent: agents are expected to commit their work; the
+//! report carries `git rev-parse HEAD` and a diff stat and notes uncommitted changes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agentlab_core::api::guest::{BootstrapPayload, GuestJobState, StatusReport};
+use agentlab_core::redact::Redactor;
+use serde::Serialize;
+use tokio::process::Command;
+
+use crate::agent::{self, AgentPaths};
+use crate::client::{self, Backoff, RunnerClient};
+use crate::config::RunnerConfig;
+use crate::error::GuestError;
+use crate::git::Git;
+use crate::logs::{LogHandle, LogShipper};
+use crate::process::{self, Limits, ProcessEnd};
+use crate::secrets_dir::SecretsDir;
+use crate::{artifacts, bootstrap};
+
+/// Name of the uploaded bundle.
+pub const BUNDLE_NAME: &str = "artifacts.tar.gz";
+
+const STEP_BACKOFF: Backoff = Backoff {
+    attempts: 2,
+    initial: Duration::from_millis(300),
+    max: Duration::from_secs(2),
+};
+
+/// How a run ended (errors are [`GuestError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The job ran and its final state was reported.
+    Reported(GuestJobState),
+    /// The controller has no job for this sandbox.
+    NoJob,
+}
+
+/// `report.json` in the artifact bundle.
+#[derive(Debug, Serialize)]
+struct RunReport<'a> {
+    job_id: &'a str,
+    work_branch: &'a str,
+    base_commit: Option<&'a str>,
+    #[serde(flatten)]
+    status: &'a StatusReport,
+}
+
+/// Runs one job. See the module docs for the sequence.
+pub async fn run(config: &RunnerConfig) -> Result<RunOutcome, GuestError> {
+    let secrets = SecretsDir::prepare(&config.secrets_dir, config.allow_non_tmpfs)?;
+    let payload = match secrets.load_cached_payload()? {
+        Some(p) => {
+            tracing::info!(job = %p.job.job_id, "resuming with the cached payload");
+            p
+        }
+        None => {
+            let (path, data) = bootstrap::wait_for_file(
+                &config.bootstrap_paths,
+                config.bootstrap_wait,
+                config.bootstrap_poll,
+            )
+            .await?;
+            tracing::info!(path = %path.display(), sandbox = %data.vmid, "fetching bootstrap payload");
+            let backoff = Backoff {
+                attempts: config.fetch_attempts,
+                initial: config.backoff_initial,
+                max: config.backoff_max,
+            };
+            match client::fetch_payload(&data, backoff).await? {
+                Some(p) => {
+                    if let Err(e) = secrets.cache_payload(&p) {
+                        tracing::warn!(error = %e, "cannot cache the payload; a restart will not resume");
+                    }
+                    p
+                }
+                None => {
+                    tracing::info!(sandbox = %data.vmid, "controller has no job for this sandbox");
+                    return Ok(RunOutcome::NoJob);
+                }
+            }
+        }
+    };
+    let result = run_job(config, &secrets, &payload).await;
+    match &result {
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(error = %e, "keeping the cached payload for a restart");
+        }
+        _ => secrets.wipe(),
+    }
+    result
+}
+
+fn step_of(e: &GuestError) -> &'static str {
+    match e {
+        GuestError::Step { step, .. } => step,
+        _ => "bootstrap",
+    }
+}
+
+fn as_step(step: &'static str) -> impl Fn(GuestError) -> GuestError {
+    move |e| match e {
+        GuestError::Step { .. } => e,
+        other => GuestError::step(step, other.to_string()),
+    }
+}
+
+fn recreate_dir(dir: &Path) -> Result<(), GuestError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| GuestError::io(format!("Cannot clear {}", dir.display()), e))?;
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| GuestError::io(format!("Cannot create {}", dir.display()), e))
+}
+
+async fn run_job(
+    config: &RunnerConfig,
+    secrets: &SecretsDir,
+    payload: &BootstrapPayload,
+) -> Result<RunOutcome, GuestError> {
+    let started = Instant::now();
+    let job = &payload.job;
+    let client = RunnerClient::new(payload)?;
+    let mut values = payload.secrets.values();
+    values.push(payload.runner_token.expose());
+    let redactor = Redactor::new(&values);
+
+    std::fs::create_dir_all(&config.work_dir)
+        .map_err(|e| GuestError::io(format!("Cannot create {}", config.work_dir.display()), e))?;
+    let artifacts_dir = config.work_dir.join("artifacts");
+    recreate_dir(&artifacts_dir)?;
+    let log_path = config.work_dir.join("runner.log");
+    let (logs, shipper) = LogShipper::spawn(
+        Some(client.clone()),
+        &log_path,
+        redactor.clone(),
+        config.log_batch_lines,
+        config.log_flush_interval,
+    )
+    .await?;
+    logs.runner(&format!(
+        "agent-runner {} starting job {}",
+        env!("CARGO_PKG_VERSION"),
+        job.job_id
+    ))
+    .await;
+
+    let paths = AgentPaths {
+        repo: PathBuf::from(&job.clone_path),
+        artifacts: artifacts_dir.clone(),
+        secrets: secrets.path().to_owned(),
+        home: config
+            .agent_home
+            .clone()
+            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/root")),
+        claude_config: payload
+            .secrets
+            .claude_settings
+            .as_ref()
+            .map(|_| secrets.path().join("claude")),
+    };
+    let mut checkout: Option<(Git, String)> = None;
+    let result = steps(
+        config,
+        secrets,
+        payload,
+        &paths,
+        &client,
+        &logs,
+        &mut checkout,
+    )
+    .await;
+
+    let mut report = StatusReport::running("done");
+    report.step = None;
+    match result {
+        Ok(ProcessEnd::Exited(0)) => report.state = GuestJobState::Completed,
+        Ok(ProcessEnd::TimedOut) => {
+            report.state = GuestJobState::Timeout;
+            report.exit_code = Some(process::TIMEOUT_EXIT_CODE);
+            report.failed_step = Some("agent".into());
+            report.error = Some(format!(
+                "Agent exceeded the job timeout of {} s",
+                job.timeout_secs
+            ));
+        }
+        Ok(ProcessEnd::Exited(code)) => {
+            report.state = GuestJobState::Failed;
+            report.exit_code = Some(code);
+            report.failed_step = Some("agent".into());
+            report.error = Some(format!("Agent exited with code {code}"));
+        }
+        Err(e) => {
+            report.state = GuestJobState::Failed;
+            report.failed_step = Some(step_of(&e).to_owned());
+            report.error = Some(redactor.redact(&e.to_string()));
+        }
+    }
+    if let Some((git, base)) = &checkout {
+        match git.outcome(base, &job.work_branch).await {
+            Ok((head, summary)) => {
+                report.commit = head;
+                report.summary = Some(redactor.redact(&summary));
+            }
+            Err(e) => {
+                logs.runner(&format!("cannot summarize the checkout: {e}"))
+                    .await;
+            }
+        }
+        match git.patch(base).await {
+            Ok(patch) if !patch.is_empty() => {
+                if let Err(e) = std::fs::write(config.work_dir.join("changes.patch"), patch) {
+                    logs.runner(&format!("cannot write changes.patch: {e}"))
+                        .await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                logs.runner(&format!("cannot produce changes.patch: {e}"))
+                    .await;
+            }
+        }
+    }
+    report.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    logs.runner(&format!(
+        "job finished: {:?}{}{}",
+        report.state,
+        report
+            .exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default(),
+        report
+            .error
+            .as_deref()
+            .map(|e| format!(", {e}"))
+            .unwrap_or_default(),
+    ))
+    .await;
+    let report_path = config.work_dir.join("report.json");
+    let run_report = RunReport {
+        job_id: job.job_id.as_str(),
+        work_branch: &job.work_branch,
+        base_commit: checkout.as_ref().map(|(_, b)| b.as_str()),
+        status: &report,
+    };
+    let json = serde_json::to_vec_pretty(&run_report).unwrap_or_default();
+    if let Err(e) = std::fs::write(&report_path, json) {
+        logs.runner(&format!("cannot write report.json: {e}")).await;
+    }
+    drop(logs);
+    let stats = shipper.finish().await;
+    tracing::info!(
+        lines = stats.lines,
+        dropped = stats.dropped,
+        "log shipping done"
+    );
+
+    if payload.artifacts.upload
+        && let Err(e) = upload_bundle(config, payload, &client, &redactor, &artifacts_dir).await
+    {
+        tracing::warn!(error = %e, "artifact upload failed");
+        let note = redactor.redact(&format!("artifact upload failed: {e}"));
+        report.summary = Some(match report.summary.take() {
+            Some(s) => format!("{s}; {note}"),
+            None => note,
+        });
+    }
+    let final_backoff = Backoff {
+        attempts: config.fetch_attempts,
+        initial: config.backoff_initial,
+        max: config.backoff_max,
+    };
+    client.status(&report, final_backoff).await?;
+    tracing::info!(job = %job.job_id, state = ?report.state, "final report sent");
+    Ok(RunOutcome::Reported(report.state))
+}
+
+async fn steps(
+    config: &RunnerConfig,
+    secrets: &SecretsDir,
+    payload: &BootstrapPayload,
+    paths: &AgentPaths,
+    client: &RunnerClient,
+    logs: &LogHandle,
+    checkout: &mut Option<(Git, String)>,
+) -> Result<ProcessEnd, GuestError> {
+    let job = &payload.job;
+    report_step(client, logs, "bootstrap").await;
+    for f in &payload.secrets.files {
+        secrets
+            .write_bundle_file(
+                &f.path,
+                f.content.expose().as_bytes(),
+                f.mode.unwrap_or(0o600),
+            )
+            .map_err(as_step("bootstrap"))?;
+    }
+    if let Some(settings) = &payload.secrets.claude_settings {
+        secrets
+            .write_bundle_file("claude/settings.json", settings.expose().as_bytes(), 0o600)
+            .map_err(as_step("bootstrap"))?;
+    }
+    let git = Git::new(&config.git_bin, job, secrets, payload.secrets.git.as_ref())
+        .map_err(as_step("bootstrap"))?;
+
+    report_step(client, logs, "clone").await;
+    let clone_limits = Limits {
+        timeout: config.clone_timeout,
+        grace: config.kill_grace,
+    };
+    let base = git
+        .checkout(job, clone_limits, logs)
+        .await
+        .map_err(as_step("clone"))?;
+    *checkout = Some((git, base));
+
+    report_step(client, logs, "agent").await;
+    let argv = agent::agent_argv(&job.agent, &job.mode, &job.task)?;
+    let argv = agent::sandboxed_argv(payload, &config.bwrap_bin, paths, argv)?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(GuestError::step("agent", "empty agent command"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&paths.repo)
+        .envs(agent::agent_env(payload, paths));
+    logs.runner(&format!(
+        "running agent ({program}), timeout {} s",
+        job.timeout_secs
+    ))
+    .await;
+    let limits = Limits {
+        timeout: Duration::from_secs(job.timeout_secs),
+        grace: config.kill_grace,
+    };
+    let run = process::run_streamed(cmd, "agent", limits, logs)
+        .await
+        .map_err(as_step("agent"))?;
+    Ok(run.end)
+}
+
+async fn report_step(client: &RunnerClient, logs: &LogHandle, step: &str) {
+    logs.runner(&format!("step: {step}")).await;
+    if let Err(e) = client
+        .status(&StatusReport::running(step), STEP_BACKOFF)
+        .await
+    {
+        tracing::warn!(step, error = %e, "cannot report step");
+    }
+}
+
+async fn upload_bundle(
+    config: &RunnerConfig,
+    payload: &BootstrapPayload,
+    client: &RunnerClient,
+    redactor: &Redactor,
+    artifacts_dir: &Path,
+) -> Result<(), GuestError> {
+    let out = config.work_dir.join(BUNDLE_NAME);
+    let work = config.work_dir.clone();
+    let (redactor, artifacts_dir, max_bytes) = (
+        redactor.clone(),
+        artifacts_dir.to_owned(),
+        payload.artifacts.max_bytes,
+    );
+    let out2 = out.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        let files = ["report.json", "runner.log", "changes.patch"]
+            .into_iter()
+            .map(|n| (n.to_owned(), work.join(n)))
+            .collect();
+        artifacts::bundle(&artifacts::BundleSpec {
+            out: &out2,
+            max_bytes,
+            redactor: &redactor,
+            files,
+            truncatable: Some("runner.log".to_owned()),
+            artifacts_dir: &artifacts_dir,
+        })
+    })
+    .await
+    .map_err(|e| GuestError::step("artifacts", format!("bundling task failed: {e}")))??;
+    if summary.size > max_bytes {
+        return Err(GuestError::step(
+            "artifacts",
+            format!(
+                "bundle is {} bytes, over the limit of {max_bytes}",
+                summary.size
+            ),
+        ));
+    }
+    let receipt = client.upload(BUNDLE_NAME, &out).await?;
+    tracing::info!(size = receipt.size, sha256 = %receipt.sha256, skipped = summary.skipped.len(), "artifacts uploaded");
+    Ok(())
+}
