@@ -10,6 +10,8 @@ mod profiles;
 mod sandboxes;
 mod status;
 mod workspaces;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
