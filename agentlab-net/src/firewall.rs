@@ -1,0 +1,231 @@
+//! [`NftFirewall`]: the nftables implementation of [`Firewall`].
+//!
+//! Every change is one atomic `nft -f -` batch. The firewall keeps an in-memory record of the
+//! sandboxes it allowed (the source of what to re-add on [`Firewall::ensure_base`] and what to
+//! delete on [`Firewall::remove`]); [`Firewall::describe`] verifies that record against the
+//! kernel. After a daemon restart the record is empty: call `ensure_base` (which resets the
+//! tables, failing closed) and then `allow` for every running sandbox.
+//!
+//! A sandbox may hold one IPv4 and one IPv6 entry on the same port and MAC (dual stack):
+//! `allow` with the other family's address adds to the sandbox, with the same family or a
+//! different port/MAC it replaces the sandbox's entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agentlab_core::{Firewall, FirewallError, FirewallState, SandboxNet, Vmid};
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::config::NetConfig;
+use crate::error::NetError;
+use crate::render::same_family;
+use crate::render::{Element, render_base, render_delete, render_elements, sandbox_elements};
+use crate::resolve::{DomainResolver, SystemResolver, resolve_allowlist};
+use crate::runner::{NftRunner, ProcessRunner};
+use crate::validate::{validate_mac, validate_sandbox};
+
+/// The nftables firewall.
+#[derive(Debug)]
+pub struct NftFirewall {
+    cfg: NetConfig,
+    runner: Arc<dyn NftRunner>,
+    resolver: Arc<dyn DomainResolver>,
+    /// Serialises batches so a base reset and an element change never interleave. An async
+    /// mutex on purpose: it guards the order of `nft` invocations, not data.
+    gate: tokio::sync::Mutex<()>,
+    record: Mutex<BTreeMap<Vmid, Vec<SandboxNet>>>,
+}
+
+impl NftFirewall {
+    /// A firewall running `cfg.nft_path` on the host.
+    pub fn new(cfg: NetConfig) -> Result<Self, NetError> {
+        let runner = Arc::new(ProcessRunner::new(cfg.nft_path.clone()));
+        Self::with_runner(cfg, runner)
+    }
+
+    /// A firewall using `runner` (a netns runner in tests, a recording fake in unit tests).
+    pub fn with_runner(cfg: NetConfig, runner: Arc<dyn NftRunner>) -> Result<Self, NetError> {
+        cfg.validate()?;
+        Ok(Self {
+            cfg,
+            runner,
+            resolver: Arc::new(SystemResolver),
+            gate: tokio::sync::Mutex::new(()),
+            record: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Replaces the resolver used for allowlist domains.
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: Arc<dyn DomainResolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// The configuration this firewall renders.
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    /// The live listing of both AgentLab tables, or `None` when neither exists.
+    pub async fn listing(&self) -> Result<Option<String>, NetError> {
+        let mut out = String::new();
+        for family in ["inet", "bridge"] {
+            if let Ok(text) = self
+                .runner
+                .query(&["list", "table", family, &self.cfg.table])
+                .await
+            {
+                out.push_str(&text);
+            }
+        }
+        Ok(if out.is_empty() { None } else { Some(out) })
+    }
+
+    /// Deletes both AgentLab tables (a no-op when absent) and forgets all sandboxes.
+    pub async fn delete_tables(&self) -> Result<(), NetError> {
+        let _order = self.gate.lock().await;
+        self.runner.apply(&render_delete(&self.cfg)).await?;
+        self.lock_record().clear();
+        Ok(())
+    }
+
+    fn lock_record(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vmid, Vec<SandboxNet>>> {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn table_exists(&self) -> bool {
+        self.runner
+            .query(&["list", "table", "inet", &self.cfg.table])
+            .await
+            .is_ok()
+    }
+
+    /// Addresses in the kernel's `sbx_v4`/`sbx_v6` sets.
+    async fn kernel_addresses(&self) -> Result<BTreeSet<String>, NetError> {
+        let mut out = BTreeSet::new();
+        for set in ["sbx_v4", "sbx_v6"] {
+            let text = self
+                .runner
+                .query(&["-j", "list", "set", "inet", &self.cfg.table, set])
+                .await?;
+            out.extend(set_elements(&text)?);
+        }
+        Ok(out)
+    }
+}
+
+fn union(entries: &[SandboxNet]) -> Vec<Element> {
+    let set: BTreeSet<Element> = entries.iter().flat_map(sandbox_elements).collect();
+    set.into_iter().collect()
+}
+
+/// The plain elements of a set in `nft -j list set` output.
+fn set_elements(json: &str) -> Result<Vec<String>, NetError> {
+    let v: Value = serde_json::from_str(json).map_err(|e| NetError::Parse(e.to_string()))?;
+    let items = v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or_else(|| NetError::Parse("no nftables array".into()))?;
+    Ok(items
+        .iter()
+        .filter_map(|i| i.get("set")?.get("elem")?.as_array().cloned())
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect())
+}
+
+#[async_trait]
+impl Firewall for NftFirewall {
+    async fn ensure_base(&self) -> Result<(), FirewallError> {
+        let _order = self.gate.lock().await;
+        let known: Vec<SandboxNet> = self.lock_record().values().flatten().cloned().collect();
+        let mut batch = render_base(&self.cfg);
+        batch.push_str(&render_elements(&self.cfg, &union(&known), &[]));
+        self.runner.apply(&batch).await?;
+        tracing::info!(table = %self.cfg.table, sandboxes = known.len(), "network policy applied");
+        Ok(())
+    }
+
+    async fn allow(&self, sandbox: &SandboxNet) -> Result<(), FirewallError> {
+        validate_sandbox(&self.cfg, sandbox)?;
+        let mut sbx = resolve_allowlist(self.resolver.as_ref(), sandbox).await?;
+        sbx.mac = validate_mac(&sbx.mac).map_err(NetError::Invalid)?;
+        let _order = self.gate.lock().await;
+        let (old, new) = {
+            let record = self.lock_record();
+            for (vmid, entries) in record.iter().filter(|(v, _)| **v != sbx.vmid) {
+                if let Some(e) = entries
+                    .iter()
+                    .find(|e| e.iface == sbx.iface || e.ip == sbx.ip)
+                {
+                    return Err(NetError::Invalid(format!(
+                        "Port {} / address {} already bound to sandbox {vmid}",
+                        e.iface, e.ip
+                    ))
+                    .into());
+                }
+            }
+            let old = record.get(&sbx.vmid).cloned().unwrap_or_default();
+            let mut new: Vec<SandboxNet> = old
+                .iter()
+                .filter(|e| e.iface == sbx.iface && e.mac == sbx.mac && !same_family(e.ip, sbx.ip))
+                .cloned()
+                .collect();
+            new.push(sbx.clone());
+            (old, new)
+        };
+        let (old_el, new_el) = (union(&old), union(&new));
+        let stale: Vec<Element> = old_el.into_iter().filter(|e| !new_el.contains(e)).collect();
+        self.runner
+            .apply(&render_elements(&self.cfg, &new_el, &stale))
+            .await?;
+        tracing::info!(sandbox = %sbx.vmid, iface = %sbx.iface, ip = %sbx.ip, "sandbox network allowed");
+        self.lock_record().insert(sbx.vmid, new);
+        Ok(())
+    }
+
+    async fn remove(&self, vmid: Vmid) -> Result<(), FirewallError> {
+        let _order = self.gate.lock().await;
+        let Some(entries) = self.lock_record().get(&vmid).cloned() else {
+            return Ok(());
+        };
+        let batch = render_elements(&self.cfg, &[], &union(&entries));
+        if let Err(e) = self.runner.apply(&batch).await
+            && self.table_exists().await
+        {
+            return Err(e.into());
+        }
+        self.lock_record().remove(&vmid);
+        tracing::info!(sandbox = %vmid, "sandbox network removed");
+        Ok(())
+    }
+
+    async fn describe(&self) -> Result<FirewallState, FirewallError> {
+        let _order = self.gate.lock().await;
+        let bridge_ok = self
+            .runner
+            .query(&["list", "table", "bridge", &self.cfg.table])
+            .await
+            .is_ok();
+        if !self.table_exists().await || !bridge_ok {
+            return Ok(FirewallState {
+                base_applied: false,
+                sandboxes: Vec::new(),
+            });
+        }
+        let present = self.kernel_addresses().await?;
+        let sandboxes = self
+            .lock_record()
+            .values()
+            .flatten()
+            .filter(|s| present.contains(&s.ip.to_string()))
+            .cloned()
+            .collect();
+        Ok(FirewallState {
+            base_applied: true,
+            sandboxes,
+        })
+    }
+}
