@@ -452,4 +452,26 @@ mod tests {
         let fake = FakeHypervisor::persistent(&path).unwrap();
         assert!(fake.owned_vm_ids().is_empty() && fake.volumes().is_empty());
     }
+
+    #[tokio::test]
+    async fn process_boot_hook_stops_a_guest_started_before_a_restart() {
+        use agentlab_core::fake::boot::{BootEvent, BootHook};
+        let dir = tempfile::tempdir().unwrap();
+        let before = ProcessBootHook::new(dir.path(), "sleep", ["600"]);
+        let spec = ConformanceEnv::fake().spec(vmid(4245));
+        let event = BootEvent {
+            vmid: spec.vmid,
+            bootstrap: None,
+            spec: spec.clone(),
+        };
+        before.on_start(&event).unwrap();
+        assert!(before.is_running(spec.vmid));
+        // A new hook on the same directory (the daemon restarted) did not spawn the guest,
+        // but destroying the VM still stops it and removes its directory.
+        let after = ProcessBootHook::new(dir.path(), "sleep", ["600"]);
+        after.on_destroy(spec.vmid);
+        let status = before.wait_for_exit(spec.vmid).await.unwrap();
+        assert!(!status.success(), "the guest was killed");
+        assert!(!after.vm_dir(spec.vmid).exists());
+    }
 }

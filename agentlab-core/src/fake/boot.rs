@@ -6,7 +6,10 @@
 //! written atomically) and spawns a configured program — typically the real `agent-runner` —
 //! in its own process group, with stdout and stderr appended to `<work_dir>/<vmid>/runner.log`.
 //! On stop it sends SIGTERM to the group, waits up to the grace period, then SIGKILL; on
-//! destroy it also removes `<work_dir>/<vmid>`. The token only ever travels in the file, never
+//! destroy it also removes `<work_dir>/<vmid>`. The group id is also kept in
+//! `<work_dir>/<vmid>/runner.pid`, so a hook in a restarted process (a daemon killed with
+//! SIGKILL, using [`super::FakeHypervisor::persistent`]) can still stop a program it did not
+//! spawn. Dropping the hook kills every program it spawned. The token only ever travels in the file, never
 //! in argv, the environment or the log.
 //!
 //! There is no isolation at all: the "guest" runs with the test's privileges.
@@ -232,40 +235,78 @@ impl ProcessBootHook {
     }
 }
 
-/// Sends `signal` to the process group led by `child` (ignoring failures: it may be gone).
-fn signal_group(child: &Child, signal: &str) {
-    let group = format!("-{}", child.id());
+/// Sends `signal` to the process group `pgid`; whether `kill` succeeded (the group exists).
+fn signal_group(pgid: u32, signal: &str) -> bool {
+    let group = format!("-{pgid}");
     let result = Command::new("kill")
         .args([signal, "--", group.as_str()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    if let Err(err) = result {
-        warn!(error = %err, "cannot run kill");
+    match result {
+        Ok(status) => status.success(),
+        Err(err) => {
+            warn!(error = %err, "cannot run kill");
+            false
+        }
     }
 }
 
-/// TERM, wait up to `grace`, KILL; always reaps the child.
+/// TERM, wait up to `grace`, KILL the child's group; always reaps the child.
 fn terminate(mut child: Child, grace: Duration) {
     if matches!(child.try_wait(), Ok(None)) {
-        signal_group(&child, "-TERM");
+        signal_group(child.id(), "-TERM");
         let deadline = Instant::now() + grace;
         while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
     }
-    signal_group(&child, "-KILL");
+    signal_group(child.id(), "-KILL");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// TERM, wait up to `grace`, KILL a group this process did not spawn (left by an earlier
+/// process using the same work directory).
+fn terminate_orphan(pgid: u32, grace: Duration) {
+    if signal_group(pgid, "-TERM") {
+        let deadline = Instant::now() + grace;
+        while signal_group(pgid, "-0") && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        signal_group(pgid, "-KILL");
+    }
+}
+
+impl ProcessBootHook {
+    fn pid_path(&self, vmid: Vmid) -> PathBuf {
+        self.vm_dir(vmid).join("runner.pid")
+    }
+
+    /// Stops the VM's program: our child if we have one, else the group named in
+    /// `runner.pid` (a program started before a restart of the process hosting the fake).
+    fn stop_guest(&self, vmid: Vmid, grace: Duration) {
+        let child = self.lock().remove(&vmid);
+        let pid_path = self.pid_path(vmid);
+        if let Some(child) = child {
+            terminate(child, grace);
+            debug!(sandbox = %vmid, "fake guest stopped");
+        } else if let Some(pgid) = fs::read_to_string(&pid_path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .filter(|pgid| *pgid > 1)
+        {
+            terminate_orphan(pgid, grace);
+            debug!(sandbox = %vmid, pgid, "orphaned fake guest stopped");
+        }
+        let _ = fs::remove_file(&pid_path);
+    }
 }
 
 impl BootHook for ProcessBootHook {
     fn on_start(&self, event: &BootEvent) -> Result<(), BootHookError> {
         let vmid = event.vmid;
-        let old = self.lock().remove(&vmid);
-        if let Some(old) = old {
-            terminate(old, Duration::ZERO);
-        }
+        self.stop_guest(vmid, Duration::ZERO);
         let dir = self.vm_dir(vmid);
         DirBuilder::new()
             .recursive(true)
@@ -280,16 +321,16 @@ impl BootHook for ProcessBootHook {
         }
         let child = self.spawn(vmid)?;
         debug!(sandbox = %vmid, pid = child.id(), "fake guest started");
+        let pid_path = self.pid_path(vmid);
+        if let Err(err) = fs::write(&pid_path, child.id().to_string()) {
+            warn!(sandbox = %vmid, error = %err, "cannot write runner.pid");
+        }
         self.lock().insert(vmid, child);
         Ok(())
     }
 
     fn on_stop(&self, vmid: Vmid, grace: Duration) {
-        let child = self.lock().remove(&vmid);
-        if let Some(child) = child {
-            terminate(child, grace);
-            debug!(sandbox = %vmid, "fake guest stopped");
-        }
+        self.stop_guest(vmid, grace);
     }
 
     fn on_destroy(&self, vmid: Vmid) {
