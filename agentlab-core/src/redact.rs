@@ -1,7 +1,7 @@
 //! Redaction of secret values in text and in line streams.
 //!
 //! A [`Redactor`] is built from the secret values of a bundle
-//! ([`SecretBundle::values`](crate::SecretBundle::values)) and replaces every occurrence of
+//! ([`SecretBundle::values`]) and replaces every occurrence of
 //! each value — and of its common encodings — with [`PLACEHOLDER`]:
 //!
 //! - the raw value;
@@ -39,6 +39,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
+
+use crate::secrets::SecretBundle;
 
 /// What a redacted value is replaced with.
 pub const PLACEHOLDER: &str = "[REDACTED]";
@@ -90,6 +92,11 @@ impl Redactor {
         Self {
             inner: Arc::new(Inner { patterns, max_len }),
         }
+    }
+
+    /// A redactor for every value of `bundle` ([`SecretBundle::values`]).
+    pub fn from_bundle(bundle: &SecretBundle) -> Self {
+        Self::new(&bundle.values())
     }
 
     /// True if nothing will ever be redacted.

@@ -178,6 +178,19 @@ mod tests {
     }
 
     #[test]
+    fn from_bundle_covers_every_value() {
+        let mut b = agentlab_core::SecretBundle::default();
+        b.env
+            .insert("A".into(), agentlab_core::SecretValue::new("env-value-123"));
+        b.git = Some(agentlab_core::GitCredentials::Https {
+            username: "user".into(),
+            token: agentlab_core::SecretValue::new("git-token-456"),
+        });
+        let out = Redactor::from_bundle(&b).redact("env-value-123 git-token-456 user");
+        assert_eq!(out, format!("{PLACEHOLDER} {PLACEHOLDER} user"));
+    }
+
+    #[test]
     fn debug_does_not_print_values() {
         let r = redactor();
         let dbg = format!("{r:?} {:?}", r.line_redactor());
