@@ -329,21 +329,26 @@ mod tests {
         assert_eq!(ip(9099), None);
         assert_eq!(ip(10_000), None);
 
-        // Gateway in the middle of a tight subnet: skipped, and the whole range still fits.
-        let c = parse(&fake(
-        "vmid_range:\n  start: 100\n  end: 352\nnetwork:\n  subnet: 192.168.50.0/24\n  gateway: 192.168.50.254\n",
-    ))
-    .unwrap();
+        // A tight subnet: a /24 holds 253 sandboxes (.2 to .254), and the gateway must not sit
+        // among them.
+        let tight = |end: u32, gateway: &str| {
+            parse(&fake(&format!(
+                "vmid_range:\n  start: 100\n  end: {end}\nnetwork:\n  subnet: 192.168.50.0/24\n  gateway: {gateway}\n"
+            )))
+        };
+        let c = tight(352, "192.168.50.1").unwrap();
         let all: Vec<Ipv4Addr> = (100..=352)
             .map(|v| c.sandbox_ipv4(Vmid::new(v).unwrap()).unwrap())
             .collect();
-        assert_eq!(all[0], Ipv4Addr::new(192, 168, 50, 1));
-        assert!(!all.contains(&Ipv4Addr::new(192, 168, 50, 254)));
-        assert_eq!(*all.last().unwrap(), Ipv4Addr::new(192, 168, 50, 253));
-        let mut unique = all.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), 253);
-        assert!(parse(&fake("vmid_range:\n  start: 100\n  end: 353\nnetwork:\n  subnet: 192.168.50.0/24\n  gateway: 192.168.50.254\n")).is_err());
+        assert_eq!(all[0], Ipv4Addr::new(192, 168, 50, 2));
+        assert_eq!(*all.last().unwrap(), Ipv4Addr::new(192, 168, 50, 254));
+        let err = tight(353, "192.168.50.1").unwrap_err();
+        assert_eq!(err.details.field.as_deref(), Some("vmid_range"));
+        let err = tight(352, "192.168.50.254").unwrap_err();
+        assert_eq!(err.details.field.as_deref(), Some("network.gateway"));
+        assert_eq!(err.details.line, Some(6));
+        // A gateway above the sandbox block is fine.
+        tight(200, "192.168.50.254").unwrap();
 
         // A config built in code is validated the same way.
         let mut built = Config {

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Engine: jobs, guest reports, tokens, deadlines and leases under a manual clock.
 
 #[path = "engine/common.rs"]

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Engine: provisioning, failure handling, VMID allocation and teardown, against the fakes.
 
 #[path = "engine/common.rs"]

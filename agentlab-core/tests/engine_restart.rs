@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Engine: a daemon killed mid-provisioning (its runtime dropped, so no cleanup code runs)
 //! and restarted over the same store and hypervisor ends consistent and leaks nothing.
 

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! Engine: workspaces (create, attach, detach, rebind with rollback, delete).
 
 #[path = "engine/common.rs"]
