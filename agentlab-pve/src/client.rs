@@ -100,14 +100,22 @@ pub struct Api {
 
 /// Percent-encodes one path segment (UPIDs, volume ids).
 pub fn seg(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 impl Api {
     /// Builds the client from options.
     pub fn new(opts: &PveOptions) -> Result<Self, PveError> {
-        let mut auth = HeaderValue::from_str(&format!("PVEAPIToken={}={}", opts.token_id, opts.token_secret.expose()))
-            .map_err(|_| PveError::Setup("token id or secret contains invalid header characters".into()))?;
+        let mut auth = HeaderValue::from_str(&format!(
+            "PVEAPIToken={}={}",
+            opts.token_id,
+            opts.token_secret.expose()
+        ))
+        .map_err(|_| {
+            PveError::Setup("token id or secret contains invalid header characters".into())
+        })?;
         auth.set_sensitive(true);
         let builder = reqwest::Client::builder()
             .use_rustls_tls()
@@ -117,7 +125,12 @@ impl Api {
             .build()
             .map_err(|e| PveError::Setup(format!("HTTP client: {e}")))?;
         let base = format!("{}/api2/json", opts.url.trim_end_matches('/'));
-        Ok(Self { http, base, auth, counters: Arc::default() })
+        Ok(Self {
+            http,
+            base,
+            auth,
+            counters: Arc::default(),
+        })
     }
 
     /// `GET path?query`.
@@ -145,7 +158,9 @@ impl Api {
         let mut last = None;
         for attempt in 0..attempts {
             if attempt > 0 {
-                self.counters.connection_retries.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .connection_retries
+                    .fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
             match self.once(method.clone(), path, params).await {
@@ -153,7 +168,10 @@ impl Api {
                 other => return other,
             }
         }
-        Err(last.unwrap_or_else(|| PveError::Connection { call: format!("{method} {path}"), detail: "no attempt".into() }))
+        Err(last.unwrap_or_else(|| PveError::Connection {
+            call: format!("{method} {path}"),
+            detail: "no attempt".into(),
+        }))
     }
 
     async fn once(&self, method: Method, path: &str, params: &Params) -> Result<Value, PveError> {
@@ -172,17 +190,28 @@ impl Api {
             url.push('?');
             url.push_str(&encoded);
         }
-        let mut req = self.http.request(method.clone(), &url).header(AUTHORIZATION, self.auth.clone());
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header(AUTHORIZATION, self.auth.clone());
         if body_method {
-            req = req.header("content-type", "application/x-www-form-urlencoded").body(encoded);
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(encoded);
         }
-        let conn = |e: &reqwest::Error| PveError::Connection { call: call.clone(), detail: error_chain(e) };
+        let conn = |e: &reqwest::Error| PveError::Connection {
+            call: call.clone(),
+            detail: error_chain(e),
+        };
         let resp = req.send().await.map_err(|e| conn(&e))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| conn(&e))?;
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
-            return body.get("data").cloned().ok_or_else(|| PveError::Decode { call, detail: "no `data` in answer".into() });
+            return body.get("data").cloned().ok_or_else(|| PveError::Decode {
+                call,
+                detail: "no `data` in answer".into(),
+            });
         }
         let mut message = body
             .get("message")
@@ -190,10 +219,17 @@ impl Api {
             .map(|m| m.trim_end().to_owned())
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         if let Some(errors) = body.get("errors").and_then(Value::as_object) {
-            let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default().trim_end())).collect();
+            let list: Vec<String> = errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default().trim_end()))
+                .collect();
             message = format!("{message} ({})", list.join("; "));
         }
-        Err(PveError::Api { call, status: status.as_u16(), message })
+        Err(PveError::Api {
+            call,
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 

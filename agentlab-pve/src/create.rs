@@ -15,9 +15,18 @@ use crate::pve::ProxmoxHypervisor;
 pub fn strict_urlencode(s: &str) -> String {
     s.bytes()
         .map(|c| match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
-                char::from(c).to_string()
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => char::from(c).to_string(),
             _ => format!("%{c:02X}"),
         })
         .collect()
@@ -42,11 +51,23 @@ pub fn root_disk(config: &Value) -> Option<(String, u64)> {
         .get("boot")
         .and_then(Value::as_str)
         .and_then(|b| b.split(',').find_map(|p| p.strip_prefix("order=")))
-        .and_then(|o| o.split(';').find(|d| !d.starts_with("net") && !d.starts_with("ide2")))
+        .and_then(|o| {
+            o.split(';')
+                .find(|d| !d.starts_with("net") && !d.starts_with("ide2"))
+        })
         .map(str::to_owned);
-    let key = from_boot.or_else(|| ["scsi0", "virtio0", "sata0", "ide0"].iter().find(|k| config.get(**k).is_some()).map(|k| (*k).to_owned()))?;
+    let key = from_boot.or_else(|| {
+        ["scsi0", "virtio0", "sata0", "ide0"]
+            .iter()
+            .find(|k| config.get(**k).is_some())
+            .map(|k| (*k).to_owned())
+    })?;
     let value = config.get(&key)?.as_str()?;
-    let size = value.split(',').find_map(|p| p.strip_prefix("size=")).and_then(parse_size).unwrap_or(0);
+    let size = value
+        .split(',')
+        .find_map(|p| p.strip_prefix("size="))
+        .and_then(parse_size)
+        .unwrap_or(0);
     Some((key, size))
 }
 
@@ -66,8 +87,16 @@ pub fn parse_size(s: &str) -> Option<u64> {
 impl ProxmoxHypervisor {
     pub(crate) async fn do_create(&self, spec: &VmSpec) -> Result<VmHandle, HypervisorError> {
         let vmid = spec.vmid.get();
-        match self.api.get("/cluster/nextid", &vec![("vmid", vmid.to_string())]).await {
-            Err(PveError::Api { status: 400, message, .. }) if message.contains("already exists") => {
+        match self
+            .api
+            .get("/cluster/nextid", &vec![("vmid", vmid.to_string())])
+            .await
+        {
+            Err(PveError::Api {
+                status: 400,
+                message,
+                ..
+            }) if message.contains("already exists") => {
                 return Err(HypervisorError::AlreadyExists(format!("VM {vmid}")));
             }
             Err(e) => return Err(e.into()),
@@ -77,9 +106,15 @@ impl ProxmoxHypervisor {
         let template = vms
             .iter()
             .find(|v| v.vmid == spec.template_vmid)
-            .ok_or_else(|| HypervisorError::NotFound(format!("template VM {}", spec.template_vmid)))?;
+            .ok_or_else(|| {
+                HypervisorError::NotFound(format!("template VM {}", spec.template_vmid))
+            })?;
         let target = self.pick_node(spec.node.as_deref()).await?;
-        let mut params: Params = vec![("newid", vmid.to_string()), ("name", spec.name.clone()), ("full", b(spec.full_clone))];
+        let mut params: Params = vec![
+            ("newid", vmid.to_string()),
+            ("name", spec.name.clone()),
+            ("full", b(spec.full_clone)),
+        ];
         if target != template.node {
             params.push(("target", target.clone()));
         }
@@ -96,7 +131,10 @@ impl ProxmoxHypervisor {
             Ok(p) => p,
             Err(_) => {
                 self.api.counters.bump(Counter::ClonePermitWait);
-                permits.acquire_owned().await.map_err(|_| HypervisorError::backend("clone permits closed"))?
+                permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| HypervisorError::backend("clone permits closed"))?
             }
         };
         self.with_lock_retry(|| async {
@@ -106,7 +144,11 @@ impl ProxmoxHypervisor {
         .await?;
         self.remember_node(vmid, &target);
         tracing::info!(sandbox = %spec.vmid, node = %target, template = spec.template_vmid, "PVE clone created");
-        Ok(VmHandle { vmid: spec.vmid, node: target, iface: Some(format!("tap{vmid}i0")) })
+        Ok(VmHandle {
+            vmid: spec.vmid,
+            node: target,
+            iface: Some(format!("tap{vmid}i0")),
+        })
     }
 
     pub(crate) async fn do_configure(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
@@ -121,7 +163,13 @@ impl ProxmoxHypervisor {
             ("net0", net0(&n.model, &n.mac, &n.bridge, n.firewall)),
             ("ipconfig0", ipconfig0(n.ip, n.prefix_len, n.gateway)),
             ("tags", self.opts.tag.clone()),
-            ("description", format!("Managed by AgentLab (profile: {}). Destroyed with its sandbox; do not edit.", spec.profile)),
+            (
+                "description",
+                format!(
+                    "Managed by AgentLab (profile: {}). Destroyed with its sandbox; do not edit.",
+                    spec.profile
+                ),
+            ),
         ];
         if let Some(limit) = r.cpulimit {
             params.push(("cpulimit", format!("{limit}")));
@@ -130,13 +178,18 @@ impl ProxmoxHypervisor {
             params.push(("ciuser", user.clone()));
         }
         if !self.opts.ssh_public_keys.is_empty() {
-            params.push(("sshkeys", strict_urlencode(&self.opts.ssh_public_keys.join("\n"))));
+            params.push((
+                "sshkeys",
+                strict_urlencode(&self.opts.ssh_public_keys.join("\n")),
+            ));
         }
         let path = format!("/nodes/{node}/qemu/{vmid}/config");
-        self.with_lock_retry(|| self.api.put(&path, &params)).await?;
+        self.with_lock_retry(|| self.api.put(&path, &params))
+            .await?;
         if let Some(gb) = spec.root_size_gb {
             let config = self.vm_config(&node, vmid).await?;
-            let (disk, current) = root_disk(&config).ok_or_else(|| HypervisorError::backend(format!("VM {vmid} has no root disk")))?;
+            let (disk, current) = root_disk(&config)
+                .ok_or_else(|| HypervisorError::backend(format!("VM {vmid} has no root disk")))?;
             if u64::from(gb) << 30 > current {
                 let path = format!("/nodes/{node}/qemu/{vmid}/resize");
                 let call = format!("PUT {path}");

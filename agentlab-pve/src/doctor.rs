@@ -25,18 +25,35 @@ pub struct CheckResult {
 }
 
 fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
-    CheckResult { name: name.into(), ok: true, detail: detail.into(), fix: None }
+    CheckResult {
+        name: name.into(),
+        ok: true,
+        detail: detail.into(),
+        fix: None,
+    }
 }
 
 fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> CheckResult {
-    CheckResult { name: name.into(), ok: false, detail: detail.into(), fix: Some(fix.into()) }
+    CheckResult {
+        name: name.into(),
+        ok: false,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 fn content_of(list: &Value, storage: &str) -> Option<Vec<String>> {
     list.as_array()?
         .iter()
         .find(|s| s.get("storage").and_then(Value::as_str) == Some(storage))
-        .map(|s| s.get("content").and_then(Value::as_str).unwrap_or_default().split(',').map(str::to_owned).collect())
+        .map(|s| {
+            s.get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_owned)
+                .collect()
+        })
 }
 
 /// Runs every check; never fails as a whole (failures are results).
@@ -44,23 +61,47 @@ pub async fn doctor(opts: &PveOptions, template_vmid: u32) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let api = match Api::new(opts) {
         Ok(a) => a,
-        Err(e) => return vec![fail("api", e.to_string(), "fix url/token/tls in the pve section of the config")],
+        Err(e) => {
+            return vec![fail(
+                "api",
+                e.to_string(),
+                "fix url/token/tls in the pve section of the config",
+            )];
+        }
     };
     let version = match api.get("/version", &Params::new()).await {
-        Ok(v) => v.get("version").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        Ok(v) => v
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         Err(e) => {
             let fix = "check url, network path to port 8006, TLS trust (ca_file/fingerprint) and the API token";
             return vec![fail("api", e.to_string(), fix)];
         }
     };
-    out.push(pass("api", format!("{} reachable, PVE {version}", opts.url)));
-    let major: u32 = version.split(['.', '-']).next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    out.push(pass(
+        "api",
+        format!("{} reachable, PVE {version}", opts.url),
+    ));
+    let major: u32 = version
+        .split(['.', '-'])
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     out.push(if major >= 8 {
         pass("version", format!("PVE {version} is supported"))
     } else {
-        fail("version", format!("PVE {version} is too old"), "upgrade to Proxmox VE 8.x or 9.x")
+        fail(
+            "version",
+            format!("PVE {version} is too old"),
+            "upgrade to Proxmox VE 8.x or 9.x",
+        )
     });
-    let resources = api.get("/cluster/resources", &vec![("type", "vm".to_owned())]).await.unwrap_or(Value::Null);
+    let resources = api
+        .get("/cluster/resources", &vec![("type", "vm".to_owned())])
+        .await
+        .unwrap_or(Value::Null);
     let node = resources
         .as_array()
         .into_iter()
@@ -69,49 +110,114 @@ pub async fn doctor(opts: &PveOptions, template_vmid: u32) -> Vec<CheckResult> {
         .and_then(|v| v.get("node").and_then(Value::as_str).map(str::to_owned));
     let guest_agent = opts.bootstrap == BootstrapDelivery::GuestAgent;
     match &node {
-        None => out.push(fail("template", format!("VM {template_vmid} not found (or not visible to the token)"), "create the template or grant VM.Audit on it")),
-        Some(node) => match api.get(&format!("/nodes/{node}/qemu/{template_vmid}/config"), &Params::new()).await {
-            Err(e) => out.push(fail("template", e.to_string(), "grant VM.Audit on the template")),
+        None => out.push(fail(
+            "template",
+            format!("VM {template_vmid} not found (or not visible to the token)"),
+            "create the template or grant VM.Audit on it",
+        )),
+        Some(node) => match api
+            .get(
+                &format!("/nodes/{node}/qemu/{template_vmid}/config"),
+                &Params::new(),
+            )
+            .await
+        {
+            Err(e) => out.push(fail(
+                "template",
+                e.to_string(),
+                "grant VM.Audit on the template",
+            )),
             Ok(cfg) => {
                 let is_template = cfg.get("template").and_then(lenient_u64) == Some(1);
                 out.push(if is_template {
-                    pass("template", format!("VM {template_vmid} on {node} is a template"))
+                    pass(
+                        "template",
+                        format!("VM {template_vmid} on {node} is a template"),
+                    )
                 } else {
-                    fail("template", format!("VM {template_vmid} is not a template"), format!("qm template {template_vmid}"))
+                    fail(
+                        "template",
+                        format!("VM {template_vmid} is not a template"),
+                        format!("qm template {template_vmid}"),
+                    )
                 });
-                let agent = cfg.get("agent").map(|a| a.to_string()).is_some_and(|a| a.trim_matches('"').starts_with('1') || a.contains("enabled=1"));
+                let agent = cfg.get("agent").map(|a| a.to_string()).is_some_and(|a| {
+                    a.trim_matches('"').starts_with('1') || a.contains("enabled=1")
+                });
                 out.push(match (agent, guest_agent) {
                     (true, _) => pass("template.agent", "QEMU guest agent enabled"),
                     (false, false) => pass("template.agent", "guest agent off (bootstrap: snippet)"),
                     (false, true) => fail("template.agent", "QEMU guest agent not enabled", format!("qm set {template_vmid} --agent enabled=1 (and install qemu-guest-agent in the image)")),
                 });
-                let has_ci = cfg.as_object().into_iter().flatten().any(|(_, v)| v.as_str().is_some_and(|s| s.contains("cloudinit")));
+                let has_ci = cfg
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .any(|(_, v)| v.as_str().is_some_and(|s| s.contains("cloudinit")));
                 out.push(if has_ci {
                     pass("template.cloudinit", "cloud-init drive present")
                 } else {
-                    fail("template.cloudinit", "no cloud-init drive", format!("qm set {template_vmid} --ide2 {}:cloudinit", opts.storage))
+                    fail(
+                        "template.cloudinit",
+                        "no cloud-init drive",
+                        format!("qm set {template_vmid} --ide2 {}:cloudinit", opts.storage),
+                    )
                 });
             }
         },
     }
-    let node = node.unwrap_or_else(|| if opts.node == "auto" { String::new() } else { opts.node.clone() });
+    let node = node.unwrap_or_else(|| {
+        if opts.node == "auto" {
+            String::new()
+        } else {
+            opts.node.clone()
+        }
+    });
     if !node.is_empty() {
-        let storages = api.get(&format!("/nodes/{node}/storage"), &Params::new()).await.unwrap_or(Value::Null);
+        let storages = api
+            .get(&format!("/nodes/{node}/storage"), &Params::new())
+            .await
+            .unwrap_or(Value::Null);
         out.push(match content_of(&storages, &opts.storage) {
-            Some(c) if c.iter().any(|x| x == "images") => pass("storage", format!("{} has content {}", opts.storage, c.join(","))),
-            Some(c) => fail("storage", format!("{} has content {} (no images)", opts.storage, c.join(",")), format!("pvesm set {} --content images,…", opts.storage)),
-            None => fail("storage", format!("storage {} not found on {node}", opts.storage), "configure the storage or grant Datastore.Audit on it"),
+            Some(c) if c.iter().any(|x| x == "images") => pass(
+                "storage",
+                format!("{} has content {}", opts.storage, c.join(",")),
+            ),
+            Some(c) => fail(
+                "storage",
+                format!("{} has content {} (no images)", opts.storage, c.join(",")),
+                format!("pvesm set {} --content images,…", opts.storage),
+            ),
+            None => fail(
+                "storage",
+                format!("storage {} not found on {node}", opts.storage),
+                "configure the storage or grant Datastore.Audit on it",
+            ),
         });
         if opts.bootstrap == BootstrapDelivery::Snippet {
             out.push(check_snippets(opts, &storages));
         }
         if let Some(bridge) = &opts.bridge {
-            let nets = api.get(&format!("/nodes/{node}/network"), &vec![("type", "any_bridge".to_owned())]).await.unwrap_or(Value::Null);
-            let found = nets.as_array().into_iter().flatten().any(|n| n.get("iface").and_then(Value::as_str) == Some(bridge));
+            let nets = api
+                .get(
+                    &format!("/nodes/{node}/network"),
+                    &vec![("type", "any_bridge".to_owned())],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            let found = nets
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n.get("iface").and_then(Value::as_str) == Some(bridge));
             out.push(if found {
                 pass("bridge", format!("{bridge} exists on {node}"))
             } else {
-                fail("bridge", format!("{bridge} not found on {node}"), format!("create bridge {bridge} (agentlab net setup) on every node"))
+                fail(
+                    "bridge",
+                    format!("{bridge} not found on {node}"),
+                    format!("create bridge {bridge} (agentlab net setup) on every node"),
+                )
             });
         }
     }
@@ -121,30 +227,72 @@ pub async fn doctor(opts: &PveOptions, template_vmid: u32) -> Vec<CheckResult> {
 
 fn check_snippets(opts: &PveOptions, storages: &Value) -> CheckResult {
     let Some(store) = &opts.snippets_storage else {
-        return fail("snippets", "bootstrap: snippet without snippets_storage", "set pve.snippets_storage (e.g. local)");
+        return fail(
+            "snippets",
+            "bootstrap: snippet without snippets_storage",
+            "set pve.snippets_storage (e.g. local)",
+        );
     };
     match content_of(storages, store) {
         Some(c) if c.iter().any(|x| x == "snippets") => {}
-        _ => return fail("snippets", format!("{store} has no snippets content"), format!("pvesm set {store} --content <existing>,snippets")),
+        _ => {
+            return fail(
+                "snippets",
+                format!("{store} has no snippets content"),
+                format!("pvesm set {store} --content <existing>,snippets"),
+            );
+        }
     }
     match &opts.snippets_dir {
-        Some(d) if d.is_dir() => pass("snippets", format!("{store} has snippets, {} exists", d.display())),
-        Some(d) => fail("snippets", format!("{} does not exist", d.display()), format!("mkdir -p {}", d.display())),
-        None => fail("snippets", "snippets_dir not set", "set pve.snippets_dir (e.g. /var/lib/vz/snippets)"),
+        Some(d) if d.is_dir() => pass(
+            "snippets",
+            format!("{store} has snippets, {} exists", d.display()),
+        ),
+        Some(d) => fail(
+            "snippets",
+            format!("{} does not exist", d.display()),
+            format!("mkdir -p {}", d.display()),
+        ),
+        None => fail(
+            "snippets",
+            "snippets_dir not set",
+            "set pve.snippets_dir (e.g. /var/lib/vz/snippets)",
+        ),
     }
 }
 
-async fn check_privileges(api: &Api, opts: &PveOptions, template_vmid: u32, major: u32) -> CheckResult {
+async fn check_privileges(
+    api: &Api,
+    opts: &PveOptions,
+    template_vmid: u32,
+    major: u32,
+) -> CheckResult {
     let perms = match api.get("/access/permissions", &Params::new()).await {
         Ok(p) => p,
-        Err(e) => return fail("privileges", e.to_string(), "the token cannot read its permissions"),
+        Err(e) => {
+            return fail(
+                "privileges",
+                e.to_string(),
+                "the token cannot read its permissions",
+            );
+        }
     };
     let map: BTreeMap<String, BTreeMap<String, u8>> = perms
         .as_object()
         .into_iter()
         .flatten()
         .map(|(path, privs)| {
-            let privs = privs.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), u8::try_from(lenient_u64(v).unwrap_or(0)).unwrap_or(0))).collect();
+            let privs = privs
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        u8::try_from(lenient_u64(v).unwrap_or(0)).unwrap_or(0),
+                    )
+                })
+                .collect();
             (path.clone(), privs)
         })
         .collect();
@@ -161,6 +309,10 @@ async fn check_privileges(api: &Api, opts: &PveOptions, template_vmid: u32, majo
     if lacking.is_empty() {
         pass("privileges", "token has the minimal AgentLab privilege set")
     } else {
-        fail("privileges", format!("missing: {}", lacking.join(", ")), "grant the AgentLab role as documented in docs/proxmox.md (pveum acl modify …)")
+        fail(
+            "privileges",
+            format!("missing: {}", lacking.join(", ")),
+            "grant the AgentLab role as documented in docs/proxmox.md (pveum acl modify …)",
+        )
     }
 }

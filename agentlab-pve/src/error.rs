@@ -62,7 +62,9 @@ pub enum PveError {
 
 /// Whether a PVE message is a lock timeout worth retrying.
 pub fn is_lock_timeout(msg: &str) -> bool {
-    msg.contains("got timeout") || msg.contains("got lock request timeout")
+    msg.contains("can't lock file")
+        || msg.contains("got lock request timeout")
+        || msg.contains("cfs-lock")
 }
 
 impl PveError {
@@ -91,17 +93,30 @@ impl PveError {
     pub fn into_hypervisor(self) -> HypervisorError {
         let msg = self.message().to_owned();
         match &self {
-            Self::Connection { .. } | Self::Api { status: 595 | 596 | 599, .. } => HypervisorError::Unavailable(Box::new(self)),
+            Self::Connection { .. }
+            | Self::Api {
+                status: 595 | 596 | 599,
+                ..
+            } => HypervisorError::Unavailable(Box::new(self)),
             Self::Timeout { .. } => HypervisorError::Timeout(self.to_string()),
-            Self::Setup(_) | Self::Refused(_) | Self::Api { status: 401 | 403, .. } => {
-                HypervisorError::Rejected { reason: self.to_string() }
-            }
+            Self::Setup(_)
+            | Self::Refused(_)
+            | Self::Api {
+                status: 401 | 403, ..
+            } => HypervisorError::Rejected {
+                reason: self.to_string(),
+            },
             _ if msg.contains("already exists") => HypervisorError::AlreadyExists(self.to_string()),
             _ if self.is_not_found() => HypervisorError::NotFound(self.to_string()),
-            _ if is_lock_timeout(&msg) || msg.contains("VM is locked") || msg.contains("is running") => {
+            _ if is_lock_timeout(&msg)
+                || msg.contains("VM is locked")
+                || msg.contains("is running - ") =>
+            {
                 HypervisorError::Conflict(self.to_string())
             }
-            Self::Api { status: 400, .. } => HypervisorError::Rejected { reason: self.to_string() },
+            Self::Api { status: 400, .. } => HypervisorError::Rejected {
+                reason: self.to_string(),
+            },
             _ => HypervisorError::Backend(Box::new(self)),
         }
     }

@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use agentlab_core::hypervisor::{BootstrapData, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec, VolumeId};
+use agentlab_core::hypervisor::{
+    BootstrapData, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec, VolumeId,
+};
 use agentlab_core::ids::{Vmid, WorkspaceId};
 use async_trait::async_trait;
 
@@ -20,7 +22,11 @@ impl Hypervisor for ProxmoxHypervisor {
     async fn configure(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
         self.do_configure(spec).await
     }
-    async fn start(&self, vmid: Vmid, bootstrap: Option<&BootstrapData>) -> Result<(), HypervisorError> {
+    async fn start(
+        &self,
+        vmid: Vmid,
+        bootstrap: Option<&BootstrapData>,
+    ) -> Result<(), HypervisorError> {
         self.do_start(vmid.get(), bootstrap).await
     }
     async fn stop(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError> {
@@ -41,7 +47,11 @@ impl Hypervisor for ProxmoxHypervisor {
     async fn used_ids(&self) -> Result<Vec<Vmid>, HypervisorError> {
         self.do_used_ids().await
     }
-    async fn create_volume(&self, ws: &WorkspaceId, size_gb: u32) -> Result<VolumeId, HypervisorError> {
+    async fn create_volume(
+        &self,
+        ws: &WorkspaceId,
+        size_gb: u32,
+    ) -> Result<VolumeId, HypervisorError> {
         self.do_create_volume(ws, size_gb).await
     }
     async fn delete_volume(&self, volume: &VolumeId) -> Result<(), HypervisorError> {

@@ -22,21 +22,29 @@ pub fn choose_address(result: &Value, subnet: &ipnet::IpNet) -> Option<IpAddr> {
         .as_array()?
         .iter()
         .filter(|i| i.get("name").and_then(Value::as_str) != Some("lo"))
-        .flat_map(|i| i.get("ip-addresses").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|i| {
+            i.get("ip-addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|a| a.get("ip-address")?.as_str()?.parse::<IpAddr>().ok())
         .find(|ip| subnet.contains(ip))
 }
 
 fn agent_not_ready(e: &PveError) -> bool {
     matches!(e, PveError::Api { status: 500, .. })
-        && (e.message().contains("guest agent is not running") || e.message().contains("is not running"))
+        && (e.message().contains("guest agent is not running")
+            || e.message().contains("is not running"))
 }
 
 /// The cloud-init user-data snippet carrying the bootstrap file.
 pub fn snippet_yaml(json: &str, ciuser: Option<&str>, keys: &[String]) -> String {
     let mut out = String::from("#cloud-config\n");
     if let Some(user) = ciuser {
-        out.push_str(&format!("users:\n  - name: {user}\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n"));
+        out.push_str(&format!(
+            "users:\n  - name: {user}\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n"
+        ));
         for k in keys {
             out.push_str(&format!("      - {k}\n"));
         }
@@ -64,7 +72,11 @@ pub fn remove_snippets(dir: &Path, vmid: u32) -> std::io::Result<usize> {
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(content.as_bytes())
 }
 
@@ -82,13 +94,25 @@ impl ProxmoxHypervisor {
         .await
     }
 
-    pub(crate) async fn do_start(&self, vmid: u32, bootstrap: Option<&BootstrapData>) -> Result<(), HypervisorError> {
+    pub(crate) async fn do_start(
+        &self,
+        vmid: u32,
+        bootstrap: Option<&BootstrapData>,
+    ) -> Result<(), HypervisorError> {
         let node = self.vm_node(vmid).await?;
-        let json = bootstrap.map(serde_json::to_string).transpose().map_err(|e| HypervisorError::backend(e.to_string()))?;
+        let json = bootstrap
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| HypervisorError::backend(e.to_string()))?;
         if let (Some(json), BootstrapDelivery::Snippet) = (&json, self.opts.bootstrap) {
             self.write_snippet(&node, vmid, json).await?;
         }
-        self.task_call("POST", &format!("/nodes/{node}/qemu/{vmid}/status/start"), &Params::new()).await?;
+        self.task_call(
+            "POST",
+            &format!("/nodes/{node}/qemu/{vmid}/status/start"),
+            &Params::new(),
+        )
+        .await?;
         if let (Some(json), BootstrapDelivery::GuestAgent) = (&json, self.opts.bootstrap) {
             self.deliver_via_agent(&node, vmid, json).await?;
         }
@@ -96,12 +120,30 @@ impl ProxmoxHypervisor {
         Ok(())
     }
 
-    async fn write_snippet(&self, node: &str, vmid: u32, json: &str) -> Result<(), HypervisorError> {
-        let (Some(dir), Some(storage)) = (self.opts.snippets_dir.clone(), self.opts.snippets_storage.clone()) else {
-            return Err(PveError::Setup("bootstrap: snippet needs snippets_dir and snippets_storage".into()).into());
+    async fn write_snippet(
+        &self,
+        node: &str,
+        vmid: u32,
+        json: &str,
+    ) -> Result<(), HypervisorError> {
+        let (Some(dir), Some(storage)) = (
+            self.opts.snippets_dir.clone(),
+            self.opts.snippets_storage.clone(),
+        ) else {
+            return Err(PveError::Setup(
+                "bootstrap: snippet needs snippets_dir and snippets_storage".into(),
+            )
+            .into());
         };
-        let name = format!("agentlab-{vmid}-{}.yaml", hex::encode(rand::random::<[u8; 6]>()));
-        let yaml = snippet_yaml(json, self.opts.ciuser.as_deref(), &self.opts.ssh_public_keys);
+        let name = format!(
+            "agentlab-{vmid}-{}.yaml",
+            hex::encode(rand::random::<[u8; 6]>())
+        );
+        let yaml = snippet_yaml(
+            json,
+            self.opts.ciuser.as_deref(),
+            &self.opts.ssh_public_keys,
+        );
         let file = dir.join(&name);
         tokio::task::spawn_blocking(move || {
             remove_snippets(&dir, vmid)?;
@@ -112,18 +154,29 @@ impl ProxmoxHypervisor {
         .map_err(|e| PveError::Setup(format!("cannot write snippet {name}: {e}")))?;
         let path = format!("/nodes/{node}/qemu/{vmid}/config");
         let params: Params = vec![("cicustom", format!("user={storage}:snippets/{name}"))];
-        self.with_lock_retry(|| self.api.put(&path, &params)).await?;
+        self.with_lock_retry(|| self.api.put(&path, &params))
+            .await?;
         Ok(())
     }
 
-    async fn deliver_via_agent(&self, node: &str, vmid: u32, json: &str) -> Result<(), HypervisorError> {
+    async fn deliver_via_agent(
+        &self,
+        node: &str,
+        vmid: u32,
+        json: &str,
+    ) -> Result<(), HypervisorError> {
         let base = format!("/nodes/{node}/qemu/{vmid}/agent");
         let deadline = Instant::now() + Duration::from_millis(self.opts.poll.agent_timeout_ms);
         let mut interval = Duration::from_millis(self.opts.poll.agent_interval_ms.max(1));
-        let params: Params = vec![("file", GUEST_BOOTSTRAP_PATH.to_owned()), ("content", json.to_owned())];
+        let params: Params = vec![
+            ("file", GUEST_BOOTSTRAP_PATH.to_owned()),
+            ("content", json.to_owned()),
+        ];
         loop {
             let attempt = async {
-                self.api.post(&format!("{base}/ping"), &Params::new()).await?;
+                self.api
+                    .post(&format!("{base}/ping"), &Params::new())
+                    .await?;
                 self.api.post(&format!("{base}/file-write"), &params).await
             };
             match attempt.await {
@@ -133,7 +186,11 @@ impl ProxmoxHypervisor {
             }
             if Instant::now() > deadline {
                 let call = format!("POST {base}/ping");
-                return Err(PveError::Timeout { call, what: "the QEMU guest agent".into() }.into());
+                return Err(PveError::Timeout {
+                    call,
+                    what: "the QEMU guest agent".into(),
+                }
+                .into());
             }
             tokio::time::sleep(interval).await;
             interval = (interval * 2).min(Duration::from_secs(5));
@@ -144,39 +201,71 @@ impl ProxmoxHypervisor {
         let node = self.vm_node(vmid).await?;
         let base = format!("/nodes/{node}/qemu/{vmid}/status");
         if !grace.is_zero() {
-            let params: Params = vec![("timeout", grace.as_secs().max(1).to_string()), ("forceStop", b(false))];
-            match self.task_call("POST", &format!("{base}/shutdown"), &params).await {
+            let params: Params = vec![
+                ("timeout", grace.as_secs().max(1).to_string()),
+                ("forceStop", b(false)),
+            ];
+            match self
+                .task_call("POST", &format!("{base}/shutdown"), &params)
+                .await
+            {
                 Ok(()) => return Ok(()),
-                Err(e @ PveError::Task { .. }) => tracing::warn!(sandbox = vmid, error = %e, "graceful shutdown failed, stopping"),
+                Err(e @ PveError::Task { .. }) => {
+                    tracing::warn!(sandbox = vmid, error = %e, "graceful shutdown failed, stopping");
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        self.task_call("POST", &format!("{base}/stop"), &Params::new()).await?;
+        self.task_call("POST", &format!("{base}/stop"), &Params::new())
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn do_status(&self, vmid: u32) -> Result<PowerState, HypervisorError> {
         let node = self.vm_node(vmid).await?;
-        let status = match self.api.get(&format!("/nodes/{node}/qemu/{vmid}/status/current"), &Params::new()).await {
+        let status = match self
+            .api
+            .get(
+                &format!("/nodes/{node}/qemu/{vmid}/status/current"),
+                &Params::new(),
+            )
+            .await
+        {
             Err(e) if e.is_not_found() => {
                 self.forget_node(vmid);
                 return Err(HypervisorError::NotFound(format!("VM {vmid}")));
             }
             other => other?,
         };
-        Ok(match (status.get("status").and_then(Value::as_str), status.get("qmpstatus").and_then(Value::as_str)) {
-            (Some("running"), Some("paused" | "suspended" | "prelaunch")) => PowerState::Paused,
-            (Some("running"), _) => PowerState::Running,
-            _ => PowerState::Stopped,
-        })
+        Ok(
+            match (
+                status.get("status").and_then(Value::as_str),
+                status.get("qmpstatus").and_then(Value::as_str),
+            ) {
+                (Some("running"), Some("paused" | "suspended" | "prelaunch")) => PowerState::Paused,
+                (Some("running"), _) => PowerState::Running,
+                _ => PowerState::Stopped,
+            },
+        )
     }
 
-    pub(crate) async fn do_guest_address(&self, vmid: u32) -> Result<Option<IpAddr>, HypervisorError> {
+    pub(crate) async fn do_guest_address(
+        &self,
+        vmid: u32,
+    ) -> Result<Option<IpAddr>, HypervisorError> {
         let node = self.vm_node(vmid).await?;
         let path = format!("/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces");
         match self.api.get(&path, &Params::new()).await {
-            Ok(v) => Ok(choose_address(v.get("result").unwrap_or(&Value::Null), &self.opts.agent_subnet)),
-            Err(e) if agent_not_ready(&e) || e.message().contains("No QEMU guest agent configured") => Ok(None),
+            Ok(v) => Ok(choose_address(
+                v.get("result").unwrap_or(&Value::Null),
+                &self.opts.agent_subnet,
+            )),
+            Err(e)
+                if agent_not_ready(&e)
+                    || e.message().contains("No QEMU guest agent configured") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }

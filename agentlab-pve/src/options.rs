@@ -82,7 +82,9 @@ fn default_tag() -> String {
     "agentlab".into()
 }
 fn default_agent_subnet() -> ipnet::IpNet {
-    ipnet::IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 77, 0, 0), 16).unwrap_or_default())
+    ipnet::IpNet::V4(
+        ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 77, 0, 0), 16).unwrap_or_default(),
+    )
 }
 
 /// Everything [`crate::ProxmoxHypervisor`] needs.
@@ -143,7 +145,12 @@ pub struct PveOptions {
 
 impl PveOptions {
     /// Options with defaults for everything but the essentials.
-    pub fn new(url: impl Into<String>, token_id: impl Into<String>, token_secret: SecretValue, storage: impl Into<String>) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        token_id: impl Into<String>,
+        token_secret: SecretValue,
+        storage: impl Into<String>,
+    ) -> Self {
         Self {
             url: url.into(),
             node: default_node(),

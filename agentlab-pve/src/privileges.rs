@@ -54,17 +54,27 @@ pub fn requirements(ctx: &PrivilegeContext<'_>) -> Vec<Requirement> {
     } else {
         vm_privs.push("VM.Monitor");
     }
-    let sandbox_path = ctx.pool.map_or_else(|| "/vms".to_owned(), |p| format!("/pool/{p}"));
+    let sandbox_path = ctx
+        .pool
+        .map_or_else(|| "/vms".to_owned(), |p| format!("/pool/{p}"));
     let mut out = vec![
         Requirement {
             path: format!("/vms/{}", ctx.template_vmid),
             privileges: vec!["VM.Clone", "VM.Audit"],
             why: "clone the template and read its config",
         },
-        Requirement { path: sandbox_path, privileges: vm_privs, why: "sandbox lifecycle, config, guest agent" },
+        Requirement {
+            path: sandbox_path,
+            privileges: vm_privs,
+            why: "sandbox lifecycle, config, guest agent",
+        },
         Requirement {
             path: format!("/storage/{}", ctx.storage),
-            privileges: vec!["Datastore.AllocateSpace", "Datastore.Audit", "Datastore.Allocate"],
+            privileges: vec![
+                "Datastore.AllocateSpace",
+                "Datastore.Audit",
+                "Datastore.Allocate",
+            ],
             why: "clone disks, allocate and free workspace volumes",
         },
         Requirement {
@@ -85,7 +95,11 @@ pub fn requirements(ctx: &PrivilegeContext<'_>) -> Vec<Requirement> {
 
 /// Whether `privilege` is effective on `path` given the permissions map (an entry on the path
 /// itself, or on an ancestor with propagation).
-pub fn has_privilege(map: &BTreeMap<String, BTreeMap<String, u8>>, path: &str, privilege: &str) -> bool {
+pub fn has_privilege(
+    map: &BTreeMap<String, BTreeMap<String, u8>>,
+    path: &str,
+    privilege: &str,
+) -> bool {
     if map.get(path).is_some_and(|p| p.contains_key(privilege)) {
         return true;
     }
@@ -106,19 +120,43 @@ pub fn has_privilege(map: &BTreeMap<String, BTreeMap<String, u8>>, path: &str, p
 /// Missing privileges (`path: priv`) for the requirements.
 pub fn missing(map: &BTreeMap<String, BTreeMap<String, u8>>, reqs: &[Requirement]) -> Vec<String> {
     reqs.iter()
-        .flat_map(|r| r.privileges.iter().filter(|p| !has_privilege(map, &r.path, p)).map(move |p| format!("{} {p}", r.path)))
+        .flat_map(|r| {
+            r.privileges
+                .iter()
+                .filter(|p| !has_privilege(map, &r.path, p))
+                .map(move |p| format!("{} {p}", r.path))
+        })
         .collect()
 }
 
 /// A grant covering every requirement (propagated on `/vms`, `/storage`, `/sdn/zones`).
 pub fn full_grant() -> BTreeMap<String, BTreeMap<String, u8>> {
     let vm = [
-        "VM.Allocate", "VM.Audit", "VM.Clone", "VM.PowerMgmt", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network",
-        "VM.Config.Disk", "VM.Config.Cloudinit", "VM.Config.Options", "VM.GuestAgent.Audit", "VM.GuestAgent.FileWrite",
+        "VM.Allocate",
+        "VM.Audit",
+        "VM.Clone",
+        "VM.PowerMgmt",
+        "VM.Config.CPU",
+        "VM.Config.Memory",
+        "VM.Config.Network",
+        "VM.Config.Disk",
+        "VM.Config.Cloudinit",
+        "VM.Config.Options",
+        "VM.GuestAgent.Audit",
+        "VM.GuestAgent.FileWrite",
         "VM.Monitor",
     ];
-    let ds = ["Datastore.AllocateSpace", "Datastore.Audit", "Datastore.Allocate"];
-    let grant = |privs: &[&str]| privs.iter().map(|p| ((*p).to_owned(), 1u8)).collect::<BTreeMap<_, _>>();
+    let ds = [
+        "Datastore.AllocateSpace",
+        "Datastore.Audit",
+        "Datastore.Allocate",
+    ];
+    let grant = |privs: &[&str]| {
+        privs
+            .iter()
+            .map(|p| ((*p).to_owned(), 1u8))
+            .collect::<BTreeMap<_, _>>()
+    };
     BTreeMap::from([
         ("/vms".to_owned(), grant(&vm)),
         ("/storage".to_owned(), grant(&ds)),

@@ -42,10 +42,17 @@ impl ProxmoxHypervisor {
     /// Builds the backend (no network traffic yet).
     pub fn new(opts: PveOptions) -> Result<Self, PveError> {
         if opts.max_concurrent_clones == 0 {
-            return Err(PveError::Setup("max_concurrent_clones must be at least 1".into()));
+            return Err(PveError::Setup(
+                "max_concurrent_clones must be at least 1".into(),
+            ));
         }
         let api = Api::new(&opts)?;
-        Ok(Self { api, opts, clone_permits: Mutex::default(), nodes: Mutex::default() })
+        Ok(Self {
+            api,
+            opts,
+            clone_permits: Mutex::default(),
+            nodes: Mutex::default(),
+        })
     }
 
     /// The options in use.
@@ -59,21 +66,36 @@ impl ProxmoxHypervisor {
     }
 
     pub(crate) fn clone_permits(&self, template: u32) -> Arc<Semaphore> {
-        let mut map = self.clone_permits.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(template).or_insert_with(|| Arc::new(Semaphore::new(self.opts.max_concurrent_clones))))
+        let mut map = self
+            .clone_permits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            map.entry(template)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.opts.max_concurrent_clones))),
+        )
     }
 
     pub(crate) fn remember_node(&self, vmid: u32, node: &str) {
-        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).insert(vmid, node.to_owned());
+        self.nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(vmid, node.to_owned());
     }
 
     pub(crate) fn forget_node(&self, vmid: u32) {
-        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).remove(&vmid);
+        self.nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&vmid);
     }
 
     /// All VMs the token can see.
     pub async fn cluster_vms(&self) -> Result<Vec<ClusterVm>, PveError> {
-        let list = self.api.get("/cluster/resources", &vec![("type", "vm".to_owned())]).await?;
+        let list = self
+            .api
+            .get("/cluster/resources", &vec![("type", "vm".to_owned())])
+            .await?;
         Ok(list
             .as_array()
             .into_iter()
@@ -83,12 +105,21 @@ impl ProxmoxHypervisor {
                 Some(ClusterVm {
                     vmid: u32::try_from(lenient_u64(v.get("vmid")?)?).ok()?,
                     node: v.get("node")?.as_str()?.to_owned(),
-                    status: v.get("status").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
+                    status: v
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_owned(),
                     template: v.get("template").and_then(lenient_u64) == Some(1),
                     tags: v
                         .get("tags")
                         .and_then(Value::as_str)
-                        .map(|t| t.split([';', ',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                        .map(|t| {
+                            t.split([';', ',', ' '])
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 })
             })
@@ -97,11 +128,19 @@ impl ProxmoxHypervisor {
 
     /// The node `vmid` lives on (cached; `NotFound` when absent).
     pub(crate) async fn vm_node(&self, vmid: u32) -> Result<String, HypervisorError> {
-        if let Some(n) = self.nodes.lock().unwrap_or_else(PoisonError::into_inner).get(&vmid) {
+        if let Some(n) = self
+            .nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&vmid)
+        {
             return Ok(n.clone());
         }
         let vms = self.cluster_vms().await?;
-        let vm = vms.into_iter().find(|v| v.vmid == vmid).ok_or_else(|| HypervisorError::NotFound(format!("VM {vmid}")))?;
+        let vm = vms
+            .into_iter()
+            .find(|v| v.vmid == vmid)
+            .ok_or_else(|| HypervisorError::NotFound(format!("VM {vmid}")))?;
         self.remember_node(vmid, &vm.node);
         Ok(vm.node)
     }
@@ -111,13 +150,17 @@ impl ProxmoxHypervisor {
         if let Some(n) = pinned.or((self.opts.node != "auto").then_some(self.opts.node.as_str())) {
             return Ok(n.to_owned());
         }
-        let list = self.api.get("/cluster/resources", &vec![("type", "node".to_owned())]).await?;
+        let list = self
+            .api
+            .get("/cluster/resources", &vec![("type", "node".to_owned())])
+            .await?;
         list.as_array()
             .into_iter()
             .flatten()
             .filter(|n| n.get("status").and_then(Value::as_str) == Some("online"))
             .filter_map(|n| {
-                let free = lenient_u64(n.get("maxmem")?)?.saturating_sub(n.get("mem").and_then(lenient_u64).unwrap_or(0));
+                let free = lenient_u64(n.get("maxmem")?)?
+                    .saturating_sub(n.get("mem").and_then(lenient_u64).unwrap_or(0));
                 Some((free, n.get("node")?.as_str()?.to_owned()))
             })
             .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
@@ -137,7 +180,11 @@ impl ProxmoxHypervisor {
                 Err(e) if e.is_lock_timeout() && attempt < self.opts.poll.lock_retries => {
                     attempt += 1;
                     self.api.counters.bump(Counter::LockRetry);
-                    let base = self.opts.poll.lock_backoff_ms.saturating_mul(1 << attempt.min(6));
+                    let base = self
+                        .opts
+                        .poll
+                        .lock_backoff_ms
+                        .saturating_mul(1 << attempt.min(6));
                     let jitter = rand::random::<u64>() % base.max(1);
                     tracing::debug!(attempt, error = %e, "PVE lock timeout, retrying");
                     tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
@@ -149,14 +196,16 @@ impl ProxmoxHypervisor {
 
     /// `GET …/config` of a VM.
     pub(crate) async fn vm_config(&self, node: &str, vmid: u32) -> Result<Value, PveError> {
-        self.api.get(&format!("/nodes/{node}/qemu/{vmid}/config"), &Params::new()).await
+        self.api
+            .get(&format!("/nodes/{node}/qemu/{vmid}/config"), &Params::new())
+            .await
     }
 
     /// Whether a config carries AgentLab's tag.
     pub(crate) fn is_ours(&self, config: &Value) -> bool {
-        config
-            .get("tags")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.split([';', ',', ' ']).any(|x| x.eq_ignore_ascii_case(&self.opts.tag)))
+        config.get("tags").and_then(Value::as_str).is_some_and(|t| {
+            t.split([';', ',', ' '])
+                .any(|x| x.eq_ignore_ascii_case(&self.opts.tag))
+        })
     }
 }

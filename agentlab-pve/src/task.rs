@@ -13,19 +13,35 @@ use crate::options::PollOptions;
 /// The node a UPID belongs to (`UPID:<node>:…`).
 pub fn upid_node(upid: &str) -> Option<&str> {
     let mut parts = upid.split(':');
-    (parts.next() == Some("UPID")).then(|| parts.next()).flatten().filter(|n| !n.is_empty())
+    (parts.next() == Some("UPID"))
+        .then(|| parts.next())
+        .flatten()
+        .filter(|n| !n.is_empty())
 }
 
 /// Whether an exit status means success (`OK` or `WARNINGS: N`).
 pub fn exit_ok(exitstatus: &str) -> bool {
-    exitstatus == "OK" || exitstatus.strip_prefix("WARNINGS: ").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+    exitstatus == "OK"
+        || exitstatus
+            .strip_prefix("WARNINGS: ")
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl Api {
     /// Waits for the task `upid` started by `call` (a `null` answer means done synchronously).
-    pub async fn wait_task(&self, call: &str, upid: &Value, poll: &PollOptions) -> Result<(), PveError> {
-        let Some(upid) = upid.as_str() else { return Ok(()) };
-        let node = upid_node(upid).ok_or_else(|| PveError::Decode { call: call.to_owned(), detail: format!("not a UPID: {upid}") })?;
+    pub async fn wait_task(
+        &self,
+        call: &str,
+        upid: &Value,
+        poll: &PollOptions,
+    ) -> Result<(), PveError> {
+        let Some(upid) = upid.as_str() else {
+            return Ok(());
+        };
+        let node = upid_node(upid).ok_or_else(|| PveError::Decode {
+            call: call.to_owned(),
+            detail: format!("not a UPID: {upid}"),
+        })?;
         let path = format!("/nodes/{node}/tasks/{}", seg(upid));
         let deadline = Instant::now() + Duration::from_millis(poll.task_timeout_ms);
         let mut interval = Duration::from_millis(poll.task_interval_ms.max(1));
@@ -35,27 +51,48 @@ impl Api {
             match self.get(&format!("{path}/status"), &Params::new()).await {
                 Ok(status) => {
                     if status.get("status").and_then(Value::as_str) == Some("stopped") {
-                        let exit = status.get("exitstatus").and_then(Value::as_str).unwrap_or("unexpected status").to_owned();
+                        let exit = status
+                            .get("exitstatus")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unexpected status")
+                            .to_owned();
                         if exit_ok(&exit) {
                             return Ok(());
                         }
                         let log_tail = self.log_tail(&path).await;
-                        return Err(PveError::Task { call: call.to_owned(), upid: upid.to_owned(), exitstatus: exit, log_tail });
+                        return Err(PveError::Task {
+                            call: call.to_owned(),
+                            upid: upid.to_owned(),
+                            exitstatus: exit,
+                            log_tail,
+                        });
                     }
                 }
-                Err(PveError::Api { status: 400, message, .. }) if message.contains("no such task") => {
+                Err(PveError::Api {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("no such task") => {
                     self.counters.bump(Counter::TransientTaskPoll);
                 }
                 Err(e) => return Err(e),
             }
             if Instant::now() > deadline {
-                return Err(PveError::Timeout { call: call.to_owned(), what: format!("task {upid}") });
+                return Err(PveError::Timeout {
+                    call: call.to_owned(),
+                    what: format!("task {upid}"),
+                });
             }
         }
     }
 
     async fn log_tail(&self, path: &str) -> Vec<String> {
-        let Ok(lines) = self.get(&format!("{path}/log"), &vec![("limit", "500".to_owned())]).await else { return Vec::new() };
+        let Ok(lines) = self
+            .get(&format!("{path}/log"), &vec![("limit", "500".to_owned())])
+            .await
+        else {
+            return Vec::new();
+        };
         let all: Vec<String> = lines
             .as_array()
             .into_iter()

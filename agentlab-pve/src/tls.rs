@@ -15,13 +15,20 @@ use crate::options::TlsOptions;
 /// Parses `AA:BB:…` (32 bytes, colons optional) into bytes.
 pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], PveError> {
     let hex_str: String = s.chars().filter(|c| *c != ':').collect();
-    let bytes = hex::decode(&hex_str).map_err(|_| PveError::Setup(format!("fingerprint is not hex: {s}")))?;
-    bytes.try_into().map_err(|_| PveError::Setup("fingerprint must be 32 bytes (SHA-256)".into()))
+    let bytes = hex::decode(&hex_str)
+        .map_err(|_| PveError::Setup(format!("fingerprint is not hex: {s}")))?;
+    bytes
+        .try_into()
+        .map_err(|_| PveError::Setup("fingerprint must be 32 bytes (SHA-256)".into()))
 }
 
 /// SHA-256 fingerprint of a DER certificate, formatted `AA:BB:…`.
 pub fn fingerprint_of(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[derive(Debug)]
@@ -42,7 +49,9 @@ impl ServerCertVerifier for Pinned {
         if Sha256::digest(end_entity.as_ref()).as_slice() == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General("server certificate does not match the pinned fingerprint".into()))
+            Err(rustls::Error::General(
+                "server certificate does not match the pinned fingerprint".into(),
+            ))
         }
     }
 
@@ -52,7 +61,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -61,19 +75,33 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 /// Applies the trust mode to a reqwest builder.
-pub fn configure(builder: reqwest::ClientBuilder, tls: &TlsOptions) -> Result<reqwest::ClientBuilder, PveError> {
-    let modes = usize::from(tls.ca_file.is_some()) + usize::from(tls.fingerprint.is_some()) + usize::from(tls.insecure);
+pub fn configure(
+    builder: reqwest::ClientBuilder,
+    tls: &TlsOptions,
+) -> Result<reqwest::ClientBuilder, PveError> {
+    let modes = usize::from(tls.ca_file.is_some())
+        + usize::from(tls.fingerprint.is_some())
+        + usize::from(tls.insecure);
     if modes > 1 {
-        return Err(PveError::Setup("set only one of tls.ca_file, tls.fingerprint, tls.insecure".into()));
+        return Err(PveError::Setup(
+            "set only one of tls.ca_file, tls.fingerprint, tls.insecure".into(),
+        ));
     }
     if tls.insecure {
         tracing::warn!(
@@ -88,14 +116,21 @@ pub fn configure(builder: reqwest::ClientBuilder, tls: &TlsOptions) -> Result<re
             .with_safe_default_protocol_versions()
             .map_err(|e| PveError::Setup(format!("TLS setup: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint, provider }))
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                fingerprint,
+                provider,
+            }))
             .with_no_client_auth();
         return Ok(builder.use_preconfigured_tls(config));
     }
     if let Some(path) = &tls.ca_file {
-        let pem = std::fs::read(path).map_err(|e| PveError::Setup(format!("cannot read CA file {}: {e}", path.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| PveError::Setup(format!("invalid CA file {}: {e}", path.display())))?;
-        return Ok(builder.tls_built_in_root_certs(false).add_root_certificate(cert));
+        let pem = std::fs::read(path)
+            .map_err(|e| PveError::Setup(format!("cannot read CA file {}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| PveError::Setup(format!("invalid CA file {}: {e}", path.display())))?;
+        return Ok(builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert));
     }
     Ok(builder)
 }

@@ -39,12 +39,18 @@ impl ProxmoxHypervisor {
         }
         let path = format!("/nodes/{node}/qemu/{vmid}/config");
         let params: Params = vec![("delete", keys.join(","))];
-        self.with_lock_retry(|| self.api.put(&path, &params)).await.map(|_| ())
+        self.with_lock_retry(|| self.api.put(&path, &params))
+            .await
+            .map(|_| ())
     }
 
     fn holder_owned(&self, volid: &str) -> bool {
         let marker = format!("vm-{}-", self.opts.volume_holder_vmid);
-        volid.split_once(':').is_some_and(|(_, name)| name.rsplit('/').next().is_some_and(|n| n.starts_with(&marker)))
+        volid.split_once(':').is_some_and(|(_, name)| {
+            name.rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(&marker))
+        })
     }
 
     pub(crate) async fn do_destroy(&self, vmid: u32) -> Result<(), HypervisorError> {
@@ -57,7 +63,11 @@ impl ProxmoxHypervisor {
             other => other?,
         };
         if !self.is_ours(&config) {
-            return Err(PveError::Refused(format!("VM {vmid} does not carry the '{}' tag; AgentLab will not destroy it", self.opts.tag)).into());
+            return Err(PveError::Refused(format!(
+                "VM {vmid} does not carry the '{}' tag; AgentLab will not destroy it",
+                self.opts.tag
+            ))
+            .into());
         }
         let keys = disk_keys_with(&config, |f| self.holder_owned(f));
         self.unlink(&node, vmid, keys).await?;
@@ -72,7 +82,10 @@ impl ProxmoxHypervisor {
         }
         let path = format!("/nodes/{node}/qemu/{vmid}");
         let call = format!("DELETE {path}");
-        let params: Params = vec![("purge", "1".into()), ("destroy-unreferenced-disks", "1".into())];
+        let params: Params = vec![
+            ("purge", "1".into()),
+            ("destroy-unreferenced-disks", "1".into()),
+        ];
         self.with_lock_retry(|| async {
             let upid = self.api.delete(&path, &params).await?;
             self.api.wait_task(&call, &upid, &self.opts.poll).await
@@ -80,7 +93,9 @@ impl ProxmoxHypervisor {
         .await?;
         self.forget_node(vmid);
         if let Some(dir) = self.opts.snippets_dir.clone() {
-            let removed = tokio::task::spawn_blocking(move || crate::lifecycle::remove_snippets(&dir, vmid)).await;
+            let removed =
+                tokio::task::spawn_blocking(move || crate::lifecycle::remove_snippets(&dir, vmid))
+                    .await;
             if let Ok(Err(e)) = removed {
                 tracing::warn!(sandbox = vmid, error = %e, "cannot remove bootstrap snippets");
             }
@@ -92,17 +107,28 @@ impl ProxmoxHypervisor {
     pub(crate) async fn do_list_managed(&self) -> Result<Vec<ManagedVm>, HypervisorError> {
         let mut out = Vec::new();
         for vm in self.cluster_vms().await? {
-            if vm.template || !vm.tags.iter().any(|t| t.eq_ignore_ascii_case(&self.opts.tag)) {
+            if vm.template
+                || !vm
+                    .tags
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(&self.opts.tag))
+            {
                 continue;
             }
-            let Ok(vmid) = Vmid::new(vm.vmid) else { continue };
+            let Ok(vmid) = Vmid::new(vm.vmid) else {
+                continue;
+            };
             self.remember_node(vm.vmid, &vm.node);
             let power = match vm.status.as_str() {
                 "running" => PowerState::Running,
                 "stopped" => PowerState::Stopped,
                 _ => self.do_status(vm.vmid).await.unwrap_or(PowerState::Stopped),
             };
-            out.push(ManagedVm { vmid, node: vm.node, power });
+            out.push(ManagedVm {
+                vmid,
+                node: vm.node,
+                power,
+            });
         }
         Ok(out)
     }
@@ -112,17 +138,38 @@ impl ProxmoxHypervisor {
         ids.push(self.opts.volume_holder_vmid);
         ids.sort_unstable();
         ids.dedup();
-        Ok(ids.into_iter().filter_map(|id| Vmid::new(id).ok()).collect())
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| Vmid::new(id).ok())
+            .collect())
     }
 
-    pub(crate) async fn do_create_volume(&self, ws: &WorkspaceId, size_gb: u32) -> Result<VolumeId, HypervisorError> {
+    pub(crate) async fn do_create_volume(
+        &self,
+        ws: &WorkspaceId,
+        size_gb: u32,
+    ) -> Result<VolumeId, HypervisorError> {
         let node = self.pick_node(None).await?;
         let storage = &self.opts.storage;
-        let list = self.api.get(&format!("/nodes/{node}/storage"), &vec![("storage", storage.clone())]).await?;
-        let kind = list.as_array().and_then(|l| l.first()).and_then(|s| s.get("type")).and_then(Value::as_str).unwrap_or("lvmthin");
+        let list = self
+            .api
+            .get(
+                &format!("/nodes/{node}/storage"),
+                &vec![("storage", storage.clone())],
+            )
+            .await?;
+        let kind = list
+            .as_array()
+            .and_then(|l| l.first())
+            .and_then(|s| s.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("lvmthin");
         let file_based = matches!(kind, "dir" | "nfs" | "cifs" | "glusterfs" | "btrfs");
         let holder = self.opts.volume_holder_vmid;
-        let mut params: Params = vec![("vmid", holder.to_string()), ("size", format!("{size_gb}G"))];
+        let mut params: Params = vec![
+            ("vmid", holder.to_string()),
+            ("size", format!("{size_gb}G")),
+        ];
         if file_based {
             params.push(("filename", format!("vm-{holder}-{ws}.qcow2")));
             params.push(("format", "qcow2".into()));
@@ -130,8 +177,13 @@ impl ProxmoxHypervisor {
             params.push(("filename", format!("vm-{holder}-{ws}")));
             params.push(("format", "raw".into()));
         }
-        let volid = self.api.post(&format!("/nodes/{node}/storage/{storage}/content"), &params).await?;
-        let volid = volid.as_str().ok_or_else(|| HypervisorError::backend("volume allocation returned no volid"))?;
+        let volid = self
+            .api
+            .post(&format!("/nodes/{node}/storage/{storage}/content"), &params)
+            .await?;
+        let volid = volid
+            .as_str()
+            .ok_or_else(|| HypervisorError::backend("volume allocation returned no volid"))?;
         tracing::info!(workspace = %ws, volume = volid, "PVE workspace volume allocated");
         Ok(VolumeId(volid.to_owned()))
     }
@@ -140,7 +192,10 @@ impl ProxmoxHypervisor {
         let node = self.pick_node(None).await?;
         let storage = volume.0.split(':').next().unwrap_or_default();
         let path = format!("/nodes/{node}/storage/{storage}/content/{}", seg(&volume.0));
-        let call = format!("DELETE /nodes/{node}/storage/{storage}/content/{}", volume.0);
+        let call = format!(
+            "DELETE /nodes/{node}/storage/{storage}/content/{}",
+            volume.0
+        );
         let result = self
             .with_lock_retry(|| async {
                 let upid = self.api.delete(&path, &Params::new()).await?;
@@ -148,27 +203,40 @@ impl ProxmoxHypervisor {
             })
             .await;
         match result {
-            Err(e) if e.is_not_found() => Err(HypervisorError::NotFound(format!("volume {volume}"))),
+            Err(e) if e.is_not_found() => {
+                Err(HypervisorError::NotFound(format!("volume {volume}")))
+            }
             other => Ok(other?),
         }
     }
 
-    pub(crate) async fn do_attach_volume(&self, vmid: u32, volume: &VolumeId) -> Result<(), HypervisorError> {
+    pub(crate) async fn do_attach_volume(
+        &self,
+        vmid: u32,
+        volume: &VolumeId,
+    ) -> Result<(), HypervisorError> {
         let node = self.vm_node(vmid).await?;
         let config = self.vm_config(&node, vmid).await?;
         if let Some(current) = config.get(WORKSPACE_DISK).and_then(Value::as_str) {
             if current.split(',').next() == Some(volume.0.as_str()) {
                 return Ok(());
             }
-            return Err(HypervisorError::Conflict(format!("VM {vmid} already has {WORKSPACE_DISK} = {current}")));
+            return Err(HypervisorError::Conflict(format!(
+                "VM {vmid} already has {WORKSPACE_DISK} = {current}"
+            )));
         }
         let path = format!("/nodes/{node}/qemu/{vmid}/config");
         let params: Params = vec![(WORKSPACE_DISK, format!("{},backup=0,discard=on", volume.0))];
-        self.with_lock_retry(|| self.api.put(&path, &params)).await?;
+        self.with_lock_retry(|| self.api.put(&path, &params))
+            .await?;
         Ok(())
     }
 
-    pub(crate) async fn do_detach_volume(&self, vmid: u32, volume: &VolumeId) -> Result<(), HypervisorError> {
+    pub(crate) async fn do_detach_volume(
+        &self,
+        vmid: u32,
+        volume: &VolumeId,
+    ) -> Result<(), HypervisorError> {
         let node = self.vm_node(vmid).await?;
         let config = self.vm_config(&node, vmid).await?;
         let keys = disk_keys_with(&config, |f| f == volume.0);

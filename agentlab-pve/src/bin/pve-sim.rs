@@ -28,7 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Simulator::start(config, &listen).await?;
     sim.add_vm(&SeedVm::template(template, "pve1"));
     println!("pve-sim listening on {}/api2/json", sim.url());
-    println!("token: PVEAPIToken={}=<secret from SimConfig>", sim.config().token_id);
+    println!(
+        "token: PVEAPIToken={}=<secret from SimConfig>",
+        sim.config().token_id
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

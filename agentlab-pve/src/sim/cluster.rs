@@ -13,8 +13,15 @@ use super::state::{Power, SimStorage, Volume};
 
 /// `GET /version`.
 pub fn version(inner: &SimInner) -> HResult {
-    let release = inner.config.version.rsplit_once('.').map_or(inner.config.version.as_str(), |(a, _)| a);
-    Ok((json!({"version": inner.config.version, "release": release, "repoid": "0123abcd"}), None))
+    let release = inner
+        .config
+        .version
+        .rsplit_once('.')
+        .map_or(inner.config.version.as_str(), |(a, _)| a);
+    Ok((
+        json!({"version": inner.config.version, "release": release, "repoid": "0123abcd"}),
+        None,
+    ))
 }
 
 /// `GET /cluster/resources`.
@@ -66,7 +73,11 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
 }
 
 fn used_bytes(volumes: &std::collections::BTreeMap<String, Volume>, s: &SimStorage) -> u64 {
-    volumes.iter().filter(|(id, _)| id.split(':').next() == Some(s.id.as_str())).map(|(_, v)| v.size).sum()
+    volumes
+        .iter()
+        .filter(|(id, _)| id.split(':').next() == Some(s.id.as_str()))
+        .map(|(_, v)| v.size)
+        .sum()
 }
 
 /// `GET /cluster/nextid`: a string, as PVE sends it.
@@ -79,7 +90,9 @@ pub fn nextid(inner: &SimInner, ctx: &Ctx) -> HResult {
         }
         return Ok((json!(id), None));
     }
-    let free = (100u32..1_000_000).find(|n| !st.vms.contains_key(n)).unwrap_or(100);
+    let free = (100u32..1_000_000)
+        .find(|n| !st.vms.contains_key(n))
+        .unwrap_or(100);
     Ok((json!(free.to_string()), None))
 }
 
@@ -97,7 +110,12 @@ pub fn nodes(inner: &SimInner) -> HResult {
 /// `GET /nodes/{node}/network`.
 pub fn network(inner: &SimInner, ctx: &Ctx) -> HResult {
     check_node(inner, ctx.req("node"))?;
-    let mut list: Vec<Value> = inner.config.bridges.iter().map(|b| json!({"iface": b, "type": "bridge", "active": 1})).collect();
+    let mut list: Vec<Value> = inner
+        .config
+        .bridges
+        .iter()
+        .map(|b| json!({"iface": b, "type": "bridge", "active": 1}))
+        .collect();
     if ctx.get("type").is_none() {
         list.push(json!({"iface": "eno1", "type": "eth", "active": 1}));
     }
@@ -117,7 +135,10 @@ fn storage<'a>(inner: &'a SimInner, id: &str) -> Result<&'a SimStorage, ApiErr> 
 pub fn storage_list(inner: &SimInner, ctx: &Ctx) -> HResult {
     check_node(inner, ctx.req("node"))?;
     let st = inner.state();
-    let wanted: Vec<&str> = ctx.get("content").map(|c| c.split(',').collect()).unwrap_or_default();
+    let wanted: Vec<&str> = ctx
+        .get("content")
+        .map(|c| c.split(',').collect())
+        .unwrap_or_default();
     let list: Vec<Value> = inner
         .config
         .storages
@@ -134,7 +155,11 @@ pub fn storage_list(inner: &SimInner, ctx: &Ctx) -> HResult {
 }
 
 fn full_volid(storage: &str, volume: &str) -> String {
-    if volume.contains(':') { volume.to_owned() } else { format!("{storage}:{volume}") }
+    if volume.contains(':') {
+        volume.to_owned()
+    } else {
+        format!("{storage}:{volume}")
+    }
 }
 
 /// `POST /nodes/{node}/storage/{storage}/content`: synchronous allocation, returns the volid.
@@ -143,16 +168,23 @@ pub fn alloc(inner: &SimInner, ctx: &Ctx) -> HResult {
     check_node(inner, node)?;
     let s = storage(inner, ctx.req("storage"))?;
     if !s.content.iter().any(|c| c == "images") {
-        return Err(ApiErr::internal(format!("storage '{}' does not support vm images", s.id)));
+        return Err(ApiErr::internal(format!(
+            "storage '{}' does not support vm images",
+            s.id
+        )));
     }
     let (vmid, name) = (ctx.req("vmid"), ctx.req("filename"));
     if !name.starts_with(&format!("vm-{vmid}-")) {
-        return Err(ApiErr::internal(format!("illegal name '{name}' - should be 'vm-{vmid}-*'")));
+        return Err(ApiErr::internal(format!(
+            "illegal name '{name}' - should be 'vm-{vmid}-*'"
+        )));
     }
     let volid = if s.is_file_based() {
         let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
         if !matches!(ext, "raw" | "qcow2" | "vmdk") {
-            return Err(ApiErr::internal(format!("illegal name '{name}' - wrong extension")));
+            return Err(ApiErr::internal(format!(
+                "illegal name '{name}' - wrong extension"
+            )));
         }
         format!("{}:{vmid}/{name}", s.id)
     } else {
@@ -161,13 +193,25 @@ pub fn alloc(inner: &SimInner, ctx: &Ctx) -> HResult {
     let size = parse_size(ctx.req("size"), 1 << 10).unwrap_or(0);
     let mut st = inner.state();
     if st.volumes.contains_key(&volid) {
-        return Err(ApiErr::internal(format!("disk image '{volid}' already exists")));
+        return Err(ApiErr::internal(format!(
+            "disk image '{volid}' already exists"
+        )));
     }
     if used_bytes(&st.volumes, s) + size > s.total {
-        return Err(ApiErr::internal(format!("not enough free space on storage '{}'", s.id)));
+        return Err(ApiErr::internal(format!(
+            "not enough free space on storage '{}'",
+            s.id
+        )));
     }
     let owner = vmid.parse().unwrap_or_default();
-    st.volumes.insert(volid.clone(), Volume { owner, size, node: node.to_owned() });
+    st.volumes.insert(
+        volid.clone(),
+        Volume {
+            owner,
+            size,
+            node: node.to_owned(),
+        },
+    );
     Ok((json!(volid), None))
 }
 
@@ -191,19 +235,30 @@ pub fn content(inner: &SimInner, ctx: &Ctx) -> HResult {
 pub fn volume_info(inner: &SimInner, ctx: &Ctx) -> HResult {
     let volid = full_volid(ctx.req("storage"), ctx.req("volume"));
     let st = inner.state();
-    let v = st.volumes.get(&volid).ok_or_else(|| ApiErr::internal(format!("volume '{volid}' does not exist")))?;
-    Ok((json!({"format": "raw", "size": v.size, "used": v.size, "path": format!("/dev/sim/{}/{volid}", v.node)}), None))
+    let v = st
+        .volumes
+        .get(&volid)
+        .ok_or_else(|| ApiErr::internal(format!("volume '{volid}' does not exist")))?;
+    Ok((
+        json!({"format": "raw", "size": v.size, "used": v.size, "path": format!("/dev/sim/{}/{volid}", v.node)}),
+        None,
+    ))
 }
 
 /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (a task).
 pub fn delete_volume(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
     let node = ctx.req("node");
     check_node(inner, node)?;
-    let storage = ctx.get("storage").unwrap_or_else(|| ctx.req("volume").split(':').next().unwrap_or_default());
+    let storage = ctx
+        .get("storage")
+        .unwrap_or_else(|| ctx.req("volume").split(':').next().unwrap_or_default());
     let volid = full_volid(storage, ctx.req("volume"));
     let owner = {
         let st = inner.state();
-        st.volumes.get(&volid).map(|v| v.owner).ok_or_else(|| ApiErr::internal(format!("volume '{volid}' does not exist")))?
+        st.volumes
+            .get(&volid)
+            .map(|v| v.owner)
+            .ok_or_else(|| ApiErr::internal(format!("volume '{volid}' does not exist")))?
     };
     let sim = Arc::clone(inner);
     let key = volid.clone();

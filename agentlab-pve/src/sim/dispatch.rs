@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::qemu::HResult;
 use super::server::{ApiErr, Ctx, SimInner};
-use super::{cluster, power, qemu};
+use super::{clone, cluster, power, qemu};
 
 /// Calls the handler for `method template`; 501 for schema methods the simulator lacks.
 pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) -> HResult {
@@ -19,13 +19,17 @@ pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) 
         ("GET", "/nodes/{node}/storage", _) => cluster::storage_list(inner, ctx),
         ("GET", "/nodes/{node}/storage/{storage}/content", _) => cluster::content(inner, ctx),
         ("POST", "/nodes/{node}/storage/{storage}/content", _) => cluster::alloc(inner, ctx),
-        ("GET", "/nodes/{node}/storage/{storage}/content/{volume}", _) => cluster::volume_info(inner, ctx),
-        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", _) => cluster::delete_volume(inner, ctx),
+        ("GET", "/nodes/{node}/storage/{storage}/content/{volume}", _) => {
+            cluster::volume_info(inner, ctx)
+        }
+        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", _) => {
+            cluster::delete_volume(inner, ctx)
+        }
         ("GET", "/nodes/{node}/tasks/{upid}/status", _) => cluster::task(inner, ctx, false),
         ("GET", "/nodes/{node}/tasks/{upid}/log", _) => cluster::task(inner, ctx, true),
         ("GET", "/access/permissions", _) => cluster::permissions(inner),
         ("DELETE", _, Some("")) => qemu::destroy(inner, ctx),
-        ("POST", _, Some("/clone")) => qemu::clone(inner, ctx),
+        ("POST", _, Some("/clone")) => clone::clone(inner, ctx),
         ("GET", _, Some("/config")) => qemu::get_config(inner, ctx),
         ("PUT", _, Some("/config")) => qemu::set_config(inner, ctx, false),
         ("POST", _, Some("/config")) => qemu::set_config(inner, ctx, true),
@@ -37,6 +41,10 @@ pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) 
         ("POST", _, Some("/agent/ping")) => power::ping(inner, ctx),
         ("GET", _, Some("/agent/network-get-interfaces")) => power::interfaces(inner, ctx),
         ("POST", _, Some("/agent/file-write")) => power::file_write(inner, ctx),
-        _ => Err(ApiErr { status: 501, message: format!("Method '{method} {template}' not implemented in the simulator"), errors: None }),
+        _ => Err(ApiErr {
+            status: 501,
+            message: format!("Method '{method} {template}' not implemented in the simulator"),
+            errors: None,
+        }),
     }
 }

@@ -45,7 +45,13 @@ pub struct FaultRule {
 impl FaultRule {
     /// A rule that always fires for `method` requests whose path contains `path`.
     pub fn always(method: &str, path: &str, kind: FaultKind) -> Self {
-        Self { method: Some(method.to_owned()), path: path.to_owned(), kind, probability: 1.0, remaining: None }
+        Self {
+            method: Some(method.to_owned()),
+            path: path.to_owned(),
+            kind,
+            probability: 1.0,
+            remaining: None,
+        }
     }
 
     /// Limits the rule to `n` firings.
@@ -63,7 +69,9 @@ impl FaultRule {
     }
 
     fn matches(&self, method: &str, path: &str, template: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && (path.contains(&self.path) || template == self.path)
             && self.remaining != Some(0)
     }

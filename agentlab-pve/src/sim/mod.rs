@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod clone;
 mod cluster;
 mod dispatch;
 mod faults;

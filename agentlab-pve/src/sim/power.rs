@@ -57,7 +57,11 @@ pub fn power(inner: &Arc<SimInner>, ctx: &Ctx, action: &'static str) -> HResult 
     let work = async move {
         let event = {
             let mut st = sim.state();
-            let vm = st.vms.get_mut(&id).filter(|vm| vm.node == node2).ok_or_else(|| format!("VM {id} vanished"))?;
+            let vm = st
+                .vms
+                .get_mut(&id)
+                .filter(|vm| vm.node == node2)
+                .ok_or_else(|| format!("VM {id} vanished"))?;
             match action {
                 "start" => {
                     if vm.is_template() {
@@ -71,7 +75,11 @@ pub fn power(inner: &Arc<SimInner>, ctx: &Ctx, action: &'static str) -> HResult 
                     if vm.config.contains_key("agent") {
                         vm.agent_ready_at = Some(Instant::now() + sim.config.agent_delay);
                     }
-                    BootEvent::Started { vmid: id, node: node2.clone(), config: vm.config.clone() }
+                    BootEvent::Started {
+                        vmid: id,
+                        node: node2.clone(),
+                        config: vm.config.clone(),
+                    }
                 }
                 _ => {
                     if action == "shutdown" && vm.power == Power::Paused && !force {
@@ -104,7 +112,11 @@ fn agent_ready(inner: &SimInner, ctx: &Ctx) -> Result<(), ApiErr> {
     check_node(inner, node)?;
     let mut st = inner.state();
     let vm = vm_mut(&mut st, node, vmid)?;
-    if !vm.config.get("agent").is_some_and(|a| a.starts_with('1') || a.contains("enabled=1")) {
+    if !vm
+        .config
+        .get("agent")
+        .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"))
+    {
         return Err(ApiErr::internal("No QEMU guest agent configured"));
     }
     if vm.power != Power::Running {
@@ -130,11 +142,22 @@ pub fn interfaces(inner: &SimInner, ctx: &Ctx) -> HResult {
     let mac = vm
         .config
         .get("net0")
-        .and_then(|n| n.split(',').find_map(|p| p.split_once('=').map(|(_, v)| v.to_owned()).filter(|v| v.len() == 17)))
+        .and_then(|n| {
+            n.split(',').find_map(|p| {
+                p.split_once('=')
+                    .map(|(_, v)| v.to_owned())
+                    .filter(|v| v.len() == 17)
+            })
+        })
         .unwrap_or_default()
         .to_lowercase();
-    let ip = vm.config.get("ipconfig0").and_then(|c| c.split(',').find_map(|p| p.strip_prefix("ip=").map(str::to_owned)));
-    let mut eth0_ips = vec![json!({"ip-address": "fe80::be24:11ff:fe00:1", "ip-address-type": "ipv6", "prefix": 64})];
+    let ip = vm.config.get("ipconfig0").and_then(|c| {
+        c.split(',')
+            .find_map(|p| p.strip_prefix("ip=").map(str::to_owned))
+    });
+    let mut eth0_ips = vec![
+        json!({"ip-address": "fe80::be24:11ff:fe00:1", "ip-address-type": "ipv6", "prefix": 64}),
+    ];
     if let Some((addr, prefix)) = ip.as_deref().and_then(|ip| ip.split_once('/')) {
         eth0_ips.insert(0, json!({"ip-address": addr, "ip-address-type": "ipv4", "prefix": prefix.parse::<u8>().unwrap_or(24)}));
     }
@@ -166,6 +189,10 @@ pub fn file_write(inner: &SimInner, ctx: &Ctx) -> HResult {
         let vm = vm_mut(&mut st, ctx.req("node"), ctx.req("vmid"))?;
         vm.files.insert(path.clone(), bytes.clone());
     }
-    inner.emit(&BootEvent::FileWritten { vmid, path, content: bytes });
+    inner.emit(&BootEvent::FileWritten {
+        vmid,
+        path,
+        content: bytes,
+    });
     Ok((Value::Null, None))
 }

@@ -85,9 +85,14 @@ impl Schema {
             path: path.display().to_string(),
             source,
         })?;
-        let invalid = |detail: String| SchemaError::Invalid { path: path.display().to_string(), detail };
+        let invalid = |detail: String| SchemaError::Invalid {
+            path: path.display().to_string(),
+            detail,
+        };
         let root: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        let trees = root.as_array().ok_or_else(|| invalid("top level is not a list".into()))?;
+        let trees = root
+            .as_array()
+            .ok_or_else(|| invalid("top level is not a list".into()))?;
         let mut entries = Vec::new();
         for tree in trees {
             collect(tree, &mut entries);
@@ -105,7 +110,11 @@ impl Schema {
 
     /// Matches `method path` (path relative to `/api2/json`).
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         let mut best: Option<(&Entry, usize)> = None;
         for entry in &self.entries {
             if entry.segs.len() != parts.len() {
@@ -123,8 +132,12 @@ impl Schema {
                 best = Some((entry, literal));
             }
         }
-        let Some((entry, _)) = best else { return Lookup::NoPath };
-        let Some(ms) = entry.methods.get(method) else { return Lookup::NoMethod };
+        let Some((entry, _)) = best else {
+            return Lookup::NoPath;
+        };
+        let Some(ms) = entry.methods.get(method) else {
+            return Lookup::NoMethod;
+        };
         let vars = entry
             .segs
             .iter()
@@ -134,7 +147,11 @@ impl Schema {
                 Seg::Lit(_) => None,
             })
             .collect();
-        Lookup::Found { template: &entry.template, method: ms, vars }
+        Lookup::Found {
+            template: &entry.template,
+            method: ms,
+            vars,
+        }
     }
 }
 
@@ -149,19 +166,31 @@ fn collect(node: &Value, out: &mut Vec<Entry>) {
                     .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
                 let allowtoken = def.get("allowtoken").and_then(Value::as_i64).unwrap_or(0) == 1;
-                methods.insert(m.clone(), MethodSchema { properties, allowtoken });
+                methods.insert(
+                    m.clone(),
+                    MethodSchema {
+                        properties,
+                        allowtoken,
+                    },
+                );
             }
         }
         let segs = path
             .trim_matches('/')
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(v) => Seg::Var(v.to_owned()),
-                None => Seg::Lit(s.to_owned()),
-            })
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(v) => Seg::Var(v.to_owned()),
+                    None => Seg::Lit(s.to_owned()),
+                },
+            )
             .collect();
-        out.push(Entry { template: path.to_owned(), segs, methods });
+        out.push(Entry {
+            template: path.to_owned(),
+            segs,
+            methods,
+        });
     }
     if let Some(children) = node.get("children").and_then(Value::as_array) {
         for child in children {

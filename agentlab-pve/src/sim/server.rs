@@ -33,13 +33,21 @@ pub struct ApiErr {
 impl ApiErr {
     /// 500 with `message` (PVE's answer to every handler `die`).
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { status: 500, message: message.into(), errors: None }
+        Self {
+            status: 500,
+            message: message.into(),
+            errors: None,
+        }
     }
 
     /// 400 with one parameter error.
     pub fn param(name: &str, message: impl Into<String>) -> Self {
         let errors = BTreeMap::from([(name.to_owned(), message.into())]);
-        Self { status: 400, message: "Parameter verification failed.".into(), errors: Some(errors) }
+        Self {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: Some(errors),
+        }
     }
 }
 
@@ -76,7 +84,9 @@ pub struct SimInner {
 
 impl std::fmt::Debug for SimInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimInner").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("SimInner")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +111,11 @@ impl SimInner {
 
     /// The lock of one storage.
     pub fn storage_lock(&self, storage: &str) -> Arc<tokio::sync::Mutex<()>> {
-        Arc::clone(lock(&self.storage_locks).entry(storage.to_owned()).or_default())
+        Arc::clone(
+            lock(&self.storage_locks)
+                .entry(storage.to_owned())
+                .or_default(),
+        )
     }
 }
 
@@ -140,14 +154,25 @@ fn error_response(err: &ApiErr) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+fn parse_params(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     if body.is_empty() {
         return Ok(out);
     }
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if ct.starts_with("application/json") {
-        let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
         for (k, v) in v.as_object().into_iter().flatten() {
             let s = match v {
                 Value::String(s) => s.clone(),
@@ -163,9 +188,18 @@ fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Resul
 }
 
 fn authorized(inner: &SimInner, headers: &HeaderMap) -> bool {
-    let Some(h) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let Some(rest) = h.strip_prefix("PVEAPIToken=").or_else(|| h.strip_prefix("PVEAPIToken ")) else { return false };
-    let Some((id, secret)) = rest.rsplit_once('=') else { return false };
+    let Some(h) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(rest) = h
+        .strip_prefix("PVEAPIToken=")
+        .or_else(|| h.strip_prefix("PVEAPIToken "))
+    else {
+        return false;
+    };
+    let Some((id, secret)) = rest.rsplit_once('=') else {
+        return false;
+    };
     id == inner.config.token_id && secret == inner.config.token_secret
 }
 
@@ -175,30 +209,67 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
     let method = parts.method.as_str().to_owned();
     let full_path = parts.uri.path().to_owned();
     let Some(path) = full_path.strip_prefix("/api2/json") else {
-        return error_response(&ApiErr { status: 501, message: format!("Method '{method} {full_path}' not implemented"), errors: None });
+        return error_response(&ApiErr {
+            status: 501,
+            message: format!("Method '{method} {full_path}' not implemented"),
+            errors: None,
+        });
     };
     let path = path.to_owned();
-    let body = axum::body::to_bytes(body, 512 * 1024).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 512 * 1024)
+        .await
+        .unwrap_or_default();
     let has_body_method = parts.method == Method::GET || parts.method == Method::DELETE;
     let params = parse_params(parts.uri.query(), &parts.headers, &body);
     let (template, validation, outcome) = match (&params, inner.schema.lookup(&method, &path)) {
-        (Err(e), _) => (None, Err(e.clone()), Err(ApiErr { status: 400, message: e.clone(), errors: None })),
+        (Err(e), _) => (
+            None,
+            Err(e.clone()),
+            Err(ApiErr {
+                status: 400,
+                message: e.clone(),
+                errors: None,
+            }),
+        ),
         (Ok(_), Lookup::NoPath | Lookup::NoMethod) => {
             let msg = format!("Method '{method} {path}' not implemented");
-            (None, Err(msg.clone()), Err(ApiErr { status: 501, message: msg, errors: None }))
+            (
+                None,
+                Err(msg.clone()),
+                Err(ApiErr {
+                    status: 501,
+                    message: msg,
+                    errors: None,
+                }),
+            )
         }
-        (Ok(p), Lookup::Found { template, method: ms, vars }) => match validate(ms, &vars, p) {
+        (
+            Ok(p),
+            Lookup::Found {
+                template,
+                method: ms,
+                vars,
+            },
+        ) => match validate(ms, &vars, p) {
             Ok(merged) => (Some(template.to_owned()), Ok(()), Ok(merged)),
             Err(errors) => {
                 let reason = serde_json::to_string(&errors).unwrap_or_default();
-                let err = ApiErr { status: 400, message: "Parameter verification failed.".into(), errors: Some(errors) };
+                let err = ApiErr {
+                    status: 400,
+                    message: "Parameter verification failed.".into(),
+                    errors: Some(errors),
+                };
                 (Some(template.to_owned()), Err(reason), Err(err))
             }
         },
     };
     let mut outcome = outcome;
     if has_body_method && !body.is_empty() && outcome.is_ok() {
-        outcome = Err(ApiErr { status: 501, message: format!("Unexpected content for method '{method}'"), errors: None });
+        outcome = Err(ApiErr {
+            status: 501,
+            message: format!("Unexpected content for method '{method}'"),
+            errors: None,
+        });
     }
     let record_idx = {
         let mut records = lock(&inner.records);
@@ -212,7 +283,15 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
         });
         records.len() - 1
     };
-    let response = run(&inner, &parts.headers, &method, &path, template.as_deref(), outcome).await;
+    let response = run(
+        &inner,
+        &parts.headers,
+        &method,
+        &path,
+        template.as_deref(),
+        outcome,
+    )
+    .await;
     let status = response.as_ref().map_or(0, |r| r.status().as_u16());
     if let Some(r) = lock(&inner.records).get_mut(record_idx) {
         r.status = status;
@@ -222,7 +301,9 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
 
 /// A response whose body fails: hyper aborts the connection mid-response.
 fn dropped_connection() -> Response {
-    let stream = futures::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("dropped by fault injection")) });
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("dropped by fault injection"))
+    });
     Response::new(Body::from_stream(stream))
 }
 
@@ -236,7 +317,11 @@ async fn run(
 ) -> Option<Response> {
     if !authorized(inner, headers) {
         tokio::time::sleep(inner.config.auth_failure_delay).await;
-        return Some(error_response(&ApiErr { status: 401, message: "Authentication failed!".into(), errors: None }));
+        return Some(error_response(&ApiErr {
+            status: 401,
+            message: "Authentication failed!".into(),
+            errors: None,
+        }));
     }
     let params = match outcome {
         Ok(p) => p,
@@ -248,10 +333,17 @@ async fn run(
     for fault in fired {
         match fault {
             FaultKind::Latency(d) => tokio::time::sleep(d).await,
-            FaultKind::Http { status, message } => return Some(error_response(&ApiErr { status, message, errors: None })),
+            FaultKind::Http { status, message } => {
+                return Some(error_response(&ApiErr {
+                    status,
+                    message,
+                    errors: None,
+                }));
+            }
             FaultKind::LockTimeout => {
                 let id = params.get("vmid").cloned().unwrap_or_else(|| "0".into());
-                let msg = format!("can't lock file '/var/lock/qemu-server/lock-{id}.conf' - got timeout");
+                let msg =
+                    format!("can't lock file '/var/lock/qemu-server/lock-{id}.conf' - got timeout");
                 return Some(error_response(&ApiErr::internal(msg)));
             }
             FaultKind::Drop => return None,

@@ -10,13 +10,13 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::BootHook;
 use super::faults::FaultRule;
 use super::schema::{Lookup, Schema, SchemaError};
 use super::server::{RecordedRequest, SimInner, handle, lock};
 use super::state::{Power, SeedVm, SimConfig, State};
 use super::tasks::Tasks;
 use super::validate::validate;
-use super::BootHook;
 
 /// Simulator start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -51,20 +51,34 @@ impl Drop for Simulator {
 
 /// The schema path relative to this crate (`../../shared/pve/apidoc.json`).
 pub fn default_schema_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pve/apidoc.json"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/pve/apidoc.json"
+    ))
 }
 
 /// The PVE 8.4 schema path relative to this crate.
 pub fn pve84_schema_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pve/apidoc-pve8.4.json"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/pve/apidoc-pve8.4.json"
+    ))
 }
 
 impl Simulator {
     /// Loads the schema and serves on `addr` (`127.0.0.1:0` for an ephemeral port).
     pub async fn start(config: SimConfig, addr: &str) -> Result<Self, SimError> {
         let schema = Schema::load(&config.schema_path)?;
-        let listener = TcpListener::bind(addr).await.map_err(|source| SimError::Bind { addr: addr.to_owned(), source })?;
-        let local = listener.local_addr().map_err(|source| SimError::Bind { addr: addr.to_owned(), source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let inner = Arc::new(SimInner {
             config,
             schema,
@@ -75,13 +89,19 @@ impl Simulator {
             hook: Mutex::new(None),
             storage_locks: Mutex::new(BTreeMap::new()),
         });
-        let app = Router::new().fallback(handle).with_state(Arc::clone(&inner));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&inner));
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "pve-sim server stopped");
             }
         });
-        Ok(Self { inner, addr: local, server })
+        Ok(Self {
+            inner,
+            addr: local,
+            server,
+        })
     }
 
     /// Base URL (`http://127.0.0.1:PORT`).
@@ -129,9 +149,19 @@ impl Simulator {
         let bad: Vec<String> = self
             .requests()
             .iter()
-            .filter_map(|r| r.validation.as_ref().err().map(|e| format!("{} {} {:?}: {e}", r.method, r.path, r.params)))
+            .filter_map(|r| {
+                r.validation
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{} {} {:?}: {e}", r.method, r.path, r.params))
+            })
             .collect();
-        assert!(bad.is_empty(), "{} request(s) failed PVE schema validation:\n{}", bad.len(), bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "{} request(s) failed PVE schema validation:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
         assert!(!self.requests().is_empty(), "no requests were recorded");
     }
 
@@ -142,9 +172,9 @@ impl Simulator {
             .filter_map(|r| {
                 let problem = match schema.lookup(&r.method, &r.path) {
                     Lookup::NoPath | Lookup::NoMethod => Some("no such method".to_owned()),
-                    Lookup::Found { method, vars, .. } => {
-                        validate(method, &vars, &r.params).err().map(|e| format!("{e:?}"))
-                    }
+                    Lookup::Found { method, vars, .. } => validate(method, &vars, &r.params)
+                        .err()
+                        .map(|e| format!("{e:?}")),
                 };
                 problem.map(|p| format!("{} {}: {p}", r.method, r.path))
             })
@@ -158,7 +188,11 @@ impl Simulator {
 
     /// A VM's config.
     pub fn vm_config(&self, vmid: u32) -> Option<BTreeMap<String, String>> {
-        self.inner.state().vms.get(&vmid).map(|vm| vm.config.clone())
+        self.inner
+            .state()
+            .vms
+            .get(&vmid)
+            .map(|vm| vm.config.clone())
     }
 
     /// A VM's power state.
@@ -173,11 +207,20 @@ impl Simulator {
 
     /// A file written into the guest through the agent.
     pub fn guest_file(&self, vmid: u32, path: &str) -> Option<Vec<u8>> {
-        self.inner.state().vms.get(&vmid).and_then(|vm| vm.files.get(path).cloned())
+        self.inner
+            .state()
+            .vms
+            .get(&vmid)
+            .and_then(|vm| vm.files.get(path).cloned())
     }
 
     /// All volume ids with their owner vmid.
     pub fn volumes(&self) -> BTreeMap<String, u32> {
-        self.inner.state().volumes.iter().map(|(k, v)| (k.clone(), v.owner)).collect()
+        self.inner
+            .state()
+            .volumes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.owner))
+            .collect()
     }
 }

@@ -39,7 +39,10 @@ pub struct SimStorage {
 impl SimStorage {
     /// Whether volume names on this storage are files (`<vmid>/<name>.<fmt>`).
     pub fn is_file_based(&self) -> bool {
-        matches!(self.kind.as_str(), "dir" | "nfs" | "cifs" | "glusterfs" | "btrfs")
+        matches!(
+            self.kind.as_str(),
+            "dir" | "nfs" | "cifs" | "glusterfs" | "btrfs"
+        )
     }
 }
 
@@ -94,11 +97,26 @@ impl SimConfig {
             token_secret: "5f0c6c2e-1d7a-4b8e-9a51-3c2f6e7d8a90".into(),
             version: "9.1.1".into(),
             nodes: vec![
-                SimNode { name: "pve1".into(), maxmem: 64 * gib, mem: 40 * gib, online: true },
-                SimNode { name: "pve2".into(), maxmem: 64 * gib, mem: 8 * gib, online: true },
+                SimNode {
+                    name: "pve1".into(),
+                    maxmem: 64 * gib,
+                    mem: 40 * gib,
+                    online: true,
+                },
+                SimNode {
+                    name: "pve2".into(),
+                    maxmem: 64 * gib,
+                    mem: 8 * gib,
+                    online: true,
+                },
             ],
             storages: vec![
-                storage("local", "dir", &["iso", "vztmpl", "backup", "snippets", "images"], false),
+                storage(
+                    "local",
+                    "dir",
+                    &["iso", "vztmpl", "backup", "snippets", "images"],
+                    false,
+                ),
                 storage("local-lvm", "lvmthin", &["images", "rootdir"], false),
                 storage("shared-nfs", "nfs", &["images"], true),
             ],
@@ -155,7 +173,12 @@ impl SeedVm {
 
     /// Somebody else's plain VM.
     pub fn foreign(vmid: u32, node: &str) -> Self {
-        Self { name: format!("other-{vmid}"), template: false, running: true, ..Self::template(vmid, node) }
+        Self {
+            name: format!("other-{vmid}"),
+            template: false,
+            running: true,
+            ..Self::template(vmid, node)
+        }
     }
 }
 
@@ -218,17 +241,34 @@ impl State {
         let mut config = BTreeMap::new();
         let prefix = if seed.template { "base" } else { "vm" };
         let disk = format!("{}:{prefix}-{}-disk-0", seed.storage, seed.vmid);
-        self.volumes.insert(disk.clone(), Volume { owner: seed.vmid, size: 8 << 30, node: seed.node.clone() });
+        self.volumes.insert(
+            disk.clone(),
+            Volume {
+                owner: seed.vmid,
+                size: 8 << 30,
+                node: seed.node.clone(),
+            },
+        );
         config.insert("scsi0".into(), format!("{disk},size=8G"));
         config.insert("scsihw".into(), "virtio-scsi-pci".into());
         config.insert("boot".into(), "order=scsi0".into());
         config.insert("name".into(), seed.name.clone());
         config.insert("memory".into(), "2048".into());
         config.insert("cores".into(), "2".into());
-        config.insert("net0".into(), format!("virtio={},bridge=vmbr0", random_mac()));
+        config.insert(
+            "net0".into(),
+            format!("virtio={},bridge=vmbr0", random_mac()),
+        );
         if seed.cloudinit {
             let ci = format!("{}:vm-{}-cloudinit", seed.storage, seed.vmid);
-            self.volumes.insert(ci.clone(), Volume { owner: seed.vmid, size: 4 << 20, node: seed.node.clone() });
+            self.volumes.insert(
+                ci.clone(),
+                Volume {
+                    owner: seed.vmid,
+                    size: 4 << 20,
+                    node: seed.node.clone(),
+                },
+            );
             config.insert("ide2".into(), format!("{ci},media=cdrom"));
         }
         if seed.agent {
@@ -240,11 +280,21 @@ impl State {
         if let Some(tags) = &seed.tags {
             config.insert("tags".into(), tags.clone());
         }
-        let power = if seed.running { Power::Running } else { Power::Stopped };
+        let power = if seed.running {
+            Power::Running
+        } else {
+            Power::Stopped
+        };
         let agent_ready_at = seed.running.then(Instant::now);
         self.vms.insert(
             seed.vmid,
-            Vm { node: seed.node.clone(), config, power, agent_ready_at, files: BTreeMap::new() },
+            Vm {
+                node: seed.node.clone(),
+                config,
+                power,
+                agent_ready_at,
+                files: BTreeMap::new(),
+            },
         );
     }
 }
@@ -261,10 +311,18 @@ pub fn referenced_volumes(config: &BTreeMap<String, String>) -> Vec<(String, Str
         .iter()
         .filter(|(k, _)| {
             let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
-            base.len() < k.len() && matches!(base, "scsi" | "virtio" | "sata" | "ide" | "unused" | "efidisk" | "tpmstate")
+            base.len() < k.len()
+                && matches!(
+                    base,
+                    "scsi" | "virtio" | "sata" | "ide" | "unused" | "efidisk" | "tpmstate"
+                )
         })
         .filter_map(|(k, v)| {
-            let file = v.split(',').next()?.trim_start_matches("file=").trim_start_matches("volume=");
+            let file = v
+                .split(',')
+                .next()?
+                .trim_start_matches("file=")
+                .trim_start_matches("volume=");
             file.contains(':').then(|| (k.clone(), file.to_owned()))
         })
         .collect()
@@ -274,6 +332,8 @@ pub fn referenced_volumes(config: &BTreeMap<String, String>) -> Vec<(String, Str
 pub fn volume_owner(volid: &str) -> Option<u32> {
     let name = volid.split_once(':')?.1;
     let name = name.rsplit('/').next()?;
-    let rest = name.strip_prefix("vm-").or_else(|| name.strip_prefix("base-"))?;
+    let rest = name
+        .strip_prefix("vm-")
+        .or_else(|| name.strip_prefix("base-"))?;
     rest.split('-').next()?.parse().ok()
 }

@@ -41,7 +41,14 @@ static PID: AtomicU32 = AtomicU32::new(0x1000);
 
 impl SimInner {
     /// Starts a task: after the configured duration it runs `work` (or fails with `fault`).
-    pub fn spawn_task<F>(self: &Arc<Self>, node: &str, kind: &str, id: &str, fault: Option<String>, work: F) -> String
+    pub fn spawn_task<F>(
+        self: &Arc<Self>,
+        node: &str,
+        kind: &str,
+        id: &str,
+        fault: Option<String>,
+        work: F,
+    ) -> String
     where
         F: Future<Output = Result<(), String>> + Send + 'static,
     {
@@ -51,7 +58,10 @@ impl SimInner {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let user = &self.config.token_id;
-        let upid = format!("UPID:{node}:{pid:08X}:{:08X}:{starttime:08X}:{kind}:{id}:{user}:", pid * 7);
+        let upid = format!(
+            "UPID:{node}:{pid:08X}:{:08X}:{starttime:08X}:{kind}:{id}:{user}:",
+            pid * 7
+        );
         let task = Task {
             node: node.to_owned(),
             kind: kind.to_owned(),
@@ -114,7 +124,13 @@ impl SimInner {
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/log`.
-    pub fn task_log(&self, node: &str, upid: &str, start: usize, limit: usize) -> Result<(Value, usize), ApiErr> {
+    pub fn task_log(
+        &self,
+        node: &str,
+        upid: &str,
+        start: usize,
+        limit: usize,
+    ) -> Result<(Value, usize), ApiErr> {
         let tasks = self.tasks();
         let Some(t) = tasks.map.get(upid).filter(|t| t.node == node) else {
             return Err(ApiErr::param("upid", "no such task"));
@@ -131,6 +147,8 @@ impl SimInner {
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
-        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -32,7 +32,10 @@ pub fn validate(
     for (k, v) in params {
         if let Some(uri) = vars.get(k) {
             if uri != v {
-                errors.insert(k.clone(), "duplicate parameter (already defined in URI) with conflicting values!".into());
+                errors.insert(
+                    k.clone(),
+                    "duplicate parameter (already defined in URI) with conflicting values!".into(),
+                );
             }
             continue;
         }
@@ -48,7 +51,10 @@ pub fn validate(
         };
         let ty = prop.get("type").and_then(Value::as_str).unwrap_or("string");
         if values.len() > 1 && ty != "array" {
-            errors.insert(key.clone(), format!("type check ('{ty}') failed - got ARRAY"));
+            errors.insert(
+                key.clone(),
+                format!("type check ('{ty}') failed - got ARRAY"),
+            );
             continue;
         }
         for v in values {
@@ -62,19 +68,32 @@ pub fn validate(
         if name.contains("[n]") || is_optional(prop) || merged.contains_key(name) {
             continue;
         }
-        errors.insert(name.clone(), "property is missing and it is not optional".into());
+        errors.insert(
+            name.clone(),
+            "property is missing and it is not optional".into(),
+        );
     }
     let missing_requires: Vec<(String, String)> = merged
         .keys()
         .filter(|k| !errors.contains_key(*k))
         .filter_map(|key| {
-            let req = find_property(ms, key).and_then(|p| p.get("requires")).and_then(Value::as_str)?;
-            (!merged.contains_key(req)).then(|| (req.to_owned(), format!("missing property - '{key}' requires this property")))
+            let req = find_property(ms, key)
+                .and_then(|p| p.get("requires"))
+                .and_then(Value::as_str)?;
+            (!merged.contains_key(req)).then(|| {
+                (
+                    req.to_owned(),
+                    format!("missing property - '{key}' requires this property"),
+                )
+            })
         })
         .collect();
     errors.extend(missing_requires);
     if errors.is_empty() {
-        Ok(merged.into_iter().map(|(k, mut v)| (k, v.pop().unwrap_or_default())).collect())
+        Ok(merged
+            .into_iter()
+            .map(|(k, mut v)| (k, v.pop().unwrap_or_default()))
+            .collect())
     } else {
         Err(errors)
     }
@@ -106,7 +125,10 @@ pub fn check_value(prop: &Value, v: &str, in_propstr: bool) -> Result<(), String
     match ty {
         "boolean" => {
             let ok = if in_propstr {
-                matches!(v.to_ascii_lowercase().as_str(), "1" | "0" | "on" | "off" | "yes" | "no" | "true" | "false")
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "1" | "0" | "on" | "off" | "yes" | "no" | "true" | "false"
+                )
             } else {
                 v == "1" || v == "0"
             };
@@ -118,7 +140,8 @@ pub fn check_value(prop: &Value, v: &str, in_propstr: bool) -> Result<(), String
             let ok = if ty == "integer" {
                 cached_regex(r"^[+-]?\d+$").is_some_and(|r| r.is_match(v))
             } else {
-                cached_regex(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$").is_some_and(|r| r.is_match(v))
+                cached_regex(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+                    .is_some_and(|r| r.is_match(v))
             };
             if !ok {
                 return Err(format!("type check ('{ty}') failed - got '{v}'"));
@@ -127,31 +150,49 @@ pub fn check_value(prop: &Value, v: &str, in_propstr: bool) -> Result<(), String
             if let Some(min) = num(prop.get("minimum"))
                 && n < min
             {
-                return Err(format!("value must have a minimum value of {}", fmt_num(min)));
+                return Err(format!(
+                    "value must have a minimum value of {}",
+                    fmt_num(min)
+                ));
             }
             if let Some(max) = num(prop.get("maximum"))
                 && n > max
             {
-                return Err(format!("value must have a maximum value of {}", fmt_num(max)));
+                return Err(format!(
+                    "value must have a maximum value of {}",
+                    fmt_num(max)
+                ));
             }
         }
         _ => {}
     }
     if let Some(values) = prop.get("enum").and_then(Value::as_array) {
-        let list: Vec<String> = values.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect();
+        let list: Vec<String> = values
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .collect();
         if !list.iter().any(|e| e == v) {
-            return Err(format!("value '{v}' does not have a value in the enumeration '{}'", list.join(", ")));
+            return Err(format!(
+                "value '{v}' does not have a value in the enumeration '{}'",
+                list.join(", ")
+            ));
         }
     }
     if let Some(max) = num(prop.get("maxLength"))
         && v.chars().count() as f64 > max
     {
-        return Err(format!("value may only be {} characters long", fmt_num(max)));
+        return Err(format!(
+            "value may only be {} characters long",
+            fmt_num(max)
+        ));
     }
     if let Some(min) = num(prop.get("minLength"))
         && (v.chars().count() as f64) < min
     {
-        return Err(format!("value must be at least {} characters long", fmt_num(min)));
+        return Err(format!(
+            "value must be at least {} characters long",
+            fmt_num(min)
+        ));
     }
     if let Some(pattern) = prop.get("pattern").and_then(Value::as_str)
         && !pattern_matches(pattern, v)
@@ -159,8 +200,12 @@ pub fn check_value(prop: &Value, v: &str, in_propstr: bool) -> Result<(), String
         return Err("value does not match the regex pattern".into());
     }
     match prop.get("format") {
-        Some(Value::String(name)) => formats::check_named(name, v).map_err(|e| format!("invalid format - {e}")),
-        Some(Value::Object(subs)) => formats::check_property_string(subs, v).map_err(|e| format!("invalid format - {e}")),
+        Some(Value::String(name)) => {
+            formats::check_named(name, v).map_err(|e| format!("invalid format - {e}"))
+        }
+        Some(Value::Object(subs)) => {
+            formats::check_property_string(subs, v).map_err(|e| format!("invalid format - {e}"))
+        }
         _ => Ok(()),
     }
 }
@@ -174,7 +219,11 @@ fn num(v: Option<&Value>) -> Option<f64> {
 }
 
 fn fmt_num(n: f64) -> String {
-    if n.fract() == 0.0 { format!("{}", n as i64) } else { format!("{n}") }
+    if n.fract() == 0.0 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
 }
 
 /// Full-match of a Perl pattern from the schema (`(?^:` groups are translated).
@@ -188,6 +237,11 @@ pub fn pattern_matches(pattern: &str, v: &str) -> bool {
 pub fn cached_regex(pattern: &str) -> Option<Regex> {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut guard = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    guard.entry(pattern.to_owned()).or_insert_with(|| Regex::new(pattern).ok()).clone()
+    let mut guard = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard
+        .entry(pattern.to_owned())
+        .or_insert_with(|| Regex::new(pattern).ok())
+        .clone()
 }

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use agentlab_core::hypervisor::{NetAttachment, Resources, VmSpec};
 use agentlab_core::ids::Vmid;
 use agentlab_core::secrets::SecretValue;
-use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path, pve84_schema_path};
 use agentlab_pve::sim::Schema;
+use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path, pve84_schema_path};
 use agentlab_pve::{PollOptions, ProxmoxHypervisor, PveOptions};
 
 pub const TEMPLATE: u32 = 9000;
@@ -18,7 +18,11 @@ pub fn schema_or_skip() -> Option<std::path::PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    assert!(std::env::var_os("CI").is_none(), "PVE schema missing at {} (required in CI)", path.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "PVE schema missing at {} (required in CI)",
+        path.display()
+    );
     eprintln!("SKIP: PVE schema not found at {}", path.display());
     None
 }
@@ -38,7 +42,12 @@ pub fn fast_poll() -> PollOptions {
 
 pub fn options(sim: &Simulator) -> PveOptions {
     let cfg = sim.config();
-    let mut o = PveOptions::new(sim.url(), cfg.token_id.clone(), SecretValue::new(cfg.token_secret.clone()), "local-lvm");
+    let mut o = PveOptions::new(
+        sim.url(),
+        cfg.token_id.clone(),
+        SecretValue::new(cfg.token_secret.clone()),
+        "local-lvm",
+    );
     o.node = "pve1".into();
     o.bridge = Some("vmbr1".into());
     o.ciuser = Some("agent".into());
@@ -52,7 +61,9 @@ pub async fn setup(tune: impl FnOnce(&mut SimConfig)) -> Option<(Simulator, Prox
     let path = schema_or_skip()?;
     let mut cfg = SimConfig::new(path);
     tune(&mut cfg);
-    let sim = Simulator::start(cfg, "127.0.0.1:0").await.expect("simulator starts");
+    let sim = Simulator::start(cfg, "127.0.0.1:0")
+        .await
+        .expect("simulator starts");
     sim.add_vm(&SeedVm::template(TEMPLATE, "pve1"));
     sim.add_vm(&SeedVm::foreign(100, "pve2"));
     let hv = ProxmoxHypervisor::new(options(&sim)).expect("backend builds");
@@ -67,7 +78,12 @@ pub fn spec(vmid: u32) -> VmSpec {
         template_vmid: TEMPLATE,
         node: None,
         full_clone: false,
-        resources: Resources { cores: 2, memory_mb: 4096, cpulimit: Some(1.5), balloon_mb: None },
+        resources: Resources {
+            cores: 2,
+            memory_mb: 4096,
+            cpulimit: Some(1.5),
+            balloon_mb: None,
+        },
         root_size_gb: Some(20),
         net: NetAttachment {
             bridge: "vmbr1".into(),
@@ -89,6 +105,10 @@ pub fn assert_schema_clean(sim: &Simulator) {
     if p84.exists() {
         let schema = Schema::load(&p84).expect("8.4 schema loads");
         let bad = sim.invalid_against(&schema);
-        assert!(bad.is_empty(), "requests invalid on PVE 8.4:\n{}", bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "requests invalid on PVE 8.4:\n{}",
+            bad.join("\n")
+        );
     }
 }
