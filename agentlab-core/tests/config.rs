@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(err.details.field.as_deref(), Some("vmid_range"));
         let err = tight(352, "192.168.50.254").unwrap_err();
         assert_eq!(err.details.field.as_deref(), Some("network.gateway"));
-        assert_eq!(err.details.line, Some(6));
+        assert_eq!(err.details.line, Some(7));
         // A gateway above the sandbox block is fine.
         tight(200, "192.168.50.254").unwrap();
 

@@ -111,22 +111,18 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("artifacts"))
     }
 
-    /// The IPv4 address of the sandbox `vmid`: the `n`-th host address of `network.subnet`
-    /// (counting from the first address after the network address, skipping the gateway),
-    /// where `n = vmid - vmid_range.start`. `None` when `vmid` is outside the range.
-    /// [`Config::validate`] guarantees every id of the range gets an address.
+    /// The IPv4 address of the sandbox `vmid`, the same mapping the engine uses
+    /// (`engine::alloc::ip_for`): subnet network address + 2 + (`vmid - vmid_range.start`).
+    /// `None` when `vmid` is outside the range or the address would leave the subnet.
+    /// [`Config::validate`] guarantees every id of the range gets an address that is not the
+    /// gateway.
     pub fn sandbox_ipv4(&self, vmid: Vmid) -> Option<Ipv4Addr> {
         let (start, end) = (self.vmid_range.start, self.vmid_range.end);
         if !(start..=end).contains(&vmid.get()) {
             return None;
         }
         let base = u32::from(self.network.subnet.network());
-        let gateway_index = u32::from(self.network.gateway).checked_sub(base)?;
-        let mut index = vmid.get() - start + 1;
-        if index >= gateway_index {
-            index += 1;
-        }
-        let ip = Ipv4Addr::from(base.checked_add(index)?);
+        let ip = Ipv4Addr::from(base.checked_add(vmid.get() - start)?.checked_add(2)?);
         (self.network.subnet.contains(&ip) && ip != self.network.subnet.broadcast()).then_some(ip)
     }
 }

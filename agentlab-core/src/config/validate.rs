@@ -169,16 +169,25 @@ fn validate_network(c: &Config) -> Result<(), Violation> {
             )
         },
     )?;
-    // Every vmid of the range maps to one host address; the gateway takes one more.
-    let hosts = (1u64 << (32 - u32::from(n.subnet.prefix_len()))) - 2;
-    let needed = c.vmid_range.len() + 1;
-    check(needed <= hosts, "vmid_range", || {
+    // Sandbox addresses are network + 2 + (vmid - start): the block must end before the
+    // broadcast address and must not contain the gateway.
+    let room = (1u64 << (32 - u32::from(n.subnet.prefix_len()))) - 3;
+    check(c.vmid_range.len() <= room, "vmid_range", || {
         format!(
-            "has {} ids but network.subnet {} has room for {} sandboxes; shrink the range or \
-             widen the subnet",
+            "has {} ids but network.subnet {} has room for {room} sandboxes (addresses from \
+             the network address + 2); shrink the range or widen the subnet",
             c.vmid_range.len(),
             n.subnet,
-            hosts - 1
+        )
+    })?;
+    let first = u64::from(u32::from(n.subnet.network())) + 2;
+    let last = first + c.vmid_range.len() - 1;
+    let gw64 = u64::from(u32::from(gw));
+    check(!(first..=last).contains(&gw64), "network.gateway", || {
+        format!(
+            "collides with sandbox addresses (network address + 2 onwards, one per id of \
+             vmid_range); use the subnet's first address, {}",
+            std::net::Ipv4Addr::from(u32::from(n.subnet.network()) + 1)
         )
     })
 }
