@@ -188,7 +188,34 @@ impl ProxmoxHypervisor {
         Ok(VolumeId(volid.to_owned()))
     }
 
+    /// The AgentLab VM (by tag) whose config references `volid`, if any.
+    async fn attached_to(&self, volid: &str) -> Result<Option<u32>, PveError> {
+        for vm in self.cluster_vms().await? {
+            if vm.template
+                || !vm
+                    .tags
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(&self.opts.tag))
+            {
+                continue;
+            }
+            let config = match self.vm_config(&vm.node, vm.vmid).await {
+                Err(e) if e.is_not_found() => continue,
+                other => other?,
+            };
+            if !disk_keys_with(&config, |f| f == volid).is_empty() {
+                return Ok(Some(vm.vmid));
+            }
+        }
+        Ok(None)
+    }
+
     pub(crate) async fn do_delete_volume(&self, volume: &VolumeId) -> Result<(), HypervisorError> {
+        if let Some(owner) = self.attached_to(&volume.0).await? {
+            return Err(HypervisorError::Conflict(format!(
+                "volume {volume} is attached to VM {owner}; detach it first"
+            )));
+        }
         let node = self.pick_node(None).await?;
         let storage = volume.0.split(':').next().unwrap_or_default();
         let path = format!("/nodes/{node}/storage/{storage}/content/{}", seg(&volume.0));
@@ -216,11 +243,13 @@ impl ProxmoxHypervisor {
         volume: &VolumeId,
     ) -> Result<(), HypervisorError> {
         let node = self.vm_node(vmid).await?;
+        if let Some(owner) = self.attached_to(&volume.0).await? {
+            return Err(HypervisorError::Conflict(format!(
+                "volume {volume} is already attached to VM {owner}"
+            )));
+        }
         let config = self.vm_config(&node, vmid).await?;
         if let Some(current) = config.get(WORKSPACE_DISK).and_then(Value::as_str) {
-            if current.split(',').next() == Some(volume.0.as_str()) {
-                return Ok(());
-            }
             return Err(HypervisorError::Conflict(format!(
                 "VM {vmid} already has {WORKSPACE_DISK} = {current}"
             )));

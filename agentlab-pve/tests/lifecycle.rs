@@ -115,7 +115,16 @@ async fn workspace_volumes_survive_detach_and_destroy() {
     hv.create(&s).await.unwrap();
     hv.configure(&s).await.unwrap();
     hv.attach_volume(s.vmid, &vol).await.unwrap();
-    hv.attach_volume(s.vmid, &vol).await.unwrap();
+    let again = hv.attach_volume(s.vmid, &vol).await;
+    assert!(
+        matches!(again, Err(HypervisorError::Conflict(_))),
+        "{again:?}"
+    );
+    let del = hv.delete_volume(&vol).await;
+    assert!(
+        matches!(del, Err(HypervisorError::Conflict(_))),
+        "attached volumes are not freed: {del:?}"
+    );
     assert!(sim.vm_config(9003).unwrap()["scsi1"].starts_with(&vol.0));
     hv.detach_volume(s.vmid, &vol).await.unwrap();
     let cfg = sim.vm_config(9003).unwrap();
