@@ -170,4 +170,10 @@ pub struct FakeConfig {
     pub runner_path: Option<PathBuf>,
     /// Working directory for fake VMs' files; `None` = the backend's built-in choice.
     pub work_dir: Option<PathBuf>,
+    /// Sticky injected failures per operation (`create`, `configure`, `start`, `stop`,
+    /// `destroy`, `status`, `guest_address`, `list_managed`, `used_ids`, `create_volume`,
+    /// `delete_volume`, `attach_volume`, `detach_volume`) → error message. For tests.
+    pub faults: std::collections::BTreeMap<String, String>,
+    /// Added latency per operation in milliseconds (same names). For tests.
+    pub latency_ms: std::collections::BTreeMap<String, u64>,
 }

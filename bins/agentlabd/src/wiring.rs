@@ -8,6 +8,7 @@ use anyhow::Context;
 use agentlab_core::config::{BackendKind, Config};
 use agentlab_core::engine::{LabDeps, LabSettings};
 use agentlab_core::fake::boot::ProcessBootHook;
+use agentlab_core::fake::hypervisor::{FakeOp, Fault, FaultKind};
 use agentlab_core::fake::{FakeFirewall, FakeHypervisor};
 use agentlab_core::sqlite::SqliteStore;
 use agentlab_core::{Firewall, Hypervisor, SystemClock};
@@ -18,7 +19,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<LabDeps> {
         .await
         .with_context(|| format!("opening state database {}", cfg.db_path().display()))?;
     let (hypervisor, firewall): (Arc<dyn Hypervisor>, Arc<dyn Firewall>) = match cfg.backend {
-        BackendKind::Fake => (fake_hypervisor(cfg), Arc::new(FakeFirewall::new())),
+        BackendKind::Fake => (fake_hypervisor(cfg)?, Arc::new(FakeFirewall::new())),
         BackendKind::Pve => (crate::wiring_pve::hypervisor(cfg)?, net_firewall(cfg)?),
         BackendKind::Local => anyhow::bail!(
             "backend local is not available in this build yet; use backend: fake or pve"
@@ -28,9 +29,13 @@ pub async fn build(cfg: &Config) -> anyhow::Result<LabDeps> {
     Ok(LabDeps { hypervisor, firewall, secrets, store: Arc::new(store), clock: Arc::new(SystemClock) })
 }
 
-fn fake_hypervisor(cfg: &Config) -> Arc<dyn Hypervisor> {
-    let fake = FakeHypervisor::new();
+/// The fake backend keeps its VMs in `<work_dir>/fake-state.json` so a restarted daemon finds
+/// what it created; its boot hook runs `agent-runner` (or `boot_command`) as a local process.
+fn fake_hypervisor(cfg: &Config) -> anyhow::Result<Arc<dyn Hypervisor>> {
     let work = cfg.fake.work_dir.clone().unwrap_or_else(|| cfg.data_dir.join("fake-vms"));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let state = work.join("fake-state.json");
+    let fake = FakeHypervisor::persistent(&state).with_context(|| format!("loading {}", state.display()))?;
     let hook = match (&cfg.fake.boot_command, &cfg.fake.runner_path) {
         (Some(argv), _) if !argv.is_empty() => Some(ProcessBootHook::new(work, argv[0].clone(), argv[1..].to_vec())),
         (_, Some(runner)) => Some(ProcessBootHook::agent_runner(work, runner.display().to_string())),
@@ -39,7 +44,32 @@ fn fake_hypervisor(cfg: &Config) -> Arc<dyn Hypervisor> {
     if let Some(h) = hook {
         fake.set_boot_hook(Arc::new(h));
     }
-    Arc::new(fake)
+    for (op, msg) in &cfg.fake.faults {
+        fake.fail_always(fake_op(op)?, Fault::new(FaultKind::Backend, msg.clone()));
+    }
+    for (op, ms) in &cfg.fake.latency_ms {
+        fake.set_latency(fake_op(op)?, std::time::Duration::from_millis(*ms));
+    }
+    Ok(Arc::new(fake))
+}
+
+/// Maps a config operation name (`create`, `guest_address`, …) to the fake's operation.
+fn fake_op(name: &str) -> anyhow::Result<FakeOp> {
+    FakeOp::ALL
+        .into_iter()
+        .find(|op| {
+            let debug = format!("{op:?}");
+            let snake: String = debug
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let lower = c.to_ascii_lowercase();
+                    if c.is_ascii_uppercase() && i > 0 { vec!['_', lower] } else { vec![lower] }
+                })
+                .collect();
+            snake == name
+        })
+        .with_context(|| format!("fake.faults/latency_ms: unknown operation {name:?}"))
 }
 
 fn net_firewall(cfg: &Config) -> anyhow::Result<Arc<dyn Firewall>> {

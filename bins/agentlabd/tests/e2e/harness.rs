@@ -1,0 +1,143 @@
+//! Runs the real `agentlabd` and `agentlab` binaries: a daemon on a temporary socket with the
+//! fake backend, and CLI invocations against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary next to `agentlabd` (built on demand when missing).
+pub fn bin(name: &str) -> PathBuf {
+    let daemon = PathBuf::from(env!("CARGO_BIN_EXE_agentlabd"));
+    let path = daemon.with_file_name(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// A daemon with its own temp dir, config and socket.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub guest_port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Daemon {
+    /// Writes a config with `extra` YAML appended under `fake:` and starts the daemon.
+    pub fn start(fake_extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("run/agentlabd.sock");
+        let port = free_port();
+        let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
+        let config = dir.path().join("config.yaml");
+        let text = format!(
+            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {profiles}\nbackend: fake\n\
+             guest:\n  listen: 127.0.0.1:{port}\nnetwork:\n  manage_firewall: false\n\
+             secrets:\n  dir: {dir}/secrets\n  identity: {dir}/age.key\n\
+             log:\n  level: debug\nfake:\n  work_dir: {dir}/vms\n{fake_extra}",
+            sock = socket.display(),
+            data = dir.path().join("data").display(),
+            profiles = profiles.display(),
+            dir = dir.path().display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut d = Daemon { dir, socket, config, guest_port: port, child: None };
+        d.spawn();
+        d
+    }
+
+    /// (Re)starts the daemon process and waits for its socket to answer.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let child = Command::new(bin("agentlabd"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("AGENTLAB_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if self.cli(&["status"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agentlabd did not come up; log:\n{}", self.log());
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agentlabd.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs `agentlab --socket S args…`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("agentlab")).arg("--socket").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    /// Runs the CLI with `--json`, asserts success and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.cli(&full);
+        assert!(out.status.success(), "agentlab {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("agentlab {args:?}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Polls `sandbox show` until `pred` holds.
+    pub fn wait_sandbox(&self, vmid: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let v = self.json(&["sandbox", "show", &vmid.to_string()]);
+            if pred(&v) {
+                return v;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "sandbox {vmid} stuck: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM for a graceful stop, then make sure.
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
