@@ -4,6 +4,7 @@
 mod tests {
     use std::path::{Path, PathBuf};
 
+    use agentlab_core::config::Config;
     use agentlab_core::firewall::Egress;
     use agentlab_core::profile::{
         AgentMode, AgentPreset, NetworkMode, ProfileError, Profiles, WorkspaceMode,
@@ -352,6 +353,14 @@ mod tests {
             "{err}"
         );
 
+        // A key given twice is reported where it repeats.
+        let err =
+            load_err(&base("p").replace("  memory_mb: 2048\n", "  memory_mb: 2048\n  cores: 4\n"));
+        assert_eq!(err.kind(), ErrorKind::Syntax);
+        assert_eq!(err.details.field.as_deref(), Some("resources.cores"));
+        assert_eq!(err.details.reason, "duplicate key");
+        assert_eq!((err.details.line, err.details.column), (Some(6), Some(3)));
+
         // YAML syntax error with the file's line number.
         let err = load_err(&format!("{}---\nname: [unclosed\n", base("p")));
         assert_eq!(err.kind(), ErrorKind::Syntax);
@@ -400,5 +409,27 @@ mod tests {
                 .as_deref(),
             Some("resources.cores")
         );
+    }
+
+    proptest::proptest! {
+        /// Arbitrary YAML-ish text never panics the loader, and any position it reports
+        /// lies inside the text.
+        #[test]
+        fn loader_never_panics_and_positions_are_in_range(
+            lines in proptest::collection::vec(
+                "(---|\\.\\.\\.|#[a-z ]{0,8}|[ ]{0,4}(- )?[a-z_]{1,10}:( [a-z0-9\\[\\]{}:\"'-]{0,12})?|[ ]{0,4}- [a-z0-9./]{0,10}|)",
+                0..24,
+            )
+        ) {
+            let text = lines.join("\n");
+            let line_count = text.lines().count().max(1);
+            if let Err(err) = Profiles::from_yaml_str(&text, "fuzz.yaml") {
+                if let Some(line) = err.details.line {
+                    proptest::prop_assert!(line >= 1 && line <= line_count + 1, "{err} in {text:?}");
+                }
+                proptest::prop_assert!(!err.to_string().is_empty());
+            }
+            let _ = Config::from_yaml_str(&text, "fuzz.yaml");
+        }
     }
 }

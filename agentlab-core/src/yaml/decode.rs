@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 
 use super::error::{ErrorDetails, ErrorKind};
-use super::locate::locate;
+use super::locate::{locate, second_key};
 use super::split::Document;
 
 /// Reason shown instead of serde's message for a bad value under a sensitive path.
@@ -28,6 +28,7 @@ pub fn decode<T: DeserializeOwned>(
                 ErrorDetails::file(ErrorKind::Syntax, file, clean(&e.to_string(), ""));
             details.document = Some(doc.index);
             set_location(&mut details, doc, e.location());
+            locate_duplicate(&mut details, doc);
             return Err(Box::new(details));
         }
     };
@@ -70,6 +71,36 @@ pub fn decode<T: DeserializeOwned>(
         set_location(&mut details, doc, inner.location());
     }
     Err(Box::new(details))
+}
+
+/// `[path: ]duplicate entry with key "k"`: names the field and points at the repeated key.
+fn locate_duplicate(details: &mut ErrorDetails, doc: &Document<'_>) {
+    const MARK: &str = "duplicate entry with key \"";
+    let Some(at) = details.reason.find(MARK) else {
+        return;
+    };
+    let parent = details.reason[..at]
+        .trim_end()
+        .trim_end_matches(':')
+        .to_owned();
+    let key = details.reason[at + MARK.len()..]
+        .trim_end_matches('"')
+        .to_owned();
+    let from = if parent.is_empty() {
+        1
+    } else {
+        locate(doc.text, &parent).map_or(1, |(l, _)| l)
+    };
+    if let Some((line, column)) = second_key(doc.text, from, &key) {
+        details.line = Some(doc.first_line + line - 1);
+        details.column = Some(column);
+    }
+    details.field = Some(if parent.is_empty() {
+        key
+    } else {
+        format!("{parent}.{key}")
+    });
+    details.reason = "duplicate key".to_owned();
 }
 
 fn set_location(

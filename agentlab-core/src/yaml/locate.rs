@@ -57,6 +57,19 @@ fn key_matches(body: &str, key: &str) -> bool {
     })
 }
 
+/// The 1-based (line, column) of the second line, from 1-based line `from` on, where `key`
+/// starts a mapping entry: where a duplicated key is (the YAML library reports the
+/// enclosing mapping instead).
+pub(super) fn second_key(text: &str, from: usize, key: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .filter_map(|(i, line)| content(line).map(|(indent, body)| (i, indent, body)))
+        .filter(|(_, _, body)| key_matches(body, key))
+        .nth(1)
+        .map(|(i, indent, _)| (i + 1, indent + 1))
+}
+
 /// Returns the 1-based (line, column) of `path` (e.g. `network.allowlist[1]`) in `text`, or
 /// of its deepest ancestor that could be found; `None` when not even the first segment is.
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
