@@ -18,9 +18,11 @@
 pub mod bridge;
 pub mod check;
 mod config;
+mod daemon_config;
 mod error;
 mod firewall;
 pub mod netns;
+pub mod plan;
 pub mod probe;
 pub mod render;
 mod resolve;

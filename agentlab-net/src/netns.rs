@@ -54,6 +54,16 @@ pub fn link_mac(netns: Option<&str>, name: &str) -> Result<String, NetError> {
         .ok_or_else(|| NetError::Parse(format!("No MAC address for {name}")))
 }
 
+/// The interface of the default IPv4 route (the usual uplink).
+pub fn default_route_iface(netns: Option<&str>) -> Result<String, NetError> {
+    let text = ip(netns, &["-4", "route", "show", "default"])?;
+    text.split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| NetError::Config("No default route: set the uplink explicitly".to_owned()))
+}
+
 /// A network namespace deleted when dropped (also on panic).
 #[derive(Debug)]
 pub struct Netns {

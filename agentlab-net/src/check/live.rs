@@ -191,15 +191,13 @@ impl<'a> LiveCheck<'a> {
 fn setup(cfg: &crate::NetConfig, o: &LiveCheckOptions) -> Result<(Netns, String), NetError> {
     let ns = Netns::create(&o.name)?;
     let host = o.host_netns.as_deref();
-    let peer_ns = match host {
-        Some(h) => vec!["netns", h],
-        None => vec!["netns", "1"],
-    };
-    let mut args = vec!["link", "add", "name", &o.name];
-    args.extend(&peer_ns);
-    args.extend(["type", "veth", "peer", "name", "eth0", "netns", ns.name()]);
-    // Created from inside the new namespace so both names are free of collisions.
-    ip(Some(ns.name()), &args)?;
+    // Created where the bridge lives, with the sandbox end moved straight into the namespace.
+    let peer = [
+        "link", "add", "name", &o.name, "type", "veth", "peer", "name", "eth0", "netns",
+    ];
+    let mut args = peer.to_vec();
+    args.push(ns.name());
+    ip(host, &args)?;
     attach_port(host, &cfg.bridge, &o.name)?;
     let n = Some(ns.name());
     let spoof = Ipv4Addr::from(u32::from(o.ip_v4).saturating_sub(1));
