@@ -297,7 +297,8 @@ impl Default for ArtifactsProfile {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentProfile {
-    /// A shell command line run in the repository with the task on stdin.
+    /// A custom shell command, run by the guest runner as `sh -c COMMAND agent TASK` (the
+    /// task text is `$1`).
     #[serde(default)]
     pub command: Option<String>,
     /// A known agent CLI.
