@@ -10,7 +10,7 @@
 //! - With policy `inner_sandbox: bubblewrap` the command is wrapped in
 //!   `bwrap --die-with-parent --ro-bind / / --dev /dev --tmpfs /tmp --bind <repo> <repo>
 //!   --bind <artifacts> <artifacts> --bind <home> <home> --ro-bind <secrets> <secrets>
-//!   --tmpfs <secrets>/.runner --ro-bind /dev/null <secrets>/payload.json --chdir <repo>
+//!   --tmpfs <secrets>/.runner --dev-bind /dev/null <secrets>/payload.json --chdir <repo>
 //!   <inner_sandbox_args…> -- <command…>` (the `.runner` and `payload.json` masks hide the
 //!   runner token and git credentials from the agent).
 //!
@@ -134,7 +134,7 @@ pub fn sandboxed_argv(
     }
     let payload_file = paths.secrets.join(PAYLOAD_FILE);
     if payload_file.exists() {
-        push(&["--ro-bind", "/dev/null", &p(&payload_file)]);
+        push(&["--dev-bind", "/dev/null", &p(&payload_file)]);
     }
     if let Some(claude) = &paths.claude_config {
         let c = p(claude);

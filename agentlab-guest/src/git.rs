@@ -393,3 +393,86 @@ pub async fn sanitize_repo(git_bin: &Path, dir: &Path, repo_url: &str) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use agentlab_core::api::guest::GuestAgent;
+    use agentlab_core::{GitCredentials, SecretValue};
+
+    use super::*;
+
+    fn spec(dir: &Path) -> GuestJobSpec {
+        GuestJobSpec {
+            job_id: "job-1".parse().unwrap(),
+            repo: "https://git.example.invalid/r.git".into(),
+            git_ref: None,
+            task: "t".into(),
+            agent: GuestAgent::default(),
+            mode: "yolo".into(),
+            timeout_secs: 1,
+            clone_path: dir.join("checkout").display().to_string(),
+            work_branch: "agentlab/job-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn https_token_reaches_git_only_through_askpass() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretsDir::prepare(&dir.path().join("s"), true).unwrap();
+        let creds = GitCredentials::Https {
+            username: "bob".into(),
+            token: SecretValue::new("ghp_token_abcdef123"),
+        };
+        let git = Git::new(Path::new("git"), &spec(dir.path()), &secrets, Some(&creds)).unwrap();
+        assert!(
+            git.env
+                .iter()
+                .all(|(_, v)| !v.contains("ghp_token_abcdef123"))
+        );
+        let askpass = &git.env.iter().find(|(k, _)| k == "GIT_ASKPASS").unwrap().1;
+        let mode = fs::metadata(askpass).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let ask = |prompt: &str| {
+            let out = std::process::Command::new(askpass)
+                .arg(prompt)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(
+            ask("Password for 'https://bob@git.example.invalid': "),
+            "ghp_token_abcdef123"
+        );
+        assert_eq!(ask("Username for 'https://git.example.invalid': "), "bob");
+        let token_file = secrets.path().join(".runner/git-token");
+        assert_eq!(
+            fs::metadata(token_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[tokio::test]
+    async fn ssh_key_is_used_through_git_ssh_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretsDir::prepare(&dir.path().join("s"), true).unwrap();
+        let creds = GitCredentials::Ssh {
+            private_key: SecretValue::new(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
+            ),
+            known_hosts: Some("git.example.invalid ssh-ed25519 AAAA".into()),
+        };
+        let git = Git::new(Path::new("git"), &spec(dir.path()), &secrets, Some(&creds)).unwrap();
+        let ssh = &git
+            .env
+            .iter()
+            .find(|(k, _)| k == "GIT_SSH_COMMAND")
+            .unwrap()
+            .1;
+        assert!(ssh.contains("StrictHostKeyChecking=yes") && ssh.contains("IdentitiesOnly=yes"));
+        assert!(!ssh.contains("OPENSSH PRIVATE KEY"));
+        let key = fs::read_to_string(secrets.path().join(".runner/ssh-key")).unwrap();
+        assert!(key.ends_with("-----\n"));
+    }
+}

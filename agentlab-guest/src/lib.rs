@@ -24,6 +24,7 @@ pub mod logs;
 pub mod process;
 pub mod runner;
 pub mod secrets_dir;
+mod steps;
 
 pub use config::RunnerConfig;
 pub use error::GuestError;

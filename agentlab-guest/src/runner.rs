@@ -12,31 +12,25 @@
 //! report carries `git rev-parse HEAD` and a diff stat and notes uncommitted changes.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agentlab_core::api::guest::{BootstrapPayload, GuestJobState, StatusReport};
 use agentlab_core::redact::Redactor;
 use serde::Serialize;
-use tokio::process::Command;
 
-use crate::agent::{self, AgentPaths};
+use crate::agent::AgentPaths;
 use crate::client::{self, Backoff, RunnerClient};
 use crate::config::RunnerConfig;
 use crate::error::GuestError;
 use crate::git::Git;
 use crate::logs::{LogHandle, LogShipper};
-use crate::process::{self, Limits, ProcessEnd};
+use crate::process::{self, ProcessEnd};
 use crate::secrets_dir::SecretsDir;
+use crate::steps::{step_of, steps};
 use crate::{artifacts, bootstrap};
 
 /// Name of the uploaded bundle.
 pub const BUNDLE_NAME: &str = "artifacts.tar.gz";
-
-const STEP_BACKOFF: Backoff = Backoff {
-    attempts: 2,
-    initial: Duration::from_millis(300),
-    max: Duration::from_secs(2),
-};
 
 /// How a run ended (errors are [`GuestError`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,20 +96,6 @@ pub async fn run(config: &RunnerConfig) -> Result<RunOutcome, GuestError> {
     result
 }
 
-fn step_of(e: &GuestError) -> &'static str {
-    match e {
-        GuestError::Step { step, .. } => step,
-        _ => "bootstrap",
-    }
-}
-
-fn as_step(step: &'static str) -> impl Fn(GuestError) -> GuestError {
-    move |e| match e {
-        GuestError::Step { .. } => e,
-        other => GuestError::step(step, other.to_string()),
-    }
-}
-
 fn recreate_dir(dir: &Path) -> Result<(), GuestError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)
@@ -123,6 +103,27 @@ fn recreate_dir(dir: &Path) -> Result<(), GuestError> {
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| GuestError::io(format!("Cannot create {}", dir.display()), e))
+}
+
+/// Work dir, empty artifacts dir and the log shipper.
+async fn setup_work(
+    config: &RunnerConfig,
+    client: &RunnerClient,
+    redactor: &Redactor,
+) -> Result<(PathBuf, LogHandle, LogShipper), GuestError> {
+    std::fs::create_dir_all(&config.work_dir)
+        .map_err(|e| GuestError::io(format!("Cannot create {}", config.work_dir.display()), e))?;
+    let artifacts_dir = config.work_dir.join("artifacts");
+    recreate_dir(&artifacts_dir)?;
+    let (logs, shipper) = LogShipper::spawn(
+        Some(client.clone()),
+        &config.work_dir.join("runner.log"),
+        redactor.clone(),
+        config.log_batch_lines,
+        config.log_flush_interval,
+    )
+    .await?;
+    Ok((artifacts_dir, logs, shipper))
 }
 
 async fn run_job(
@@ -137,19 +138,24 @@ async fn run_job(
     values.push(payload.runner_token.expose());
     let redactor = Redactor::new(&values);
 
-    std::fs::create_dir_all(&config.work_dir)
-        .map_err(|e| GuestError::io(format!("Cannot create {}", config.work_dir.display()), e))?;
-    let artifacts_dir = config.work_dir.join("artifacts");
-    recreate_dir(&artifacts_dir)?;
-    let log_path = config.work_dir.join("runner.log");
-    let (logs, shipper) = LogShipper::spawn(
-        Some(client.clone()),
-        &log_path,
-        redactor.clone(),
-        config.log_batch_lines,
-        config.log_flush_interval,
-    )
-    .await?;
+    let final_backoff = Backoff {
+        attempts: config.fetch_attempts,
+        initial: config.backoff_initial,
+        max: config.backoff_max,
+    };
+    let (artifacts_dir, logs, shipper) = match setup_work(config, &client, &redactor).await {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing to log to or bundle, but the controller must still hear about it.
+            let mut report = StatusReport::running("bootstrap");
+            report.step = None;
+            report.state = GuestJobState::Failed;
+            report.failed_step = Some("bootstrap".to_owned());
+            report.error = Some(redactor.redact(&e.to_string()));
+            client.status(&report, final_backoff).await?;
+            return Ok(RunOutcome::Reported(GuestJobState::Failed));
+        }
+    };
     logs.runner(&format!(
         "agent-runner {} starting job {}",
         env!("CARGO_PKG_VERSION"),
@@ -278,88 +284,9 @@ async fn run_job(
             None => note,
         });
     }
-    let final_backoff = Backoff {
-        attempts: config.fetch_attempts,
-        initial: config.backoff_initial,
-        max: config.backoff_max,
-    };
     client.status(&report, final_backoff).await?;
     tracing::info!(job = %job.job_id, state = ?report.state, "final report sent");
     Ok(RunOutcome::Reported(report.state))
-}
-
-async fn steps(
-    config: &RunnerConfig,
-    secrets: &SecretsDir,
-    payload: &BootstrapPayload,
-    paths: &AgentPaths,
-    client: &RunnerClient,
-    logs: &LogHandle,
-    checkout: &mut Option<(Git, String)>,
-) -> Result<ProcessEnd, GuestError> {
-    let job = &payload.job;
-    report_step(client, logs, "bootstrap").await;
-    for f in &payload.secrets.files {
-        secrets
-            .write_bundle_file(
-                &f.path,
-                f.content.expose().as_bytes(),
-                f.mode.unwrap_or(0o600),
-            )
-            .map_err(as_step("bootstrap"))?;
-    }
-    if let Some(settings) = &payload.secrets.claude_settings {
-        secrets
-            .write_bundle_file("claude/settings.json", settings.expose().as_bytes(), 0o600)
-            .map_err(as_step("bootstrap"))?;
-    }
-    let git = Git::new(&config.git_bin, job, secrets, payload.secrets.git.as_ref())
-        .map_err(as_step("bootstrap"))?;
-
-    report_step(client, logs, "clone").await;
-    let clone_limits = Limits {
-        timeout: config.clone_timeout,
-        grace: config.kill_grace,
-    };
-    let base = git
-        .checkout(job, clone_limits, logs)
-        .await
-        .map_err(as_step("clone"))?;
-    *checkout = Some((git, base));
-
-    report_step(client, logs, "agent").await;
-    let argv = agent::agent_argv(&job.agent, &job.mode, &job.task)?;
-    let argv = agent::sandboxed_argv(payload, &config.bwrap_bin, paths, argv)?;
-    let Some((program, args)) = argv.split_first() else {
-        return Err(GuestError::step("agent", "empty agent command"));
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&paths.repo)
-        .envs(agent::agent_env(payload, paths));
-    logs.runner(&format!(
-        "running agent ({program}), timeout {} s",
-        job.timeout_secs
-    ))
-    .await;
-    let limits = Limits {
-        timeout: Duration::from_secs(job.timeout_secs),
-        grace: config.kill_grace,
-    };
-    let run = process::run_streamed(cmd, "agent", limits, logs)
-        .await
-        .map_err(as_step("agent"))?;
-    Ok(run.end)
-}
-
-async fn report_step(client: &RunnerClient, logs: &LogHandle, step: &str) {
-    logs.runner(&format!("step: {step}")).await;
-    if let Err(e) = client
-        .status(&StatusReport::running(step), STEP_BACKOFF)
-        .await
-    {
-        tracing::warn!(step, error = %e, "cannot report step");
-    }
 }
 
 async fn upload_bundle(

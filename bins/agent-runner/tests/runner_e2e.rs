@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `agent-runner` binary against a mock controller, a real local git
 //! repository and scripted agent commands.
 
+// Shared helpers; each test binary uses a subset.
 #[cfg(test)]
+#[allow(dead_code)]
 mod common;
 
 #[cfg(test)]
@@ -260,6 +262,47 @@ mod tests {
         assert_eq!(mock.final_report().state, GuestJobState::Completed);
         assert_eq!(mock.recorded(|r| r.fetches), 0);
         assert!(mock.log_text().contains("resumed"));
+        env.assert_secrets_wiped();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn bootstrap_step_failures_are_still_reported() {
+        // A bundle file escaping the secrets dir fails the bootstrap step.
+        let env = Env::new();
+        let mut secrets = bundle();
+        secrets.files.push(agentlab_core::SecretFile {
+            path: "../escape".into(),
+            mode: None,
+            content: SecretValue::new("file-content-secret"),
+        });
+        let mock = Mock::start(|url| env.payload(url, "true", 60, secrets)).await;
+        let out = env
+            .run_runner(&env.write_bootstrap(&mock.url), &["--allow-non-tmpfs"])
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = mock.final_report();
+        assert_eq!(report.state, GuestJobState::Failed);
+        assert_eq!(report.failed_step.as_deref(), Some("bootstrap"));
+        assert!(mock.bundle().contains_key("runner.log"));
+        assert!(!env.path("escape").exists());
+        env.assert_secrets_wiped();
+
+        // An unusable work dir: no log or bundle possible, the final report still goes out.
+        let env = Env::new();
+        let mock = Mock::start(|url| env.payload(url, "true", 60, bundle())).await;
+        let blocker = env.path("not-a-dir");
+        std::fs::write(&blocker, "").unwrap();
+        let work = blocker.join("work").display().to_string();
+        let out = env
+            .run_runner(
+                &env.write_bootstrap(&mock.url),
+                &["--allow-non-tmpfs", "--work-dir", &work],
+            )
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = mock.final_report();
+        assert_eq!(report.state, GuestJobState::Failed);
+        assert_eq!(report.failed_step.as_deref(), Some("bootstrap"));
         env.assert_secrets_wiped();
     }
 

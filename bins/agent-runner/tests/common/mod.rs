@@ -314,13 +314,14 @@ impl Env {
     pub async fn run_runner(&self, bootstrap: &Path, extra: &[&str]) -> Output {
         let home = self.path("home");
         std::fs::create_dir_all(&home).unwrap();
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
-            .arg("--bootstrap")
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"));
+        if !extra.contains(&"--work-dir") {
+            cmd.arg("--work-dir").arg(self.path("work"));
+        }
+        cmd.arg("--bootstrap")
             .arg(bootstrap)
             .arg("--secrets-dir")
             .arg(self.secrets_dir())
-            .arg("--work-dir")
-            .arg(self.path("work"))
             .arg("--agent-home")
             .arg(&home)
             .args([

@@ -1,0 +1,111 @@
+//! The job steps between fetch and outcome: `bootstrap` (bundle files, git credentials),
+//! `clone` and `agent`, each announced with a `RUNNING <step>` report. Errors come back as
+//! [`GuestError::Step`] naming the step that failed.
+
+use std::time::Duration;
+
+use agentlab_core::api::guest::{BootstrapPayload, StatusReport};
+use tokio::process::Command;
+
+use crate::agent::{self, AgentPaths};
+use crate::client::{Backoff, RunnerClient};
+use crate::config::RunnerConfig;
+use crate::error::GuestError;
+use crate::git::Git;
+use crate::logs::LogHandle;
+use crate::process::{self, Limits, ProcessEnd};
+use crate::secrets_dir::SecretsDir;
+
+const STEP_BACKOFF: Backoff = Backoff {
+    attempts: 2,
+    initial: Duration::from_millis(300),
+    max: Duration::from_secs(2),
+};
+
+pub(crate) fn step_of(e: &GuestError) -> &'static str {
+    match e {
+        GuestError::Step { step, .. } => step,
+        _ => "bootstrap",
+    }
+}
+
+pub(crate) fn as_step(step: &'static str) -> impl Fn(GuestError) -> GuestError {
+    move |e| match e {
+        GuestError::Step { .. } => e,
+        other => GuestError::step(step, other.to_string()),
+    }
+}
+
+pub(crate) async fn steps(
+    config: &RunnerConfig,
+    secrets: &SecretsDir,
+    payload: &BootstrapPayload,
+    paths: &AgentPaths,
+    client: &RunnerClient,
+    logs: &LogHandle,
+    checkout: &mut Option<(Git, String)>,
+) -> Result<ProcessEnd, GuestError> {
+    let job = &payload.job;
+    report_step(client, logs, "bootstrap").await;
+    for f in &payload.secrets.files {
+        secrets
+            .write_bundle_file(
+                &f.path,
+                f.content.expose().as_bytes(),
+                f.mode.unwrap_or(0o600),
+            )
+            .map_err(as_step("bootstrap"))?;
+    }
+    if let Some(settings) = &payload.secrets.claude_settings {
+        secrets
+            .write_bundle_file("claude/settings.json", settings.expose().as_bytes(), 0o600)
+            .map_err(as_step("bootstrap"))?;
+    }
+    let git = Git::new(&config.git_bin, job, secrets, payload.secrets.git.as_ref())
+        .map_err(as_step("bootstrap"))?;
+
+    report_step(client, logs, "clone").await;
+    let clone_limits = Limits {
+        timeout: config.clone_timeout,
+        grace: config.kill_grace,
+    };
+    let base = git
+        .checkout(job, clone_limits, logs)
+        .await
+        .map_err(as_step("clone"))?;
+    *checkout = Some((git, base));
+
+    report_step(client, logs, "agent").await;
+    let argv = agent::agent_argv(&job.agent, &job.mode, &job.task)?;
+    let argv = agent::sandboxed_argv(payload, &config.bwrap_bin, paths, argv)?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(GuestError::step("agent", "empty agent command"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&paths.repo)
+        .envs(agent::agent_env(payload, paths));
+    logs.runner(&format!(
+        "running agent ({program}), timeout {} s",
+        job.timeout_secs
+    ))
+    .await;
+    let limits = Limits {
+        timeout: Duration::from_secs(job.timeout_secs),
+        grace: config.kill_grace,
+    };
+    let run = process::run_streamed(cmd, "agent", limits, logs)
+        .await
+        .map_err(as_step("agent"))?;
+    Ok(run.end)
+}
+
+async fn report_step(client: &RunnerClient, logs: &LogHandle, step: &str) {
+    logs.runner(&format!("step: {step}")).await;
+    if let Err(e) = client
+        .status(&StatusReport::running(step), STEP_BACKOFF)
+        .await
+    {
+        tracing::warn!(step, error = %e, "cannot report step");
+    }
+}
