@@ -17,6 +17,7 @@ mod faults;
 mod formats;
 mod power;
 mod qemu;
+mod runner;
 mod schema;
 mod server;
 mod simulator;
@@ -25,6 +26,7 @@ mod tasks;
 mod validate;
 
 pub use faults::{FaultKind, FaultRule};
+pub use runner::process_boot_hook;
 pub use schema::{Lookup, MethodSchema, Schema, SchemaError};
 pub use server::RecordedRequest;
 pub use simulator::{SimError, Simulator, default_schema_path, pve84_schema_path};
