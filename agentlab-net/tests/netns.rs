@@ -412,4 +412,32 @@ mod tests {
                 .any(|r: &ProbeResult| r.spec.name.contains("spoofed MAC"))
         );
     }
+
+    #[test]
+    fn dry_run_plan_matches_what_apply_installs() {
+        if !privileged() {
+            return;
+        }
+        let cfg = agentlab_net::NetConfig {
+            nft_path: super::support::nft_path().unwrap(),
+            ..Default::default()
+        };
+        let ns =
+            agentlab_net::netns::Netns::create(&format!("al{}-plan", std::process::id())).unwrap();
+        let runner = std::sync::Arc::new(agentlab_net::ProcessRunner::in_netns(
+            cfg.nft_path.clone(),
+            ns.name(),
+        ));
+        let fw = agentlab_net::NftFirewall::with_runner(cfg.clone(), runner).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(fw.listing()).unwrap(), None);
+        rt.block_on(fw.ensure_base()).unwrap();
+        let live = rt.block_on(fw.listing()).unwrap().unwrap();
+        let planned = agentlab_net::plan::planned_listing(&cfg).unwrap();
+        assert_eq!(agentlab_net::plan::line_diff(&live, &planned), "");
+        assert!(live.contains("table inet agentlab") && live.contains("table bridge agentlab"));
+    }
 }
