@@ -22,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::control::{ErrorBody, ErrorInfo};
 use crate::ids::{JobId, Vmid};
 use crate::secrets::{SecretBundle, SecretValue};
 
@@ -251,25 +252,6 @@ pub struct ArtifactReceipt {
     pub size: u64,
     /// Hex sha256 of the bytes received.
     pub sha256: String,
-}
-
-/// Error envelope: `{"error":{"code":"...","message":"...","details":{}}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorInfo,
-}
-
-/// Inside [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorInfo {
-    /// Machine-readable code (`forbidden`, `no_job`, …).
-    pub code: String,
-    /// Human message (never contains secrets).
-    pub message: String,
-    /// Extra structured details.
-    #[serde(default)]
-    pub details: serde_json::Value,
 }
 
 #[cfg(test)]

@@ -14,17 +14,22 @@ mod tests {
     use base64::Engine as _;
 
     const API_KEY: &str = "sk-live-ABCDEFGHIJKL123456";
+    const PASSWORD: &str = "p@ss/w0rd+secret=xyz";
+    const PASSWORD_PERCENT: &str = "p%40ss%2Fw0rd%2Bsecret%3Dxyz";
 
     fn bundle() -> SecretBundle {
         let mut b = SecretBundle::default();
         b.env.insert("API_KEY".into(), SecretValue::new(API_KEY));
+        b.env
+            .insert("DB_PASSWORD".into(), SecretValue::new(PASSWORD));
         b
     }
 
     /// Every form of every secret that must not appear anywhere.
     fn forbidden_forms() -> Vec<String> {
         let mut out = Vec::new();
-        for v in [API_KEY, common::RUNNER_TOKEN] {
+        out.push(PASSWORD_PERCENT.to_owned());
+        for v in [API_KEY, PASSWORD, common::RUNNER_TOKEN] {
             out.push(v.to_owned());
             out.push(base64::engine::general_purpose::STANDARD.encode(v));
             out.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v));
@@ -45,7 +50,9 @@ mod tests {
     echo "job is $AGENTLAB_JOB_ID"
     echo "raw key: $API_KEY"
     printf '%s' "$API_KEY" | base64
-    echo "split: sk-live-ABCDEF"
+    echo "url: https://db.example.invalid/?pw=p%40ss%2Fw0rd%2Bsecret%3Dxyz"
+cat "$AGENTLAB_SECRETS_DIR/payload.json"; echo
+echo "split: sk-live-ABCDEF"
     echo "GHIJKL123456 end"
     echo "warning on stderr" >&2
     echo "a line from the agent" >> README.md
