@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use agentlab_core::engine::{GuestReport, JobRequest, Lab, LabDeps, LabSettings};
 use agentlab_core::fake::boot::{BootEvent, BootHook, BootHookError};
-use agentlab_core::fake::{FakeFirewall, FakeHypervisor, ManualClock, MemorySecretStore, MemoryStore};
+use agentlab_core::fake::{
+    FakeFirewall, FakeHypervisor, ManualClock, MemorySecretStore, MemoryStore,
+};
 use agentlab_core::profile::Profiles;
 use agentlab_core::{EventQuery, JobOutcome, JobState, Vmid};
 
@@ -22,7 +24,11 @@ struct Guest(Mutex<Option<(Vmid, String)>>);
 impl BootHook for Guest {
     fn on_start(&self, ev: &BootEvent) -> Result<(), BootHookError> {
         if let Some(b) = &ev.bootstrap {
-            *self.0.lock().map_err(|e| BootHookError::Other(e.to_string()))? = Some((ev.vmid, b.token.expose().to_owned()));
+            *self
+                .0
+                .lock()
+                .map_err(|e| BootHookError::Other(e.to_string()))? =
+                Some((ev.vmid, b.token.expose().to_owned()));
         }
         Ok(())
     }
@@ -41,8 +47,12 @@ async fn main() -> anyhow::Result<()> {
         store: Arc::new(MemoryStore::new()),
         clock: Arc::new(ManualClock::at_epoch()),
     };
-    let profiles = Profiles::from_yaml_str(include_str!("../profiles/defaults.yaml"), "defaults.yaml")?;
-    let settings = LabSettings { guest_poll_interval: Duration::from_millis(1), ..LabSettings::default() };
+    let profiles =
+        Profiles::from_yaml_str(include_str!("../profiles/defaults.yaml"), "defaults.yaml")?;
+    let settings = LabSettings {
+        guest_poll_interval: Duration::from_millis(1),
+        ..LabSettings::default()
+    };
     let lab = Lab::new(deps, settings, profiles);
     lab.reconcile().await?;
 
@@ -56,20 +66,48 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     lab.wait_idle().await;
 
-    let (vmid, token) = guest.0.lock().map_err(|e| anyhow::anyhow!("{e}"))?.clone().ok_or_else(|| anyhow::anyhow!("VM never started"))?;
+    let (vmid, token) = guest
+        .0
+        .lock()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("VM never started"))?;
     let grant = lab.bootstrap_fetch(vmid, &token).await?;
     let rt = grant.runner_token.expose().to_owned();
-    let running = GuestReport { state: JobState::Running, step: Some("agent".into()), outcome: JobOutcome::default() };
+    let running = GuestReport {
+        state: JobState::Running,
+        step: Some("agent".into()),
+        outcome: JobOutcome::default(),
+    };
     lab.report_status(&job.id, &rt, running).await?;
-    lab.append_logs(&job.id, &rt, vec!["hello from the agent".into()]).await?;
-    let done = GuestReport { state: JobState::Completed, step: None, outcome: JobOutcome { exit_code: Some(0), ..JobOutcome::default() } };
+    lab.append_logs(&job.id, &rt, vec!["hello from the agent".into()])
+        .await?;
+    let done = GuestReport {
+        state: JobState::Completed,
+        step: None,
+        outcome: JobOutcome {
+            exit_code: Some(0),
+            ..JobOutcome::default()
+        },
+    };
     lab.report_status(&job.id, &rt, done).await?;
     lab.wait_idle().await;
 
-    for ev in lab.events(&EventQuery { job: Some(job.id.clone()), ..EventQuery::default() }).await? {
+    for ev in lab
+        .events(&EventQuery {
+            job: Some(job.id.clone()),
+            ..EventQuery::default()
+        })
+        .await?
+    {
         println!("{:>4} {:<18} {}", ev.id, ev.kind.as_str(), ev.message);
     }
-    println!("job {} is {}; sandbox {vmid} is {}", job.id, lab.job(&job.id).await?.state, lab.sandbox(vmid).await?.state);
+    println!(
+        "job {} is {}; sandbox {vmid} is {}",
+        job.id,
+        lab.job(&job.id).await?.state,
+        lab.sandbox(vmid).await?.state
+    );
     lab.shutdown().await;
     Ok(())
 }

@@ -13,7 +13,10 @@ use agentlab_core::{EventKind, Vmid};
 use common::rig;
 
 fn req(profile: &str) -> SandboxRequest {
-    SandboxRequest { profile: profile.into(), ..SandboxRequest::default() }
+    SandboxRequest {
+        profile: profile.into(),
+        ..SandboxRequest::default()
+    }
 }
 
 #[tokio::test]
@@ -29,11 +32,22 @@ async fn sandbox_provisions_to_ready_with_an_event_per_step() {
     assert_eq!(sb.ip.unwrap().to_string(), "10.77.0.2");
     let steps = r.messages(sb.vmid, EventKind::ProvisionStep).await;
     for step in ["clone", "configure", "firewall", "token", "start", "guest"] {
-        assert!(steps.iter().any(|m| m.starts_with(step)), "missing step {step}: {steps:?}");
+        assert!(
+            steps.iter().any(|m| m.starts_with(step)),
+            "missing step {step}: {steps:?}"
+        );
     }
     assert!(r.fw.is_allowed(sb.vmid));
     let vm = r.hv.vm(sb.vmid).unwrap();
-    assert_eq!(vm.spec.as_ref().unwrap().resources.cores, r.lab.profiles().get("yolo-ephemeral").unwrap().resources.cores);
+    assert_eq!(
+        vm.spec.as_ref().unwrap().resources.cores,
+        r.lab
+            .profiles()
+            .get("yolo-ephemeral")
+            .unwrap()
+            .resources
+            .cores
+    );
 
     let gone = r.lab.destroy_sandbox(sb.vmid).await.unwrap();
     assert_eq!(gone.state, SandboxState::Destroyed);
@@ -44,16 +58,28 @@ async fn sandbox_provisions_to_ready_with_an_event_per_step() {
 async fn fault_case(op: FakeOp, step: &str, call: &str) {
     let r = rig().await;
     let ws = r.lab.create_workspace("ws1", 5).await.unwrap();
-    r.hv.fail_always(op, Fault::new(FaultKind::Backend, format!("injected {call} failure")));
+    r.hv.fail_always(
+        op,
+        Fault::new(FaultKind::Backend, format!("injected {call} failure")),
+    );
     let mut rq = req("yolo-ephemeral");
     rq.workspace = Some("ws1".into());
     let sb = r.lab.create_sandbox(rq).await.unwrap();
     r.lab.wait_idle().await;
     let sb = r.lab.sandbox(sb.vmid).await.unwrap();
-    let expected = if op == FakeOp::GuestAddress { [SandboxState::Failed, SandboxState::Failed] } else { [SandboxState::Failed; 2] };
+    let expected = if op == FakeOp::GuestAddress {
+        [SandboxState::Failed, SandboxState::Failed]
+    } else {
+        [SandboxState::Failed; 2]
+    };
     assert!(expected.contains(&sb.state), "{op:?}: {}", sb.state);
     let err = sb.last_error.clone().unwrap();
-    assert!(err.contains(step) && err.contains(call) && err.contains(&format!("injected {call} failure")), "{op:?}: {err}");
+    assert!(
+        err.contains(step)
+            && err.contains(call)
+            && err.contains(&format!("injected {call} failure")),
+        "{op:?}: {err}"
+    );
     let failed = r.messages(sb.vmid, EventKind::ProvisionFailed).await;
     assert_eq!(failed.len(), 1, "{op:?}");
     assert!(failed[0].contains(call));
@@ -77,7 +103,10 @@ async fn each_provisioning_fault_fails_cleanly() {
 #[tokio::test]
 async fn firewall_fault_fails_cleanly() {
     let r = rig().await;
-    r.fw.fail_once(FirewallOp::Allow, FirewallFault::new(FirewallFaultKind::Rejected, "nft said no"));
+    r.fw.fail_once(
+        FirewallOp::Allow,
+        FirewallFault::new(FirewallFaultKind::Rejected, "nft said no"),
+    );
     let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
     r.lab.wait_idle().await;
     let sb = r.lab.sandbox(sb.vmid).await.unwrap();
@@ -97,18 +126,29 @@ async fn foreign_vm_is_skipped_and_never_touched() {
     r.lab.wait_idle().await;
     r.lab.destroy_sandbox(sb.vmid).await.unwrap();
     assert!(r.hv.vm(foreign).is_some());
-    assert!(r.hv.calls_for(foreign).iter().all(|c| !c.op.is_mutating()), "{:?}", r.hv.calls_for(foreign));
+    assert!(
+        r.hv.calls_for(foreign).iter().all(|c| !c.op.is_mutating()),
+        "{:?}",
+        r.hv.calls_for(foreign)
+    );
 }
 
 #[tokio::test]
 async fn clone_already_exists_retries_with_the_next_id() {
     let r = rig().await;
-    r.hv.fail_once(FakeOp::Create, Fault::new(FaultKind::AlreadyExists, "VM 9100 already exists"));
+    r.hv.fail_once(
+        FakeOp::Create,
+        Fault::new(FaultKind::AlreadyExists, "VM 9100 already exists"),
+    );
     let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
     r.lab.wait_idle().await;
     let old = r.lab.sandbox(sb.vmid).await.unwrap();
     assert_eq!(old.state, SandboxState::Destroyed);
-    assert!(old.last_error.unwrap().contains("continuing as sandbox 9101"));
+    assert!(
+        old.last_error
+            .unwrap()
+            .contains("continuing as sandbox 9101")
+    );
     let new = r.lab.sandbox(Vmid::new(9101).unwrap()).await.unwrap();
     assert_eq!(new.state, SandboxState::Ready);
     assert_eq!(r.hv.owned_vm_ids(), vec![new.vmid]);
@@ -122,6 +162,10 @@ async fn boot_timeout_ends_in_timeout_and_cleans_up() {
     r.lab.wait_idle().await;
     let sb = r.lab.sandbox(sb.vmid).await.unwrap();
     assert_eq!(sb.state, SandboxState::Timeout);
-    assert!(sb.last_error.unwrap().contains("guest did not report an address"));
+    assert!(
+        sb.last_error
+            .unwrap()
+            .contains("guest did not report an address")
+    );
     assert!(r.hv.owned_vm_ids().is_empty());
 }

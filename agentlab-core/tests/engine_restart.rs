@@ -22,15 +22,31 @@ fn kill_during(op: FakeOp, with_job: bool) {
     let hv = Arc::new(FakeHypervisor::new());
     let clock = Arc::new(ManualClock::at_epoch());
     hv.set_latency(op, Duration::from_secs(30));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let vmid = rt.block_on(async {
         let store = Arc::new(SqliteStore::open(&db).await.unwrap());
         let r = rig_with(store, hv.clone(), clock.clone()).await;
         let vmid = if with_job {
-            let req = JobRequest { repo: "file:///r".into(), task: "t".into(), profile: "yolo-ephemeral".into(), ..JobRequest::default() };
+            let req = JobRequest {
+                repo: "file:///r".into(),
+                task: "t".into(),
+                profile: "yolo-ephemeral".into(),
+                ..JobRequest::default()
+            };
             r.lab.run_job(req).await.unwrap().sandbox.unwrap()
         } else {
-            r.lab.create_sandbox(SandboxRequest { profile: "yolo-ephemeral".into(), ..SandboxRequest::default() }).await.unwrap().vmid
+            r.lab
+                .create_sandbox(SandboxRequest {
+                    profile: "yolo-ephemeral".into(),
+                    ..SandboxRequest::default()
+                })
+                .await
+                .unwrap()
+                .vmid
         };
         // Wait until the slow call has started.
         for _ in 0..2000 {
@@ -39,7 +55,10 @@ fn kill_during(op: FakeOp, with_job: bool) {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert!(hv.calls_for(vmid).iter().any(|c| c.op == op), "{op:?} never started");
+        assert!(
+            hv.calls_for(vmid).iter().any(|c| c.op == op),
+            "{op:?} never started"
+        );
         vmid
     });
     // SIGKILL: every task stops at its current await point, nothing else runs.
@@ -54,7 +73,10 @@ fn kill_during(op: FakeOp, with_job: bool) {
         r.lab.wait_idle().await;
         let sb = r.lab.sandbox(vmid).await.unwrap();
         assert!(
-            matches!(sb.state, SandboxState::Failed | SandboxState::Ready | SandboxState::Destroyed),
+            matches!(
+                sb.state,
+                SandboxState::Failed | SandboxState::Ready | SandboxState::Destroyed
+            ),
             "{op:?}: inconsistent state {}",
             sb.state
         );
@@ -68,7 +90,10 @@ fn kill_during(op: FakeOp, with_job: bool) {
             .collect();
         let mut owned = hv.owned_vm_ids();
         owned.sort();
-        assert_eq!(owned, live, "{op:?}: the hypervisor holds VMs the store does not account for");
+        assert_eq!(
+            owned, live,
+            "{op:?}: the hypervisor holds VMs the store does not account for"
+        );
         if sb.state == SandboxState::Failed {
             assert!(!sb.vm_created, "{op:?}: failed sandbox still has a VM");
             assert!(r.kinds(vmid).await.contains(&EventKind::Reconciled));
@@ -76,7 +101,11 @@ fn kill_during(op: FakeOp, with_job: bool) {
         if with_job {
             let job_id = sb.job.clone().unwrap();
             let job = r.lab.job(&job_id).await.unwrap();
-            assert_eq!(job.state, JobState::Queued, "{op:?}: the job should continue");
+            assert_eq!(
+                job.state,
+                JobState::Queued,
+                "{op:?}: the job should continue"
+            );
             let new = job.sandbox.unwrap();
             assert_ne!(new, vmid, "{op:?}: the job should have a new sandbox");
             assert_eq!(r.state(new).await, SandboxState::Ready);
@@ -86,7 +115,12 @@ fn kill_during(op: FakeOp, with_job: bool) {
 
 #[test]
 fn kill_during_each_provisioning_step_then_restart() {
-    for op in [FakeOp::Create, FakeOp::Configure, FakeOp::Start, FakeOp::GuestAddress] {
+    for op in [
+        FakeOp::Create,
+        FakeOp::Configure,
+        FakeOp::Start,
+        FakeOp::GuestAddress,
+    ] {
         kill_during(op, false);
     }
 }
@@ -103,7 +137,14 @@ async fn vm_lost_while_daemon_was_down_becomes_destroyed() {
     let store: Arc<dyn StateStore> = Arc::new(agentlab_core::fake::MemoryStore::new());
     let clock = Arc::new(ManualClock::at_epoch());
     let r = rig_with(store.clone(), hv.clone(), clock.clone()).await;
-    let sb = r.lab.create_sandbox(SandboxRequest { profile: "interactive-dev".into(), ..SandboxRequest::default() }).await.unwrap();
+    let sb = r
+        .lab
+        .create_sandbox(SandboxRequest {
+            profile: "interactive-dev".into(),
+            ..SandboxRequest::default()
+        })
+        .await
+        .unwrap();
     r.lab.wait_idle().await;
     r.lab.shutdown().await;
     // Someone removed the VM behind our back.
@@ -111,5 +152,10 @@ async fn vm_lost_while_daemon_was_down_becomes_destroyed() {
     let r2 = rig_with(store, fresh, clock).await;
     let after = r2.lab.sandbox(sb.vmid).await.unwrap();
     assert_eq!(after.state, SandboxState::Destroyed);
-    assert!(r2.messages(sb.vmid, EventKind::Reconciled).await.iter().any(|m| m.contains("no longer exists")));
+    assert!(
+        r2.messages(sb.vmid, EventKind::Reconciled)
+            .await
+            .iter()
+            .any(|m| m.contains("no longer exists"))
+    );
 }

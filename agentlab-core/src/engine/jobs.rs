@@ -84,11 +84,12 @@ impl Lab {
                 "ttl_minutes must be at least 2 for a job".into(),
             ));
         }
-        let timeout = profile
-            .behavior
-            .job_timeout_minutes
-            .unwrap_or_else(|| ttl.saturating_sub(5))
-            .clamp(1, ttl - 1);
+        // The profile's job timeout, but always before a (possibly shorter) lease ends.
+        let timeout = match profile.behavior.job_timeout_minutes {
+            Some(t) => t,
+            None => ttl.saturating_sub(5),
+        }
+        .clamp(1, ttl - 1);
         let now = self.now();
         let mut job = Job {
             id: JobId::generate(),
@@ -204,12 +205,24 @@ impl Lab {
         }
         let profile = self.profile(&job.profile)?.clone();
         let secrets = match &profile.secrets_bundle {
-            Some(name) => self
-                .deps
-                .secrets
-                .load(name)
-                .await
-                .map_err(EngineError::Secrets)?,
+            Some(name) => match self.deps.secrets.load(name).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let e = EngineError::Secrets(e);
+                    let outcome = JobOutcome {
+                        failed_step: Some("bootstrap:secrets".into()),
+                        error: Some(crate::engine::error::chain(&e)),
+                        ..JobOutcome::default()
+                    };
+                    self.finish_job_by_daemon(&job_id, JobState::Failed, outcome)
+                        .await;
+                    self.sandbox_to(vmid, &[SandboxState::Booting], SandboxState::Ready)
+                        .await;
+                    self.sandbox_to(vmid, &[SandboxState::Ready], SandboxState::Failed)
+                        .await;
+                    return Err(e);
+                }
+            },
             None => SecretBundle::default(),
         };
         let runner_token = generate_token();

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::engine::alloc::{ip_for, mac_for};
 use crate::engine::error::{EngineError, chain};
 use crate::engine::lab::Lab;
-use crate::engine::spec::{egress_for, vm_spec};
+use crate::engine::spec::vm_spec;
 use crate::event::{EventKind, NewEvent};
 use crate::hypervisor::{BootstrapData, HypervisorError};
 use crate::ids::{JobId, Vmid};
@@ -246,6 +246,27 @@ impl Lab {
         )
         .await?;
 
+        if sb.workspace.is_none()
+            && profile.storage.workspace == crate::profile::WorkspaceMode::Attach
+        {
+            let (name, size) = (
+                sb.name.clone(),
+                profile.storage.workspace_size_gb.unwrap_or(10),
+            );
+            let ws = self
+                .step(
+                    &lock,
+                    &mut sb,
+                    "workspace",
+                    "create_volume",
+                    SandboxState::Provisioning,
+                    move |lab| async move { lab.create_workspace(&name, size).await },
+                )
+                .await?;
+            sb.workspace = Some(ws.id);
+            self.save_step(&lock, &mut sb).await?;
+        }
+
         if let Some(ws) = sb.workspace.clone() {
             self.step(
                 &lock,
@@ -264,7 +285,7 @@ impl Lab {
                 iface: sb.iface.clone().unwrap_or_else(|| format!("tap{vmid}i0")),
                 mac: mac_for(vmid),
                 ip: IpAddr::V4(ip),
-                egress: egress_for(&profile),
+                egress: profile.network.egress(),
             };
             self.step(
                 &lock,

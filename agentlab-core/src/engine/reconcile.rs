@@ -182,7 +182,7 @@ impl Lab {
                 .unwrap_or_else(|| format!("tap{}i0", sb.vmid)),
             mac,
             ip,
-            egress: crate::engine::spec::egress_for(profile),
+            egress: profile.network.egress(),
         };
         if let Err(e) = self.deps.firewall.allow(&net).await {
             self.note(

@@ -1,21 +1,19 @@
-//! Translation of a profile and sandbox into the backend-neutral [`VmSpec`] and [`Egress`].
+//! Translation of a profile and sandbox into the backend-neutral [`VmSpec`].
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::engine::lab::LabSettings;
-use crate::firewall::Egress;
 use crate::hypervisor::{NetAttachment, Resources, VmSpec};
 use crate::model::Sandbox;
-use crate::profile::{NetworkMode, Profile};
+use crate::profile::Profile;
 
 /// The VM spec for `sb` created from `profile`, with its derived address `ip`.
 pub fn vm_spec(settings: &LabSettings, profile: &Profile, sb: &Sandbox, ip: Ipv4Addr) -> VmSpec {
-    let node = profile.node.clone().filter(|n| n != "auto");
     VmSpec {
         vmid: sb.vmid,
         name: sb.name.clone(),
         template_vmid: profile.template_vmid,
-        node,
+        node: profile.pinned_node().map(str::to_owned),
         full_clone: profile.storage.full_clone,
         resources: Resources {
             cores: profile.resources.cores,
@@ -34,27 +32,5 @@ pub fn vm_spec(settings: &LabSettings, profile: &Profile, sb: &Sandbox, ip: Ipv4
             firewall: true,
         },
         profile: profile.name.clone(),
-    }
-}
-
-/// The egress policy for a profile's `network.mode` and `network.allowlist`.
-pub fn egress_for(profile: &Profile) -> Egress {
-    match profile.network.mode {
-        NetworkMode::Nat => Egress::Nat,
-        NetworkMode::Off => Egress::Off,
-        NetworkMode::Allowlist => {
-            let mut cidrs = Vec::new();
-            let mut domains = Vec::new();
-            for entry in &profile.network.allowlist {
-                if let Ok(net) = entry.parse::<ipnet::IpNet>() {
-                    cidrs.push(net);
-                } else if let Ok(addr) = entry.parse::<IpAddr>() {
-                    cidrs.push(ipnet::IpNet::from(addr));
-                } else {
-                    domains.push(entry.clone());
-                }
-            }
-            Egress::Allowlist { cidrs, domains }
-        }
     }
 }

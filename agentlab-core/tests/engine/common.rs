@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use agentlab_core::engine::{Lab, LabDeps, LabSettings};
 use agentlab_core::fake::boot::{BootEvent, BootHook, BootHookError};
-use agentlab_core::fake::{FakeFirewall, FakeHypervisor, ManualClock, MemorySecretStore, MemoryStore};
+use agentlab_core::fake::{
+    FakeFirewall, FakeHypervisor, ManualClock, MemorySecretStore, MemoryStore,
+};
 use agentlab_core::profile::Profiles;
 use agentlab_core::{EventKind, EventQuery, SandboxState, StateStore, Vmid};
 
@@ -27,8 +29,17 @@ impl BootHook for TokenTap {
 impl TokenTap {
     pub fn token_for(&self, vmid: Vmid) -> String {
         let seen = self.seen.lock().unwrap();
-        let ev = seen.iter().rev().find(|e| e.vmid == vmid).expect("VM was started");
-        ev.bootstrap.as_ref().expect("bootstrap data").token.expose().to_owned()
+        let ev = seen
+            .iter()
+            .rev()
+            .find(|e| e.vmid == vmid)
+            .expect("VM was started");
+        ev.bootstrap
+            .as_ref()
+            .expect("bootstrap data")
+            .token
+            .expose()
+            .to_owned()
     }
 }
 
@@ -43,7 +54,8 @@ pub struct Rig {
 }
 
 pub fn profiles() -> Profiles {
-    Profiles::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")).unwrap()
+    Profiles::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles"))
+        .unwrap()
 }
 
 pub fn settings() -> LabSettings {
@@ -56,10 +68,19 @@ pub fn settings() -> LabSettings {
 }
 
 pub async fn rig() -> Rig {
-    rig_with(Arc::new(MemoryStore::new()), Arc::new(FakeHypervisor::new()), Arc::new(ManualClock::at_epoch())).await
+    rig_with(
+        Arc::new(MemoryStore::new()),
+        Arc::new(FakeHypervisor::new()),
+        Arc::new(ManualClock::at_epoch()),
+    )
+    .await
 }
 
-pub async fn rig_with(store: Arc<dyn StateStore>, hv: Arc<FakeHypervisor>, clock: Arc<ManualClock>) -> Rig {
+pub async fn rig_with(
+    store: Arc<dyn StateStore>,
+    hv: Arc<FakeHypervisor>,
+    clock: Arc<ManualClock>,
+) -> Rig {
     let tap = Arc::new(TokenTap::default());
     hv.set_boot_hook(tap.clone());
     let fw = Arc::new(FakeFirewall::new());
@@ -73,7 +94,15 @@ pub async fn rig_with(store: Arc<dyn StateStore>, hv: Arc<FakeHypervisor>, clock
     };
     let lab = Lab::new(deps, settings(), profiles());
     lab.reconcile().await.unwrap();
-    Rig { lab, hv, fw, secrets, store, clock, tap }
+    Rig {
+        lab,
+        hv,
+        fw,
+        secrets,
+        store,
+        clock,
+        tap,
+    }
 }
 
 impl Rig {
@@ -82,13 +111,32 @@ impl Rig {
     }
 
     pub async fn kinds(&self, vmid: Vmid) -> Vec<EventKind> {
-        let q = EventQuery { sandbox: Some(vmid), ..EventQuery::default() };
-        self.lab.events(&q).await.unwrap().into_iter().map(|e| e.kind).collect()
+        let q = EventQuery {
+            sandbox: Some(vmid),
+            ..EventQuery::default()
+        };
+        self.lab
+            .events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
     }
 
     pub async fn messages(&self, vmid: Vmid, kind: EventKind) -> Vec<String> {
-        let q = EventQuery { sandbox: Some(vmid), kinds: vec![kind], ..EventQuery::default() };
-        self.lab.events(&q).await.unwrap().into_iter().map(|e| e.message).collect()
+        let q = EventQuery {
+            sandbox: Some(vmid),
+            kinds: vec![kind],
+            ..EventQuery::default()
+        };
+        self.lab
+            .events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
     }
 
     pub fn clock_now(&self) -> agentlab_core::Timestamp {

@@ -54,20 +54,32 @@ impl ArtifactStore {
         !name.is_empty()
             && name.len() <= 128
             && !name.starts_with('.')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     }
 
     /// Streams `body` into the artifact file, refusing more than `limit` bytes.
-    pub async fn receive<S, E>(&self, job: &JobId, name: &str, mut body: S, limit: u64) -> Result<(u64, String), UploadError>
+    pub async fn receive<S, E>(
+        &self,
+        job: &JobId,
+        name: &str,
+        mut body: S,
+        limit: u64,
+    ) -> Result<(u64, String), UploadError>
     where
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let dir = self.dir.join(job.as_str());
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| UploadError::Io(e.to_string()))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| UploadError::Io(e.to_string()))?;
         restrict(&self.dir).await;
         let tmp = dir.join(format!(".{name}.part"));
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| UploadError::Io(e.to_string()))?;
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| UploadError::Io(e.to_string()))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -79,10 +91,16 @@ impl ArtifactStore {
                 return Err(UploadError::TooLarge(limit));
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(|e| UploadError::Io(e.to_string()))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| UploadError::Io(e.to_string()))?;
         }
-        file.flush().await.map_err(|e| UploadError::Io(e.to_string()))?;
-        tokio::fs::rename(&tmp, dir.join(name)).await.map_err(|e| UploadError::Io(e.to_string()))?;
+        file.flush()
+            .await
+            .map_err(|e| UploadError::Io(e.to_string()))?;
+        tokio::fs::rename(&tmp, dir.join(name))
+            .await
+            .map_err(|e| UploadError::Io(e.to_string()))?;
         Ok((size, hex::encode(hasher.finalize())))
     }
 
@@ -100,18 +118,34 @@ impl ArtifactStore {
     /// Deletes artifacts older than their job's profile retention. Returns how many.
     pub async fn gc(&self, lab: &Lab) -> usize {
         let now = lab.deps().clock.now();
-        let Ok(old) = lab.deps().store.artifacts_before(now - chrono::Duration::days(1)).await else { return 0 };
+        let Ok(old) = lab
+            .deps()
+            .store
+            .artifacts_before(now - chrono::Duration::days(1))
+            .await
+        else {
+            return 0;
+        };
         let mut removed = 0;
         for a in old {
             let days = match lab.job(&a.job).await {
-                Ok(job) => lab.profiles().get(&job.profile).map_or(7, |p| p.artifacts.retention_days),
+                Ok(job) => lab
+                    .profiles()
+                    .get(&job.profile)
+                    .map_or(7, |p| p.artifacts.retention_days),
                 Err(_) => 0,
             };
             if a.created_at + chrono::Duration::days(i64::from(days)) > now {
                 continue;
             }
             let _ = tokio::fs::remove_file(self.path(&a.job, &a.name)).await;
-            if lab.deps().store.delete_artifact(&a.job, &a.name).await.is_ok() {
+            if lab
+                .deps()
+                .store
+                .delete_artifact(&a.job, &a.name)
+                .await
+                .is_ok()
+            {
                 removed += 1;
             }
         }
@@ -119,7 +153,12 @@ impl ArtifactStore {
     }
 
     /// Runs [`ArtifactStore::gc`] every `every` until `cancel` fires.
-    pub fn spawn_gc(self, lab: Arc<Lab>, every: Duration, cancel: tokio_util::sync::CancellationToken) {
+    pub fn spawn_gc(
+        self,
+        lab: Arc<Lab>,
+        every: Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
         tokio::spawn(async move {
             loop {
                 tokio::select! {

@@ -43,7 +43,10 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.openapi {
-        println!("{}", serde_json::to_string_pretty(&control::openapi::document()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&control::openapi::document()).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     let env = std::env::var_os("AGENTLAB_CONFIG");
@@ -59,7 +62,12 @@ fn main() -> ExitCode {
     if cli.check {
         return match agentlab_core::profile::Profiles::load_dir(&cfg.profiles_dir) {
             Ok(p) => {
-                println!("config {} ok; backend {:?}; profiles: {}", path.display(), cfg.backend, p.names().join(", "));
+                println!(
+                    "config {} ok; backend {:?}; profiles: {}",
+                    path.display(),
+                    cfg.backend,
+                    p.names().join(", ")
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -88,7 +96,9 @@ fn main() -> ExitCode {
 fn init_tracing(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTLAB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

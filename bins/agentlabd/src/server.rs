@@ -22,10 +22,15 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
     let deps = wiring::build(&cfg).await?;
-    tracing::info!(backend = deps.hypervisor.name(), profiles = profiles.len(), "backends ready");
+    tracing::info!(
+        backend = deps.hypervisor.name(),
+        profiles = profiles.len(),
+        "backends ready"
+    );
     let lab = Lab::new(deps, wiring::settings(&cfg), profiles);
     let cancel = CancellationToken::new();
     let artifacts = ArtifactStore::new(cfg.artifact_dir());
@@ -33,15 +38,32 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let control_listener = socket::bind(&cfg.socket, cfg.socket_group.as_deref()).await?;
     let guest_listener = tokio::net::TcpListener::bind(cfg.guest.listen)
         .await
-        .with_context(|| format!("binding the guest listener on {} (does the agent bridge exist?)", cfg.guest.listen))?;
+        .with_context(|| {
+            format!(
+                "binding the guest listener on {} (does the agent bridge exist?)",
+                cfg.guest.listen
+            )
+        })?;
     tracing::info!(socket = %cfg.socket.display(), guest = %cfg.guest.listen, "listening");
 
     spawn_reconcile(Arc::clone(&lab), cancel.clone());
     lab.spawn_ticker(TICK_EVERY);
-    artifacts.clone().spawn_gc(Arc::clone(&lab), Duration::from_secs(cfg.retention.gc_interval_secs), cancel.clone());
+    artifacts.clone().spawn_gc(
+        Arc::clone(&lab),
+        Duration::from_secs(cfg.retention.gc_interval_secs),
+        cancel.clone(),
+    );
 
     let max_body = usize::try_from(cfg.guest.max_body_bytes).unwrap_or(usize::MAX);
-    let app = control::router(AppState { lab: Arc::clone(&lab), artifacts: artifacts.clone(), version, cancel: cancel.clone() }, max_body);
+    let app = control::router(
+        AppState {
+            lab: Arc::clone(&lab),
+            artifacts: artifacts.clone(),
+            version,
+            cancel: cancel.clone(),
+        },
+        max_body,
+    );
     let gstate = GuestState {
         lab: Arc::clone(&lab),
         artifacts,
@@ -53,11 +75,15 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
 
     let c1 = cancel.clone();
     let control_srv = tokio::spawn(async move {
-        axum::serve(control_listener, app).with_graceful_shutdown(async move { c1.cancelled().await }).await
+        axum::serve(control_listener, app)
+            .with_graceful_shutdown(async move { c1.cancelled().await })
+            .await
     });
     let c2 = cancel.clone();
     let guest_srv = tokio::spawn(async move {
-        axum::serve(guest_listener, gapp).with_graceful_shutdown(async move { c2.cancelled().await }).await
+        axum::serve(guest_listener, gapp)
+            .with_graceful_shutdown(async move { c2.cancelled().await })
+            .await
     });
 
     shutdown_signal().await;

@@ -11,7 +11,8 @@ use tokio::net::{UnixListener, UnixStream};
 pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating socket directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating socket directory {}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
                 .with_context(|| format!("setting mode 0750 on {}", dir.display()))?;
         }
@@ -20,15 +21,18 @@ pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListen
         if UnixStream::connect(path).await.is_ok() {
             bail!("another agentlabd is already serving {}", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
         tracing::info!(socket = %path.display(), "replaced stale socket file");
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting mode 0660 on {}", path.display()))?;
     if let Some(g) = group {
         let gid = gid_of(g).with_context(|| format!("socket_group {g:?}"))?;
-        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| format!("chown {} to group {g}", path.display()))?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("chown {} to group {g}", path.display()))?;
     }
     Ok(listener)
 }
@@ -61,7 +65,11 @@ mod tests {
         let l1 = bind(&path, None).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o750);
         let err = bind(&path, None).await.unwrap_err();
         assert!(err.to_string().contains("already serving"), "{err}");

@@ -25,20 +25,41 @@ pub async fn build(cfg: &Config) -> anyhow::Result<LabDeps> {
             "backend local is not available in this build yet; use backend: fake or pve"
         ),
     };
-    let secrets = Arc::new(agentlab_secrets::AgeSecretStore::new(&cfg.secrets.dir, &cfg.secrets.identity));
-    Ok(LabDeps { hypervisor, firewall, secrets, store: Arc::new(store), clock: Arc::new(SystemClock) })
+    let secrets = Arc::new(agentlab_secrets::AgeSecretStore::new(
+        &cfg.secrets.dir,
+        &cfg.secrets.identity,
+    ));
+    Ok(LabDeps {
+        hypervisor,
+        firewall,
+        secrets,
+        store: Arc::new(store),
+        clock: Arc::new(SystemClock),
+    })
 }
 
 /// The fake backend keeps its VMs in `<work_dir>/fake-state.json` so a restarted daemon finds
 /// what it created; its boot hook runs `agent-runner` (or `boot_command`) as a local process.
 fn fake_hypervisor(cfg: &Config) -> anyhow::Result<Arc<dyn Hypervisor>> {
-    let work = cfg.fake.work_dir.clone().unwrap_or_else(|| cfg.data_dir.join("fake-vms"));
+    let work = cfg
+        .fake
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("fake-vms"));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let state = work.join("fake-state.json");
-    let fake = FakeHypervisor::persistent(&state).with_context(|| format!("loading {}", state.display()))?;
+    let fake = FakeHypervisor::persistent(&state)
+        .with_context(|| format!("loading {}", state.display()))?;
     let hook = match (&cfg.fake.boot_command, &cfg.fake.runner_path) {
-        (Some(argv), _) if !argv.is_empty() => Some(ProcessBootHook::new(work, argv[0].clone(), argv[1..].to_vec())),
-        (_, Some(runner)) => Some(ProcessBootHook::agent_runner(work, runner.display().to_string())),
+        (Some(argv), _) if !argv.is_empty() => Some(ProcessBootHook::new(
+            work,
+            argv[0].clone(),
+            argv[1..].to_vec(),
+        )),
+        (_, Some(runner)) => Some(ProcessBootHook::agent_runner(
+            work,
+            runner.display().to_string(),
+        )),
         _ => None,
     };
     if let Some(h) = hook {
@@ -64,7 +85,11 @@ fn fake_op(name: &str) -> anyhow::Result<FakeOp> {
                 .enumerate()
                 .flat_map(|(i, c)| {
                     let lower = c.to_ascii_lowercase();
-                    if c.is_ascii_uppercase() && i > 0 { vec!['_', lower] } else { vec![lower] }
+                    if c.is_ascii_uppercase() && i > 0 {
+                        vec!['_', lower]
+                    } else {
+                        vec![lower]
+                    }
                 })
                 .collect();
             snake == name
@@ -87,7 +112,9 @@ fn net_firewall(cfg: &Config) -> anyhow::Result<Arc<dyn Firewall>> {
     if let Some(up) = &cfg.network.uplink {
         net.uplink.clone_from(up);
     }
-    Ok(Arc::new(agentlab_net::NftFirewall::new(net).context("building the nftables firewall")?))
+    Ok(Arc::new(
+        agentlab_net::NftFirewall::new(net).context("building the nftables firewall")?,
+    ))
 }
 
 /// Engine settings from the config.
@@ -102,7 +129,13 @@ pub fn settings(cfg: &Config) -> LabSettings {
         token_ttl: std::time::Duration::from_secs(cfg.guest.token_ttl_secs),
         job_log_max_lines: cfg.retention.job_log_max_lines,
         manage_firewall: cfg.network.manage_firewall,
-        guest_poll_interval: std::time::Duration::from_millis(if cfg.backend == BackendKind::Fake { 50 } else { 2000 }),
+        guest_poll_interval: std::time::Duration::from_millis(
+            if cfg.backend == BackendKind::Fake {
+                50
+            } else {
+                2000
+            },
+        ),
         ..LabSettings::default()
     }
 }

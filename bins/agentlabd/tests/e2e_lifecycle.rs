@@ -10,14 +10,33 @@ use harness::{Daemon, bin};
 #[test]
 fn sandbox_create_list_show_renew_destroy() {
     let d = Daemon::start("");
-    let sb = d.json(&["sandbox", "new", "--profile", "interactive-dev", "--ttl", "30"]);
+    let sb = d.json(&[
+        "sandbox",
+        "new",
+        "--profile",
+        "interactive-dev",
+        "--ttl",
+        "30",
+    ]);
     let vmid = sb["vmid"].as_u64().unwrap();
     d.wait_sandbox(vmid, |v| v["state"] == "READY");
     let list = d.json(&["sandbox", "list"]);
-    assert!(list.as_array().unwrap().iter().any(|s| s["vmid"].as_u64() == Some(vmid)));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["vmid"].as_u64() == Some(vmid))
+    );
     let human = d.cli(&["sandbox", "list"]);
     assert!(String::from_utf8_lossy(&human.stdout).contains(&vmid.to_string()));
-    let renewed = d.json(&["sandbox", "lease", "renew", &vmid.to_string(), "--ttl", "120"]);
+    let renewed = d.json(&[
+        "sandbox",
+        "lease",
+        "renew",
+        &vmid.to_string(),
+        "--ttl",
+        "120",
+    ]);
     assert_eq!(renewed["lease"]["ttl_minutes"], 120);
     let gone = d.json(&["sandbox", "destroy", &vmid.to_string()]);
     assert_eq!(gone["state"], "DESTROYED");
@@ -34,8 +53,16 @@ fn sandbox_create_list_show_renew_destroy() {
 fn unreachable_daemon_names_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("nothing.sock");
-    let out = std::process::Command::new(bin("agentlab")).arg("--socket").arg(&sock).arg("status").output().unwrap();
+    let out = std::process::Command::new(bin("agentlab"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("status")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(69));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&sock.display().to_string()) && err.contains("agentlabd"), "{err}");
+    assert!(
+        err.contains(&sock.display().to_string()) && err.contains("agentlabd"),
+        "{err}"
+    );
 }

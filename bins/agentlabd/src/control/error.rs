@@ -23,7 +23,12 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.to_owned(), message: message.into(), details: serde_json::Value::Null }
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
     }
 
     /// Adds details.
@@ -37,18 +42,23 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
             EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
-            EngineError::InvalidState(_) | EngineError::Conflict(_) | EngineError::NoJob(_) => StatusCode::CONFLICT,
+            EngineError::InvalidState(_) | EngineError::Conflict(_) | EngineError::NoJob(_) => {
+                StatusCode::CONFLICT
+            }
             EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EngineError::Exhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::Hypervisor { .. } | EngineError::Firewall { .. } | EngineError::Secrets(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            EngineError::Store(agentlab_core::StateStoreError::Conflict { .. } | agentlab_core::StateStoreError::AlreadyExists { .. }) => {
+            EngineError::Hypervisor { .. }
+            | EngineError::Firewall { .. }
+            | EngineError::Secrets(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Store(
+                agentlab_core::StateStoreError::Conflict { .. }
+                | agentlab_core::StateStoreError::AlreadyExists { .. },
+            ) => StatusCode::CONFLICT,
+            EngineError::Store(agentlab_core::StateStoreError::IllegalTransition { .. }) => {
                 StatusCode::CONFLICT
             }
-            EngineError::Store(agentlab_core::StateStoreError::IllegalTransition { .. }) => StatusCode::CONFLICT,
             EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, &e.code(), chain(&e))
@@ -57,7 +67,13 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorInfo { code: self.code, message: self.message, details: self.details } };
+        let body = ErrorBody {
+            error: ErrorInfo {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -32,22 +32,41 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Keep-alive interval of a follow stream.
 const KEEPALIVE_EVERY: u32 = 50;
 
-pub async fn for_sandbox(State(st): State<AppState>, Path(id): Path<String>, Query(q): Query<EventsQuery>) -> Result<Response, ApiError> {
+pub async fn for_sandbox(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
     let vmid = vmid(&id)?;
     st.lab.sandbox(vmid).await?;
-    let query = EventQuery { sandbox: Some(vmid), ..base(&q) };
+    let query = EventQuery {
+        sandbox: Some(vmid),
+        ..base(&q)
+    };
     respond(st, query, q.follow).await
 }
 
-pub async fn for_job(State(st): State<AppState>, Path(id): Path<String>, Query(q): Query<EventsQuery>) -> Result<Response, ApiError> {
+pub async fn for_job(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     st.lab.job(&id).await?;
-    let query = EventQuery { job: Some(id), ..base(&q) };
+    let query = EventQuery {
+        job: Some(id),
+        ..base(&q)
+    };
     respond(st, query, q.follow).await
 }
 
 fn base(q: &EventsQuery) -> EventQuery {
-    EventQuery { after: q.after, tail: q.tail, limit: q.limit, ..EventQuery::default() }
+    EventQuery {
+        after: q.after,
+        tail: q.tail,
+        limit: q.limit,
+        ..EventQuery::default()
+    }
 }
 
 async fn respond(st: AppState, query: EventQuery, follow: bool) -> Result<Response, ApiError> {
@@ -67,8 +86,15 @@ async fn respond(st: AppState, query: EventQuery, follow: bool) -> Result<Respon
         let mut polls = 0u32;
         loop {
             let done = subject_done(&st, &query).await;
-            let q = EventQuery { after: Some(last), tail: None, limit: Some(500), ..query.clone() };
-            let Ok(events) = st.lab.events(&q).await else { return };
+            let q = EventQuery {
+                after: Some(last),
+                tail: None,
+                limit: Some(500),
+                ..query.clone()
+            };
+            let Ok(events) = st.lab.events(&q).await else {
+                return;
+            };
             for ev in &events {
                 last = ev.id;
                 if tx.send(Ok(line(ev))).await.is_err() {
@@ -89,7 +115,11 @@ async fn respond(st: AppState, query: EventQuery, follow: bool) -> Result<Respon
         }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn line(ev: &Event) -> String {
@@ -102,7 +132,9 @@ fn line(ev: &Event) -> String {
 /// sandbox is destroyed or kept alive.
 async fn subject_done(st: &AppState, q: &EventQuery) -> bool {
     if let Some(id) = &q.job {
-        let Ok(job) = st.lab.job(id).await else { return true };
+        let Ok(job) = st.lab.job(id).await else {
+            return true;
+        };
         if !job.state.is_terminal() {
             return false;
         }
@@ -117,7 +149,11 @@ async fn subject_done(st: &AppState, q: &EventQuery) -> bool {
         };
     }
     if let Some(v) = q.sandbox {
-        return st.lab.sandbox(v).await.map_or(true, |sb| sb.state == SandboxState::Destroyed);
+        return st
+            .lab
+            .sandbox(v)
+            .await
+            .map_or(true, |sb| sb.state == SandboxState::Destroyed);
     }
     true
 }

@@ -24,7 +24,10 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<RunJobRequest>) -> Result<(StatusCode, Json<Job>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RunJobRequest>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let job = st
         .lab
         .run_job(JobRequest {
@@ -41,34 +44,79 @@ pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<RunJobRequ
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
-pub async fn list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Job>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Job>>, ApiError> {
     let states: Vec<JobState> = parse_states(q.state.as_deref())?;
-    Ok(Json(st.lab.list_jobs(&JobFilter { states, limit: q.limit }).await?))
+    Ok(Json(
+        st.lab
+            .list_jobs(&JobFilter {
+                states,
+                limit: q.limit,
+            })
+            .await?,
+    ))
 }
 
-pub async fn show(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+pub async fn show(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(st.lab.job(&job_id(&id)?).await?))
 }
 
-pub async fn cancel(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+pub async fn cancel(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(st.lab.cancel_job(&job_id(&id)?).await?))
 }
 
-pub async fn artifacts(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Artifact>>, ApiError> {
+pub async fn artifacts(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Artifact>>, ApiError> {
     let id = job_id(&id)?;
     st.lab.job(&id).await?;
-    Ok(Json(st.lab.deps().store.list_artifacts(&id).await.map_err(agentlab_core::engine::EngineError::from)?))
+    Ok(Json(
+        st.lab
+            .deps()
+            .store
+            .list_artifacts(&id)
+            .await
+            .map_err(agentlab_core::engine::EngineError::from)?,
+    ))
 }
 
-pub async fn download(State(st): State<AppState>, Path((id, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn download(
+    State(st): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    let list = st.lab.deps().store.list_artifacts(&id).await.map_err(agentlab_core::engine::EngineError::from)?;
+    let list = st
+        .lab
+        .deps()
+        .store
+        .list_artifacts(&id)
+        .await
+        .map_err(agentlab_core::engine::EngineError::from)?;
     let art = list.into_iter().find(|a| a.name == name).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "artifact_not_found", format!("Artifact {name} of job {id} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "artifact_not_found",
+            format!("Artifact {name} of job {id} not found"),
+        )
     })?;
-    let file = tokio::fs::File::open(st.artifacts.path(&id, &art.name)).await.map_err(|e| {
-        ApiError::new(StatusCode::NOT_FOUND, "artifact_not_found", format!("Artifact file of {name} is missing: {e}"))
-    })?;
+    let file = tokio::fs::File::open(st.artifacts.path(&id, &art.name))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "artifact_not_found",
+                format!("Artifact file of {name} is missing: {e}"),
+            )
+        })?;
     let stream = tokio_util::io::ReaderStream::new(file);
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")

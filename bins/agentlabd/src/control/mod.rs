@@ -9,9 +9,9 @@ pub mod openapi;
 mod profiles;
 mod sandboxes;
 mod status;
-mod workspaces;
 #[cfg(test)]
 mod tests;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -45,8 +45,14 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(status::healthz))
         .route("/v1/status", get(status::status))
         .route("/v1/openapi.json", get(openapi::serve))
-        .route("/v1/sandboxes", post(sandboxes::create).get(sandboxes::list))
-        .route("/v1/sandboxes/{vmid}", get(sandboxes::show).delete(sandboxes::destroy))
+        .route(
+            "/v1/sandboxes",
+            post(sandboxes::create).get(sandboxes::list),
+        )
+        .route(
+            "/v1/sandboxes/{vmid}",
+            get(sandboxes::show).delete(sandboxes::destroy),
+        )
         .route("/v1/sandboxes/{vmid}/start", post(sandboxes::start))
         .route("/v1/sandboxes/{vmid}/stop", post(sandboxes::stop))
         .route("/v1/sandboxes/{vmid}/lease/renew", post(sandboxes::renew))
@@ -57,8 +63,14 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/jobs/{id}/events", get(events::for_job))
         .route("/v1/jobs/{id}/artifacts", get(jobs::artifacts))
         .route("/v1/jobs/{id}/artifacts/{name}", get(jobs::download))
-        .route("/v1/workspaces", post(workspaces::create).get(workspaces::list))
-        .route("/v1/workspaces/{id}", get(workspaces::show).delete(workspaces::delete))
+        .route(
+            "/v1/workspaces",
+            post(workspaces::create).get(workspaces::list),
+        )
+        .route(
+            "/v1/workspaces/{id}",
+            get(workspaces::show).delete(workspaces::delete),
+        )
         .route("/v1/workspaces/{id}/attach", post(workspaces::attach))
         .route("/v1/workspaces/{id}/detach", post(workspaces::detach))
         .route("/v1/workspaces/{id}/rebind", post(workspaces::rebind))
@@ -76,5 +88,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed on this route",
+    )
 }

@@ -26,21 +26,42 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<ProfileSummary>> {
     Json(st.lab.profiles().iter().map(summary).collect())
 }
 
-pub async fn show(State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<Profile>, ApiError> {
-    st.lab.profiles().get(&name).cloned().map(Json).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "profile_not_found", format!("profile {name} not found"))
-    })
+pub async fn show(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    st.lab
+        .profiles()
+        .get(&name)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "profile_not_found",
+                format!("profile {name} not found"),
+            )
+        })
 }
 
 pub async fn validate(body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_utf8", format!("Body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_utf8",
+            format!("Body is not UTF-8: {e}"),
+        )
+    })?;
     match Profiles::validate_yaml(text) {
         Ok(list) => {
             let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
             Ok(Json(serde_json::json!({"valid": true, "profiles": names})))
         }
-        Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_profile", e.to_string())
-            .details(serde_json::to_value(&e.details).unwrap_or_default())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_profile",
+            e.to_string(),
+        )
+        .details(serde_json::to_value(&e.details).unwrap_or_default())),
     }
 }

@@ -33,13 +33,20 @@ pub fn parse_states<T: std::str::FromStr>(s: Option<&str>) -> Result<Vec<T>, Api
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
             p.trim().parse::<T>().map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_state_filter", format!("Unknown state {p:?}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_state_filter",
+                    format!("Unknown state {p:?}"),
+                )
             })
         })
         .collect()
 }
 
-pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<CreateSandboxRequest>) -> Result<(StatusCode, Json<Sandbox>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<CreateSandboxRequest>,
+) -> Result<(StatusCode, Json<Sandbox>), ApiError> {
     let sb = st
         .lab
         .create_sandbox(SandboxRequest {
@@ -54,25 +61,44 @@ pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<CreateSand
     Ok((StatusCode::ACCEPTED, Json(sb)))
 }
 
-pub async fn list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Sandbox>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Sandbox>>, ApiError> {
     let states: Vec<SandboxState> = parse_states(q.state.as_deref())?;
-    let filter = SandboxFilter { states, profile: q.profile, include_destroyed: q.all };
+    let filter = SandboxFilter {
+        states,
+        profile: q.profile,
+        include_destroyed: q.all,
+    };
     Ok(Json(st.lab.list_sandboxes(&filter).await?))
 }
 
-pub async fn show(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+pub async fn show(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.sandbox(vmid(&id)?).await?))
 }
 
-pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+pub async fn start(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.start_sandbox(vmid(&id)?).await?))
 }
 
-pub async fn stop(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+pub async fn stop(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.stop_sandbox(vmid(&id)?).await?))
 }
 
-pub async fn destroy(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Sandbox>, ApiError> {
+pub async fn destroy(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.destroy_sandbox(vmid(&id)?).await?))
 }
 

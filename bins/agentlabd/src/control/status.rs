@@ -17,7 +17,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
     let lab = &st.lab;
-    let all = SandboxFilter { include_destroyed: true, ..SandboxFilter::default() };
+    let all = SandboxFilter {
+        include_destroyed: true,
+        ..SandboxFilter::default()
+    };
     let mut sandboxes = BTreeMap::new();
     for sb in lab.list_sandboxes(&all).await? {
         *sandboxes.entry(sb.state.to_string()).or_insert(0) += 1;

@@ -13,31 +13,58 @@ use crate::control::AppState;
 use crate::control::error::ApiError;
 use crate::control::extract::ApiJson;
 
-pub async fn create(State(st): State<AppState>, ApiJson(req): ApiJson<CreateWorkspaceRequest>) -> Result<(StatusCode, Json<Workspace>), ApiError> {
-    Ok((StatusCode::CREATED, Json(st.lab.create_workspace(&req.name, req.size_gb).await?)))
+pub async fn create(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<CreateWorkspaceRequest>,
+) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(st.lab.create_workspace(&req.name, req.size_gb).await?),
+    ))
 }
 
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Workspace>>, ApiError> {
     Ok(Json(st.lab.list_workspaces().await?))
 }
 
-pub async fn show(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Workspace>, ApiError> {
+pub async fn show(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workspace>, ApiError> {
     Ok(Json(st.lab.workspace(&id).await?))
 }
 
-pub async fn attach(State(st): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<AttachWorkspaceRequest>) -> Result<Json<Workspace>, ApiError> {
+pub async fn attach(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AttachWorkspaceRequest>,
+) -> Result<Json<Workspace>, ApiError> {
     Ok(Json(st.lab.attach_workspace(&id, req.vmid).await?))
 }
 
-pub async fn detach(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Workspace>, ApiError> {
+pub async fn detach(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workspace>, ApiError> {
     Ok(Json(st.lab.detach_workspace(&id).await?))
 }
 
-pub async fn rebind(State(st): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<RebindWorkspaceRequest>) -> Result<Json<RebindResponse>, ApiError> {
-    Ok(Json(st.lab.rebind_workspace(&id, &req.profile, req.keep_old, req.ttl_minutes).await?))
+pub async fn rebind(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RebindWorkspaceRequest>,
+) -> Result<Json<RebindResponse>, ApiError> {
+    Ok(Json(
+        st.lab
+            .rebind_workspace(&id, &req.profile, req.keep_old, req.ttl_minutes)
+            .await?,
+    ))
 }
 
-pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     st.lab.delete_workspace(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

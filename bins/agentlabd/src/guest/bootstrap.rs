@@ -10,7 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use agentlab_core::api::guest::{
-    BootstrapFetchRequest, BootstrapPayload, GuestAgent, GuestArtifactPolicy, GuestJobSpec, GuestPolicy,
+    BootstrapFetchRequest, BootstrapPayload, GuestAgent, GuestArtifactPolicy, GuestJobSpec,
+    GuestPolicy,
 };
 use agentlab_core::engine::{BootstrapGrant, EngineError};
 use agentlab_core::redact::Redactor;
@@ -21,9 +22,18 @@ use crate::guest::GuestState;
 
 const PRESETS: [&str; 3] = ["claude", "codex", "opencode"];
 
-pub async fn fetch(State(st): State<GuestState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: axum::body::Bytes) -> Response {
+pub async fn fetch(
+    State(st): State<GuestState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(wait) = st.limiter.check(peer.ip(), Instant::now()) {
-        let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many bootstrap fetches").into_response();
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many bootstrap fetches",
+        )
+        .into_response();
         if let Ok(v) = HeaderValue::from_str(&wait.as_secs().to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -49,15 +59,30 @@ pub async fn fetch(State(st): State<GuestState>, ConnectInfo(peer): ConnectInfo<
 
 /// The one answer for every token problem (no oracle).
 fn forbidden() -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Bootstrap token refused")
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Bootstrap token refused",
+    )
 }
 
 fn payload(st: &GuestState, g: BootstrapGrant) -> BootstrapPayload {
-    let base = st.lab.settings().controller_url.trim_end_matches('/').to_owned();
+    let base = st
+        .lab
+        .settings()
+        .controller_url
+        .trim_end_matches('/')
+        .to_owned();
     let id = g.job.id.clone();
     let agent = match g.job.agent.as_deref() {
-        Some(a) if PRESETS.contains(&a) => GuestAgent { command: None, preset: Some(a.to_owned()) },
-        Some(a) => GuestAgent { command: Some(a.to_owned()), preset: None },
+        Some(a) if PRESETS.contains(&a) => GuestAgent {
+            command: None,
+            preset: Some(a.to_owned()),
+        },
+        Some(a) => GuestAgent {
+            command: Some(a.to_owned()),
+            preset: None,
+        },
         None => GuestAgent {
             command: g.profile.agent.command.clone(),
             preset: g.profile.agent.preset.map(|p| p.as_str().to_owned()),
@@ -66,7 +91,10 @@ fn payload(st: &GuestState, g: BootstrapGrant) -> BootstrapPayload {
     let mut values = g.secrets.values();
     values.push(g.runner_token.expose());
     let redactor = Arc::new(Redactor::new(&values));
-    st.redactors.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), redactor);
+    st.redactors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id.clone(), redactor);
     BootstrapPayload {
         job: GuestJobSpec {
             job_id: id.clone(),

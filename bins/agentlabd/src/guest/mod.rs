@@ -4,6 +4,8 @@
 mod bootstrap;
 pub mod ratelimit;
 mod runner;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `per_minute` requests per minute per address (burst the same).
     pub fn new(per_minute: u32) -> Self {
-        Self { per_minute: per_minute.max(1), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_minute: per_minute.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Ok(())` or `Err(retry_after)`.
@@ -33,7 +36,9 @@ impl RateLimiter {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(((1.0 - *tokens) / rate).ceil().max(1.0)))
+            Err(Duration::from_secs_f64(
+                ((1.0 - *tokens) / rate).ceil().max(1.0),
+            ))
         }
     }
 }

@@ -8,7 +8,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
-use agentlab_core::api::guest::{ArtifactReceipt, GuestJobState, LogBatch, LogStream, StatusReport};
+use agentlab_core::api::guest::{
+    ArtifactReceipt, GuestJobState, LogBatch, LogStream, StatusReport,
+};
 use agentlab_core::engine::{EngineError, GuestReport};
 use agentlab_core::{Artifact, Job, JobId, JobOutcome, JobState};
 
@@ -18,7 +20,11 @@ use crate::control::extract::{job_id, parse_json};
 use crate::guest::GuestState;
 
 fn unauthorized() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Runner token refused")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Runner token refused",
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -38,10 +44,18 @@ fn map(e: EngineError) -> ApiError {
 
 async fn authorize(st: &GuestState, id: &str, headers: &HeaderMap) -> Result<Job, ApiError> {
     let id = job_id(id).map_err(|_| unauthorized())?;
-    st.lab.authorize_runner(&id, bearer(headers)?).await.map_err(map)
+    st.lab
+        .authorize_runner(&id, bearer(headers)?)
+        .await
+        .map_err(map)
 }
 
-pub async fn status(State(st): State<GuestState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn status(
+    State(st): State<GuestState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let job = authorize(&st, &id, &headers).await?;
     let r: StatusReport = parse_json(&body)?;
     let redact = |s: Option<String>| s.map(|t| redact_text(&st, &job.id, &t));
@@ -64,14 +78,25 @@ pub async fn status(State(st): State<GuestState>, Path(id): Path<String>, header
         },
     };
     let token = bearer(&headers)?.to_owned();
-    st.lab.report_status(&job.id, &token, report).await.map_err(map)?;
+    st.lab
+        .report_status(&job.id, &token, report)
+        .await
+        .map_err(map)?;
     if state != JobState::Running {
-        st.redactors.lock().unwrap_or_else(PoisonError::into_inner).remove(&job.id);
+        st.redactors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&job.id);
     }
     Ok(Json(serde_json::json!({})))
 }
 
-pub async fn logs(State(st): State<GuestState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn logs(
+    State(st): State<GuestState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let job = authorize(&st, &id, &headers).await?;
     let batch: LogBatch = parse_json(&body)?;
     let lines = batch
@@ -86,7 +111,10 @@ pub async fn logs(State(st): State<GuestState>, Path(id): Path<String>, headers:
             }
         })
         .collect();
-    st.lab.append_logs(&job.id, bearer(&headers)?, lines).await.map_err(map)?;
+    st.lab
+        .append_logs(&job.id, bearer(&headers)?, lines)
+        .await
+        .map_err(map)?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -98,22 +126,53 @@ pub async fn artifact(
 ) -> Result<Json<ArtifactReceipt>, ApiError> {
     let job = authorize(&st, &id, &headers).await?;
     if !ArtifactStore::valid_name(&name) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", format!("Invalid artifact name {name:?}")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!("Invalid artifact name {name:?}"),
+        ));
     }
-    let profile_max = st.lab.profiles().get(&job.profile).map_or(st.artifact_max_bytes, |p| p.artifacts.max_bytes);
-    let limit = profile_max.min(st.artifact_max_bytes).saturating_sub(st.artifacts.used(&job.id).await);
+    let profile_max = st
+        .lab
+        .profiles()
+        .get(&job.profile)
+        .map_or(st.artifact_max_bytes, |p| p.artifacts.max_bytes);
+    let limit = profile_max
+        .min(st.artifact_max_bytes)
+        .saturating_sub(st.artifacts.used(&job.id).await);
     let stream = body.into_data_stream();
-    let (size, sha256) = st.artifacts.receive(&job.id, &name, stream, limit).await.map_err(|e| match e {
-        UploadError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-        UploadError::Io(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload_failed", e.to_string()),
-    })?;
-    let art = Artifact { job: job.id.clone(), name: name.clone(), size, sha256: sha256.clone(), created_at: st.lab.deps().clock.now() };
+    let (size, sha256) = st
+        .artifacts
+        .receive(&job.id, &name, stream, limit)
+        .await
+        .map_err(|e| match e {
+            UploadError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            UploadError::Io(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "upload_failed",
+                e.to_string(),
+            ),
+        })?;
+    let art = Artifact {
+        job: job.id.clone(),
+        name: name.clone(),
+        size,
+        sha256: sha256.clone(),
+        created_at: st.lab.deps().clock.now(),
+    };
     st.lab.record_artifact(&art).await.map_err(map)?;
     Ok(Json(ArtifactReceipt { name, size, sha256 }))
 }
 
 fn redact_text(st: &GuestState, job: &JobId, text: &str) -> String {
-    let r = st.redactors.lock().unwrap_or_else(PoisonError::into_inner).get(job).cloned();
+    let r = st
+        .redactors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(job)
+        .cloned();
     match r {
         Some(r) => r.redact(text),
         None => text.to_owned(),

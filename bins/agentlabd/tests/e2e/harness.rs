@@ -31,7 +31,11 @@ pub struct Daemon {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Daemon {
@@ -53,14 +57,24 @@ impl Daemon {
             dir = dir.path().display(),
         );
         std::fs::write(&config, text).unwrap();
-        let mut d = Daemon { dir, socket, config, guest_port: port, child: None };
+        let mut d = Daemon {
+            dir,
+            socket,
+            config,
+            guest_port: port,
+            child: None,
+        };
         d.spawn();
         d
     }
 
     /// (Re)starts the daemon process and waits for its socket to answer.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(bin("agentlabd"))
             .arg("--config")
             .arg(&self.config)
@@ -98,7 +112,12 @@ impl Daemon {
 
     /// Runs `agentlab --socket S args…`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("agentlab")).arg("--socket").arg(&self.socket).args(args).output().unwrap()
+        Command::new(bin("agentlab"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Runs the CLI with `--json`, asserts success and parses stdout.
@@ -106,19 +125,36 @@ impl Daemon {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
         let out = self.cli(&full);
-        assert!(out.status.success(), "agentlab {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("agentlab {args:?}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            out.status.success(),
+            "agentlab {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "agentlab {args:?}: bad JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// Polls `sandbox show` until `pred` holds.
-    pub fn wait_sandbox(&self, vmid: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_sandbox(
+        &self,
+        vmid: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let t0 = Instant::now();
         loop {
             let v = self.json(&["sandbox", "show", &vmid.to_string()]);
             if pred(&v) {
                 return v;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "sandbox {vmid} stuck: {v}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "sandbox {vmid} stuck: {v}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,7 +164,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SIGTERM for a graceful stop, then make sure.
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = c.try_wait() {
