@@ -13,7 +13,7 @@ mod tests {
     use agentlab_core::api::guest::GuestJobState;
     use agentlab_core::{GitCredentials, SecretBundle, SecretValue};
 
-    use super::common::{Env, Mock, git, stderr};
+    use super::common::{Env, Mock, git, git_http, stderr};
 
     fn markers(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -158,6 +158,51 @@ echo artifact > "$AGENTLAB_ARTIFACTS_DIR/made-in-bwrap.txt"
         let head = git(&env.clone_path(), &["rev-parse", "HEAD"]);
         assert_eq!(report.commit.as_deref(), Some(head.as_str()));
         assert!(mock.bundle().contains_key("artifacts/made-in-bwrap.txt"));
+        env.assert_secrets_wiped();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn https_clone_authenticates_through_askpass_only() {
+        const TOKEN: &str = "ghp_http_token_0123456789";
+        let env = Env::new();
+        git(&env.origin, &["config", "http.receivepack", "true"]);
+        let (base, seen) = git_http::serve(env.tmp.path().to_owned(), "bob", TOKEN).await;
+        let repo_url = format!("{base}/origin");
+        let secrets = SecretBundle {
+            git: Some(GitCredentials::Https {
+                username: "bob".into(),
+                token: SecretValue::new(TOKEN),
+            }),
+            ..SecretBundle::default()
+        };
+        let mock = Mock::start(|url| {
+            let mut p = env.payload(url, "echo cloned over https", 60, secrets);
+            p.job.repo = repo_url.clone();
+            p
+        })
+        .await;
+        let out = env
+            .run_runner(&env.write_bootstrap(&mock.url), &["--allow-non-tmpfs"])
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = mock.final_report();
+        let logs = mock.log_text();
+        assert_eq!(report.state, GuestJobState::Completed, "{report:?}\n{logs}");
+        assert!(logs.contains("cloned over https"));
+        let (authorized, challenged) = {
+            let s = seen.lock().unwrap();
+            (s.authorized, s.challenged)
+        };
+        assert!(
+            authorized >= 1 && challenged >= 1,
+            "{authorized} {challenged}"
+        );
+        // The token is in neither the remote URL nor any log.
+        assert_eq!(
+            git(&env.clone_path(), &["config", "remote.origin.url"]),
+            repo_url
+        );
+        assert!(!logs.contains(TOKEN) && !stderr(&out).contains(TOKEN));
         env.assert_secrets_wiped();
     }
 }

@@ -1,6 +1,8 @@
 //! Test support: a mock controller implementing the guest API, a local origin repository and
 //! a helper that runs the real `agent-runner` binary.
 
+pub mod git_http;
+
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::net::SocketAddr;
