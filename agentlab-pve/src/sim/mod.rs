@@ -23,6 +23,7 @@ mod server;
 mod simulator;
 mod state;
 mod tasks;
+mod tls;
 mod validate;
 
 pub use faults::{FaultKind, FaultRule};
@@ -31,6 +32,7 @@ pub use schema::{Lookup, MethodSchema, Schema, SchemaError};
 pub use server::RecordedRequest;
 pub use simulator::{SimError, Simulator, default_schema_path, pve84_schema_path};
 pub use state::{Power, SeedVm, SimConfig, SimNode, SimStorage};
+pub use tls::{SimTls, TlsSetupError};
 pub use validate::validate;
 
 use dispatch::dispatch;

@@ -16,6 +16,7 @@ use super::schema::{Lookup, Schema, SchemaError};
 use super::server::{RecordedRequest, SimInner, handle, lock};
 use super::state::{Power, SeedVm, SimConfig, State};
 use super::tasks::Tasks;
+use super::tls::{SimTls, TlsSetupError};
 use super::validate::validate;
 
 /// Simulator start-up failure.
@@ -24,6 +25,9 @@ pub enum SimError {
     /// The schema could not be loaded.
     #[error("Cannot load the PVE schema")]
     Schema(#[from] SchemaError),
+    /// The TLS material could not be generated.
+    #[error("Cannot set up simulator TLS")]
+    Tls(#[source] TlsSetupError),
     /// The listener could not be bound.
     #[error("Cannot listen on {addr}")]
     Bind {
@@ -41,6 +45,7 @@ pub struct Simulator {
     inner: Arc<SimInner>,
     addr: SocketAddr,
     server: JoinHandle<()>,
+    tls: Option<SimTls>,
 }
 
 impl Drop for Simulator {
@@ -66,8 +71,27 @@ pub fn pve84_schema_path() -> PathBuf {
 }
 
 impl Simulator {
-    /// Loads the schema and serves on `addr` (`127.0.0.1:0` for an ephemeral port).
+    /// Loads the schema and serves HTTP on `addr` (`127.0.0.1:0` for an ephemeral port).
     pub async fn start(config: SimConfig, addr: &str) -> Result<Self, SimError> {
+        Self::start_inner(config, addr, None).await
+    }
+
+    /// Like [`Simulator::start`], but HTTPS with a freshly generated CA ([`Simulator::tls`]).
+    pub async fn start_https(config: SimConfig, addr: &str) -> Result<Self, SimError> {
+        let tls = SimTls::generate().map_err(SimError::Tls)?;
+        Self::start_inner(config, addr, Some(tls)).await
+    }
+
+    /// The generated CA and certificate fingerprint (HTTPS mode).
+    pub fn tls(&self) -> Option<&SimTls> {
+        self.tls.as_ref()
+    }
+
+    async fn start_inner(
+        config: SimConfig,
+        addr: &str,
+        tls: Option<SimTls>,
+    ) -> Result<Self, SimError> {
         let schema = Schema::load(&config.schema_path)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -92,21 +116,26 @@ impl Simulator {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "pve-sim server stopped");
-            }
-        });
+        let server = match tls.clone() {
+            Some(tls) => tokio::spawn(tls.serve(listener, app)),
+            None => tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "pve-sim server stopped");
+                }
+            }),
+        };
         Ok(Self {
             inner,
             addr: local,
             server,
+            tls,
         })
     }
 
-    /// Base URL (`http://127.0.0.1:PORT`).
+    /// Base URL (`http://127.0.0.1:PORT`, or `https://` in HTTPS mode).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The configuration it runs with.
