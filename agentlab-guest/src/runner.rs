@@ -105,6 +105,41 @@ fn recreate_dir(dir: &Path) -> Result<(), GuestError> {
         .map_err(|e| GuestError::io(format!("Cannot create {}", dir.display()), e))
 }
 
+/// The final report for how the steps ended (commit and summary are added later).
+fn verdict(
+    result: Result<ProcessEnd, GuestError>,
+    timeout_secs: u64,
+    redactor: &Redactor,
+) -> StatusReport {
+    let failed = |state, step: &str, exit_code, error: String| StatusReport {
+        exit_code,
+        failed_step: Some(step.to_owned()),
+        error: Some(error),
+        ..StatusReport::new(state)
+    };
+    match result {
+        Ok(ProcessEnd::Exited(0)) => StatusReport::new(GuestJobState::Completed),
+        Ok(ProcessEnd::TimedOut) => failed(
+            GuestJobState::Timeout,
+            "agent",
+            Some(process::TIMEOUT_EXIT_CODE),
+            format!("Agent exceeded the job timeout of {timeout_secs} s"),
+        ),
+        Ok(ProcessEnd::Exited(code)) => failed(
+            GuestJobState::Failed,
+            "agent",
+            Some(code),
+            format!("Agent exited with code {code}"),
+        ),
+        Err(e) => failed(
+            GuestJobState::Failed,
+            step_of(&e),
+            None,
+            redactor.redact(&e.to_string()),
+        ),
+    }
+}
+
 /// Work dir, empty artifacts dir and the log shipper.
 async fn setup_work(
     config: &RunnerConfig,
@@ -147,9 +182,7 @@ async fn run_job(
         Ok(v) => v,
         Err(e) => {
             // Nothing to log to or bundle, but the controller must still hear about it.
-            let mut report = StatusReport::running("bootstrap");
-            report.step = None;
-            report.state = GuestJobState::Failed;
+            let mut report = StatusReport::new(GuestJobState::Failed);
             report.failed_step = Some("bootstrap".to_owned());
             report.error = Some(redactor.redact(&e.to_string()));
             client.status(&report, final_backoff).await?;
@@ -190,31 +223,7 @@ async fn run_job(
     )
     .await;
 
-    let mut report = StatusReport::running("done");
-    report.step = None;
-    match result {
-        Ok(ProcessEnd::Exited(0)) => report.state = GuestJobState::Completed,
-        Ok(ProcessEnd::TimedOut) => {
-            report.state = GuestJobState::Timeout;
-            report.exit_code = Some(process::TIMEOUT_EXIT_CODE);
-            report.failed_step = Some("agent".into());
-            report.error = Some(format!(
-                "Agent exceeded the job timeout of {} s",
-                job.timeout_secs
-            ));
-        }
-        Ok(ProcessEnd::Exited(code)) => {
-            report.state = GuestJobState::Failed;
-            report.exit_code = Some(code);
-            report.failed_step = Some("agent".into());
-            report.error = Some(format!("Agent exited with code {code}"));
-        }
-        Err(e) => {
-            report.state = GuestJobState::Failed;
-            report.failed_step = Some(step_of(&e).to_owned());
-            report.error = Some(redactor.redact(&e.to_string()));
-        }
-    }
+    let mut report = verdict(result, job.timeout_secs, &redactor);
     if let Some((git, base)) = &checkout {
         match git.outcome(base, &job.work_branch).await {
             Ok((head, summary)) => {

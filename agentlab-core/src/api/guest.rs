@@ -201,8 +201,16 @@ impl StatusReport {
     /// A `RUNNING` report for `step`, all other fields empty.
     pub fn running(step: &str) -> Self {
         Self {
-            state: GuestJobState::Running,
             step: Some(step.to_owned()),
+            ..Self::new(GuestJobState::Running)
+        }
+    }
+
+    /// A report in `state` with every other field empty.
+    pub fn new(state: GuestJobState) -> Self {
+        Self {
+            state,
+            step: None,
             exit_code: None,
             duration_ms: None,
             commit: None,
