@@ -101,17 +101,7 @@ fn net_firewall(cfg: &Config) -> anyhow::Result<Arc<dyn Firewall>> {
     if !cfg.network.manage_firewall {
         return Ok(Arc::new(FakeFirewall::new()));
     }
-    let mut net = agentlab_net::NetConfig {
-        bridge: cfg.network.bridge.clone(),
-        subnet_v4: cfg.network.subnet,
-        gateway_v4: cfg.network.gateway,
-        subnet_v6: cfg.network.subnet6,
-        guest_ports: vec![cfg.guest.listen.port()],
-        ..agentlab_net::NetConfig::default()
-    };
-    if let Some(up) = &cfg.network.uplink {
-        net.uplink.clone_from(up);
-    }
+    let net = agentlab_net::NetConfig::from_daemon(cfg).context("mapping the network config")?;
     Ok(Arc::new(
         agentlab_net::NftFirewall::new(net).context("building the nftables firewall")?,
     ))
