@@ -204,3 +204,43 @@ impl ProxmoxHypervisor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn property_strings() {
+        assert_eq!(
+            net0("virtio", "02:00:00:00:00:01", "vmbr1", true),
+            "virtio=02:00:00:00:00:01,bridge=vmbr1,firewall=1"
+        );
+        let ip: IpAddr = "10.77.0.5".parse().unwrap();
+        let gw: IpAddr = "10.77.0.1".parse().unwrap();
+        assert_eq!(ipconfig0(ip, 16, gw), "ip=10.77.0.5/16,gw=10.77.0.1");
+        let ip6: IpAddr = "fd00::5".parse().unwrap();
+        let gw6: IpAddr = "fd00::1".parse().unwrap();
+        assert_eq!(ipconfig0(ip6, 64, gw6), "ip6=fd00::5/64,gw6=fd00::1");
+    }
+
+    #[test]
+    fn sshkeys_are_strictly_percent_encoded() {
+        let enc = strict_urlencode("ssh-ed25519 AAAA+/= me@host\nssh-rsa B");
+        assert_eq!(enc, "ssh-ed25519%20AAAA%2B%2F%3D%20me%40host%0Assh-rsa%20B");
+        assert!(
+            enc.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-%_.!~*'()".contains(&b))
+        );
+    }
+
+    #[test]
+    fn root_disk_from_boot_order_or_first_disk() {
+        let cfg = json!({"boot": "order=virtio0;ide2;net0", "virtio0": "local-lvm:vm-1-disk-0,size=10G", "scsi0": "x,size=1G"});
+        assert_eq!(root_disk(&cfg), Some(("virtio0".into(), 10 << 30)));
+        let cfg = json!({"scsi0": "local-lvm:vm-1-disk-0,size=512M", "ide2": "local-lvm:vm-1-cloudinit,media=cdrom"});
+        assert_eq!(root_disk(&cfg), Some(("scsi0".into(), 512 << 20)));
+        assert_eq!(root_disk(&json!({})), None);
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+    }
+}

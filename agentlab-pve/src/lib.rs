@@ -26,6 +26,7 @@ pub use client::CounterSnapshot;
 pub use create::{ipconfig0, net0, strict_urlencode};
 pub use doctor::{CheckResult, doctor};
 pub use error::PveError;
+pub use lifecycle::{GUEST_BOOTSTRAP_PATH, cleanup_stale_snippets};
 pub use options::{BootstrapDelivery, PollOptions, PveOptions, TlsOptions};
 pub use pve::{ClusterVm, ProxmoxHypervisor};
 pub use volumes::WORKSPACE_DISK;

@@ -69,6 +69,25 @@ pub fn remove_snippets(dir: &Path, vmid: u32) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Removes `agentlab-<vmid>-*.yaml` snippets of VMs not in `live` (daemon start-up cleanup);
+/// returns the removed file names.
+pub fn cleanup_stale_snippets(dir: &Path, live: &[u32]) -> std::io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let vmid = name
+            .strip_prefix("agentlab-")
+            .filter(|_| name.ends_with(".yaml"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|id| id.parse::<u32>().ok());
+        if vmid.is_some_and(|id| !live.contains(&id)) {
+            std::fs::remove_file(dir.join(&name))?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -268,5 +287,71 @@ impl ProxmoxHypervisor {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn address_is_chosen_inside_the_agent_subnet() {
+        let result = json!([
+            {"name": "lo", "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]},
+            {"name": "docker0", "ip-addresses": [{"ip-address": "172.17.0.1", "ip-address-type": "ipv4", "prefix": 16}]},
+            {"name": "eth1"},
+            {"name": "eth0", "ip-addresses": [
+                {"ip-address": "fe80::1", "ip-address-type": "ipv6", "prefix": 64},
+                {"ip-address": "10.77.3.9", "ip-address-type": "ipv4", "prefix": 16}]},
+        ]);
+        let subnet: ipnet::IpNet = "10.77.0.0/16".parse().unwrap();
+        assert_eq!(
+            choose_address(&result, &subnet),
+            Some("10.77.3.9".parse().unwrap())
+        );
+        let other: ipnet::IpNet = "192.168.0.0/16".parse().unwrap();
+        assert_eq!(choose_address(&result, &other), None);
+        assert_eq!(choose_address(&json!(null), &subnet), None);
+    }
+
+    #[test]
+    fn snippets_are_private_and_removed_per_vm() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = snippet_yaml(
+            r#"{"token":"t"}"#,
+            Some("agent"),
+            &["ssh-ed25519 AAAA k".into()],
+        );
+        assert!(yaml.starts_with("#cloud-config\n") && yaml.contains("      {\"token\":\"t\"}\n"));
+        write_private(&dir.path().join("agentlab-101-aa.yaml"), &yaml).unwrap();
+        write_private(&dir.path().join("agentlab-1010-bb.yaml"), &yaml).unwrap();
+        assert!(
+            write_private(&dir.path().join("agentlab-101-aa.yaml"), &yaml).is_err(),
+            "never overwrites"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("agentlab-101-aa.yaml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(remove_snippets(dir.path(), 101).unwrap(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "other VMs' snippets stay"
+        );
+        std::fs::write(dir.path().join("unrelated.yaml"), "x").unwrap();
+        assert!(
+            cleanup_stale_snippets(dir.path(), &[1010])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            cleanup_stale_snippets(dir.path(), &[]).unwrap(),
+            vec!["agentlab-1010-bb.yaml".to_owned()]
+        );
+        assert!(dir.path().join("unrelated.yaml").exists());
     }
 }

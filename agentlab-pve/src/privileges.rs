@@ -163,3 +163,59 @@ pub fn full_grant() -> BTreeMap<String, BTreeMap<String, u8>> {
         ("/sdn/zones".to_owned(), grant(&["SDN.Use"])),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(major: u32) -> PrivilegeContext<'static> {
+        PrivilegeContext {
+            template_vmid: 9000,
+            storage: "local-lvm",
+            bridge: Some("vmbr1"),
+            pool: None,
+            holder_vmid: 999_999_000,
+            major,
+            guest_agent_bootstrap: true,
+        }
+    }
+
+    #[test]
+    fn version_specific_agent_privileges() {
+        let v9 = requirements(&ctx(9));
+        let v8 = requirements(&ctx(8));
+        let all = |r: &[Requirement]| {
+            r.iter()
+                .flat_map(|r| r.privileges.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(all(&v9).contains(&"VM.GuestAgent.FileWrite") && !all(&v9).contains(&"VM.Monitor"));
+        assert!(all(&v8).contains(&"VM.Monitor") && !all(&v8).contains(&"VM.GuestAgent.Audit"));
+        assert!(v9.iter().any(|r| r.path == "/sdn/zones/localnetwork/vmbr1"));
+    }
+
+    #[test]
+    fn propagation_from_ancestors() {
+        assert!(missing(&full_grant(), &requirements(&ctx(9))).is_empty());
+        let mut map = BTreeMap::new();
+        map.insert(
+            "/vms".to_owned(),
+            BTreeMap::from([("VM.Audit".to_owned(), 0u8)]),
+        );
+        assert!(has_privilege(&map, "/vms", "VM.Audit"));
+        assert!(
+            !has_privilege(&map, "/vms/100", "VM.Audit"),
+            "not propagated"
+        );
+        map.insert(
+            "/".to_owned(),
+            BTreeMap::from([("VM.Clone".to_owned(), 1u8)]),
+        );
+        assert!(has_privilege(&map, "/vms/9000", "VM.Clone"));
+        let gaps = missing(&map, &requirements(&ctx(9)));
+        assert!(
+            gaps.contains(&"/storage/local-lvm Datastore.Allocate".to_owned()),
+            "{gaps:?}"
+        );
+    }
+}

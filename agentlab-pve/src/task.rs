@@ -102,3 +102,21 @@ impl Api {
         all[all.len().saturating_sub(5)..].to_vec()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upid_node_and_exit_status() {
+        let upid = "UPID:pve-mp:00000ACD:00006AE8:679A423B:qmclone:112:capmox@pve!capi:";
+        assert_eq!(upid_node(upid), Some("pve-mp"));
+        assert_eq!(upid_node("nonsense"), None);
+        assert_eq!(upid_node("UPID::x"), None);
+        assert!(exit_ok("OK"));
+        assert!(exit_ok("WARNINGS: 3"));
+        assert!(!exit_ok("WARNINGS: x"));
+        assert!(!exit_ok("clone failed: got timeout"));
+        assert!(!exit_ok("unexpected status"));
+    }
+}

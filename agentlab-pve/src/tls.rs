@@ -134,3 +134,18 @@ pub fn configure(
     }
     Ok(builder)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let fp = fingerprint_of(b"certificate");
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        let bytes = parse_fingerprint(&fp).unwrap();
+        assert_eq!(parse_fingerprint(&fp.replace(':', "")).unwrap(), bytes);
+        assert!(parse_fingerprint("AA:BB").is_err());
+        assert!(parse_fingerprint(&"ZZ:".repeat(32)).is_err());
+    }
+}

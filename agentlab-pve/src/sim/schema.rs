@@ -205,3 +205,32 @@ fn percent_decode(s: &str) -> String {
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_and_placeholders_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apidoc.json");
+        let doc = serde_json::json!([{"path": "/nodes", "info": {"GET": {"parameters": {"properties": {}}}}, "children": [
+            {"path": "/nodes/{node}", "info": {"GET": {"allowtoken": 1}}, "children": [
+                {"path": "/nodes/{node}/tasks/{upid}", "info": {"DELETE": {}}},
+                {"path": "/nodes/{node}/tasks/status", "info": {"GET": {}}}]}]}]);
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let s = Schema::load(&path).unwrap();
+        assert_eq!(s.method_count(), 4);
+        match s.lookup("GET", "/nodes/pve1/tasks/status") {
+            Lookup::Found { template, .. } => assert_eq!(template, "/nodes/{node}/tasks/status"),
+            other => panic!("{other:?}"),
+        }
+        match s.lookup("DELETE", "/nodes/pve1/tasks/UPID%3Apve1%3A00") {
+            Lookup::Found { vars, .. } => assert_eq!(vars["upid"], "UPID:pve1:00"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(s.lookup("POST", "/nodes/pve1"), Lookup::NoMethod));
+        assert!(matches!(s.lookup("GET", "/cluster"), Lookup::NoPath));
+        assert!(Schema::load(&dir.path().join("missing.json")).is_err());
+    }
+}

@@ -245,3 +245,106 @@ pub fn cached_regex(pattern: &str) -> Option<Regex> {
         .or_insert_with(|| Regex::new(pattern).ok())
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema(props: Value) -> MethodSchema {
+        let properties = match props {
+            Value::Object(m) => m.into_iter(),
+            _ => unreachable!(),
+        }
+        .collect();
+        MethodSchema {
+            properties,
+            allowtoken: true,
+        }
+    }
+
+    fn run(ms: &MethodSchema, params: &[(&str, &str)]) -> Result<BTreeMap<String, String>, Errors> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let vars = BTreeMap::from([("node".to_owned(), "pve1".to_owned())]);
+        validate(ms, &vars, &params)
+    }
+
+    #[test]
+    fn uri_clash_requires_and_indexed_keys() {
+        let ms = schema(json!({
+            "node": {"type": "string", "format": "pve-node"},
+            "size": {"type": "string", "optional": 1},
+            "format": {"type": "string", "optional": 1, "requires": "size"},
+            "net[n]": {"type": "string", "optional": 1},
+        }));
+        assert!(run(&ms, &[("net0", "x"), ("net12", "y")]).is_ok());
+        let e = run(&ms, &[("node", "other")]).unwrap_err();
+        assert!(e["node"].starts_with("duplicate parameter"));
+        let e = run(&ms, &[("format", "raw")]).unwrap_err();
+        assert!(e.contains_key("size"), "{e:?}");
+        let e = run(&ms, &[("netx", "y")]).unwrap_err();
+        assert!(e.contains_key("netx"));
+    }
+
+    #[test]
+    fn perl_patterns_and_named_formats() {
+        assert!(pattern_matches(
+            r"(?^:\d+(?:-\d+)?(?:;\d+(?:-\d+)?)*)",
+            "1-3;7"
+        ));
+        assert!(!pattern_matches(r"\d+[MG]?", "10 G"));
+        assert!(pattern_matches(r"[A-Za-z0-9\-_\s]{,8}", "abc"));
+        let p = json!({"type": "string", "format": "pve-vmid"});
+        assert!(check_value(&p, "100", false).is_ok());
+        assert!(check_value(&p, "099", false).is_err());
+        let tags = json!({"type": "string", "format": "pve-tag-list"});
+        assert!(check_value(&tags, "agentlab;Team-A", false).is_ok());
+        let cicustom = json!({"type": "string", "format": "pve-qm-cicustom"});
+        assert!(check_value(&cicustom, "user=local:snippets/a.yaml", false).is_ok());
+        assert!(check_value(&cicustom, "user=snippets/a.yaml", false).is_err());
+        let mac = json!({"type": "string", "format": "mac-addr"});
+        assert!(
+            check_value(&mac, "03:00:00:00:00:01", false).is_err(),
+            "multicast MAC"
+        );
+        let num = json!({"type": "number", "minimum": 0, "maximum": 128});
+        assert!(check_value(&num, "1.5", false).is_ok());
+        assert_eq!(
+            check_value(&num, "129", false).unwrap_err(),
+            "value must have a maximum value of 128"
+        );
+    }
+
+    #[test]
+    fn property_strings_with_key_aliases() {
+        let net = json!({"type": "string", "format": {
+            "model": {"type": "string", "default_key": 1, "enum": ["virtio", "e1000"]},
+            "macaddr": {"type": "string", "optional": 1, "format": "mac-addr"},
+            "virtio": {"alias": "macaddr", "keyAlias": "model"},
+            "bridge": {"type": "string", "optional": 1, "format": "pve-bridge-id"},
+            "firewall": {"type": "boolean", "optional": 1},
+        }});
+        assert!(
+            check_value(
+                &net,
+                "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1",
+                false
+            )
+            .is_ok()
+        );
+        assert!(check_value(&net, "e1000,bridge=vmbr0", false).is_ok());
+        assert!(
+            check_value(&net, "bridge=vmbr0", false)
+                .unwrap_err()
+                .contains("model: property is missing")
+        );
+        assert!(
+            check_value(&net, "virtio,virtio=BC:24:11:00:00:01", false)
+                .unwrap_err()
+                .contains("duplicate")
+        );
+    }
+}
