@@ -1,8 +1,19 @@
 //! `agentlab`: the AgentLab command-line client. Talks to agentlabd over its Unix socket.
+//!
+//! `main` parses the command line, dispatches to one module per subcommand under `commands/`,
+//! prints an error chain once as `error: …` and maps the outcome to the exit codes documented
+//! in `docs/cli.md` (see [`exit::Code`]).
 
+mod client;
 mod commands;
+mod ctx;
+mod exit;
+mod output;
+mod view;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::exit::Code;
 
 /// Version line: crate version, git commit and build date embedded at build time.
 const VERSION: &str = concat!(
@@ -17,12 +28,30 @@ const VERSION: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(name = "agentlab", version = VERSION, about = "Run AI coding agents in isolated, ephemeral sandboxes")]
 struct Cli {
+    #[command(flatten)]
+    global: ctx::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Daemon version, backend health and counts per state.
+    Status,
+    /// Create, inspect and manage sandboxes.
+    #[command(visible_alias = "sb")]
+    Sandbox(commands::sandbox::SandboxArgs),
+    /// Run agent jobs and inspect their results and artifacts.
+    Job(commands::job::JobArgs),
+    /// Show (or follow) the events and agent output of a sandbox or job.
+    Logs(commands::logs::LogsArgs),
+    /// Manage persistent workspace volumes.
+    #[command(visible_alias = "ws")]
+    Workspace(commands::workspace::WorkspaceArgs),
+    /// List, show and validate profiles.
+    Profile(commands::profile::ProfileArgs),
+    /// Print a shell completion script.
+    Completion(commands::completion::CompletionArgs),
     /// Network isolation: plan, apply and check the nftables policy.
     Net(commands::net::NetArgs),
     /// Manage age-encrypted secret bundles.
@@ -32,15 +61,33 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Net(a) => commands::net::run(a).await,
-        Command::Secrets(a) => commands::secrets::run(a).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match dispatch(cli).await {
+        Ok(code) => code.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            Code::for_error(&e).into()
         }
     }
 }
+
+async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
+    let ctx = cli.global.ctx();
+    match cli.command {
+        Command::Status => commands::status::run(&ctx).await,
+        Command::Sandbox(a) => commands::sandbox::run(&ctx, a).await,
+        Command::Job(a) => commands::job::run(&ctx, a).await,
+        Command::Logs(a) => commands::logs::run(&ctx, a).await,
+        Command::Workspace(a) => commands::workspace::run(&ctx, a).await,
+        Command::Profile(a) => commands::profile::run(&ctx, a).await,
+        Command::Completion(a) => {
+            let (mut cmd, mut out) = (Cli::command(), std::io::stdout());
+            Ok(commands::completion::generate(&a, &mut cmd, &mut out))
+        }
+        Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
+        Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
+    }
+}
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod cli_tests;

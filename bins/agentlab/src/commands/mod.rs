@@ -1,4 +1,14 @@
 //! One module per subcommand.
 
+pub mod completion;
+pub mod job;
+pub mod job_artifacts;
+pub mod job_run;
+pub mod logs;
 pub mod net;
+pub mod profile;
+pub mod sandbox;
+pub mod sandbox_new;
 pub mod secrets;
+pub mod status;
+pub mod workspace;

@@ -1,0 +1,434 @@
+//! HTTP/1.1 over agentlabd's Unix socket.
+//!
+//! [`Client`] sends one request per connection (the CLI makes a handful of calls per run, so
+//! pooling buys nothing and failures stay independent), decodes JSON bodies into the wire types
+//! of `agentlab_core::api`, and turns the daemon's error envelope into an [`ApiError`].
+//! `--timeout` bounds connecting, the response head and reading a non-streamed body; followed
+//! event streams ([`LineStream`]) are unbounded because a quiet job may print nothing for
+//! minutes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agentlab_core::api::control::ErrorBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderMap};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+/// How to get a daemon running, appended to "unreachable" errors.
+pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
+     `agentlabd --config /etc/agentlab/config.yaml`, or point --socket / AGENTLAB_SOCKET at its socket";
+
+/// Characters escaped in a path segment (everything but unreserved characters).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An error the daemon answered with (its error envelope, or a synthesized one for a non-JSON
+/// error body).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine code such as `sandbox_not_found`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Structured details (`null` when none).
+    pub details: serde_json::Value,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing usable answers on the socket.
+    #[error("Cannot reach agentlabd at {}: {reason}; {hint}", socket.display(), hint = START_HINT)]
+    Unreachable {
+        /// The socket path tried.
+        socket: PathBuf,
+        /// Why, in words (no socket file, nothing listening, permission denied, …).
+        reason: String,
+    },
+    /// The daemon did not answer in time.
+    #[error("agentlabd at {} did not answer within {secs} s (raise --timeout)", socket.display())]
+    Timeout {
+        /// The socket path.
+        socket: PathBuf,
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// The daemon answered with an error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The HTTP exchange broke off.
+    #[error("Connection to agentlabd broke off")]
+    Http(#[source] hyper::Error),
+    /// The daemon answered something the CLI cannot read.
+    #[error("Unexpected response from agentlabd to {path}: {reason}")]
+    Protocol {
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A client for agentlabd's control socket.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for `socket` with a per-request `timeout`.
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Self {
+            socket: socket.into(),
+            timeout,
+        }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET path`, decoding the JSON answer.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| protocol(path, e.to_string()))?;
+        self.json(Method::POST, path, Some((bytes.into(), "application/json")))
+            .await
+    }
+
+    /// `POST path` without a body.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::POST, path, None).await
+    }
+
+    /// `POST path` with a raw text body (YAML).
+    pub async fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        text: String,
+    ) -> Result<T, ClientError> {
+        self.json(Method::POST, path, Some((text.into(), "application/yaml")))
+            .await
+    }
+
+    /// `DELETE path`, decoding the JSON answer.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::DELETE, path, None).await
+    }
+
+    /// `DELETE path` for routes answering `204 No Content`.
+    pub async fn delete_no_content(&self, path: &str) -> Result<(), ClientError> {
+        let resp = self.send(Method::DELETE, path, None).await?;
+        self.read_body(resp.into_body()).await.map(drop)
+    }
+
+    /// `GET path` for a raw body read chunk by chunk (artifact downloads).
+    pub async fn download(&self, path: &str) -> Result<Download, ClientError> {
+        let resp = self.send(Method::GET, path, None).await?;
+        let (parts, body) = resp.into_parts();
+        Ok(Download {
+            headers: parts.headers,
+            body,
+            client: self.clone(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// `GET path` for an NDJSON stream (`follow=true` event routes).
+    pub async fn stream_lines(&self, path: &str) -> Result<LineStream, ClientError> {
+        let resp = self.send(Method::GET, path, None).await?;
+        Ok(LineStream {
+            body: resp.into_body(),
+            buf: LineBuffer::default(),
+            done: false,
+            path: path.to_owned(),
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(method, path, body).await?;
+        let bytes = self.read_body(resp.into_body()).await?;
+        serde_json::from_slice(&bytes).map_err(|e| protocol(path, format!("invalid JSON: {e}")))
+    }
+
+    /// Connects, sends, and returns the response when its status is a success; an error
+    /// status becomes [`ClientError::Api`].
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, "agentlabd");
+        if let Some((_, content_type)) = &body {
+            req = req.header(CONTENT_TYPE, *content_type);
+        }
+        let req = req
+            .body(Full::new(body.map(|(b, _)| b).unwrap_or_default()))
+            .map_err(|e| protocol(path, e.to_string()))?;
+        let resp = self.within(self.exchange(req)).await??;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = self
+            .within(resp.into_body().collect())
+            .await?
+            .map_err(ClientError::Http)?;
+        Err(decode_error(status, &bytes.to_bytes()).into())
+    }
+
+    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    reason: unreachable_reason(&e),
+                })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ClientError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "control connection ended with an error");
+            }
+        });
+        sender.send_request(req).await.map_err(ClientError::Http)
+    }
+
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, ClientError> {
+        let collected = self.within(body.collect()).await?;
+        Ok(collected.map_err(ClientError::Http)?.to_bytes())
+    }
+
+    async fn within<F: Future>(&self, fut: F) -> Result<F::Output, ClientError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                socket: self.socket.clone(),
+                secs: self.timeout.as_secs(),
+            })
+    }
+}
+
+/// A raw response body being downloaded; each chunk read is bounded by the client's timeout.
+#[derive(Debug)]
+pub struct Download {
+    /// Response headers (`x-sha256`, `content-length`).
+    pub headers: HeaderMap,
+    body: Incoming,
+    client: Client,
+    path: String,
+}
+
+impl Download {
+    /// The value of a header as text, when present and valid.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The next chunk of data, `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            let Some(frame) = self.client.within(self.body.frame()).await? else {
+                return Ok(None);
+            };
+            let frame = frame.map_err(ClientError::Http)?;
+            if let Ok(data) = frame.into_data() {
+                return Ok(Some(data));
+            }
+            tracing::trace!(path = %self.path, "skipping a non-data frame");
+        }
+    }
+}
+
+/// An NDJSON response read line by line.
+#[derive(Debug)]
+pub struct LineStream {
+    body: Incoming,
+    buf: LineBuffer,
+    done: bool,
+    path: String,
+}
+
+impl LineStream {
+    /// The next line without its line ending, `None` when the stream ended.
+    pub async fn next_line(&mut self) -> Result<Option<String>, ClientError> {
+        loop {
+            if let Some(line) = self.buf.pop_line() {
+                return Ok(Some(line));
+            }
+            if self.done {
+                return Ok(self.buf.take_rest());
+            }
+            match self.body.frame().await {
+                None => self.done = true,
+                Some(Err(e)) => return Err(ClientError::Http(e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.push(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next JSON value, skipping blank lines and `{}` keep-alives; an error envelope sent
+    /// in the stream becomes [`ClientError::Api`].
+    pub async fn next_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ClientError> {
+        while let Some(line) = self.next_line().await? {
+            let line = line.trim();
+            if line.is_empty() || line == "{}" {
+                continue;
+            }
+            if let Ok(body) = serde_json::from_str::<ErrorBody>(line) {
+                return Err(api_error(500, body).into());
+            }
+            return serde_json::from_str(line)
+                .map(Some)
+                .map_err(|e| protocol(&self.path, format!("invalid JSON line: {e}")));
+        }
+        Ok(None)
+    }
+}
+
+/// Splits a byte stream into lines; chunk boundaries may fall anywhere, even inside a UTF-8
+/// character.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    buf: Vec<u8>,
+}
+
+impl LineBuffer {
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete line (without `\n` / `\r\n`), if one is buffered.
+    pub fn pop_line(&mut self) -> Option<String> {
+        let pos = self.buf.iter().position(|b| *b == b'\n')?;
+        let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    /// Whatever is left after the stream ended (a last line without `\n`), if not empty.
+    pub fn take_rest(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
+    }
+}
+
+/// Percent-encodes one path segment (a workspace name, artifact name, …).
+pub fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Appends a query string built from the pairs whose value is `Some`.
+pub fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    let q = q.finish();
+    if q.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{q}")
+    }
+}
+
+/// Decodes an error response body: the envelope when it is one, else a synthesized
+/// `http_<status>` error carrying the body text.
+pub fn decode_error(status: u16, body: &[u8]) -> ApiError {
+    if let Ok(envelope) = serde_json::from_slice::<ErrorBody>(body) {
+        return api_error(status, envelope);
+    }
+    let text = String::from_utf8_lossy(body).trim().to_owned();
+    let reason = hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("error");
+    let message = if text.is_empty() {
+        format!("HTTP {status} {reason}")
+    } else {
+        text
+    };
+    ApiError {
+        status,
+        code: format!("http_{status}"),
+        message,
+        details: serde_json::Value::Null,
+    }
+}
+
+fn api_error(status: u16, body: ErrorBody) -> ApiError {
+    let ErrorBody { error } = body;
+    ApiError {
+        status,
+        code: error.code,
+        message: error.message,
+        details: error.details,
+    }
+}
+
+fn unreachable_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => "no socket file there (is agentlabd running?)".to_owned(),
+        ConnectionRefused => {
+            "nothing is listening on the socket (agentlabd is not running)".to_owned()
+        }
+        PermissionDenied => "permission denied (run as root or join the socket's group)".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+fn protocol(path: &str, reason: String) -> ClientError {
+    ClientError::Protocol {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

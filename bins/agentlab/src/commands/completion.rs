@@ -1,0 +1,22 @@
+//! `agentlab completion bash|zsh|fish`: prints a shell completion script.
+//!
+//! Install with e.g. `agentlab completion bash > /etc/bash_completion.d/agentlab`.
+
+use std::io::Write;
+
+use clap_complete::Shell;
+
+use crate::exit::Code;
+
+/// Arguments of `agentlab completion`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// Shell to generate the script for.
+    pub shell: Shell,
+}
+
+/// Writes the completion script for `cmd` (the whole CLI) to `out`.
+pub fn generate(args: &CompletionArgs, cmd: &mut clap::Command, out: &mut dyn Write) -> Code {
+    clap_complete::generate(args.shell, cmd, "agentlab", out);
+    Code::Ok
+}

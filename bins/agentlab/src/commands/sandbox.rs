@@ -1,0 +1,120 @@
+//! `agentlab sandbox list|show|start|stop|destroy|lease renew` (and `new`, in `sandbox_new`).
+
+use agentlab_core::api::control::RenewLeaseRequest;
+use agentlab_core::{Sandbox, SandboxState, Vmid};
+
+use super::sandbox_new::{self, NewArgs};
+use crate::client::with_query;
+use crate::ctx::Ctx;
+use crate::exit::Code;
+use crate::output::print_json;
+use crate::view;
+
+/// Arguments of `agentlab sandbox`.
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    #[command(subcommand)]
+    pub cmd: SandboxCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxCmd {
+    /// Create a sandbox from a profile.
+    #[command(visible_alias = "create")]
+    New(NewArgs),
+    /// List sandboxes (DESTROYED ones only with --all).
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only these states (comma-separated, e.g. READY,RUNNING).
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<SandboxState>,
+        /// Only sandboxes of this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Include destroyed sandboxes.
+        #[arg(long, short)]
+        all: bool,
+    },
+    /// Show one sandbox, including the cause of its last failure.
+    Show { vmid: Vmid },
+    /// Start a stopped sandbox.
+    Start { vmid: Vmid },
+    /// Stop (power off) a sandbox; it can be started again.
+    Stop { vmid: Vmid },
+    /// Destroy a sandbox and everything AgentLab created for it.
+    #[command(visible_alias = "rm")]
+    Destroy { vmid: Vmid },
+    /// Manage the sandbox's lease.
+    Lease {
+        #[command(subcommand)]
+        cmd: LeaseCmd,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LeaseCmd {
+    /// Extend the lease from now.
+    Renew {
+        vmid: Vmid,
+        /// New lease length in minutes (the lease's own length when absent).
+        #[arg(long, value_name = "MINUTES")]
+        ttl: Option<u32>,
+    },
+}
+
+/// Runs `agentlab sandbox …`.
+pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
+    let c = &ctx.client;
+    let sandbox: Sandbox = match args.cmd {
+        SandboxCmd::New(a) => return sandbox_new::run(ctx, a).await,
+        SandboxCmd::List {
+            state,
+            profile,
+            all,
+        } => {
+            let states = state
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let path = with_query(
+                "/v1/sandboxes",
+                &[
+                    ("state", (!states.is_empty()).then_some(states)),
+                    ("profile", profile),
+                    ("all", all.then(|| "true".to_owned())),
+                ],
+            );
+            let list: Vec<Sandbox> = c.get(&path).await?;
+            return print_list(ctx, &list);
+        }
+        SandboxCmd::Show { vmid } => c.get(&format!("/v1/sandboxes/{vmid}")).await?,
+        SandboxCmd::Start { vmid } => c.post_empty(&format!("/v1/sandboxes/{vmid}/start")).await?,
+        SandboxCmd::Stop { vmid } => c.post_empty(&format!("/v1/sandboxes/{vmid}/stop")).await?,
+        SandboxCmd::Destroy { vmid } => c.delete(&format!("/v1/sandboxes/{vmid}")).await?,
+        SandboxCmd::Lease {
+            cmd: LeaseCmd::Renew { vmid, ttl },
+        } => {
+            let body = RenewLeaseRequest { ttl_minutes: ttl };
+            c.post(&format!("/v1/sandboxes/{vmid}/lease/renew"), &body)
+                .await?
+        }
+    };
+    if ctx.json {
+        print_json(&sandbox)?;
+    } else {
+        print!("{}", view::sandbox_detail(&sandbox, &chrono::Utc::now()));
+    }
+    Ok(Code::Ok)
+}
+
+fn print_list(ctx: &Ctx, list: &[Sandbox]) -> anyhow::Result<Code> {
+    if ctx.json {
+        print_json(&list)?;
+    } else if list.is_empty() {
+        println!("No sandboxes.");
+    } else {
+        print!("{}", view::sandbox_table(list, &chrono::Utc::now()));
+    }
+    Ok(Code::Ok)
+}

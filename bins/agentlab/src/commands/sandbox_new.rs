@@ -1,0 +1,141 @@
+//! `agentlab sandbox new`: request a sandbox and optionally wait (`--wait`) until it is READY
+//! or has failed, showing provisioning progress from the sandbox's event stream.
+
+use agentlab_core::api::control::CreateSandboxRequest;
+use agentlab_core::{Event, EventKind, Sandbox, SandboxState, Vmid};
+
+use crate::client::with_query;
+use crate::ctx::Ctx;
+use crate::exit::Code;
+use crate::output::{event_line, print_json};
+
+/// Arguments of `agentlab sandbox new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// Profile to create the sandbox from.
+    #[arg(long, short)]
+    pub profile: String,
+    /// Sandbox name (default `agentlab-<vmid>`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lease length in minutes (profile default when absent).
+    #[arg(long, value_name = "MINUTES")]
+    pub ttl: Option<u32>,
+    /// Keep the sandbox until its lease ends, with a renewable lease.
+    #[arg(long)]
+    pub keepalive: bool,
+    /// Workspace (id or name) to attach.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Wait until the sandbox is READY (exit 0) or FAILED (exit 1), showing progress.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+impl NewArgs {
+    /// The request body.
+    pub fn request(&self) -> CreateSandboxRequest {
+        CreateSandboxRequest {
+            profile: self.profile.clone(),
+            name: self.name.clone(),
+            ttl_minutes: self.ttl,
+            keepalive: self.keepalive.then_some(true),
+            workspace: self.workspace.clone(),
+        }
+    }
+}
+
+/// Runs `agentlab sandbox new`.
+pub async fn run(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Code> {
+    let sandbox: Sandbox = ctx.client.post("/v1/sandboxes", &args.request()).await?;
+    if !args.wait {
+        if ctx.json {
+            print_json(&sandbox)?;
+        } else {
+            println!(
+                "Sandbox {} ({}) requested from profile {}.",
+                sandbox.vmid, sandbox.name, sandbox.profile
+            );
+            println!(
+                "Watch it with `agentlab logs {} --follow` or `agentlab sandbox show {}`.",
+                sandbox.vmid, sandbox.vmid
+            );
+        }
+        return Ok(Code::Ok);
+    }
+    if !ctx.json {
+        eprintln!(
+            "Sandbox {} requested; waiting for it to become READY…",
+            sandbox.vmid
+        );
+    }
+    let sandbox = wait_settled(ctx, sandbox.vmid, !ctx.json).await?;
+    if ctx.json {
+        print_json(&sandbox)?;
+    } else {
+        print!(
+            "{}",
+            crate::view::sandbox_detail(&sandbox, &chrono::Utc::now())
+        );
+    }
+    Ok(Code::for_sandbox(sandbox.state))
+}
+
+/// Follows the sandbox's events until it leaves the provisioning states; prints each event on
+/// stderr when `show`.
+pub async fn wait_settled(ctx: &Ctx, vmid: Vmid, show: bool) -> anyhow::Result<Sandbox> {
+    let sandbox_path = format!("/v1/sandboxes/{vmid}");
+    let events = with_query(
+        &format!("{sandbox_path}/events"),
+        &[("follow", Some("true".into()))],
+    );
+    let mut stream = ctx.client.stream_lines(&events).await?;
+    while let Some(event) = stream.next_json::<Event>().await? {
+        if show {
+            eprintln!("{}", event_line(&event));
+        }
+        if changes_state(event.kind) {
+            let sandbox: Sandbox = ctx.client.get(&sandbox_path).await?;
+            if is_settled(sandbox.state) {
+                return Ok(sandbox);
+            }
+        }
+    }
+    Ok(ctx.client.get(&sandbox_path).await?)
+}
+
+/// Events after which the sandbox's state is worth re-reading.
+pub fn changes_state(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::StateChanged
+            | EventKind::ProvisionFailed
+            | EventKind::SandboxAction
+            | EventKind::Reconciled
+            | EventKind::LeaseExpired
+    )
+}
+
+/// Whether provisioning is over (successfully or not).
+pub fn is_settled(state: SandboxState) -> bool {
+    !matches!(
+        state,
+        SandboxState::Requested | SandboxState::Provisioning | SandboxState::Booting
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_stops_once_provisioning_is_over() {
+        assert!(!is_settled(SandboxState::Requested));
+        assert!(!is_settled(SandboxState::Booting));
+        assert!(is_settled(SandboxState::Ready));
+        assert!(is_settled(SandboxState::Failed));
+        assert!(changes_state(EventKind::StateChanged));
+        assert!(changes_state(EventKind::ProvisionFailed));
+        assert!(!changes_state(EventKind::ProvisionStep));
+    }
+}

@@ -1,0 +1,225 @@
+//! Human output: aligned tables, `key: value` blocks, times, sizes and event lines; plus the
+//! `--json` printer. Everything returns strings so it is testable without capturing stdout.
+
+use std::fmt::Display;
+
+use agentlab_core::{Event, EventKind, Timestamp};
+use serde::Serialize;
+
+/// A plain-text table whose columns are aligned on the widest cell.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (missing cells render empty, extra cells are kept).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table as lines joined by `\n` (with a trailing newline); columns are separated by
+    /// two spaces, the last column is not padded and no line has trailing spaces.
+    pub fn render(&self) -> String {
+        let all = std::iter::once(&self.header).chain(&self.rows);
+        let ncols = all.clone().map(Vec::len).max().unwrap_or(0);
+        let mut widths = vec![0; ncols];
+        for row in all.clone() {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in all {
+            let mut line = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                line.push_str(cell);
+                if i + 1 < ncols {
+                    let pad = width - cell.chars().count() + 2;
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `key: value` lines with the values aligned; pairs with an empty value are left out.
+pub fn kv(pairs: &[(&str, String)]) -> String {
+    let shown: Vec<_> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let width = shown
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in shown {
+        let pad = width - k.chars().count();
+        out.push_str(&format!("{k}:{}  {v}\n", " ".repeat(pad)));
+    }
+    out
+}
+
+/// Pretty JSON of an API object.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)?)
+}
+
+/// Prints an API object as pretty JSON on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", json(value)?);
+    Ok(())
+}
+
+/// A timestamp as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn time(ts: &Timestamp) -> String {
+    ts.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `ts` relative to `now`: `in 59m`, `3h ago`, `2d ago`.
+pub fn relative(ts: &Timestamp, now: &Timestamp) -> String {
+    let secs = (*ts - *now).num_seconds();
+    let abs = secs.unsigned_abs();
+    let span = match abs {
+        0..60 => format!("{abs}s"),
+        60..3600 => format!("{}m", abs / 60),
+        3600..86_400 => format!("{}h{:02}m", abs / 3600, abs % 3600 / 60),
+        _ => format!("{}d", abs / 86_400),
+    };
+    if secs >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// The value, or `-` when absent.
+pub fn dash<T: Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A byte count in B, KiB, MiB or GiB.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// One event as a human line: agent output (`job_log`) verbatim, anything else as
+/// `HH:MM:SS kind message [duration]`.
+pub fn event_line(e: &Event) -> String {
+    if e.kind == EventKind::JobLog {
+        return e.message.clone();
+    }
+    let mut line = format!(
+        "{} {:<16} {}",
+        e.ts.format("%H:%M:%S"),
+        e.kind.as_str(),
+        e.message
+    );
+    if let Some(ms) = e
+        .payload
+        .get("duration_ms")
+        .and_then(serde_json::Value::as_u64)
+    {
+        line.push_str(&format!(" [{:.1}s]", ms as f64 / 1000.0));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn ts(secs: i64) -> Timestamp {
+        chrono::Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn table_aligns_columns_without_trailing_spaces() {
+        let mut t = Table::new(&["VMID", "NAME", "STATE"]);
+        t.row(vec!["101".into(), "agentlab-101".into(), "READY".into()]);
+        t.row(vec!["100234".into(), "x".into(), String::new()]);
+        assert_eq!(
+            t.render(),
+            "VMID    NAME          STATE\n\
+             101     agentlab-101  READY\n\
+             100234  x\n"
+        );
+    }
+
+    #[test]
+    fn table_counts_characters_not_bytes() {
+        let mut t = Table::new(&["A", "B"]);
+        t.row(vec!["ää".into(), "x".into()]);
+        assert_eq!(t.render(), "A   B\nää  x\n");
+        assert_eq!(Table::new(&["ONLY"]).render(), "ONLY\n");
+    }
+
+    #[test]
+    fn kv_aligns_and_skips_empty_values() {
+        let out = kv(&[
+            ("state", "FAILED".into()),
+            ("ip", String::new()),
+            ("last error", "boom".into()),
+        ]);
+        assert_eq!(out, "state:       FAILED\nlast error:  boom\n");
+    }
+
+    #[test]
+    fn relative_times_and_sizes() {
+        assert_eq!(relative(&ts(3599), &ts(0)), "in 59m");
+        assert_eq!(relative(&ts(0), &ts(7300)), "2h01m ago");
+        assert_eq!(relative(&ts(5), &ts(0)), "in 5s");
+        assert_eq!(relative(&ts(0), &ts(200_000)), "2d ago");
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(dash(None::<u32>), "-");
+        assert_eq!(dash(Some(7)), "7");
+        assert_eq!(time(&ts(0)), "2023-11-14 22:13:20");
+    }
+
+    #[test]
+    fn event_lines_show_logs_verbatim_and_steps_with_duration() {
+        let mut e = Event {
+            id: 1,
+            ts: ts(0),
+            kind: EventKind::ProvisionStep,
+            sandbox: None,
+            job: None,
+            message: "clone: cloned template 9000".into(),
+            payload: serde_json::json!({"step": "clone", "duration_ms": 1300}),
+        };
+        assert_eq!(
+            event_line(&e),
+            "22:13:20 provision_step   clone: cloned template 9000 [1.3s]"
+        );
+        e.kind = EventKind::JobLog;
+        e.message = "hello from the agent".into();
+        assert_eq!(event_line(&e), "hello from the agent");
+    }
+}
