@@ -127,25 +127,17 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// One event as a human line: agent output (`job_log`) verbatim, anything else as
-/// `HH:MM:SS kind message [duration]`.
+/// `HH:MM:SS kind message` (the daemon's messages already carry step durations).
 pub fn event_line(e: &Event) -> String {
     if e.kind == EventKind::JobLog {
         return e.message.clone();
     }
-    let mut line = format!(
-        "{} {:<16} {}",
+    format!(
+        "{} {:<17} {}",
         e.ts.format("%H:%M:%S"),
         e.kind.as_str(),
         e.message
-    );
-    if let Some(ms) = e
-        .payload
-        .get("duration_ms")
-        .and_then(serde_json::Value::as_u64)
-    {
-        line.push_str(&format!(" [{:.1}s]", ms as f64 / 1000.0));
-    }
-    line
+    )
 }
 
 #[cfg(test)]
@@ -204,19 +196,19 @@ mod tests {
     }
 
     #[test]
-    fn event_lines_show_logs_verbatim_and_steps_with_duration() {
+    fn event_lines_show_logs_verbatim_and_other_kinds_aligned() {
         let mut e = Event {
             id: 1,
             ts: ts(0),
             kind: EventKind::ProvisionStep,
             sandbox: None,
             job: None,
-            message: "clone: cloned template 9000".into(),
+            message: "clone ok (create, 1300 ms)".into(),
             payload: serde_json::json!({"step": "clone", "duration_ms": 1300}),
         };
         assert_eq!(
             event_line(&e),
-            "22:13:20 provision_step   clone: cloned template 9000 [1.3s]"
+            "22:13:20 provision_step    clone ok (create, 1300 ms)"
         );
         e.kind = EventKind::JobLog;
         e.message = "hello from the agent".into();
