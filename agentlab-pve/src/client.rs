@@ -205,6 +205,10 @@ impl Api {
         };
         let resp = req.send().await.map_err(|e| conn(&e))?;
         let status = resp.status();
+        let reason = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
         let bytes = resp.bytes().await.map_err(|e| conn(&e))?;
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
@@ -217,6 +221,7 @@ impl Api {
             .get("message")
             .and_then(Value::as_str)
             .map(|m| m.trim_end().to_owned())
+            .or(reason)
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         if let Some(errors) = body.get("errors").and_then(Value::as_object) {
             let list: Vec<String> = errors

@@ -323,3 +323,37 @@ async fn unreachable_api_is_unavailable() {
     );
     let _ = vmid(100);
 }
+
+#[tokio::test]
+async fn legacy_servers_send_the_error_only_in_the_reason_phrase() {
+    let Some((sim, hv)) = setup(|c| c.legacy_errors = true).await else {
+        return;
+    };
+    let s = spec(9105);
+    hv.create(&s).await.unwrap();
+    sim.add_fault(FaultRule::always("PUT", "/qemu/9105/config", FaultKind::LockTimeout).times(1));
+    hv.configure(&s).await.unwrap();
+    assert_eq!(
+        hv.counters().lock_retries,
+        1,
+        "lock timeout recognised from the reason phrase"
+    );
+    sim.add_fault(
+        FaultRule::always(
+            "GET",
+            "/status/current",
+            FaultKind::Http {
+                status: 500,
+                message: "Configuration file 'nodes/pve1/qemu-server/9105.conf' does not exist"
+                    .into(),
+            },
+        )
+        .times(1),
+    );
+    assert!(matches!(
+        hv.status(s.vmid).await,
+        Err(HypervisorError::NotFound(_))
+    ));
+    hv.destroy(s.vmid).await.unwrap();
+    assert_schema_clean(&sim);
+}

@@ -145,13 +145,23 @@ impl Ctx {
     }
 }
 
-fn error_response(err: &ApiErr) -> Response {
+/// PVE's error answer: reason phrase = first line of the message; body with `message` (and
+/// `errors`), or only `{"data":null}` (+`errors`) in legacy mode (PVE before early 2025).
+fn error_response(legacy: bool, err: &ApiErr) -> Response {
     let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = json!({"data": null, "message": format!("{}\n", err.message)});
+    let mut body = json!({"data": null});
+    if !legacy {
+        body["message"] = json!(format!("{}\n", err.message));
+    }
     if let Some(errors) = &err.errors {
         body["errors"] = json!(errors);
     }
-    (status, axum::Json(body)).into_response()
+    let mut resp = (status, axum::Json(body)).into_response();
+    let first = err.message.lines().next().unwrap_or_default();
+    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(first.as_bytes().to_vec()) {
+        resp.extensions_mut().insert(reason);
+    }
+    resp
 }
 
 fn parse_params(
@@ -209,11 +219,14 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
     let method = parts.method.as_str().to_owned();
     let full_path = parts.uri.path().to_owned();
     let Some(path) = full_path.strip_prefix("/api2/json") else {
-        return error_response(&ApiErr {
-            status: 501,
-            message: format!("Method '{method} {full_path}' not implemented"),
-            errors: None,
-        });
+        return error_response(
+            inner.config.legacy_errors,
+            &ApiErr {
+                status: 501,
+                message: format!("Method '{method} {full_path}' not implemented"),
+                errors: None,
+            },
+        );
     };
     let path = path.to_owned();
     let body = axum::body::to_bytes(body, 512 * 1024)
@@ -317,15 +330,18 @@ async fn run(
 ) -> Option<Response> {
     if !authorized(inner, headers) {
         tokio::time::sleep(inner.config.auth_failure_delay).await;
-        return Some(error_response(&ApiErr {
-            status: 401,
-            message: "Authentication failed!".into(),
-            errors: None,
-        }));
+        return Some(error_response(
+            inner.config.legacy_errors,
+            &ApiErr {
+                status: 401,
+                message: "Authentication failed!".into(),
+                errors: None,
+            },
+        ));
     }
     let params = match outcome {
         Ok(p) => p,
-        Err(e) => return Some(error_response(&e)),
+        Err(e) => return Some(error_response(inner.config.legacy_errors, &e)),
     };
     let template = template.unwrap_or_default();
     let fired = fire(&mut lock(&inner.faults), method, path, template);
@@ -334,17 +350,23 @@ async fn run(
         match fault {
             FaultKind::Latency(d) => tokio::time::sleep(d).await,
             FaultKind::Http { status, message } => {
-                return Some(error_response(&ApiErr {
-                    status,
-                    message,
-                    errors: None,
-                }));
+                return Some(error_response(
+                    inner.config.legacy_errors,
+                    &ApiErr {
+                        status,
+                        message,
+                        errors: None,
+                    },
+                ));
             }
             FaultKind::LockTimeout => {
                 let id = params.get("vmid").cloned().unwrap_or_else(|| "0".into());
                 let msg =
                     format!("can't lock file '/var/lock/qemu-server/lock-{id}.conf' - got timeout");
-                return Some(error_response(&ApiErr::internal(msg)));
+                return Some(error_response(
+                    inner.config.legacy_errors,
+                    &ApiErr::internal(msg),
+                ));
             }
             FaultKind::Drop => return None,
             FaultKind::TaskFailure(msg) => task_fault = Some(msg),
@@ -359,6 +381,6 @@ async fn run(
             }
             (StatusCode::OK, axum::Json(body)).into_response()
         }
-        Err(e) => error_response(&e),
+        Err(e) => error_response(inner.config.legacy_errors, &e),
     })
 }

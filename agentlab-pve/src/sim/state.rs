@@ -77,6 +77,9 @@ pub struct SimConfig {
     pub hidden_task_polls: u32,
     /// Delay before answering 401 (PVE: 3 s).
     pub auth_failure_delay: Duration,
+    /// Answer errors like PVE before libpve-http-server-perl 5.2.0 (early 2025): the message
+    /// only in the HTTP reason phrase, body `{"data":null}`.
+    pub legacy_errors: bool,
 }
 
 impl SimConfig {
@@ -128,6 +131,7 @@ impl SimConfig {
             agent_delay: Duration::from_millis(50),
             hidden_task_polls: 1,
             auth_failure_delay: Duration::ZERO,
+            legacy_errors: false,
         }
     }
 }
