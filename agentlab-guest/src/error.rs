@@ -64,6 +64,9 @@ pub enum GuestError {
         #[source]
         source: std::io::Error,
     },
+    /// The runner was asked to stop before it had a job.
+    #[error("Runner stopped before the job started")]
+    Stopped,
     /// A job step (`bootstrap`, `clone`, `agent`, `artifacts`) failed; the message is redacted.
     #[error("Step {step} failed: {reason}")]
     Step {

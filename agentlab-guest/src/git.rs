@@ -160,7 +160,7 @@ impl Git {
         &self,
         c: Command,
         what: &str,
-        limits: Limits,
+        limits: &Limits,
         logs: &LogHandle,
     ) -> Result<(), GuestError> {
         let run = process::run_streamed(c, what, limits, logs)
@@ -192,7 +192,7 @@ impl Git {
     pub async fn checkout(
         &self,
         spec: &GuestJobSpec,
-        limits: Limits,
+        limits: &Limits,
         logs: &LogHandle,
     ) -> Result<String, GuestError> {
         let reused = self.dir.join(".git").exists();
@@ -236,7 +236,7 @@ impl Git {
     async fn resolve(
         &self,
         git_ref: Option<&str>,
-        limits: Limits,
+        limits: &Limits,
         logs: &LogHandle,
     ) -> Result<String, GuestError> {
         let candidates: Vec<String> = match git_ref {

@@ -28,4 +28,4 @@ mod steps;
 
 pub use config::RunnerConfig;
 pub use error::GuestError;
-pub use runner::{RunOutcome, run};
+pub use runner::{RunOutcome, run, run_until_stopped};

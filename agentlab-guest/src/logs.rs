@@ -2,7 +2,10 @@
 //! controller in batches (every `batch_lines` lines or every flush interval).
 //!
 //! Agent output goes through one [`LineRedactor`] per stream, which holds back just enough
-//! text to catch secret values split across lines; runner messages are redacted whole.
+//! text to catch secret values split across lines; held lines are released when the stream
+//! has been idle for a moment (so a lone line shows up live). The price: a value split across
+//! lines *with a pause in between* may have its first part shown. Runner messages are
+//! redacted whole.
 //! Shipping is best effort: a batch that cannot be delivered after a few retries is dropped
 //! (and counted) — the full log still reaches the host in the artifact bundle.
 
@@ -78,6 +81,13 @@ impl StreamLogger {
     /// Pushes one raw line (without its newline).
     pub async fn push(&mut self, raw: &str) {
         let ready = self.redactor.push_line(raw);
+        self.emit(ready).await;
+    }
+
+    /// Emits held-back lines now (called when the stream goes idle, so a lone line is not
+    /// delayed); they stay as context for redacting a value continued on later lines.
+    pub async fn flush(&mut self) {
+        let ready = self.redactor.flush();
         self.emit(ready).await;
     }
 

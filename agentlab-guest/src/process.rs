@@ -1,6 +1,6 @@
 //! Running child processes: in their own process group, output streamed line by line to the
 //! log, under a timeout enforced with SIGTERM, then SIGKILL after a grace period, always to
-//! the whole group. When the main process exits, whatever it left behind in its group is
+//! the whole group (the same happens when the runner is asked to stop). When the main process exits, whatever it left behind in its group is
 //! killed too, so no stray process keeps the output pipes (or the sandbox) busy.
 
 use std::process::{ExitStatus, Stdio};
@@ -12,12 +12,15 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::GuestError;
 use crate::logs::{LogHandle, StreamLogger};
 
 /// Longest line passed on; longer output is split.
 const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Idle time after which held-back lines are released.
+const IDLE_FLUSH: Duration = Duration::from_millis(300);
 /// How long to keep reading output after the process group is gone.
 const PIPE_DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// Exit code reported for a timed-out process (as `timeout(1)` does).
@@ -30,6 +33,8 @@ pub enum ProcessEnd {
     Exited(i32),
     /// Killed by the runner after the timeout.
     TimedOut,
+    /// Stopped because the runner itself was asked to stop.
+    Cancelled,
 }
 
 impl ProcessEnd {
@@ -38,6 +43,7 @@ impl ProcessEnd {
         match self {
             Self::Exited(c) => c,
             Self::TimedOut => TIMEOUT_EXIT_CODE,
+            Self::Cancelled => 128 + Signal::SIGTERM as i32,
         }
     }
 
@@ -56,13 +62,15 @@ pub struct StreamedRun {
     pub stderr_tail: Vec<String>,
 }
 
-/// Timeout and kill grace.
-#[derive(Debug, Clone, Copy)]
+/// Timeout, kill grace and the runner's stop signal.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Wall-clock limit.
     pub timeout: Duration,
     /// Wait between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Cancelled when the runner is asked to stop; the process is then stopped like on timeout.
+    pub cancel: CancellationToken,
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
@@ -84,7 +92,7 @@ fn signal_group(pgid: Option<Pid>, sig: Signal) {
 pub async fn run_streamed(
     mut cmd: Command,
     what: &str,
-    limits: Limits,
+    limits: &Limits,
     logs: &LogHandle,
 ) -> Result<StreamedRun, GuestError> {
     cmd.stdin(Stdio::null())
@@ -108,14 +116,22 @@ pub async fn run_streamed(
         .take()
         .map(|s| tokio::spawn(pump(s, logs.stream(LogStream::Stderr))));
     let wait_err = |e| GuestError::io(format!("Cannot wait for {what}"), e);
-    let end = match tokio::time::timeout(limits.timeout, child.wait()).await {
-        Ok(status) => ProcessEnd::Exited(exit_code(status.map_err(wait_err)?)),
-        Err(_) => {
-            tracing::warn!(
-                what,
-                timeout_secs = limits.timeout.as_secs(),
-                "timeout, sending SIGTERM"
-            );
+    let end = tokio::select! {
+        status = tokio::time::timeout(limits.timeout, child.wait()) => match status {
+            Ok(status) => Some(ProcessEnd::Exited(exit_code(status.map_err(wait_err)?))),
+            Err(_) => {
+                tracing::warn!(what, timeout_secs = limits.timeout.as_secs(), "timeout, stopping");
+                None
+            }
+        },
+        () = limits.cancel.cancelled() => {
+            tracing::warn!(what, "runner stopping, stopping the process");
+            Some(ProcessEnd::Cancelled)
+        }
+    };
+    let end = match end {
+        Some(ProcessEnd::Exited(code)) => ProcessEnd::Exited(code),
+        other => {
             signal_group(pgid, Signal::SIGTERM);
             if tokio::time::timeout(limits.grace, child.wait())
                 .await
@@ -125,7 +141,7 @@ pub async fn run_streamed(
                 signal_group(pgid, Signal::SIGKILL);
                 child.wait().await.map_err(wait_err)?;
             }
-            ProcessEnd::TimedOut
+            other.unwrap_or(ProcessEnd::TimedOut)
         }
     };
     // Anything the process left behind in its group goes too.
@@ -157,9 +173,13 @@ async fn pump(reader: impl AsyncRead + Unpin, mut logger: StreamLogger) -> Vec<S
     let mut reader = BufReader::new(reader);
     let mut line: Vec<u8> = Vec::new();
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(e) => {
+        let buf = match tokio::time::timeout(IDLE_FLUSH, reader.fill_buf()).await {
+            Err(_) => {
+                logger.flush().await;
+                continue;
+            }
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot read child output");
                 break;
             }

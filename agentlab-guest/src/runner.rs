@@ -17,6 +17,7 @@ use std::time::Instant;
 use agentlab_core::api::guest::{BootstrapPayload, GuestJobState, StatusReport};
 use agentlab_core::redact::Redactor;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentPaths;
 use crate::client::{self, Backoff, RunnerClient};
@@ -26,7 +27,7 @@ use crate::git::Git;
 use crate::logs::{LogHandle, LogShipper};
 use crate::process::{self, ProcessEnd};
 use crate::secrets_dir::SecretsDir;
-use crate::steps::{step_of, steps};
+use crate::steps::{StepCtx, step_of, steps};
 use crate::{artifacts, bootstrap};
 
 /// Name of the uploaded bundle.
@@ -52,12 +53,62 @@ struct RunReport<'a> {
 }
 
 /// Runs one job. See the module docs for the sequence.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), agentlab_guest::GuestError> {
+/// use std::path::PathBuf;
+///
+/// let config = agentlab_guest::RunnerConfig {
+///     bootstrap_paths: vec![PathBuf::from("/tmp/job/bootstrap.json")],
+///     secrets_dir: PathBuf::from("/tmp/job/secrets"),
+///     allow_non_tmpfs: true,
+///     work_dir: PathBuf::from("/tmp/job/work"),
+///     ..Default::default()
+/// };
+/// let outcome = agentlab_guest::run(&config).await?;
+/// println!("{outcome:?}");
+/// # Ok(())
+/// # }
+/// ```
 pub async fn run(config: &RunnerConfig) -> Result<RunOutcome, GuestError> {
+    run_until_stopped(config, &CancellationToken::new()).await
+}
+
+/// Like [`run`], but `cancel` stops the run early (the binary cancels on SIGTERM/SIGINT): before
+/// the payload is fetched the runner returns [`GuestError::Stopped`]; during a job, the running
+/// step's process group is stopped (SIGTERM, grace, SIGKILL), no further step starts, and the
+/// outcome is still bundled and reported as `FAILED`.
+pub async fn run_until_stopped(
+    config: &RunnerConfig,
+    cancel: &CancellationToken,
+) -> Result<RunOutcome, GuestError> {
     let secrets = SecretsDir::prepare(&config.secrets_dir, config.allow_non_tmpfs)?;
-    let payload = match secrets.load_cached_payload()? {
+    let payload = tokio::select! {
+        p = obtain_payload(config, &secrets) => p?,
+        () = cancel.cancelled() => return Err(GuestError::Stopped),
+    };
+    let Some(payload) = payload else {
+        return Ok(RunOutcome::NoJob);
+    };
+    let result = run_job(config, &secrets, &payload, cancel).await;
+    match &result {
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(error = %e, "keeping the cached payload for a restart");
+        }
+        _ => secrets.wipe(),
+    }
+    result
+}
+
+/// The cached payload, or the bootstrap file + fetch; `None` when there is no job.
+async fn obtain_payload(
+    config: &RunnerConfig,
+    secrets: &SecretsDir,
+) -> Result<Option<BootstrapPayload>, GuestError> {
+    match secrets.load_cached_payload()? {
         Some(p) => {
             tracing::info!(job = %p.job.job_id, "resuming with the cached payload");
-            p
+            Ok(Some(p))
         }
         None => {
             let (path, data) = bootstrap::wait_for_file(
@@ -77,23 +128,15 @@ pub async fn run(config: &RunnerConfig) -> Result<RunOutcome, GuestError> {
                     if let Err(e) = secrets.cache_payload(&p) {
                         tracing::warn!(error = %e, "cannot cache the payload; a restart will not resume");
                     }
-                    p
+                    Ok(Some(p))
                 }
                 None => {
                     tracing::info!(sandbox = %data.vmid, "controller has no job for this sandbox");
-                    return Ok(RunOutcome::NoJob);
+                    Ok(None)
                 }
             }
         }
-    };
-    let result = run_job(config, &secrets, &payload).await;
-    match &result {
-        Err(e) if e.is_retryable() => {
-            tracing::warn!(error = %e, "keeping the cached payload for a restart");
-        }
-        _ => secrets.wipe(),
     }
-    result
 }
 
 fn recreate_dir(dir: &Path) -> Result<(), GuestError> {
@@ -124,6 +167,12 @@ fn verdict(
             "agent",
             Some(process::TIMEOUT_EXIT_CODE),
             format!("Agent exceeded the job timeout of {timeout_secs} s"),
+        ),
+        Ok(ProcessEnd::Cancelled) => failed(
+            GuestJobState::Failed,
+            "agent",
+            Some(ProcessEnd::Cancelled.code()),
+            "Runner stopped during the agent step".to_owned(),
         ),
         Ok(ProcessEnd::Exited(code)) => failed(
             GuestJobState::Failed,
@@ -165,6 +214,7 @@ async fn run_job(
     config: &RunnerConfig,
     secrets: &SecretsDir,
     payload: &BootstrapPayload,
+    cancel: &CancellationToken,
 ) -> Result<RunOutcome, GuestError> {
     let started = Instant::now();
     let job = &payload.job;
@@ -212,16 +262,16 @@ async fn run_job(
             .map(|_| secrets.path().join("claude")),
     };
     let mut checkout: Option<(Git, String)> = None;
-    let result = steps(
+    let ctx = StepCtx {
         config,
         secrets,
         payload,
-        &paths,
-        &client,
-        &logs,
-        &mut checkout,
-    )
-    .await;
+        paths: &paths,
+        client: &client,
+        logs: &logs,
+        cancel,
+    };
+    let result = steps(&ctx, &mut checkout).await;
 
     let mut report = verdict(result, job.timeout_secs, &redactor);
     if let Some((git, base)) = &checkout {

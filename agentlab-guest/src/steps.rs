@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use agentlab_core::api::guest::{BootstrapPayload, StatusReport};
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, AgentPaths};
 use crate::client::{Backoff, RunnerClient};
@@ -36,17 +37,33 @@ pub(crate) fn as_step(step: &'static str) -> impl Fn(GuestError) -> GuestError {
     }
 }
 
+/// What the steps work with.
+#[derive(Debug)]
+pub(crate) struct StepCtx<'a> {
+    pub config: &'a RunnerConfig,
+    pub secrets: &'a SecretsDir,
+    pub payload: &'a BootstrapPayload,
+    pub paths: &'a AgentPaths,
+    pub client: &'a RunnerClient,
+    pub logs: &'a LogHandle,
+    pub cancel: &'a CancellationToken,
+}
+
 pub(crate) async fn steps(
-    config: &RunnerConfig,
-    secrets: &SecretsDir,
-    payload: &BootstrapPayload,
-    paths: &AgentPaths,
-    client: &RunnerClient,
-    logs: &LogHandle,
+    ctx: &StepCtx<'_>,
     checkout: &mut Option<(Git, String)>,
 ) -> Result<ProcessEnd, GuestError> {
+    let StepCtx {
+        config,
+        secrets,
+        payload,
+        paths,
+        logs,
+        cancel,
+        ..
+    } = *ctx;
     let job = &payload.job;
-    report_step(client, logs, "bootstrap").await;
+    report_step(ctx, "bootstrap").await?;
     for f in &payload.secrets.files {
         secrets
             .write_bundle_file(
@@ -64,18 +81,19 @@ pub(crate) async fn steps(
     let git = Git::new(&config.git_bin, job, secrets, payload.secrets.git.as_ref())
         .map_err(as_step("bootstrap"))?;
 
-    report_step(client, logs, "clone").await;
+    report_step(ctx, "clone").await?;
     let clone_limits = Limits {
         timeout: config.clone_timeout,
         grace: config.kill_grace,
+        cancel: cancel.clone(),
     };
     let base = git
-        .checkout(job, clone_limits, logs)
+        .checkout(job, &clone_limits, logs)
         .await
         .map_err(as_step("clone"))?;
     *checkout = Some((git, base));
 
-    report_step(client, logs, "agent").await;
+    report_step(ctx, "agent").await?;
     let argv = agent::agent_argv(&job.agent, &job.mode, &job.task)?;
     let argv = agent::sandboxed_argv(payload, &config.bwrap_bin, paths, argv)?;
     let Some((program, args)) = argv.split_first() else {
@@ -93,19 +111,26 @@ pub(crate) async fn steps(
     let limits = Limits {
         timeout: Duration::from_secs(job.timeout_secs),
         grace: config.kill_grace,
+        cancel: cancel.clone(),
     };
-    let run = process::run_streamed(cmd, "agent", limits, logs)
+    let run = process::run_streamed(cmd, "agent", &limits, logs)
         .await
         .map_err(as_step("agent"))?;
     Ok(run.end)
 }
 
-async fn report_step(client: &RunnerClient, logs: &LogHandle, step: &str) {
-    logs.runner(&format!("step: {step}")).await;
-    if let Err(e) = client
+/// Announces `step` (log line + `RUNNING` report); refuses to start it once stopping.
+async fn report_step(ctx: &StepCtx<'_>, step: &'static str) -> Result<(), GuestError> {
+    if ctx.cancel.is_cancelled() {
+        return Err(GuestError::step(step, "Runner stopped before this step"));
+    }
+    ctx.logs.runner(&format!("step: {step}")).await;
+    if let Err(e) = ctx
+        .client
         .status(&StatusReport::running(step), STEP_BACKOFF)
         .await
     {
         tracing::warn!(step, error = %e, "cannot report step");
     }
+    Ok(())
 }

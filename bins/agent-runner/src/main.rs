@@ -3,8 +3,9 @@
 //!
 //! Exit codes: 0 when the job ran and was reported (whatever the agent did) or the sandbox has
 //! no job; 1 for conditions worth a restart (controller unreachable, no bootstrap file yet);
-//! 2 for everything else (bad bootstrap file, refused token, non-tmpfs secrets dir) — use
-//! `RestartPreventExitStatus=2` in the systemd unit.
+//! 2 for everything else (bad bootstrap file, refused token, non-tmpfs secrets dir, stopped
+//! before a job) — use `RestartPreventExitStatus=2` in the systemd unit. SIGTERM/SIGINT stop
+//! the current step; a job in progress is still bundled and reported (`FAILED`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use agentlab_guest::{GuestError, RunOutcome, RunnerConfig};
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 /// Version line: crate version, git commit and build date embedded at build time.
 const VERSION: &str = concat!(
@@ -100,6 +102,23 @@ fn error_chain(e: &GuestError) -> String {
     msg
 }
 
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -118,7 +137,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(agentlab_guest::run(&config)) {
+    let cancel = CancellationToken::new();
+    let outcome = rt.block_on(async {
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::warn!("stop requested; stopping the current step and reporting");
+            stop.cancel();
+        });
+        agentlab_guest::run_until_stopped(&config, &cancel).await
+    });
+    match outcome {
         Ok(RunOutcome::Reported(state)) => {
             tracing::info!(?state, "job reported");
             ExitCode::SUCCESS

@@ -51,9 +51,8 @@ mod tests {
     echo "raw key: $API_KEY"
     printf '%s' "$API_KEY" | base64
     echo "url: https://db.example.invalid/?pw=p%40ss%2Fw0rd%2Bsecret%3Dxyz"
-cat "$AGENTLAB_SECRETS_DIR/payload.json"; echo
-echo "split: sk-live-ABCDEF"
-    echo "GHIJKL123456 end"
+    cat "$AGENTLAB_SECRETS_DIR/payload.json"; echo
+    printf 'split: sk-live-ABCDEF\nGHIJKL123456 end\n'
     echo "warning on stderr" >&2
     echo "a line from the agent" >> README.md
     git commit -q -am "agent change"
@@ -310,6 +309,40 @@ echo "split: sk-live-ABCDEF"
         let report = mock.final_report();
         assert_eq!(report.state, GuestJobState::Failed);
         assert_eq!(report.failed_step.as_deref(), Some("bootstrap"));
+        env.assert_secrets_wiped();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sigterm_stops_the_agent_and_still_reports() {
+        let env = Env::new();
+        let cmd = "echo agent started; sleep 60; echo never";
+        let mock = Mock::start(|url| env.payload(url, cmd, 600, bundle())).await;
+        let child = env.spawn_runner(&env.write_bootstrap(&mock.url), &["--allow-non-tmpfs"]);
+        // Wait (bounded) until the agent is running, then stop the runner like systemd would.
+        let mut started = false;
+        for _ in 0..1500 {
+            if mock.log_text().contains("agent started") {
+                started = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(started, "agent never started: {}", mock.log_text());
+        let pid = child.id().unwrap().to_string();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report = mock.final_report();
+        assert_eq!(report.state, GuestJobState::Failed);
+        assert_eq!(report.failed_step.as_deref(), Some("agent"));
+        assert_eq!(report.exit_code, Some(143));
+        assert!(report.error.unwrap().contains("stopped"));
+        assert!(!mock.log_text().contains("never"));
+        assert!(mock.bundle().contains_key("runner.log"));
         env.assert_secrets_wiped();
     }
 

@@ -314,6 +314,14 @@ impl Env {
 
     /// Runs the real binary with test-friendly flags plus `extra`.
     pub async fn run_runner(&self, bootstrap: &Path, extra: &[&str]) -> Output {
+        self.spawn_runner(bootstrap, extra)
+            .wait_with_output()
+            .await
+            .unwrap()
+    }
+
+    /// Starts the real binary (stdout/stderr piped) with test-friendly flags plus `extra`.
+    pub fn spawn_runner(&self, bootstrap: &Path, extra: &[&str]) -> tokio::process::Child {
         let home = self.path("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"));
@@ -341,9 +349,10 @@ impl Env {
             .env("GIT_COMMITTER_NAME", "Agent")
             .env("GIT_COMMITTER_EMAIL", "agent@example.invalid")
             .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
-            .output()
-            .await
+            .spawn()
             .unwrap()
     }
 
