@@ -9,6 +9,8 @@ mod commands;
 mod ctx;
 mod exit;
 mod output;
+#[cfg(test)]
+mod test_server;
 mod view;
 
 use clap::{CommandFactory, Parser, Subcommand};

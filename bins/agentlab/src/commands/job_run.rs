@@ -154,3 +154,7 @@ fn progress(e: &Event) {
         eprintln!("{}", event_line(e));
     }
 }
+
+#[cfg(test)]
+#[path = "job_run_tests.rs"]
+mod tests;

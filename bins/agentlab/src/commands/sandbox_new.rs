@@ -138,4 +138,38 @@ mod tests {
         assert!(changes_state(EventKind::ProvisionFailed));
         assert!(!changes_state(EventKind::ProvisionStep));
     }
+
+    #[tokio::test]
+    async fn wait_stops_at_the_first_settled_state() {
+        use crate::test_server::fixtures::{event_line, sandbox};
+        use crate::test_server::{Canned, Reply};
+
+        let stream = [
+            event_line(1, EventKind::ProvisionStep, "clone ok"),
+            event_line(2, EventKind::ProvisionFailed, "configure failed: boom"),
+        ]
+        .concat();
+        let failed = sandbox(SandboxState::Failed, Some("configure failed: boom"));
+        let srv = Canned::start(vec![
+            (
+                "GET /v1/sandboxes/101/events?follow=true",
+                Reply::raw(stream, vec![]),
+            ),
+            ("GET /v1/sandboxes/101", Reply::json(200, &failed)),
+        ])
+        .await;
+        let got = wait_settled(&srv.ctx(true), failed.vmid, false)
+            .await
+            .unwrap();
+        assert_eq!(got.last_error.as_deref(), Some("configure failed: boom"));
+        assert_eq!(Code::for_sandbox(got.state), Code::Failure);
+        let seen = srv.requests.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                "GET /v1/sandboxes/101/events?follow=true",
+                "GET /v1/sandboxes/101"
+            ]
+        );
+    }
 }
