@@ -257,3 +257,26 @@ async fn full_clone_uses_the_configured_storage() {
     assert!(sim.vm_config(9007).unwrap()["scsi0"].starts_with("local-lvm:vm-9007-disk-0"));
     assert_schema_clean(&sim);
 }
+
+#[tokio::test]
+async fn ids_hidden_by_acls_are_still_refused() {
+    let Some((sim, hv)) = setup(|c| c.invisible_vms = vec![777]).await else {
+        return;
+    };
+    sim.add_vm(&SeedVm::foreign(777, "pve2"));
+    let ids: Vec<u32> = hv
+        .used_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Vmid::get)
+        .collect();
+    assert!(!ids.contains(&777), "the token cannot see 777");
+    let err = hv.create(&spec(777)).await.unwrap_err();
+    assert!(
+        matches!(err, HypervisorError::AlreadyExists(_)),
+        "nextid?vmid= catches it: {err:?}"
+    );
+    assert_eq!(sim.vm_node(777).as_deref(), Some("pve2"));
+    assert_schema_clean(&sim);
+}

@@ -30,7 +30,11 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
     let mut out = Vec::new();
     let st = inner.state();
     if ty.is_none_or(|t| t == "vm") {
-        for (id, vm) in &st.vms {
+        for (id, vm) in st
+            .vms
+            .iter()
+            .filter(|(id, _)| !inner.config.invisible_vms.contains(id))
+        {
             let status = match (vm.config.get("lock"), vm.power) {
                 (Some(l), _) if l == "clone" => "unknown",
                 (_, Power::Stopped) => "stopped",

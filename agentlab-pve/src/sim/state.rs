@@ -80,6 +80,9 @@ pub struct SimConfig {
     /// Answer errors like PVE before libpve-http-server-perl 5.2.0 (early 2025): the message
     /// only in the HTTP reason phrase, body `{"data":null}`.
     pub legacy_errors: bool,
+    /// VMs the token lacks `VM.Audit` on: omitted from `/cluster/resources` (but still taken
+    /// for `/cluster/nextid`, as in PVE).
+    pub invisible_vms: Vec<u32>,
 }
 
 impl SimConfig {
@@ -132,6 +135,7 @@ impl SimConfig {
             hidden_task_polls: 1,
             auth_failure_delay: Duration::ZERO,
             legacy_errors: false,
+            invisible_vms: Vec::new(),
         }
     }
 }
