@@ -13,13 +13,15 @@ use std::time::Duration;
 use agentlab_core::api::control::ErrorBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderMap};
+use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
+
+pub use crate::stream::{Download, LineStream};
 
 /// How to get a daemon running, appended to "unreachable" errors.
 pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
@@ -149,23 +151,13 @@ impl Client {
     pub async fn download(&self, path: &str) -> Result<Download, ClientError> {
         let resp = self.send(Method::GET, path, None).await?;
         let (parts, body) = resp.into_parts();
-        Ok(Download {
-            headers: parts.headers,
-            body,
-            client: self.clone(),
-            path: path.to_owned(),
-        })
+        Ok(Download::new(parts.headers, body, self.clone(), path))
     }
 
     /// `GET path` for an NDJSON stream (`follow=true` event routes).
     pub async fn stream_lines(&self, path: &str) -> Result<LineStream, ClientError> {
         let resp = self.send(Method::GET, path, None).await?;
-        Ok(LineStream {
-            body: resp.into_body(),
-            buf: LineBuffer::default(),
-            done: false,
-            path: path.to_owned(),
-        })
+        Ok(LineStream::new(resp.into_body(), path))
     }
 
     async fn json<T: DeserializeOwned>(
@@ -233,125 +225,13 @@ impl Client {
         Ok(collected.map_err(ClientError::Http)?.to_bytes())
     }
 
-    async fn within<F: Future>(&self, fut: F) -> Result<F::Output, ClientError> {
+    pub(crate) async fn within<F: Future>(&self, fut: F) -> Result<F::Output, ClientError> {
         tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| ClientError::Timeout {
                 socket: self.socket.clone(),
                 secs: self.timeout.as_secs(),
             })
-    }
-}
-
-/// A raw response body being downloaded; each chunk read is bounded by the client's timeout.
-#[derive(Debug)]
-pub struct Download {
-    /// Response headers (`x-sha256`, `content-length`).
-    pub headers: HeaderMap,
-    body: Incoming,
-    client: Client,
-    path: String,
-}
-
-impl Download {
-    /// The value of a header as text, when present and valid.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The next chunk of data, `None` at the end.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
-        loop {
-            let Some(frame) = self.client.within(self.body.frame()).await? else {
-                return Ok(None);
-            };
-            let frame = frame.map_err(ClientError::Http)?;
-            if let Ok(data) = frame.into_data() {
-                return Ok(Some(data));
-            }
-            tracing::trace!(path = %self.path, "skipping a non-data frame");
-        }
-    }
-}
-
-/// An NDJSON response read line by line.
-#[derive(Debug)]
-pub struct LineStream {
-    body: Incoming,
-    buf: LineBuffer,
-    done: bool,
-    path: String,
-}
-
-impl LineStream {
-    /// The next line without its line ending, `None` when the stream ended.
-    pub async fn next_line(&mut self) -> Result<Option<String>, ClientError> {
-        loop {
-            if let Some(line) = self.buf.pop_line() {
-                return Ok(Some(line));
-            }
-            if self.done {
-                return Ok(self.buf.take_rest());
-            }
-            match self.body.frame().await {
-                None => self.done = true,
-                Some(Err(e)) => return Err(ClientError::Http(e)),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.push(&data);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next JSON value, skipping blank lines and `{}` keep-alives; an error envelope sent
-    /// in the stream becomes [`ClientError::Api`].
-    pub async fn next_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ClientError> {
-        while let Some(line) = self.next_line().await? {
-            let line = line.trim();
-            if line.is_empty() || line == "{}" {
-                continue;
-            }
-            if let Ok(body) = serde_json::from_str::<ErrorBody>(line) {
-                return Err(api_error(500, body).into());
-            }
-            return serde_json::from_str(line)
-                .map(Some)
-                .map_err(|e| protocol(&self.path, format!("invalid JSON line: {e}")));
-        }
-        Ok(None)
-    }
-}
-
-/// Splits a byte stream into lines; chunk boundaries may fall anywhere, even inside a UTF-8
-/// character.
-#[derive(Debug, Default)]
-pub struct LineBuffer {
-    buf: Vec<u8>,
-}
-
-impl LineBuffer {
-    /// Appends received bytes.
-    pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// The next complete line (without `\n` / `\r\n`), if one is buffered.
-    pub fn pop_line(&mut self) -> Option<String> {
-        let pos = self.buf.iter().position(|b| *b == b'\n')?;
-        let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        Some(String::from_utf8_lossy(&line).into_owned())
-    }
-
-    /// Whatever is left after the stream ended (a last line without `\n`), if not empty.
-    pub fn take_rest(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.buf);
-        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).into_owned())
     }
 }
 
@@ -400,7 +280,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> ApiError {
     }
 }
 
-fn api_error(status: u16, body: ErrorBody) -> ApiError {
+pub(crate) fn api_error(status: u16, body: ErrorBody) -> ApiError {
     let ErrorBody { error } = body;
     ApiError {
         status,
@@ -422,7 +302,7 @@ fn unreachable_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn protocol(path: &str, reason: String) -> ClientError {
+pub(crate) fn protocol(path: &str, reason: String) -> ClientError {
     ClientError::Protocol {
         path: path.to_owned(),
         reason,

@@ -16,6 +16,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::stream::LineBuffer;
 
 type Body = BoxBody<Bytes, Infallible>;
 type Feed = Arc<Mutex<Option<mpsc::Receiver<Bytes>>>>;

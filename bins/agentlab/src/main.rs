@@ -9,6 +9,7 @@ mod commands;
 mod ctx;
 mod exit;
 mod output;
+mod stream;
 #[cfg(test)]
 mod test_server;
 mod view;
