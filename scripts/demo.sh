@@ -43,6 +43,9 @@ resources:
   memory_mb: 512
 behavior:
   ttl_minutes_default: 15
+repo:
+  # The fake backend runs the guest as a local process, so the checkout lives on this host.
+  clone_path: $demo/checkout
 agent:
   command: "true"
 YAML
