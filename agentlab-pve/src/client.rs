@@ -94,6 +94,7 @@ pub struct Api {
     http: reqwest::Client,
     base: String,
     auth: HeaderValue,
+    inflight: Arc<tokio::sync::Semaphore>,
     /// Shared counters.
     pub counters: Arc<PveCounters>,
 }
@@ -129,6 +130,7 @@ impl Api {
             http,
             base,
             auth,
+            inflight: Arc::new(tokio::sync::Semaphore::new(opts.poll.max_inflight.max(1))),
             counters: Arc::default(),
         })
     }
@@ -176,6 +178,14 @@ impl Api {
 
     async fn once(&self, method: Method, path: &str, params: &Params) -> Result<Value, PveError> {
         let call = format!("{method} {path}");
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .map_err(|_| PveError::Connection {
+                call: call.clone(),
+                detail: "client closed".into(),
+            })?;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let encoded = {
             let mut ser = form_urlencoded::Serializer::new(String::new());

@@ -52,6 +52,8 @@ pub struct PollOptions {
     pub lock_backoff_ms: u64,
     /// HTTP request timeout.
     pub request_timeout_ms: u64,
+    /// Requests in flight at once (pvedaemon has 3 workers per node; blocking calls hold one).
+    pub max_inflight: usize,
 }
 
 impl Default for PollOptions {
@@ -65,6 +67,7 @@ impl Default for PollOptions {
             lock_retries: 8,
             lock_backoff_ms: 500,
             request_timeout_ms: 60_000,
+            max_inflight: 6,
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn fast_poll() -> PollOptions {
         lock_retries: 12,
         lock_backoff_ms: 5,
         request_timeout_ms: 10_000,
+        max_inflight: 6,
     }
 }
 
