@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod git;
 pub mod logs;
+mod outcome;
 pub mod process;
 pub mod runner;
 pub mod secrets_dir;

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use agentlab_core::api::guest::{BootstrapPayload, GuestJobState, StatusReport};
 use agentlab_core::redact::Redactor;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentPaths;
@@ -25,9 +24,9 @@ use crate::config::RunnerConfig;
 use crate::error::GuestError;
 use crate::git::Git;
 use crate::logs::{LogHandle, LogShipper};
-use crate::process::{self, ProcessEnd};
+use crate::outcome::{describe_checkout, verdict, write_report};
 use crate::secrets_dir::SecretsDir;
-use crate::steps::{StepCtx, step_of, steps};
+use crate::steps::{StepCtx, steps};
 use crate::{artifacts, bootstrap};
 
 /// Name of the uploaded bundle.
@@ -40,16 +39,6 @@ pub enum RunOutcome {
     Reported(GuestJobState),
     /// The controller has no job for this sandbox.
     NoJob,
-}
-
-/// `report.json` in the artifact bundle.
-#[derive(Debug, Serialize)]
-struct RunReport<'a> {
-    job_id: &'a str,
-    work_branch: &'a str,
-    base_commit: Option<&'a str>,
-    #[serde(flatten)]
-    status: &'a StatusReport,
 }
 
 /// Runs one job. See the module docs for the sequence.
@@ -148,47 +137,6 @@ fn recreate_dir(dir: &Path) -> Result<(), GuestError> {
         .map_err(|e| GuestError::io(format!("Cannot create {}", dir.display()), e))
 }
 
-/// The final report for how the steps ended (commit and summary are added later).
-fn verdict(
-    result: Result<ProcessEnd, GuestError>,
-    timeout_secs: u64,
-    redactor: &Redactor,
-) -> StatusReport {
-    let failed = |state, step: &str, exit_code, error: String| StatusReport {
-        exit_code,
-        failed_step: Some(step.to_owned()),
-        error: Some(error),
-        ..StatusReport::new(state)
-    };
-    match result {
-        Ok(ProcessEnd::Exited(0)) => StatusReport::new(GuestJobState::Completed),
-        Ok(ProcessEnd::TimedOut) => failed(
-            GuestJobState::Timeout,
-            "agent",
-            Some(process::TIMEOUT_EXIT_CODE),
-            format!("Agent exceeded the job timeout of {timeout_secs} s"),
-        ),
-        Ok(ProcessEnd::Cancelled) => failed(
-            GuestJobState::Failed,
-            "agent",
-            Some(ProcessEnd::Cancelled.code()),
-            "Runner stopped during the agent step".to_owned(),
-        ),
-        Ok(ProcessEnd::Exited(code)) => failed(
-            GuestJobState::Failed,
-            "agent",
-            Some(code),
-            format!("Agent exited with code {code}"),
-        ),
-        Err(e) => failed(
-            GuestJobState::Failed,
-            step_of(&e),
-            None,
-            redactor.redact(&e.to_string()),
-        ),
-    }
-}
-
 /// Work dir, empty artifacts dir and the log shipper.
 async fn setup_work(
     config: &RunnerConfig,
@@ -199,6 +147,20 @@ async fn setup_work(
         .map_err(|e| GuestError::io(format!("Cannot create {}", config.work_dir.display()), e))?;
     let artifacts_dir = config.work_dir.join("artifacts");
     recreate_dir(&artifacts_dir)?;
+    // Nothing from an earlier job may end up in this job's bundle.
+    for stale in ["report.json", "changes.patch", BUNDLE_NAME] {
+        let path = config.work_dir.join(stale);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(GuestError::io(
+                    format!("Cannot remove {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
     let (logs, shipper) = LogShipper::spawn(
         Some(client.clone()),
         &config.work_dir.join("runner.log"),
@@ -275,29 +237,16 @@ async fn run_job(
 
     let mut report = verdict(result, job.timeout_secs, &redactor);
     if let Some((git, base)) = &checkout {
-        match git.outcome(base, &job.work_branch).await {
-            Ok((head, summary)) => {
-                report.commit = head;
-                report.summary = Some(redactor.redact(&summary));
-            }
-            Err(e) => {
-                logs.runner(&format!("cannot summarize the checkout: {e}"))
-                    .await;
-            }
-        }
-        match git.patch(base).await {
-            Ok(patch) if !patch.is_empty() => {
-                if let Err(e) = std::fs::write(config.work_dir.join("changes.patch"), patch) {
-                    logs.runner(&format!("cannot write changes.patch: {e}"))
-                        .await;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                logs.runner(&format!("cannot produce changes.patch: {e}"))
-                    .await;
-            }
-        }
+        describe_checkout(
+            git,
+            base,
+            &job.work_branch,
+            &config.work_dir,
+            &redactor,
+            &logs,
+            &mut report,
+        )
+        .await;
     }
     report.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     logs.runner(&format!(
@@ -314,15 +263,8 @@ async fn run_job(
             .unwrap_or_default(),
     ))
     .await;
-    let report_path = config.work_dir.join("report.json");
-    let run_report = RunReport {
-        job_id: job.job_id.as_str(),
-        work_branch: &job.work_branch,
-        base_commit: checkout.as_ref().map(|(_, b)| b.as_str()),
-        status: &report,
-    };
-    let json = serde_json::to_vec_pretty(&run_report).unwrap_or_default();
-    if let Err(e) = std::fs::write(&report_path, json) {
+    let base = checkout.as_ref().map(|(_, b)| b.as_str());
+    if let Err(e) = write_report(&config.work_dir, job, base, &report) {
         logs.runner(&format!("cannot write report.json: {e}")).await;
     }
     drop(logs);
