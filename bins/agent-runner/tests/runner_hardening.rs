@@ -78,6 +78,8 @@ touch -d 2001-01-01 README.md
             &checkout,
             &["config", "core.hooksPath", &hooks2.display().to_string()],
         );
+        // Leftovers of the earlier job in the work dir must not reach the new bundle.
+        std::fs::write(env.path("work/changes.patch"), "stale").unwrap();
         let mock2 =
             Mock::start(|url| env.payload(url, "echo second run", 60, SecretBundle::default()))
                 .await;
@@ -87,6 +89,7 @@ touch -d 2001-01-01 README.md
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(mock2.final_report().state, GuestJobState::Completed);
         assert!(mock2.log_text().contains("reusing checkout"));
+        assert!(!mock2.bundle().contains_key("changes.patch"));
         assert_eq!(markers(Path::new(&m)), ["filter-job-0123abcd"]);
         // The forced checkout restored the tracked file.
         assert_eq!(
