@@ -176,3 +176,46 @@ impl PveOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deserializes_strictly_with_defaults() {
+        let json = r#"{"url": "https://pve1:8006", "token_id": "a@pve!t", "token_secret": "very-secret",
+            "storage": "local-lvm", "tls": {"ca_file": "/etc/pve/pve-root-ca.pem"}, "bootstrap": "snippet",
+            "poll": {"lock_retries": 3}}"#;
+        let o: PveOptions = serde_json::from_str(json).unwrap();
+        assert_eq!(o.node, "auto");
+        assert_eq!(o.bootstrap, BootstrapDelivery::Snippet);
+        assert_eq!(o.poll.lock_retries, 3);
+        assert_eq!(
+            o.poll.task_interval_ms,
+            PollOptions::default().task_interval_ms
+        );
+        assert_eq!(o.volume_holder_vmid, 999_999_000);
+        assert_eq!(o.agent_subnet.to_string(), "10.77.0.0/16");
+        assert!(
+            !format!("{o:?}").contains("very-secret"),
+            "Debug redacts the token secret"
+        );
+        let typo = json.replace("\"storage\"", "\"storge\"");
+        assert!(serde_json::from_str::<PveOptions>(&typo).is_err());
+        let bad_tls = json.replace("ca_file", "cafile");
+        assert!(serde_json::from_str::<PveOptions>(&bad_tls).is_err());
+    }
+
+    #[test]
+    fn backend_debug_never_shows_the_secret() {
+        let o = PveOptions::new(
+            "http://127.0.0.1:1",
+            "a@pve!t",
+            SecretValue::new("hunter2-secret"),
+            "local-lvm",
+        );
+        let hv = crate::ProxmoxHypervisor::new(o).unwrap();
+        let dbg = format!("{hv:?}");
+        assert!(!dbg.contains("hunter2-secret"), "{dbg}");
+    }
+}
