@@ -41,10 +41,29 @@ fn free_port() -> u16 {
 impl Daemon {
     /// Writes a config with `extra` YAML appended under `fake:` and starts the daemon.
     pub fn start(fake_extra: &str) -> Daemon {
+        Self::start_with(None, fake_extra)
+    }
+
+    /// Like [`Daemon::start`], with `profiles` (YAML, `{dir}` replaced by the temp dir) as the
+    /// only profiles when given.
+    pub fn start_with(profiles: Option<&str>, fake_extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let profiles = match profiles {
+            Some(yaml) => {
+                let p = dir.path().join("profiles");
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::write(
+                    p.join("test.yaml"),
+                    yaml.replace("{dir}", &dir.path().display().to_string()),
+                )
+                .unwrap();
+                p
+            }
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles"),
+        };
+        let fake_extra = fake_extra.replace("{dir}", &dir.path().display().to_string());
         let socket = dir.path().join("run/agentlabd.sock");
         let port = free_port();
-        let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
         let config = dir.path().join("config.yaml");
         let text = format!(
             "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {profiles}\nbackend: fake\n\
