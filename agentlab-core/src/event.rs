@@ -181,7 +181,11 @@ mod tests {
 
     #[test]
     fn kind_names_round_trip() {
-        for k in [EventKind::ProvisionFailed, EventKind::JobLog, EventKind::Warning] {
+        for k in [
+            EventKind::ProvisionFailed,
+            EventKind::JobLog,
+            EventKind::Warning,
+        ] {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }

@@ -171,7 +171,11 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     /// Applies resources, network and disk size from `spec` to a created, stopped VM.
     async fn configure(&self, spec: &VmSpec) -> Result<(), HypervisorError>;
     /// Powers the VM on, delivering `bootstrap` to the guest when given.
-    async fn start(&self, vmid: Vmid, bootstrap: Option<&BootstrapData>) -> Result<(), HypervisorError>;
+    async fn start(
+        &self,
+        vmid: Vmid,
+        bootstrap: Option<&BootstrapData>,
+    ) -> Result<(), HypervisorError>;
     /// Shuts down gracefully within `grace`, then forces it off (`grace` zero: force at once).
     async fn stop(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError>;
     /// Destroys the VM and its own disks; refuses VMs not created by AgentLab.
@@ -185,7 +189,11 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     /// Ids in use by anyone (ours or not), for the allocator.
     async fn used_ids(&self) -> Result<Vec<Vmid>, HypervisorError>;
     /// Allocates a workspace volume of `size_gb` GiB.
-    async fn create_volume(&self, ws: &WorkspaceId, size_gb: u32) -> Result<VolumeId, HypervisorError>;
+    async fn create_volume(
+        &self,
+        ws: &WorkspaceId,
+        size_gb: u32,
+    ) -> Result<VolumeId, HypervisorError>;
     /// Frees a detached workspace volume.
     async fn delete_volume(&self, volume: &VolumeId) -> Result<(), HypervisorError>;
     /// Attaches a volume as the VM's workspace disk.

@@ -40,7 +40,9 @@ pub use hypervisor::{
 };
 pub use ids::{IdError, JobId, Vmid, WorkspaceId};
 pub use model::{Artifact, BootstrapToken, Job, JobOutcome, Lease, Sandbox, Workspace};
-pub use secrets::{GitCredentials, SecretBundle, SecretFile, SecretStore, SecretStoreError, SecretValue};
+pub use secrets::{
+    GitCredentials, SecretBundle, SecretFile, SecretStore, SecretStoreError, SecretValue,
+};
 pub use state::{JobState, SandboxState};
 pub use store::{JobFilter, SandboxFilter, StateStore, StateStoreError};
 pub use time::{Clock, SystemClock, Timestamp};

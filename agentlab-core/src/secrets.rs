@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn debug_and_display_redact() {
         let mut b = SecretBundle::default();
-        b.env.insert("ANTHROPIC_API_KEY".into(), SecretValue::new("sk-very-secret"));
+        b.env.insert(
+            "ANTHROPIC_API_KEY".into(),
+            SecretValue::new("sk-very-secret"),
+        );
         b.git = Some(GitCredentials::Https {
             username: "x".into(),
             token: SecretValue::new("ghp_secret"),

@@ -61,8 +61,14 @@ impl SandboxState {
             (Requested, Provisioning | Failed | Destroyed)
                 | (Provisioning, Booting | Failed | Destroyed)
                 | (Booting, Ready | Failed | Timeout | Stopped | Destroyed)
-                | (Ready, Running | Suspended | Completed | Failed | Timeout | Stopped | Destroyed)
-                | (Running, Completed | Failed | Timeout | Suspended | Stopped | Destroyed)
+                | (
+                    Ready,
+                    Running | Suspended | Completed | Failed | Timeout | Stopped | Destroyed
+                )
+                | (
+                    Running,
+                    Completed | Failed | Timeout | Suspended | Stopped | Destroyed
+                )
                 | (Suspended, Ready | Running | Stopped | Failed | Destroyed)
                 | (Completed, Stopped | Destroyed)
                 | (Failed, Stopped | Destroyed)
@@ -73,7 +79,10 @@ impl SandboxState {
 
     /// States from which nothing but destruction follows (the VM may still exist).
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Timeout | Self::Destroyed)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Timeout | Self::Destroyed
+        )
     }
 
     /// True only for [`SandboxState::Destroyed`].
@@ -225,7 +234,15 @@ mod tests {
     #[test]
     fn happy_path_is_allowed() {
         use SandboxState::*;
-        let path = [Requested, Provisioning, Booting, Ready, Running, Completed, Destroyed];
+        let path = [
+            Requested,
+            Provisioning,
+            Booting,
+            Ready,
+            Running,
+            Completed,
+            Destroyed,
+        ];
         for w in path.windows(2) {
             assert!(w[0].can_transition_to(w[1]), "{} -> {}", w[0], w[1]);
         }

@@ -93,10 +93,15 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Reads one sandbox.
     async fn get_sandbox(&self, vmid: Vmid) -> Result<Sandbox, StateStoreError>;
     /// Lists sandboxes ordered by vmid.
-    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>, StateStoreError>;
+    async fn list_sandboxes(&self, filter: &SandboxFilter)
+    -> Result<Vec<Sandbox>, StateStoreError>;
     /// Writes `sandbox` if the stored state is `expected` and `expected → sandbox.state` is a
     /// legal transition (or the same state).
-    async fn update_sandbox(&self, sandbox: &Sandbox, expected: SandboxState) -> Result<(), StateStoreError>;
+    async fn update_sandbox(
+        &self,
+        sandbox: &Sandbox,
+        expected: SandboxState,
+    ) -> Result<(), StateStoreError>;
 
     /// Inserts a new job.
     async fn insert_job(&self, job: &Job) -> Result<(), StateStoreError>;
@@ -114,7 +119,11 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Lists workspaces ordered by name.
     async fn list_workspaces(&self) -> Result<Vec<Workspace>, StateStoreError>;
     /// Writes `ws` if its stored `attached_to` equals `expected_attached` (compare-and-set).
-    async fn update_workspace(&self, ws: &Workspace, expected_attached: Option<Vmid>) -> Result<(), StateStoreError>;
+    async fn update_workspace(
+        &self,
+        ws: &Workspace,
+        expected_attached: Option<Vmid>,
+    ) -> Result<(), StateStoreError>;
     /// Deletes a workspace; `Conflict` while it is attached.
     async fn delete_workspace(&self, id: &WorkspaceId) -> Result<(), StateStoreError>;
 
@@ -122,7 +131,12 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn put_bootstrap_token(&self, token: &BootstrapToken) -> Result<(), StateStoreError>;
     /// Atomically consumes the unexpired, unconsumed token of `vmid` whose hash matches
     /// `presented` (compared in constant time). `NotFound` for every kind of failure.
-    async fn consume_bootstrap_token(&self, vmid: Vmid, presented: &str, now: Timestamp) -> Result<(), StateStoreError>;
+    async fn consume_bootstrap_token(
+        &self,
+        vmid: Vmid,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<(), StateStoreError>;
     /// Deletes all bootstrap tokens of `vmid`.
     async fn delete_bootstrap_tokens(&self, vmid: Vmid) -> Result<(), StateStoreError>;
 

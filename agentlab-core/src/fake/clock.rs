@@ -13,7 +13,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock at `start`.
     pub fn new(start: Timestamp) -> Self {
-        Self { now: Mutex::new(truncate_millis(start)) }
+        Self {
+            now: Mutex::new(truncate_millis(start)),
+        }
     }
 
     /// A clock at 2026-01-01T00:00:00Z.
@@ -23,13 +25,19 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: std::time::Duration) {
-        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
     }
 
     /// Sets the clock.
     pub fn set(&self, to: Timestamp) {
-        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = truncate_millis(to);
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = truncate_millis(to);
     }
 }
 
@@ -41,6 +49,9 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
