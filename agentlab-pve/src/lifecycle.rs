@@ -241,20 +241,17 @@ impl ProxmoxHypervisor {
     }
 
     pub(crate) async fn do_status(&self, vmid: u32) -> Result<PowerState, HypervisorError> {
-        let node = self.vm_node(vmid).await?;
-        let status = match self
-            .api
-            .get(
-                &format!("/nodes/{node}/qemu/{vmid}/status/current"),
-                &Params::new(),
-            )
-            .await
-        {
-            Err(e) if e.is_not_found() => {
-                self.forget_node(vmid);
-                return Err(HypervisorError::NotFound(format!("VM {vmid}")));
+        let mut node = self.vm_node(vmid).await?;
+        let status = loop {
+            let path = format!("/nodes/{node}/qemu/{vmid}/status/current");
+            match self.api.get(&path, &Params::new()).await {
+                // The cached node may be stale (migration): look again once.
+                Err(e) if e.is_not_found() => match self.relocated(vmid, &node).await? {
+                    Some(new) => node = new,
+                    None => return Err(HypervisorError::NotFound(format!("VM {vmid}"))),
+                },
+                other => break other?,
             }
-            other => other?,
         };
         Ok(
             match (

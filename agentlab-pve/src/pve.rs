@@ -145,6 +145,23 @@ impl ProxmoxHypervisor {
         Ok(vm.node)
     }
 
+    /// After a "does not exist" on `old`: the VM's current node if it moved, `None` if gone.
+    pub(crate) async fn relocated(
+        &self,
+        vmid: u32,
+        old: &str,
+    ) -> Result<Option<String>, HypervisorError> {
+        self.forget_node(vmid);
+        match self.vm_node(vmid).await {
+            Ok(node) if node != old => Ok(Some(node)),
+            Ok(_) | Err(HypervisorError::NotFound(_)) => {
+                self.forget_node(vmid);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The node for new VMs and volumes: pinned, or the online node with most free memory.
     pub(crate) async fn pick_node(&self, pinned: Option<&str>) -> Result<String, PveError> {
         if let Some(n) = pinned.or((self.opts.node != "auto").then_some(self.opts.node.as_str())) {

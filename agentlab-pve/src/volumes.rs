@@ -54,13 +54,15 @@ impl ProxmoxHypervisor {
     }
 
     pub(crate) async fn do_destroy(&self, vmid: u32) -> Result<(), HypervisorError> {
-        let node = self.vm_node(vmid).await?;
-        let config = match self.vm_config(&node, vmid).await {
-            Err(e) if e.is_not_found() => {
-                self.forget_node(vmid);
-                return Err(HypervisorError::NotFound(format!("VM {vmid}")));
+        let mut node = self.vm_node(vmid).await?;
+        let config = loop {
+            match self.vm_config(&node, vmid).await {
+                Err(e) if e.is_not_found() => match self.relocated(vmid, &node).await? {
+                    Some(new) => node = new,
+                    None => return Err(HypervisorError::NotFound(format!("VM {vmid}"))),
+                },
+                other => break other?,
             }
-            other => other?,
         };
         if !self.is_ours(&config) {
             return Err(PveError::Refused(format!(

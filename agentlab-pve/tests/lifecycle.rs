@@ -280,3 +280,24 @@ async fn ids_hidden_by_acls_are_still_refused() {
     assert_eq!(sim.vm_node(777).as_deref(), Some("pve2"));
     assert_schema_clean(&sim);
 }
+
+#[tokio::test]
+async fn a_migrated_vm_is_found_on_its_new_node() {
+    let Some((sim, hv)) = setup(|_| {}).await else {
+        return;
+    };
+    let s = spec(9008);
+    hv.create(&s).await.unwrap();
+    hv.configure(&s).await.unwrap();
+    assert_eq!(hv.status(s.vmid).await.unwrap(), PowerState::Stopped);
+    assert!(sim.migrate(9008, "pve2"));
+    assert_eq!(
+        hv.status(s.vmid).await.unwrap(),
+        PowerState::Stopped,
+        "stale node cache refreshed"
+    );
+    assert!(sim.migrate(9008, "pve1"));
+    hv.destroy(s.vmid).await.unwrap();
+    assert!(sim.vm_config(9008).is_none());
+    assert_schema_clean(&sim);
+}

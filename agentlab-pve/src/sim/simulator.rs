@@ -234,6 +234,16 @@ impl Simulator {
         self.inner.state().vms.get(&vmid).map(|vm| vm.node.clone())
     }
 
+    /// Moves a VM to another node (as a migration would); `false` if it does not exist.
+    pub fn migrate(&self, vmid: u32, node: &str) -> bool {
+        self.inner
+            .state()
+            .vms
+            .get_mut(&vmid)
+            .map(|vm| vm.node = node.to_owned())
+            .is_some()
+    }
+
     /// A file written into the guest through the agent.
     pub fn guest_file(&self, vmid: u32, path: &str) -> Option<Vec<u8>> {
         self.inner
