@@ -352,3 +352,88 @@ async fn valid_requests_pass_and_auth_is_enforced() {
         "{recorded:?}"
     );
 }
+
+#[tokio::test]
+async fn a_running_clone_holds_the_template_and_new_vm_locks() {
+    let Some(path) = common::schema_or_skip() else {
+        return;
+    };
+    let mut cfg = SimConfig::new(path);
+    cfg.task_duration = std::time::Duration::from_secs(30);
+    let sim = Simulator::start(cfg, "127.0.0.1:0").await.unwrap();
+    sim.add_vm(&SeedVm::template(9000, "pve1"));
+    let c = sim.config();
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: sim.url(),
+        auth: format!("PVEAPIToken={}={}", c.token_id, c.token_secret),
+    };
+    use reqwest::Method;
+    let (st, body) = c
+        .send(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "9001"), ("name", "c1")],
+            true,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body["data"].as_str().unwrap().starts_with("UPID:pve1:"),
+        "{body}"
+    );
+    let (st, body) = c
+        .send(
+            Method::PUT,
+            "/nodes/pve1/qemu/9000/config",
+            &[("description", "x")],
+            true,
+        )
+        .await;
+    assert_eq!(st, 500);
+    assert_eq!(
+        body["message"],
+        "can't lock file '/var/lock/qemu-server/lock-9000.conf' - got timeout\n"
+    );
+    let (_, body) = c
+        .send(Method::GET, "/nodes/pve1/qemu/9001/config", &[], true)
+        .await;
+    assert_eq!(body["data"]["lock"], "clone");
+    let (st, body) = c
+        .send(
+            Method::PUT,
+            "/nodes/pve1/qemu/9001/config",
+            &[("cores", "2")],
+            true,
+        )
+        .await;
+    assert_eq!(
+        (st, body["message"].as_str()),
+        (500, Some("VM is locked (clone)\n"))
+    );
+    let (st, _) = c
+        .send(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "9002")],
+            true,
+        )
+        .await;
+    assert_eq!(st, 200, "clones share the template's lock");
+    let (st, body) = c
+        .send(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "9001")],
+            true,
+        )
+        .await;
+    assert_eq!(
+        (st, body["message"].as_str()),
+        (
+            500,
+            Some("unable to create VM 9001: config file already exists\n")
+        )
+    );
+    sim.assert_all_valid();
+}

@@ -80,8 +80,17 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
         power: Power::Stopped,
         agent_ready_at: None,
         files: BTreeMap::new(),
+        clone_readers: 0,
     });
+    let src_num: u32 = vmid.parse().unwrap_or_default();
+    if let Some(v) = st.vms.get_mut(&src_num) {
+        v.clone_readers += 1;
+    }
     drop(st);
+    let reader = SourceLock {
+        sim: Arc::clone(inner),
+        vmid: src_num,
+    };
     for (k, v) in &src.config {
         if !(k.starts_with("unused")
             || k == "template"
@@ -108,6 +117,7 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
     let storage_param = ctx.get("storage").map(str::to_owned);
     let (sim, node, src_id) = (Arc::clone(inner), node.to_owned(), vmid.to_owned());
     let work = async move {
+        let _reader = reader;
         let lock_store = storage_param.clone().or_else(|| {
             disks
                 .first()
@@ -209,6 +219,7 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
                 power: Power::Stopped,
                 agent_ready_at: None,
                 files: BTreeMap::new(),
+                clone_readers: 0,
             },
         );
         Ok(())
@@ -226,6 +237,20 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
         }
     }
     Ok((json!(upid), None))
+}
+
+/// The clone's shared lock on its source, released when the task ends (or is dropped).
+struct SourceLock {
+    sim: Arc<SimInner>,
+    vmid: u32,
+}
+
+impl Drop for SourceLock {
+    fn drop(&mut self) {
+        if let Some(vm) = self.sim.state().vms.get_mut(&self.vmid) {
+            vm.clone_readers = vm.clone_readers.saturating_sub(1);
+        }
+    }
 }
 
 fn fail_clone(sim: &SimInner, newid: u32, node: &str, msg: &str) -> Result<(), String> {

@@ -57,6 +57,17 @@ pub(super) fn check_unlocked(vm: &Vm) -> Result<(), ApiErr> {
     }
 }
 
+/// Like [`check_unlocked`], and fails like PVE's flock when clones hold the config lock.
+pub(super) fn check_exclusive(vm: &Vm, vmid: &str) -> Result<(), ApiErr> {
+    check_unlocked(vm)?;
+    if vm.clone_readers > 0 {
+        return Err(ApiErr::internal(format!(
+            "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
+        )));
+    }
+    Ok(())
+}
+
 /// `GET /nodes/{node}/qemu/{vmid}/config`.
 pub fn get_config(inner: &SimInner, ctx: &Ctx) -> HResult {
     let mut st = inner.state();
@@ -77,7 +88,7 @@ pub fn set_config(inner: &Arc<SimInner>, ctx: &Ctx, async_: bool) -> HResult {
     let id: u32 = vmid.parse().unwrap_or_default();
     let mut st = inner.state();
     let vm = vm_mut(&mut st, node, vmid)?;
-    check_unlocked(vm)?;
+    check_exclusive(vm, vmid)?;
     let mut config = vm.config.clone();
     for (k, v) in ctx
         .params
@@ -182,7 +193,7 @@ pub fn resize(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
     {
         let mut st = inner.state();
         let vm = vm_mut(&mut st, node, vmid)?;
-        check_unlocked(vm)?;
+        check_exclusive(vm, vmid)?;
         if !vm.config.contains_key(&disk) {
             return Err(ApiErr::internal(format!("disk '{disk}' does not exist")));
         }
@@ -233,7 +244,7 @@ pub fn destroy(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
     {
         let mut st = inner.state();
         let vm = vm_mut(&mut st, node, vmid)?;
-        check_unlocked(vm)?;
+        check_exclusive(vm, vmid)?;
         if vm.power != Power::Stopped {
             return Err(ApiErr::internal(format!(
                 "VM {vmid} is running - destroy failed"

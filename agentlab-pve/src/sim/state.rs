@@ -214,6 +214,8 @@ pub struct Vm {
     pub agent_ready_at: Option<Instant>,
     /// Files written through the guest agent.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Clones in progress holding this VM's config lock (shared).
+    pub clone_readers: u32,
 }
 
 impl Vm {
@@ -302,6 +304,7 @@ impl State {
                 power,
                 agent_ready_at,
                 files: BTreeMap::new(),
+                clone_readers: 0,
             },
         );
     }
