@@ -163,6 +163,8 @@ impl ProxmoxHypervisor {
             ("net0", net0(&n.model, &n.mac, &n.bridge, n.firewall)),
             ("ipconfig0", ipconfig0(n.ip, n.prefix_len, n.gateway)),
             ("tags", self.opts.tag.clone()),
+            // No package upgrade on first boot: sandboxes must start fast and reproducibly.
+            ("ciupgrade", b(false)),
             (
                 "description",
                 format!(

@@ -36,6 +36,7 @@ async fn full_lifecycle_speaks_valid_pve() {
     );
     assert_eq!(cfg["ipconfig0"], format!("ip={}/16,gw=10.77.0.1", s.net.ip));
     assert_eq!(cfg["balloon"], "0");
+    assert_eq!(cfg["ciupgrade"], "0");
     assert_eq!(cfg["cpulimit"], "1.5");
     assert!(cfg["scsi0"].contains("size=20G"), "{}", cfg["scsi0"]);
     assert!(
