@@ -357,3 +357,38 @@ async fn legacy_servers_send_the_error_only_in_the_reason_phrase() {
     hv.destroy(s.vmid).await.unwrap();
     assert_schema_clean(&sim);
 }
+
+#[tokio::test]
+async fn missing_privileges_are_rejected_naming_the_call() {
+    let Some((sim, hv)) = setup(|c| {
+        if let Some(vms) = c.permissions.get_mut("/vms") {
+            vms.remove("VM.GuestAgent.FileWrite");
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let s = spec(9106);
+    hv.create(&s).await.unwrap();
+    hv.configure(&s).await.unwrap();
+    let boot = BootstrapData {
+        controller_url: "http://10.77.0.1:8844".into(),
+        token: SecretValue::new("t"),
+        vmid: s.vmid,
+    };
+    let err = hv.start(s.vmid, Some(&boot)).await.unwrap_err();
+    assert!(
+        matches!(&err, HypervisorError::Rejected { reason } if reason.contains("POST /nodes/pve1/qemu/9106/agent/file-write")
+            && reason.contains("Permission check failed (/vms/9106, VM.GuestAgent.FileWrite)")),
+        "{err:?}"
+    );
+    let results = agentlab_pve::doctor(hv.options(), common::TEMPLATE).await;
+    let privs = results.iter().find(|r| r.name == "privileges").unwrap();
+    assert!(
+        !privs.ok && privs.detail.contains("VM.GuestAgent.FileWrite"),
+        "{privs:?}"
+    );
+    hv.destroy(s.vmid).await.unwrap();
+    assert_schema_clean(&sim);
+}

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use super::qemu::HResult;
 use super::server::{ApiErr, Ctx, SimInner};
-use super::{clone, cluster, power, qemu};
+use super::{acl, clone, cluster, power, qemu};
 
 /// Calls the handler for `method template`; 501 for schema methods the simulator lacks.
 pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) -> HResult {
     const VM: &str = "/nodes/{node}/qemu/{vmid}";
+    acl::check(inner, method, template, ctx)?;
     let rest = template.strip_prefix(VM);
     match (method, template, rest) {
         ("GET", "/version", _) => cluster::version(inner),

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod acl;
 mod clone;
 mod cluster;
 mod dispatch;
