@@ -9,13 +9,13 @@ use tokio::net::{UnixListener, UnixStream};
 
 /// Binds the control socket at `path`.
 pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating socket directory {}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-                .with_context(|| format!("setting mode 0750 on {}", dir.display()))?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating socket directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+            .with_context(|| format!("setting mode 0750 on {}", dir.display()))?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {

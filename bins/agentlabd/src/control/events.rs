@@ -105,7 +105,7 @@ async fn respond(st: AppState, query: EventQuery, follow: bool) -> Result<Respon
                 return;
             }
             polls += 1;
-            if polls % KEEPALIVE_EVERY == 0 && tx.send(Ok("{}\n".into())).await.is_err() {
+            if polls.is_multiple_of(KEEPALIVE_EVERY) && tx.send(Ok("{}\n".into())).await.is_err() {
                 return;
             }
             tokio::select! {

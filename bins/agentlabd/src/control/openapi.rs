@@ -5,7 +5,17 @@ use axum::Json;
 use serde_json::{Value, json};
 
 /// (method, path, summary, request body schema, success status, response schema).
-const ROUTES: &[(&str, &str, &str, Option<&str>, u16, &str)] = &[
+type Route = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
+/// Every route of the control API.
+const ROUTES: &[Route] = &[
     ("get", "/healthz", "Liveness probe", None, 200, "Health"),
     (
         "get",
