@@ -302,3 +302,32 @@ async fn a_migrated_vm_is_found_on_its_new_node() {
     assert!(sim.vm_config(9008).is_none());
     assert_schema_clean(&sim);
 }
+
+#[tokio::test]
+async fn offline_nodes_are_skipped_and_unavailable() {
+    let Some((sim, _)) = setup(|c| c.nodes[1].online = false).await else {
+        return;
+    };
+    sim.add_vm(&SeedVm {
+        storage: "shared-nfs".into(),
+        ..SeedVm::template(9100, "pve1")
+    });
+    let mut opts = common::options(&sim);
+    opts.node = "auto".into();
+    let hv = agentlab_pve::ProxmoxHypervisor::new(opts).unwrap();
+    let s = agentlab_core::hypervisor::VmSpec {
+        template_vmid: 9100,
+        ..spec(9009)
+    };
+    assert_eq!(
+        hv.create(&s).await.unwrap().node,
+        "pve1",
+        "offline pve2 is not chosen"
+    );
+    let err = hv.status(Vmid::new(100).unwrap()).await.unwrap_err();
+    assert!(
+        matches!(err, HypervisorError::Unavailable(_)),
+        "VM on an offline node: {err:?}"
+    );
+    assert_schema_clean(&sim);
+}
