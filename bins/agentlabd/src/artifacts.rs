@@ -178,3 +178,103 @@ async fn restrict(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agentlab_core::engine::{JobRequest, Lab, LabDeps, LabSettings};
+    use agentlab_core::fake::{
+        FakeFirewall, FakeHypervisor, ManualClock, MemorySecretStore, MemoryStore,
+    };
+    use agentlab_core::profile::Profiles;
+    use agentlab_core::{Artifact, Clock};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn gc_removes_artifacts_after_the_profile_retention() {
+        let clock = Arc::new(ManualClock::at_epoch());
+        let deps = LabDeps {
+            hypervisor: Arc::new(FakeHypervisor::new()),
+            firewall: Arc::new(FakeFirewall::new()),
+            secrets: Arc::new(MemorySecretStore::new()),
+            store: Arc::new(MemoryStore::new()),
+            clock: clock.clone(),
+        };
+        let profiles = Profiles::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles"),
+        )
+        .unwrap();
+        let retention = profiles
+            .get("yolo-ephemeral")
+            .unwrap()
+            .artifacts
+            .retention_days;
+        let lab = Lab::new(deps, LabSettings::default(), profiles);
+        let job = lab
+            .run_job(JobRequest {
+                repo: "file:///r".into(),
+                task: "t".into(),
+                profile: "yolo-ephemeral".into(),
+                ..JobRequest::default()
+            })
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::new(dir.path().to_path_buf());
+        let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+            b"hello",
+        ))]);
+        let (size, sha) = store.receive(&job.id, "a.tar.gz", body, 100).await.unwrap();
+        assert_eq!(size, 5);
+        let art = Artifact {
+            job: job.id.clone(),
+            name: "a.tar.gz".into(),
+            size,
+            sha256: sha,
+            created_at: clock.now(),
+        };
+        lab.record_artifact(&art).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(
+            u64::from(retention - 1) * 86_400,
+        ));
+        assert_eq!(store.gc(&lab).await, 0);
+        assert!(store.path(&job.id, "a.tar.gz").exists());
+        clock.advance(std::time::Duration::from_secs(2 * 86_400));
+        assert_eq!(store.gc(&lab).await, 1);
+        assert!(!store.path(&job.id, "a.tar.gz").exists());
+        assert!(
+            lab.deps()
+                .store
+                .list_artifacts(&job.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        lab.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn upload_over_the_limit_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::new(dir.path().to_path_buf());
+        let job = JobId::generate();
+        let body =
+            futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(vec![
+                0u8;
+                64
+            ]))]);
+        assert!(matches!(
+            store.receive(&job, "big", body, 10).await,
+            Err(UploadError::TooLarge(10))
+        ));
+        assert!(!store.path(&job, "big").exists());
+        assert_eq!(store.used(&job).await, 0);
+        assert!(
+            !ArtifactStore::valid_name("../x")
+                && !ArtifactStore::valid_name(".hidden")
+                && ArtifactStore::valid_name("a-b_c.tar.gz")
+        );
+    }
+}

@@ -25,7 +25,7 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
-    let deps = wiring::build(&cfg).await?;
+    let deps = wiring::build(&cfg, &profiles).await?;
     tracing::info!(
         backend = deps.hypervisor.name(),
         profiles = profiles.len(),

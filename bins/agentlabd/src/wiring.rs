@@ -10,17 +10,26 @@ use agentlab_core::engine::{LabDeps, LabSettings};
 use agentlab_core::fake::boot::ProcessBootHook;
 use agentlab_core::fake::hypervisor::{FakeOp, Fault, FaultKind};
 use agentlab_core::fake::{FakeFirewall, FakeHypervisor};
+use agentlab_core::profile::Profiles;
 use agentlab_core::sqlite::SqliteStore;
 use agentlab_core::{Firewall, Hypervisor, SystemClock};
 
 /// Builds the backends for `cfg`.
-pub async fn build(cfg: &Config) -> anyhow::Result<LabDeps> {
+pub async fn build(cfg: &Config, profiles: &Profiles) -> anyhow::Result<LabDeps> {
     let store = SqliteStore::open(&cfg.db_path())
         .await
         .with_context(|| format!("opening state database {}", cfg.db_path().display()))?;
     let (hypervisor, firewall): (Arc<dyn Hypervisor>, Arc<dyn Firewall>) = match cfg.backend {
         BackendKind::Fake => (fake_hypervisor(cfg)?, Arc::new(FakeFirewall::new())),
-        BackendKind::Pve => (crate::wiring_pve::hypervisor(cfg)?, net_firewall(cfg)?),
+        BackendKind::Pve => {
+            let mut templates: Vec<u32> = profiles.iter().map(|p| p.template_vmid).collect();
+            templates.sort_unstable();
+            templates.dedup();
+            (
+                crate::wiring_pve::hypervisor(cfg, &templates).await?,
+                net_firewall(cfg)?,
+            )
+        }
         BackendKind::Local => anyhow::bail!(
             "backend local is not available in this build yet; use backend: fake or pve"
         ),
