@@ -10,26 +10,26 @@ use super::{acl, clone, cluster, power, qemu};
 pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) -> HResult {
     const VM: &str = "/nodes/{node}/qemu/{vmid}";
     acl::check(inner, method, template, ctx)?;
-    if let Some(node) = ctx
+    let offline = ctx
         .get("node")
         .filter(|_| template.starts_with("/nodes/{node}"))
-    {
-        if inner
-            .config
-            .nodes
-            .iter()
-            .any(|n| n.name == node && !n.online)
-        {
-            // pveproxy cannot forward to an offline node.
-            let message = format!(
-                "Errors during connection establishment, proxy handler: connect to {node}:8006 failed: No route to host"
-            );
-            return Err(ApiErr {
-                status: 595,
-                message,
-                errors: None,
-            });
-        }
+        .filter(|node| {
+            inner
+                .config
+                .nodes
+                .iter()
+                .any(|n| n.name == *node && !n.online)
+        });
+    if let Some(node) = offline {
+        // pveproxy cannot forward to an offline node.
+        let message = format!(
+            "Errors during connection establishment, proxy handler: connect to {node}:8006 failed: No route to host"
+        );
+        return Err(ApiErr {
+            status: 595,
+            message,
+            errors: None,
+        });
     }
     let rest = template.strip_prefix(VM);
     match (method, template, rest) {
