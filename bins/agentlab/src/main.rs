@@ -55,6 +55,8 @@ enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Print a shell completion script.
     Completion(commands::completion::CompletionArgs),
+    /// Check the Proxmox connection, templates, storage and token privileges.
+    Doctor(commands::doctor::DoctorArgs),
     /// Network isolation: plan, apply and check the nftables policy.
     Net(commands::net::NetArgs),
     /// Manage age-encrypted secret bundles.
@@ -86,6 +88,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
             let (mut cmd, mut out) = (Cli::command(), std::io::stdout());
             Ok(commands::completion::generate(&a, &mut cmd, &mut out))
         }
+        Command::Doctor(a) => commands::doctor::run(a, ctx.json).await,
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
     }

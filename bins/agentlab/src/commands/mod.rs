@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod completion;
+pub mod doctor;
 pub mod job;
 pub mod job_artifacts;
 pub mod job_run;
