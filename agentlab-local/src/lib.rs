@@ -1,0 +1,32 @@
+//! # agentlab-local
+//!
+//! The `local` [`Hypervisor`](agentlab_core::Hypervisor) backend: each sandbox is a process tree
+//! started with bubblewrap (`bwrap`) inside its own network namespace (`al-<vmid>`), attached to
+//! AgentLab's bridge through a veth pair, with the real `agent-runner` as its first process.
+//!
+//! - [`LocalOptions`]: where state lives, which runner, bridge, cgroup root.
+//! - [`LocalHypervisor`]: implements the trait; state survives a daemon restart because every
+//!   sandbox is a directory under `<data_dir>/local/` and its processes are found again through
+//!   their network namespace.
+//! - [`setup_bridge`]: creates the agent bridge and enables forwarding (host setup).
+//!
+//! Requires root. See `docs/local-backend.md`.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod cgroup;
+mod error;
+mod hypervisor;
+mod layout;
+mod net;
+mod ops;
+mod options;
+mod procs;
+mod sandbox;
+mod volumes;
+
+pub use error::LocalError;
+pub use hypervisor::LocalHypervisor;
+pub use net::setup_bridge;
+pub use options::LocalOptions;
+pub use sandbox::RUNNER_PATH_INSIDE;
