@@ -19,6 +19,8 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=AGENTLAB_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=AGENTLAB_BUILD_DATE={date}");
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    println!("cargo:rustc-env=AGENTLAB_VERSION_LINE={version} (commit {commit}, built {date})");
     if let Ok(top) = Command::new("git")
         .args(["rev-parse", "--git-dir"])
         .output()

@@ -16,14 +16,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 /// Version line: crate version, git commit and build date embedded at build time.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("AGENTLAB_GIT_COMMIT"),
-    ", built ",
-    env!("AGENTLAB_BUILD_DATE"),
-    ")"
-);
+const VERSION: &str = env!("AGENTLAB_VERSION_LINE");
 
 #[derive(Debug, Parser)]
 #[command(name = "agent-runner", version = VERSION, about = "Runs inside each sandbox: fetches its bootstrap payload, clones the repo, runs the agent, streams logs and uploads artifacts.")]

@@ -19,14 +19,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::exit::Code;
 
 /// Version line: crate version, git commit and build date embedded at build time.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("AGENTLAB_GIT_COMMIT"),
-    ", built ",
-    env!("AGENTLAB_BUILD_DATE"),
-    ")"
-);
+const VERSION: &str = env!("AGENTLAB_VERSION_LINE");
 
 #[derive(Debug, Parser)]
 #[command(name = "agentlab", version = VERSION, about = "Run AI coding agents in isolated, ephemeral sandboxes")]

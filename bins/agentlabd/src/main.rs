@@ -17,14 +17,7 @@ use clap::Parser;
 use agentlab_core::config::{Config, LogFormat, resolve_path};
 
 /// Version line: crate version, git commit and build date embedded at build time.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("AGENTLAB_GIT_COMMIT"),
-    ", built ",
-    env!("AGENTLAB_BUILD_DATE"),
-    ")"
-);
+const VERSION: &str = env!("AGENTLAB_VERSION_LINE");
 
 #[derive(Debug, Parser)]
 #[command(name = "agentlabd", version = VERSION, about = "The AgentLab daemon")]
