@@ -32,6 +32,14 @@ pub fn strict_urlencode(s: &str) -> String {
         .collect()
 }
 
+/// Marker at the start of every AgentLab VM's description.
+pub const MARKER: &str = "Managed by AgentLab";
+
+/// The description AgentLab gives its VMs.
+pub fn description(profile: &str) -> String {
+    format!("{MARKER} (profile: {profile}). Destroyed with its sandbox; do not edit.")
+}
+
 /// `net0` value: `<model>=<mac>,bridge=<bridge>,firewall=<0|1>`.
 pub fn net0(model: &str, mac: &str, bridge: &str, firewall: bool) -> String {
     format!("{model}={mac},bridge={bridge},firewall={}", b(firewall))
@@ -124,10 +132,11 @@ impl ProxmoxHypervisor {
         if let Some(pool) = &self.opts.pool {
             params.push(("pool", pool.clone()));
         }
+        params.push(("description", description(&spec.profile)));
         let path = format!("/nodes/{}/qemu/{}/clone", template.node, spec.template_vmid);
         let call = format!("POST {path}");
         let permits = self.clone_permits(spec.template_vmid);
-        let _permit = match std::sync::Arc::clone(&permits).try_acquire_owned() {
+        let permit = match std::sync::Arc::clone(&permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 self.api.counters.bump(Counter::ClonePermitWait);
@@ -142,7 +151,29 @@ impl ProxmoxHypervisor {
             self.api.wait_task(&call, &upid, &self.opts.poll).await
         })
         .await?;
+        drop(permit);
         self.remember_node(vmid, &target);
+        // Mark it ours at once, so a failure before `configure` can still be cleaned up.
+        let config_path = format!("/nodes/{target}/qemu/{vmid}/config");
+        let tag: Params = vec![("tags", self.opts.tag.clone())];
+        if let Err(e) = self
+            .with_lock_retry(|| self.api.put(&config_path, &tag))
+            .await
+        {
+            tracing::warn!(sandbox = vmid, error = %e, "tagging the new clone failed, removing it");
+            let del: Params = vec![("purge", b(true)), ("destroy-unreferenced-disks", b(true))];
+            let vm_path = format!("/nodes/{target}/qemu/{vmid}");
+            let call = format!("DELETE {vm_path}");
+            let cleanup = async {
+                let upid = self.api.delete(&vm_path, &del).await?;
+                self.api.wait_task(&call, &upid, &self.opts.poll).await
+            };
+            if let Err(c) = cleanup.await {
+                tracing::warn!(sandbox = vmid, error = %c, "removing the untagged clone failed");
+            }
+            self.forget_node(vmid);
+            return Err(e.into());
+        }
         tracing::info!(sandbox = %spec.vmid, node = %target, template = spec.template_vmid, "PVE clone created");
         Ok(VmHandle {
             vmid: spec.vmid,
@@ -165,13 +196,7 @@ impl ProxmoxHypervisor {
             ("tags", self.opts.tag.clone()),
             // No package upgrade on first boot: sandboxes must start fast and reproducibly.
             ("ciupgrade", b(false)),
-            (
-                "description",
-                format!(
-                    "Managed by AgentLab (profile: {}). Destroyed with its sandbox; do not edit.",
-                    spec.profile
-                ),
-            ),
+            ("description", description(&spec.profile)),
         ];
         if let Some(limit) = r.cpulimit {
             params.push(("cpulimit", format!("{limit}")));

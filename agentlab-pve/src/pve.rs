@@ -218,11 +218,16 @@ impl ProxmoxHypervisor {
             .await
     }
 
-    /// Whether a config carries AgentLab's tag.
+    /// Whether a config carries AgentLab's tag or description marker.
     pub(crate) fn is_ours(&self, config: &Value) -> bool {
-        config.get("tags").and_then(Value::as_str).is_some_and(|t| {
+        let tagged = config.get("tags").and_then(Value::as_str).is_some_and(|t| {
             t.split([';', ',', ' '])
                 .any(|x| x.eq_ignore_ascii_case(&self.opts.tag))
-        })
+        });
+        let marked = config
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.starts_with(crate::create::MARKER));
+        tagged || marked
     }
 }

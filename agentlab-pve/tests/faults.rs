@@ -392,3 +392,50 @@ async fn missing_privileges_are_rejected_naming_the_call() {
     hv.destroy(s.vmid).await.unwrap();
     assert_schema_clean(&sim);
 }
+
+#[tokio::test]
+async fn a_clone_that_cannot_be_marked_is_removed_and_later_failures_stay_destroyable() {
+    let Some((sim, hv)) = setup(|_| {}).await else {
+        return;
+    };
+    sim.add_fault(
+        FaultRule::always(
+            "PUT",
+            "/qemu/9107/config",
+            FaultKind::Http {
+                status: 500,
+                message: "boom".into(),
+            },
+        )
+        .times(1),
+    );
+    let err = hv.create(&spec(9107)).await.unwrap_err();
+    assert!(
+        chain(&err).contains("PUT /nodes/pve1/qemu/9107/config") && chain(&err).contains("boom"),
+        "{}",
+        chain(&err)
+    );
+    assert!(
+        sim.vm_config(9107).is_none(),
+        "the untagged clone was removed"
+    );
+
+    let s = spec(9108);
+    hv.create(&s).await.unwrap();
+    let cfg = sim.vm_config(9108).unwrap();
+    assert_eq!(cfg["tags"], "agentlab", "marked right after the clone");
+    assert!(cfg["description"].starts_with("Managed by AgentLab"));
+    sim.add_fault(FaultRule::always(
+        "PUT",
+        "/qemu/9108/config",
+        FaultKind::Http {
+            status: 500,
+            message: "config exploded".into(),
+        },
+    ));
+    assert!(hv.configure(&s).await.is_err());
+    sim.clear_faults();
+    hv.destroy(s.vmid).await.unwrap();
+    assert_eq!(sim.vm_ids(), vec![100, 9000], "nothing left behind");
+    assert_schema_clean(&sim);
+}
