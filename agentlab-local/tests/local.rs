@@ -1,0 +1,276 @@
+//! The local backend for real (root, bwrap, ip): the hypervisor conformance suite, what a
+//! sandbox can and cannot see, graceful stop, destroy leaving no trace, a daemon restart and the
+//! memory limit. Every test skips (or panics under `CI`) without its prerequisites; see
+//! `support::privileged`.
+
+#[cfg(test)]
+mod support;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use agentlab_core::testkit::hypervisor::hypervisor_conformance;
+    use agentlab_core::{
+        BootstrapData, Hypervisor, HypervisorError, PowerState, SecretValue, Vmid, WorkspaceId,
+    };
+
+    use super::support::{Lab, SLEEPER, privileged, wait_for_done};
+
+    fn vmid(n: u32) -> Vmid {
+        Vmid::new(n).unwrap()
+    }
+
+    fn boot(n: u32) -> BootstrapData {
+        BootstrapData {
+            controller_url: "http://10.77.0.1:8844".to_owned(),
+            token: SecretValue::new("local-test-token-not-real"),
+            vmid: vmid(n),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn conformance() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("c", SLEEPER);
+        let hv = lab.hv();
+        hypervisor_conformance(&hv, &lab.env()).await;
+        assert!(lab.sandbox_netns().is_empty(), "netns left behind");
+    }
+
+    /// The runner script: each check prints `name=value`; the file ends with `done`.
+    const PROBE: &str = r#"#!/bin/sh
+out=/home/agent/results.tmp
+{
+  echo "args=$*"
+  if cat "$(cat /run/agentlab/marker-path 2>/dev/null || echo /root/marker)" >/dev/null 2>&1; then echo root_marker=readable; else echo root_marker=hidden; fi
+  if [ -e /root ]; then echo root_dir=present; else echo root_dir=absent; fi
+  if touch /usr/agentlab-probe 2>/dev/null; then echo usr=writable; else echo usr=readonly; fi
+  if touch /etc/agentlab-probe 2>/dev/null; then echo etc=writable; else echo etc=readonly; fi
+  if touch /agentlab-probe 2>/dev/null; then echo rootdir=writable; else echo rootdir=readonly; fi
+  if touch /tmp/probe && touch /home/agent/probe; then echo scratch=writable; else echo scratch=readonly; fi
+  echo procs=$(ls -d /proc/[0-9]* | wc -l)
+  echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
+  echo secrets_fs=$(stat -f -c %T /run/agentlab/secrets)
+  echo secrets_mode=$(stat -c %a /run/agentlab/secrets)
+  if grep -q local-test-token-not-real /run/agentlab/bootstrap.json; then echo bootstrap=readable; else echo bootstrap=missing; fi
+  if echo x >> /run/agentlab/bootstrap.json 2>/dev/null; then echo bootstrap_rw=writable; else echo bootstrap_rw=readonly; fi
+  if [ -e /etc/shadow ]; then echo shadow=present; else echo shadow=absent; fi
+  echo hostname=$(hostname)
+  echo addr=$(ip -4 -o addr show dev eth0 | awk '{print $4}')
+  echo mac=$(ip -o link show dev eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/')
+  echo route=$(ip -4 route show default | awk '{print $3}')
+  echo caps=$(awk '/^CapEff/ {print $2}' /proc/self/status)
+  echo nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)
+  if echo hi > /work/from-sandbox 2>/dev/null; then echo work=writable; else echo work=absent; fi
+  echo git=$(git --version | cut -d' ' -f1)
+  echo done
+} > "$out" 2>&1
+mv "$out" /home/agent/results
+trap 'exit 0' TERM
+sleep 100000 &
+wait
+"#;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sandbox_sees_only_its_own_world() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("i", PROBE);
+        let marker = std::path::Path::new("/root")
+            .join(format!("agentlab-local-marker-{}", std::process::id()));
+        std::fs::write(&marker, "host secret").unwrap();
+        let hv = lab.hv();
+        let spec = lab.spec(900_200, 42);
+        let handle = hv.create(&spec).await.unwrap();
+        assert_eq!(handle.iface.as_deref(), Some("al900200h"));
+        let ws = WorkspaceId::generate();
+        let vol = hv.create_volume(&ws, 1).await.unwrap();
+        hv.attach_volume(spec.vmid, &vol).await.unwrap();
+        hv.start(spec.vmid, Some(&boot(900_200))).await.unwrap();
+        assert_eq!(
+            hv.guest_address(spec.vmid).await.unwrap(),
+            Some(spec.net.ip)
+        );
+        let text = wait_for_done(&lab.home(900_200).join("results"));
+        let _ = std::fs::remove_file(&marker);
+        let r: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let want = [
+            ("args", "--from-test"),
+            ("root_marker", "hidden"),
+            ("root_dir", "absent"),
+            ("usr", "readonly"),
+            ("etc", "readonly"),
+            ("rootdir", "readonly"),
+            ("scratch", "writable"),
+            ("secrets_fs", "tmpfs"),
+            ("secrets_mode", "700"),
+            ("bootstrap", "readable"),
+            ("bootstrap_rw", "readonly"),
+            ("shadow", "absent"),
+            ("hostname", "sandbox-900200"),
+            ("addr", "10.77.0.42/16"),
+            ("mac", spec.net.mac.as_str()),
+            ("route", "10.77.0.1"),
+            ("caps", "0000000000000000"),
+            ("nnp", "1"),
+            ("work", "writable"),
+            ("git", "git"),
+        ];
+        for (key, value) in want {
+            assert_eq!(r.get(key).copied(), Some(value), "{key} in:\n{text}");
+        }
+        let procs: u32 = r["procs"].parse().unwrap();
+        assert!(procs < 10, "pid namespace shows {procs} processes:\n{text}");
+        assert!(
+            r["pid1"].contains("/run/agentlab/bin/agent-runner"),
+            "{text}"
+        );
+        let on_host = lab
+            .opts
+            .state_dir
+            .join("volumes")
+            .join(&vol.0)
+            .join("data/from-sandbox");
+        assert_eq!(std::fs::read_to_string(on_host).unwrap(), "hi\n");
+        hv.destroy(spec.vmid).await.unwrap();
+        hv.delete_volume(&vol).await.unwrap();
+    }
+
+    const TERM_REPORTER: &str = "#!/bin/sh\ntrap 'echo term > /home/agent/stopped; exit 0' TERM\necho up > /home/agent/up\nsleep 100000 &\nwait\n";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn stop_sends_sigterm_to_the_runner_first() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("s", TERM_REPORTER);
+        let hv = lab.hv();
+        let spec = lab.spec(900_300, 43);
+        hv.create(&spec).await.unwrap();
+        hv.start(spec.vmid, None).await.unwrap();
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Running);
+        hv.stop(spec.vmid, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Stopped);
+        let stopped = std::fs::read_to_string(lab.home(900_300).join("stopped")).unwrap();
+        assert_eq!(stopped, "term\n");
+        assert_eq!(hv.guest_address(spec.vmid).await.unwrap(), None);
+        // Start again: same home directory, running again.
+        hv.start(spec.vmid, None).await.unwrap();
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Running);
+        hv.destroy(spec.vmid).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn destroy_leaves_no_trace() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("d", SLEEPER);
+        let hv = lab.hv();
+        let spec = lab.spec(900_400, 44);
+        hv.create(&spec).await.unwrap();
+        hv.start(spec.vmid, Some(&boot(900_400))).await.unwrap();
+        assert!(lab.router_has_link("al900400h"));
+        assert_eq!(lab.sandbox_netns(), vec![lab.netns(900_400)]);
+        assert!(lab.vm_dir(900_400).join("bootstrap.json").is_file());
+        hv.destroy(spec.vmid).await.unwrap();
+        assert!(!lab.router_has_link("al900400h"), "veth left behind");
+        assert!(lab.sandbox_netns().is_empty(), "netns left behind");
+        assert!(!lab.vm_dir(900_400).exists(), "sandbox files left behind");
+        let cgroup = lab.opts.cgroup_root.join("agentlab/900400");
+        assert!(!cgroup.exists(), "cgroup left behind");
+        assert!(matches!(
+            hv.status(spec.vmid).await,
+            Err(HypervisorError::NotFound(_))
+        ));
+        assert!(!hv.used_ids().await.unwrap().contains(&spec.vmid));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restarted_daemon_finds_its_sandboxes() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("r", SLEEPER);
+        let spec = lab.spec(900_500, 45);
+        {
+            let first = lab.hv();
+            first.create(&spec).await.unwrap();
+            first.start(spec.vmid, Some(&boot(900_500))).await.unwrap();
+        }
+        let second = lab.hv();
+        assert_eq!(second.status(spec.vmid).await.unwrap(), PowerState::Running);
+        let managed = second.list_managed().await.unwrap();
+        assert!(
+            managed
+                .iter()
+                .any(|m| m.vmid == spec.vmid && m.power == PowerState::Running),
+            "{managed:?}"
+        );
+        assert!(second.used_ids().await.unwrap().contains(&spec.vmid));
+        assert_eq!(
+            second.guest_address(spec.vmid).await.unwrap(),
+            Some(spec.net.ip)
+        );
+        second.destroy(spec.vmid).await.unwrap();
+        assert!(lab.sandbox_netns().is_empty());
+        assert!(second.list_managed().await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_sandbox_start_is_reported_with_its_log() {
+        if !privileged() {
+            return;
+        }
+        let mut lab = Lab::new("f", SLEEPER);
+        lab.opts.runner_path = lab.dir.path().join("no-such-runner");
+        let hv = lab.hv();
+        let spec = lab.spec(900_600, 46);
+        hv.create(&spec).await.unwrap();
+        let err = hv.start(spec.vmid, None).await.unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("no-such-runner"), "{text}");
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Stopped);
+        hv.destroy(spec.vmid).await.unwrap();
+    }
+
+    const HOG: &str = "#!/bin/sh\nhead -c 200000000 /dev/zero | tail > /dev/null\necho \"exit=$?\" > /home/agent/hog\necho done >> /home/agent/hog\nexec sleep 100000\n";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_memory_limit_kills_a_process_that_exceeds_it() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("m", HOG);
+        let controllers = lab.opts.cgroup_root.join("cgroup.controllers");
+        let usable = std::fs::read_to_string(&controllers)
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"))
+            && std::fs::OpenOptions::new()
+                .append(true)
+                .open(lab.opts.cgroup_root.join("cgroup.subtree_control"))
+                .is_ok();
+        if !usable {
+            eprintln!(
+                "SKIP: no writable cgroup v2 hierarchy with the memory controller at {}",
+                lab.opts.cgroup_root.display()
+            );
+            return;
+        }
+        let hv = lab.hv();
+        let mut spec = lab.spec(900_700, 47);
+        spec.resources.memory_mb = 32;
+        hv.create(&spec).await.unwrap();
+        hv.start(spec.vmid, None).await.unwrap();
+        let text = wait_for_done(&lab.home(900_700).join("hog"));
+        assert!(!text.contains("exit=0"), "the hog survived: {text}");
+        let max = std::fs::read_to_string(lab.opts.cgroup_root.join("agentlab/900700/memory.max"));
+        assert_eq!(max.unwrap().trim(), (32u64 << 20).to_string());
+        hv.destroy(spec.vmid).await.unwrap();
+        assert!(!lab.opts.cgroup_root.join("agentlab/900700").exists());
+    }
+}
