@@ -70,10 +70,19 @@ fn unreachable_daemon_names_the_socket() {
 #[test]
 fn every_binary_prints_version_and_commit() {
     for name in ["agentlab", "agentlabd", "agent-runner"] {
-        let out = std::process::Command::new(bin(name)).arg("--version").output().unwrap();
+        let out = std::process::Command::new(bin(name))
+            .arg("--version")
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.starts_with(&format!("{name} {}", env!("CARGO_PKG_VERSION"))), "{text}");
-        assert!(text.contains("(commit ") && text.contains(", built "), "{text}");
+        assert!(
+            text.starts_with(&format!("{name} {}", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
+        assert!(
+            text.contains("(commit ") && text.contains(", built "),
+            "{text}"
+        );
     }
 }

@@ -47,6 +47,16 @@ impl Daemon {
     /// Like [`Daemon::start`], with `profiles` (YAML, `{dir}` replaced by the temp dir) as the
     /// only profiles when given.
     pub fn start_with(profiles: Option<&str>, fake_extra: &str) -> Daemon {
+        Self::start_backend(
+            profiles,
+            "fake",
+            &format!("fake:\n  work_dir: {{dir}}/vms\n{fake_extra}"),
+        )
+    }
+
+    /// A daemon with `backend` and the backend's config section(s) `section` (YAML, `{dir}`
+    /// replaced by the temp dir).
+    pub fn start_backend(profiles: Option<&str>, backend: &str, section: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let profiles = match profiles {
             Some(yaml) => {
@@ -61,15 +71,15 @@ impl Daemon {
             }
             None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles"),
         };
-        let fake_extra = fake_extra.replace("{dir}", &dir.path().display().to_string());
+        let section = section.replace("{dir}", &dir.path().display().to_string());
         let socket = dir.path().join("run/agentlabd.sock");
         let port = free_port();
         let config = dir.path().join("config.yaml");
         let text = format!(
-            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {profiles}\nbackend: fake\n\
+            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {profiles}\nbackend: {backend}\n\
              guest:\n  listen: 127.0.0.1:{port}\nnetwork:\n  manage_firewall: false\n\
              secrets:\n  dir: {dir}/secrets\n  identity: {dir}/age.key\n\
-             log:\n  level: debug\nfake:\n  work_dir: {dir}/vms\n{fake_extra}",
+             log:\n  level: debug\n{section}",
             sock = socket.display(),
             data = dir.path().join("data").display(),
             profiles = profiles.display(),
