@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use agentlab_core::fake::boot::ProcessBootHook;
-use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path, process_boot_hook};
+use agentlab_pve::sim::{
+    FaultKind, FaultRule, SeedVm, SimConfig, Simulator, default_schema_path, process_boot_hook,
+};
 use harness::{Daemon, bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,4 +108,62 @@ async fn job_runs_end_to_end_on_the_pve_simulator() {
         "the backend talked to the simulator"
     );
     sim.assert_all_valid();
+}
+
+/// Each failing PVE call during provisioning: the sandbox is FAILED with an error naming the
+/// call, and the simulator holds nothing AgentLab created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pve_failures_name_the_call_and_leave_nothing_behind() {
+    let schema = default_schema_path();
+    if !schema.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PVE schema missing at {} (required in CI)",
+            schema.display()
+        );
+        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+        return;
+    }
+    let cases = [
+        ("POST", "/clone", "clone"),
+        ("PUT", "/resize", "configure"),
+        ("POST", "/status/start", "start"),
+    ];
+    for (method, path, step) in cases {
+        let sim = Simulator::start(SimConfig::new(schema.clone()), "127.0.0.1:0")
+            .await
+            .unwrap();
+        sim.add_vm(&SeedVm::template(9000, "pve1"));
+        let msg = format!("injected failure of {method} {path}");
+        sim.add_fault(FaultRule::always(
+            method,
+            path,
+            FaultKind::Http {
+                status: 500,
+                message: msg.clone(),
+            },
+        ));
+        let pve = format!(
+            "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
+            url = sim.url(),
+            id = sim.config().token_id,
+            secret = sim.config().token_secret,
+        );
+        let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\nstorage:\n  root_size_gb: 40\nagent:\n  command: \"true\"\n";
+        let sb = tokio::task::spawn_blocking(move || {
+            let d = Daemon::start_backend(Some(profiles), "pve", &pve);
+            let sb = d.json(&["sandbox", "new", "--profile", "p"]);
+            let vmid = sb["vmid"].as_u64().unwrap();
+            d.wait_sandbox(vmid, |v| v["state"] == "FAILED")
+        })
+        .await
+        .unwrap();
+        let err = sb["last_error"].as_str().unwrap();
+        assert!(
+            err.contains(step) && err.contains(path) && err.contains(&msg),
+            "{step}: {err}"
+        );
+        assert_eq!(sim.vm_ids(), vec![9000], "{step}: AgentLab left VMs behind");
+        sim.assert_all_valid();
+    }
 }
