@@ -169,3 +169,27 @@ async fn boot_timeout_ends_in_timeout_and_cleans_up() {
     );
     assert!(r.hv.owned_vm_ids().is_empty());
 }
+
+#[tokio::test]
+async fn never_used_ids_come_before_reusing_destroyed_ones() {
+    let r = rig().await;
+    let settings = agentlab_core::engine::LabSettings {
+        vmid_end: 9101,
+        ..common::settings()
+    };
+    let lab = agentlab_core::engine::Lab::new(r.lab.deps().clone(), settings, common::profiles());
+    let a = lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    lab.wait_idle().await;
+    lab.destroy_sandbox(a.vmid).await.unwrap();
+    let b = lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    assert_eq!((a.vmid.get(), b.vmid.get()), (9100, 9101));
+    lab.wait_idle().await;
+    let c_err = lab.create_sandbox(req("yolo-ephemeral")).await;
+    // 9101 is live, 9100 destroyed: it is reused.
+    assert_eq!(c_err.unwrap().vmid.get(), 9100);
+    lab.wait_idle().await;
+    assert!(matches!(
+        lab.create_sandbox(req("yolo-ephemeral")).await,
+        Err(agentlab_core::engine::EngineError::Exhausted { .. })
+    ));
+}

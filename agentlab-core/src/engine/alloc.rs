@@ -39,12 +39,19 @@ impl Lab {
     /// nor reported by the hypervisor, and not in `also_skip`.
     pub(crate) async fn allocate_vmid(&self, also_skip: &[Vmid]) -> Result<Vmid, EngineError> {
         let mut used: HashSet<u32> = also_skip.iter().map(|v| v.get()).collect();
-        let live = self
-            .deps
-            .store
-            .list_sandboxes(&SandboxFilter::default())
-            .await?;
-        used.extend(live.iter().map(|s| s.vmid.get()));
+        let all = SandboxFilter {
+            include_destroyed: true,
+            ..SandboxFilter::default()
+        };
+        let mut destroyed: Vec<&crate::model::Sandbox> = Vec::new();
+        let known = self.deps.store.list_sandboxes(&all).await?;
+        for sb in &known {
+            if sb.state.is_terminal() {
+                destroyed.push(sb);
+            } else {
+                used.insert(sb.vmid.get());
+            }
+        }
         let external =
             self.deps
                 .hypervisor
@@ -56,13 +63,26 @@ impl Lab {
                 })?;
         used.extend(external.iter().map(|v| v.get()));
         let (start, end) = (self.settings.vmid_start, self.settings.vmid_end);
-        (start..=end)
-            .filter(|n| !used.contains(n))
-            .find_map(|n| {
-                Vmid::new(n)
-                    .ok()
-                    .filter(|v| ip_for(&self.settings, *v).is_some())
-            })
+        let usable = |n: u32| {
+            Vmid::new(n)
+                .ok()
+                .filter(|v| ip_for(&self.settings, *v).is_some())
+        };
+        // Never-used ids first, so a vmid's event history belongs to one sandbox; then the ids
+        // of destroyed sandboxes, least recently destroyed first.
+        let reused: HashSet<u32> = destroyed.iter().map(|s| s.vmid.get()).collect();
+        if let Some(v) = (start..=end)
+            .filter(|n| !used.contains(n) && !reused.contains(n))
+            .find_map(usable)
+        {
+            return Ok(v);
+        }
+        destroyed.sort_by_key(|s| s.updated_at);
+        destroyed
+            .iter()
+            .map(|s| s.vmid.get())
+            .filter(|n| (start..=end).contains(n) && !used.contains(n))
+            .find_map(usable)
             .ok_or(EngineError::Exhausted { start, end })
     }
 }
