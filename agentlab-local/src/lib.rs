@@ -8,7 +8,8 @@
 //! - [`LocalHypervisor`]: implements the trait; state survives a daemon restart because every
 //!   sandbox is a directory under `<data_dir>/local/` and its processes are found again through
 //!   their network namespace.
-//! - [`setup_bridge`]: creates the agent bridge and enables forwarding (host setup).
+//! - [`setup_bridge`]: creates the agent bridge and enables forwarding (host setup);
+//!   [`LocalHypervisor::from_config`] does that and builds the backend for the daemon.
 //!
 //! Requires root. See `docs/local-backend.md`.
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ mod ops;
 mod options;
 mod procs;
 mod sandbox;
+mod setup;
 mod volumes;
 
 pub use error::LocalError;
@@ -30,3 +32,4 @@ pub use hypervisor::LocalHypervisor;
 pub use net::setup_bridge;
 pub use options::LocalOptions;
 pub use sandbox::RUNNER_PATH_INSIDE;
+pub use setup::bridge_net_config;

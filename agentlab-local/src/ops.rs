@@ -52,14 +52,6 @@ impl Inner {
         self.opts.netns_name(vmid)
     }
 
-    fn bridge<'a>(&'a self, spec: &'a VmSpec) -> &'a str {
-        if spec.net.bridge.is_empty() {
-            &self.opts.bridge
-        } else {
-            &spec.net.bridge
-        }
-    }
-
     pub fn procs(&self, vmid: Vmid) -> Vec<Proc> {
         procs::in_netns(&self.netns(vmid))
     }
@@ -70,8 +62,9 @@ impl Inner {
         if self.layout.vm_dir(vmid).exists() || net::netns_exists(&netns) {
             return Err(HypervisorError::AlreadyExists(format!("Sandbox {vmid}")));
         }
+        // The profile's bridge is a PVE notion; local sandboxes always join `opts.bridge`.
         let mut net_spec = spec.net.clone();
-        self.bridge(spec).clone_into(&mut net_spec.bridge);
+        net_spec.bridge.clone_from(&self.opts.bridge);
         net::require_bridge(self.opts.bridge_netns.as_deref(), &net_spec.bridge)?;
         Layout::mkdir(&self.layout.home_dir(vmid))?;
         let record = Record {
