@@ -28,6 +28,8 @@ pub mod render;
 mod resolve;
 mod runner;
 mod validate;
+#[cfg(test)]
+mod mock_tests;
 
 pub use config::{NetConfig, TailnetConfig};
 pub use error::NetError;

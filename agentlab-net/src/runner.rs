@@ -15,13 +15,15 @@ use tokio::process::Command;
 
 use crate::error::NetError;
 
-/// Runs nft batches and queries.
+/// Runs nft batches and queries. A narrow leaf: unit tests mock it with mockall
+/// (`MockNftRunner`, under `cfg(test)` or the `mock` feature).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait NftRunner: Send + Sync + fmt::Debug {
     /// Applies `script` atomically (`nft -f -`).
     async fn apply(&self, script: &str) -> Result<(), NetError>;
     /// Runs `nft <args>` and returns its stdout.
-    async fn query(&self, args: &[&str]) -> Result<String, NetError>;
+    async fn query<'a>(&self, args: &'a [&'a str]) -> Result<String, NetError>;
 }
 
 /// Runs the real `nft` binary as a child process (tokio, never blocking an async thread).
@@ -105,7 +107,7 @@ impl NftRunner for ProcessRunner {
         }
     }
 
-    async fn query(&self, args: &[&str]) -> Result<String, NetError> {
+    async fn query<'a>(&self, args: &'a [&'a str]) -> Result<String, NetError> {
         let out = self
             .command(args)
             .stdin(Stdio::null())
@@ -186,7 +188,7 @@ impl NftRunner for RecordingRunner {
         Ok(())
     }
 
-    async fn query(&self, args: &[&str]) -> Result<String, NetError> {
+    async fn query<'a>(&self, args: &'a [&'a str]) -> Result<String, NetError> {
         self.queries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
