@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use agentlab_core::{BootstrapData, HypervisorError, PowerState, VmSpec, Vmid};
 use nix::sys::signal::Signal;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::cgroup::Cgroups;
 use crate::error::LocalError;
@@ -19,6 +19,8 @@ use crate::procs::{self, Proc};
 use crate::sandbox::{self, Mounts, RUNNER_PATH_INSIDE};
 
 const POLL: Duration = Duration::from_millis(5);
+/// How long SIGKILLed processes may take to disappear (uninterruptible sleep).
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Shared state of a local hypervisor.
 #[derive(Debug)]
@@ -113,8 +115,9 @@ impl Inner {
     pub fn start(&self, vmid: Vmid, boot: Option<&BootstrapData>) -> Result<(), HypervisorError> {
         let record = self.record(vmid)?;
         if !self.procs(vmid).is_empty() {
-            debug!(sandbox = %vmid, "local sandbox already running");
-            return Ok(());
+            return Err(HypervisorError::Conflict(format!(
+                "Sandbox {vmid} is running"
+            )));
         }
         let l = &self.layout;
         let bootstrap = l.bootstrap_path(vmid);
@@ -147,7 +150,7 @@ impl Inner {
                 break Err(sandbox::log_tail(&log));
             }
             if Instant::now() > deadline {
-                self.kill_all(vmid, Duration::ZERO);
+                let _ = self.kill_all(vmid, Duration::ZERO);
                 break Err(format!("not running after {:?}", self.opts.start_timeout));
             }
             std::thread::sleep(POLL);
@@ -189,15 +192,14 @@ impl Inner {
 
     pub fn stop(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError> {
         self.record(vmid)?;
-        self.kill_all(vmid, grace);
-        Ok(())
+        self.kill_all(vmid, grace)
     }
 
     /// SIGTERM to the sandbox's init, wait up to `grace`, then SIGKILL everything in it.
-    fn kill_all(&self, vmid: Vmid, grace: Duration) {
+    fn kill_all(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError> {
         let running = self.procs(vmid);
         if running.is_empty() {
-            return;
+            return Ok(());
         }
         if !grace.is_zero() {
             for pid in procs::inits(&running) {
@@ -208,10 +210,17 @@ impl Inner {
                 std::thread::sleep(POLL);
             }
         }
+        let deadline = Instant::now() + KILL_WAIT;
         loop {
             let left = self.procs(vmid);
             if left.is_empty() {
                 break;
+            }
+            if Instant::now() > deadline {
+                return Err(HypervisorError::Timeout(format!(
+                    "Sandbox {vmid}: {} processes survive SIGKILL",
+                    left.len()
+                )));
             }
             for p in &left {
                 procs::signal(p.pid, Signal::SIGKILL);
@@ -220,11 +229,12 @@ impl Inner {
         }
         let _ = std::fs::remove_file(self.layout.pid_path(vmid));
         info!(sandbox = %vmid, "local sandbox stopped");
+        Ok(())
     }
 
     pub fn destroy(&self, vmid: Vmid) -> Result<(), HypervisorError> {
         let record = self.record(vmid)?;
-        self.kill_all(vmid, Duration::ZERO);
+        self.kill_all(vmid, Duration::ZERO)?;
         let veth = LocalOptions::host_veth(vmid);
         net::unplumb(self.opts.bridge_netns.as_deref(), &self.netns(vmid), &veth);
         self.cgroups.remove(vmid);

@@ -1,7 +1,9 @@
 //! Workspace volumes: plain directories `<state_dir>/volumes/<workspace>/data`, bind-mounted
 //! at `/work` by the next start of the sandbox they are attached to. The `attached` file in the
 //! volume directory names that sandbox; the sandbox's record names the volume. `size_gb` is
-//! not enforced (no quota on plain directories).
+//! not enforced (no quota on plain directories). Rules match the fake's: attaching or deleting
+//! an attached volume is `Conflict`, detaching a detached one is a no-op, unknown volumes are
+//! `NotFound`; destroying a sandbox detaches its volume and keeps it.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -105,10 +107,16 @@ impl Inner {
         valid(volume)?;
         let _guard = self.volume_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut record = self.record(vmid)?;
+        if !self.layout.volume_dir(volume).is_dir() {
+            return Err(missing(volume));
+        }
         if record.volume.as_ref() != Some(volume) {
-            return Err(HypervisorError::NotFound(format!(
-                "Volume {volume} on sandbox {vmid}"
-            )));
+            return match attached_to(&self.layout, volume) {
+                Some(vm) if vm != vmid.to_string() => Err(HypervisorError::Conflict(format!(
+                    "Volume {volume} is attached to sandbox {vm}"
+                ))),
+                _ => Ok(()),
+            };
         }
         record.volume = None;
         self.layout.save(&record)?;

@@ -138,7 +138,16 @@ wait
             .join("data/from-sandbox");
         assert_eq!(std::fs::read_to_string(on_host).unwrap(), "hi\n");
         hv.destroy(spec.vmid).await.unwrap();
+        // Destroy detaches the workspace and keeps it; a second detach is a no-op.
+        let data = lab.opts.state_dir.join("volumes").join(&vol.0).join("data");
+        assert!(data.join("from-sandbox").is_file());
+        let other = lab.spec(900_201, 49);
+        hv.create(&other).await.unwrap();
+        hv.detach_volume(other.vmid, &vol).await.unwrap();
+        hv.attach_volume(other.vmid, &vol).await.unwrap();
+        hv.destroy(other.vmid).await.unwrap();
         hv.delete_volume(&vol).await.unwrap();
+        assert!(!data.exists());
     }
 
     const TERM_REPORTER: &str = "#!/bin/sh\ntrap 'echo term > /home/agent/stopped; exit 0' TERM\necho up > /home/agent/up\nsleep 100000 &\nwait\n";
@@ -154,6 +163,10 @@ wait
         hv.create(&spec).await.unwrap();
         hv.start(spec.vmid, None).await.unwrap();
         assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Running);
+        assert!(matches!(
+            hv.start(spec.vmid, None).await,
+            Err(HypervisorError::Conflict(_))
+        ));
         hv.stop(spec.vmid, Duration::from_secs(30)).await.unwrap();
         assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Stopped);
         let stopped = std::fs::read_to_string(lab.home(900_300).join("stopped")).unwrap();
@@ -272,5 +285,38 @@ wait
         assert_eq!(max.unwrap().trim(), (32u64 << 20).to_string());
         hv.destroy(spec.vmid).await.unwrap();
         assert!(!lab.opts.cgroup_root.join("agentlab/900700").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn limits_go_through_the_cgroup_before_bwrap_runs() {
+        if !privileged() {
+            return;
+        }
+        // A stand-in hierarchy (plain files): checks the plumbing, not the kernel.
+        let mut lab = Lab::new("g", SLEEPER);
+        let root = lab.dir.path().join("cgroup");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        lab.opts.cgroup_root = root.clone();
+        lab.opts.pids_max = 99;
+        let hv = lab.hv();
+        let mut spec = lab.spec(900_900, 50);
+        spec.resources.cores = 2;
+        spec.resources.cpulimit = Some(1.5);
+        spec.resources.memory_mb = 256;
+        hv.create(&spec).await.unwrap();
+        hv.start(spec.vmid, None).await.unwrap();
+        let dir = root.join("agentlab/900900");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("cpu.max"), "150000 100000");
+        assert_eq!(read("memory.max"), (256u64 << 20).to_string());
+        assert_eq!(read("pids.max"), "99");
+        let pid: i32 = read("cgroup.procs").trim().parse().unwrap();
+        assert!(pid > 1);
+        // The pid written is the process that became bwrap (same pid through the execs).
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(String::from_utf8_lossy(&cmd).starts_with("/usr/bin/bwrap"));
+        hv.destroy(spec.vmid).await.unwrap();
     }
 }
