@@ -30,9 +30,12 @@ pub async fn build(cfg: &Config, profiles: &Profiles) -> anyhow::Result<LabDeps>
                 net_firewall(cfg)?,
             )
         }
-        BackendKind::Local => anyhow::bail!(
-            "backend local is not available in this build yet; use backend: fake or pve"
-        ),
+        BackendKind::Local => {
+            let local = agentlab_local::LocalHypervisor::from_config(cfg)
+                .await
+                .context("setting up the local backend")?;
+            (Arc::new(local), net_firewall(cfg)?)
+        }
     };
     let secrets = Arc::new(agentlab_secrets::AgeSecretStore::new(
         &cfg.secrets.dir,
