@@ -22,7 +22,10 @@ impl NetConfig {
             .subnet6
             .map(|net| Ipv6Addr::from(u128::from(net.network()).wrapping_add(1)));
         let mut guest_ports = vec![cfg.guest.listen.port()];
+        guest_ports.extend(&n.host_ports);
         guest_ports.retain(|p| *p != 0);
+        guest_ports.sort_unstable();
+        guest_ports.dedup();
         let out = Self {
             bridge: n.bridge.clone(),
             subnet_v4: n.subnet,
@@ -54,13 +57,13 @@ mod tests {
 
     #[test]
     fn daemon_network_section_maps_onto_the_policy() {
-        let yaml = "backend: fake\nnetwork:\n  bridge: agentlab0\n  uplink: eth9\n  subnet6: fd99::/64\n  tailnet_iface: tailscale0\n  tailnet_ssh: true\n";
+        let yaml = "backend: fake\nnetwork:\n  bridge: agentlab0\n  host_ports: [9418]\n  uplink: eth9\n  subnet6: fd99::/64\n  tailnet_iface: tailscale0\n  tailnet_ssh: true\n";
         let cfg = Config::from_yaml_str(yaml, "test").unwrap();
         let net = NetConfig::from_daemon(&cfg).unwrap();
         assert_eq!(net.bridge, "agentlab0");
         assert_eq!(net.uplink, "eth9");
         assert_eq!(net.gateway_v6.unwrap().to_string(), "fd99::1");
         assert!(net.tailnet.ssh);
-        assert_eq!(net.guest_ports, vec![cfg.guest.listen.port()]);
+        assert_eq!(net.guest_ports, vec![8844, 9418]);
     }
 }

@@ -218,6 +218,9 @@ pub struct NetworkConfig {
     pub tailnet_ssh: bool,
     /// Let AgentLab install and manage its nftables table (default `true`).
     pub manage_firewall: bool,
+    /// Extra TCP ports on the gateway address sandboxes may reach besides the guest listener
+    /// (e.g. a local git mirror or package cache; default none).
+    pub host_ports: Vec<u16>,
 }
 
 impl Default for NetworkConfig {
@@ -231,6 +234,7 @@ impl Default for NetworkConfig {
             tailnet_iface: None,
             tailnet_ssh: false,
             manage_firewall: true,
+            host_ports: Vec::new(),
         }
     }
 }
