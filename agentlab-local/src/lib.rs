@@ -24,6 +24,7 @@ mod ops;
 mod options;
 mod procs;
 mod sandbox;
+mod seccomp;
 mod setup;
 mod volumes;
 

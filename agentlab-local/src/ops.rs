@@ -129,17 +129,36 @@ impl Inner {
         let home = l.home_dir(vmid);
         Layout::mkdir(&home)?;
         let etc = l.etc_dir(vmid);
+        let seccomp = match crate::seccomp::program() {
+            Some(prog) => {
+                let path = l.vm_dir(vmid).join("seccomp.bpf");
+                crate::layout::write_atomic(&path, &prog)?;
+                Some(path)
+            }
+            None => {
+                warn!(sandbox = %vmid, "no seccomp filter for this architecture");
+                None
+            }
+        };
         let mounts = Mounts {
             etc: &etc,
             home: &home,
             bootstrap: bootstrap.is_file().then_some(bootstrap.as_path()),
             volume: volume.as_deref(),
+            seccomp: seccomp.is_some(),
         };
         let args = sandbox::bwrap_args(vmid, &mounts, &self.opts);
         let cgroup = self.limits(&record.spec);
         let log = l.log_path(vmid);
         let netns_path = procs::netns_path(&self.netns(vmid));
-        let mut child = sandbox::spawn(&netns_path, &args, cgroup.as_ref(), &log, &self.opts)?;
+        let mut child = sandbox::spawn(
+            &netns_path,
+            &args,
+            cgroup.as_ref(),
+            seccomp.as_deref(),
+            &log,
+            &self.opts,
+        )?;
         let _ = std::fs::write(l.pid_path(vmid), child.id().to_string());
         let deadline = Instant::now() + self.opts.start_timeout;
         let outcome = loop {

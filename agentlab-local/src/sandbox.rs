@@ -73,6 +73,8 @@ pub(crate) struct Mounts<'a> {
     pub home: &'a Path,
     pub bootstrap: Option<&'a Path>,
     pub volume: Option<&'a Path>,
+    /// Whether a seccomp program is passed on fd 9 (see [`spawn`]).
+    pub seccomp: bool,
 }
 
 /// The `bwrap` arguments (without the program) for `vmid`.
@@ -80,6 +82,9 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| (*s).to_owned()));
     let host = hostname(vmid);
+    if m.seccomp {
+        push(&["--seccomp", "9"]);
+    }
     push(&["--unshare-all", "--share-net", "--cap-drop", "ALL"]);
     push(&["--new-session", "--as-pid-1", "--hostname", &host]);
     push(&["--clearenv", "--setenv", "PATH", PATH]);
@@ -156,12 +161,21 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
     a
 }
 
-/// Spawns `setsid nsenter --net=<netns> -- bwrap <args>` (wrapped in a shell that first moves
-/// itself into `cgroup_procs` when given), output appended to `log`.
+/// The wrapper run before `bwrap`: joins the cgroup (`$1`, if set) so everything bwrap forks
+/// is inside, opens the seccomp program (`$2`, if set) on fd 9, then execs the rest.
+const WRAPPER: &str = r#"if [ -n "$1" ]; then echo $$ > "$1" || exit 97; fi
+if [ -n "$2" ]; then exec 9< "$2" || exit 97; fi
+shift 2
+exec "$@""#;
+
+/// Spawns `sh -c WRAPPER sh <cgroup.procs> <seccomp> setsid nsenter --net=<netns> -- bwrap
+/// <args>` with output appended to `log`. `setsid` execs in place (the shell is not a group
+/// leader), so the child's pid stays the pid of `bwrap`.
 pub(crate) fn spawn(
     netns_path: &Path,
     args: &[String],
     cgroup_procs: Option<&PathBuf>,
+    seccomp: Option<&Path>,
     log: &Path,
     opts: &LocalOptions,
 ) -> Result<Child, LocalError> {
@@ -172,31 +186,21 @@ pub(crate) fn spawn(
         .open(log)
         .map_err(LocalError::io("open", log))?;
     let err = out.try_clone().map_err(LocalError::io("open", log))?;
-    let mut argv: Vec<String> = Vec::new();
-    if let Some(procs) = cgroup_procs {
-        argv.extend(
-            [
-                "/bin/sh",
-                "-c",
-                r#"echo $$ > "$0" && exec "$@""#,
-                &procs.to_string_lossy(),
-            ]
-            .map(str::to_owned),
-        );
-    }
-    argv.push("setsid".to_owned());
-    argv.push("nsenter".to_owned());
-    argv.push(format!("--net={}", netns_path.display()));
-    argv.push("--".to_owned());
-    argv.push(opts.bwrap_path.to_string_lossy().into_owned());
-    argv.extend(args.iter().cloned());
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    let lossy = |p: Option<&Path>| p.map(|p| p.to_string_lossy().into_owned());
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", WRAPPER, "sh"])
+        .arg(lossy(cgroup_procs.map(PathBuf::as_path)).unwrap_or_default())
+        .arg(lossy(seccomp).unwrap_or_default())
+        .args(["setsid", "nsenter"])
+        .arg(format!("--net={}", netns_path.display()))
+        .arg("--")
+        .arg(&opts.bwrap_path)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
     cmd.spawn().map_err(|source| LocalError::Spawn {
-        program: argv[0].clone(),
+        program: "/bin/sh".to_owned(),
         source,
     })
 }
@@ -221,10 +225,12 @@ mod tests {
             home: Path::new("/state/1234/home"),
             bootstrap: Some(Path::new("/state/1234/bootstrap.json")),
             volume: None,
+            seccomp: true,
         };
         let args = bwrap_args(vmid, &m, &opts).join(" ");
         assert!(args.contains("--ro-bind /usr /usr"));
         assert!(args.contains("--cap-drop ALL"));
+        assert!(args.starts_with("--seccomp 9 "));
         assert!(args.contains("--perms 0700 --tmpfs /run/agentlab/secrets"));
         assert!(args.contains("--ro-bind /state/1234/bootstrap.json /run/agentlab/bootstrap.json"));
         assert!(args.contains("--bind /state/1234/home /home/agent"));

@@ -67,6 +67,13 @@ out=/home/agent/results.tmp
   echo nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)
   if echo hi > /work/from-sandbox 2>/dev/null; then echo work=writable; else echo work=absent; fi
   echo git=$(git --version | cut -d' ' -f1)
+  echo seccomp=$(/usr/bin/python3 -c 'import ctypes
+l = ctypes.CDLL(None, use_errno=True)
+out = []
+for nr in (250, 298, 321, 323, 425, 0x40000027, 39):
+    v = l.syscall(nr, 0, 0, 0, 0, 0)
+    out.append(str(ctypes.get_errno()) if v == -1 else "ok")
+print(",".join(out))')
   echo done
 } > "$out" 2>&1
 mv "$out" /home/agent/results
@@ -120,6 +127,9 @@ wait
             ("nnp", "1"),
             ("work", "writable"),
             ("git", "git"),
+            // keyctl, perf_event_open, bpf, userfaultfd, io_uring_setup, x32 getpid: EPERM;
+            // getpid: allowed.
+            ("seccomp", "1,1,1,1,1,1,ok"),
         ];
         for (key, value) in want {
             assert_eq!(r.get(key).copied(), Some(value), "{key} in:\n{text}");
