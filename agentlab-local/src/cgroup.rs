@@ -73,12 +73,24 @@ impl Cgroups {
     }
 
     /// Removes the sandbox's cgroup (its processes must be gone); a missing one is fine.
+    /// Retries for a second while the kernel still counts exiting tasks (`EBUSY`).
     pub fn remove(&self, vmid: Vmid) {
         let dir = self.dir(vmid);
-        match fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(sandbox = %vmid, error = %e, "cannot remove sandbox cgroup"),
+        for attempt in 0..100 {
+            match fs::remove_dir(&dir) {
+                Ok(()) => return,
+                Err(e) if e.kind() == ErrorKind::NotFound => return,
+                Err(e)
+                    if e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32)
+                        && attempt < 99 =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %vmid, error = %e, "cannot remove sandbox cgroup");
+                    return;
+                }
+            }
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Finding a sandbox's processes: every process whose network namespace is the sandbox's
 //! (`/proc/<pid>/ns/net` has the same device and inode as `/run/netns/<name>`). This needs no
 //! pid file and works for sandboxes started by an earlier daemon process. Zombies have no
-//! namespace links, so exited but unreaped processes do not count.
+//! namespace links, so exited but unreaped processes do not count. A sandbox process that moves
+//! to another network namespace (possible through a nested user namespace) is not seen here,
+//! but it cannot outlive the sandbox: it stays in the sandbox's pid namespace, whose init (the
+//! runner, which stays in the netns) takes every member down with it when killed.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

@@ -193,11 +193,19 @@ wait
         if !privileged() {
             return;
         }
-        let lab = Lab::new("d", SLEEPER);
+        let lab = Lab::new("d", ESCAPER);
         let hv = lab.hv();
         let spec = lab.spec(900_400, 44);
         hv.create(&spec).await.unwrap();
         hv.start(spec.vmid, Some(&boot(900_400))).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while escaped_sleepers().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the escaper never ran"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(lab.router_has_link("al900400h"));
         assert_eq!(lab.sandbox_netns(), vec![lab.netns(900_400)]);
         assert!(lab.vm_dir(900_400).join("bootstrap.json").is_file());
@@ -212,6 +220,30 @@ wait
             Err(HypervisorError::NotFound(_))
         ));
         assert!(!hv.used_ids().await.unwrap().contains(&spec.vmid));
+        assert_eq!(
+            escaped_sleepers(),
+            Vec::<String>::new(),
+            "a process survived"
+        );
+    }
+
+    /// A runner that also leaves a process in a network namespace of its own.
+    const ESCAPER: &str =
+        "#!/bin/sh\ntrap 'exit 0' TERM\nunshare -U -n sleep 100123 &\nsleep 100000 &\nwait\n";
+
+    /// Live (non-zombie) processes running `sleep 100123`.
+    fn escaped_sleepers() -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\0100123\0")
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| !s.contains(") Z "))
+            })
+            .map(|pid| pid.to_string())
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread")]
