@@ -238,7 +238,8 @@ wait
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\0100123\0")
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x00100123\x00")
                     && std::fs::read_to_string(format!("/proc/{pid}/stat"))
                         .is_ok_and(|s| !s.contains(") Z "))
             })
