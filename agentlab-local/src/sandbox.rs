@@ -41,9 +41,9 @@ pub(crate) fn write_etc(dir: &Path, spec: &VmSpec, opts: &LocalOptions) -> Resul
     let files = [
         (
             "passwd",
-            "root:x:0:0:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".to_owned(),
+            "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:1000:1000:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".to_owned(),
         ),
-        ("group", "root:x:0:\nnogroup:x:65534:\n".to_owned()),
+        ("group", "root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n".to_owned()),
         (
             "hosts",
             format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n{}\t{host}\n", spec.net.ip),
@@ -86,6 +86,9 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
         push(&["--seccomp", "9"]);
     }
     push(&["--unshare-all", "--share-net", "--cap-drop", "ALL"]);
+    // uid/gid 1000 inside (mapped to the daemon's uid outside): not uid 0, so the sandbox
+    // may create nested user namespaces (the runner's inner bubblewrap) without CAP_SETFCAP.
+    push(&["--uid", "1000", "--gid", "1000"]);
     push(&["--new-session", "--as-pid-1", "--hostname", &host]);
     push(&["--clearenv", "--setenv", "PATH", PATH]);
     push(&[

@@ -53,6 +53,9 @@ out=/home/agent/results.tmp
   if touch /agentlab-probe 2>/dev/null; then echo rootdir=writable; else echo rootdir=readonly; fi
   if touch /tmp/probe && touch /home/agent/probe; then echo scratch=writable; else echo scratch=readonly; fi
   echo procs=$(ls -d /proc/[0-9]* | wc -l)
+  echo user=$(id -un):$(id -u):$(id -g)
+  if touch /run/agentlab/secrets/probe && rm /run/agentlab/secrets/probe; then echo secrets_rw=writable; else echo secrets_rw=readonly; fi
+  if bwrap --ro-bind / / --dev /dev --tmpfs /tmp true 2>/dev/null; then echo inner_bwrap=works; else echo inner_bwrap=fails; fi
   echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
   echo secrets_fs=$(stat -f -c %T /run/agentlab/secrets)
   echo secrets_mode=$(stat -c %a /run/agentlab/secrets)
@@ -114,6 +117,9 @@ wait
             ("etc", "readonly"),
             ("rootdir", "readonly"),
             ("scratch", "writable"),
+            ("user", "agent:1000:1000"),
+            ("secrets_rw", "writable"),
+            ("inner_bwrap", "works"),
             ("secrets_fs", "tmpfs"),
             ("secrets_mode", "700"),
             ("bootstrap", "readable"),
