@@ -32,5 +32,5 @@ pub use error::LocalError;
 pub use hypervisor::LocalHypervisor;
 pub use net::setup_bridge;
 pub use options::LocalOptions;
-pub use sandbox::RUNNER_PATH_INSIDE;
+pub use sandbox::{INIT_PATH_INSIDE, RUNNER_PATH_INSIDE};
 pub use setup::bridge_net_config;

@@ -16,7 +16,7 @@ use crate::layout::{Layout, Record, remove_tree};
 use crate::net;
 use crate::options::LocalOptions;
 use crate::procs::{self, Proc};
-use crate::sandbox::{self, Mounts, RUNNER_PATH_INSIDE};
+use crate::sandbox::{self, INIT_PATH_INSIDE, Mounts};
 
 const POLL: Duration = Duration::from_millis(5);
 /// How long SIGKILLed processes may take to disappear (uninterruptible sleep).
@@ -109,7 +109,7 @@ impl Inner {
 
     pub fn guest_address(&self, vmid: Vmid) -> Result<Option<IpAddr>, HypervisorError> {
         let record = self.record(vmid)?;
-        Ok(runner_running(&self.procs(vmid)).then_some(record.spec.net.ip))
+        Ok(sandbox_up(&self.procs(vmid)).then_some(record.spec.net.ip))
     }
 
     pub fn start(&self, vmid: Vmid, boot: Option<&BootstrapData>) -> Result<(), HypervisorError> {
@@ -140,8 +140,11 @@ impl Inner {
                 None
             }
         };
+        let init = l.vm_dir(vmid).join("init.sh");
+        crate::layout::write_atomic(&init, sandbox::INIT_SCRIPT.as_bytes())?;
         let mounts = Mounts {
             etc: &etc,
+            init: &init,
             home: &home,
             bootstrap: bootstrap.is_file().then_some(bootstrap.as_path()),
             volume: volume.as_deref(),
@@ -162,7 +165,7 @@ impl Inner {
         let _ = std::fs::write(l.pid_path(vmid), child.id().to_string());
         let deadline = Instant::now() + self.opts.start_timeout;
         let outcome = loop {
-            if runner_running(&self.procs(vmid)) {
+            if sandbox_up(&self.procs(vmid)) {
                 break Ok(());
             }
             if let Ok(Some(_)) = child.try_wait() {
@@ -281,9 +284,9 @@ impl Inner {
     }
 }
 
-/// Whether the runner has been exec'd inside the sandbox.
-fn runner_running(procs: &[Proc]) -> bool {
+/// Whether the sandbox's init runs (bwrap has set everything up and exec'd it).
+fn sandbox_up(procs: &[Proc]) -> bool {
     procs
         .iter()
-        .any(|p| p.argv.iter().any(|a| a == RUNNER_PATH_INSIDE))
+        .any(|p| p.argv.iter().any(|a| a == INIT_PATH_INSIDE))
 }

@@ -3,8 +3,8 @@
 //! pid file and works for sandboxes started by an earlier daemon process. Zombies have no
 //! namespace links, so exited but unreaped processes do not count. A sandbox process that moves
 //! to another network namespace (possible through a nested user namespace) is not seen here,
-//! but it cannot outlive the sandbox: it stays in the sandbox's pid namespace, whose init (the
-//! runner, which stays in the netns) takes every member down with it when killed.
+//! but it cannot outlive the sandbox: it stays in the sandbox's pid namespace, whose init (which
+//! stays in the netns) takes every member down with it when killed.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -66,7 +66,7 @@ fn read_proc(pid: i32) -> Option<Proc> {
 }
 
 /// The sandbox's "init" processes: those whose parent is inside the sandbox but whose
-/// grandparent is not (the runner as pid 1 of the sandbox's pid namespace, child of the
+/// grandparent is not (the init, pid 1 of the sandbox's pid namespace, child of the
 /// outer `bwrap`). Falls back to the outermost processes.
 pub(crate) fn inits(procs: &[Proc]) -> Vec<i32> {
     let inside = |pid: i32| procs.iter().any(|p| p.pid == pid);

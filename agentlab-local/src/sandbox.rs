@@ -18,6 +18,31 @@ use crate::options::LocalOptions;
 /// Where the runner binary appears inside the sandbox.
 pub const RUNNER_PATH_INSIDE: &str = "/run/agentlab/bin/agent-runner";
 
+/// Where the sandbox's init script appears inside the sandbox (run as `/bin/sh <it>`).
+pub const INIT_PATH_INSIDE: &str = "/run/agentlab/bin/init";
+
+/// The sandbox's pid 1. It runs the runner the way its systemd unit does on a VM: the runner
+/// is restarted after 5 s when it exits 1 ("worth retrying"). SIGTERM/SIGINT are forwarded to
+/// the runner and end the sandbox once the runner is gone. After the runner is done (exit 0
+/// or 2), the sandbox stays up, like a VM whose runner finished, until it is stopped.
+pub(crate) const INIT_SCRIPT: &str = r#"stopping=0
+pid=
+trap 'stopping=1; [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' TERM INT
+while :; do
+  /run/agentlab/bin/agent-runner "$@" &
+  pid=$!
+  code=0
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; code=$?; done
+  pid=
+  [ "$stopping" = 1 ] && exit 0
+  [ "$code" = 1 ] || break
+  sleep 5 & wait $!
+  [ "$stopping" = 1 ] && exit 0
+done
+while [ "$stopping" = 0 ]; do sleep 3600 & wait $!; done
+exit 0
+"#;
+
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Writes the bootstrap data (0600, atomically) where `start` binds it from.
@@ -70,6 +95,8 @@ fn hostname(vmid: Vmid) -> String {
 #[derive(Debug)]
 pub(crate) struct Mounts<'a> {
     pub etc: &'a Path,
+    /// The init script on the host (bound at [`INIT_PATH_INSIDE`]).
+    pub init: &'a Path,
     pub home: &'a Path,
     pub bootstrap: Option<&'a Path>,
     pub volume: Option<&'a Path>,
@@ -149,6 +176,7 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
         &opts.runner_path.to_string_lossy(),
         RUNNER_PATH_INSIDE,
     ]);
+    push(&["--ro-bind", &m.init.to_string_lossy(), INIT_PATH_INSIDE]);
     if let Some(v) = m.volume {
         push(&["--bind", &v.to_string_lossy(), "/work"]);
     }
@@ -158,7 +186,8 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
         "--chdir",
         "/home/agent",
         "--",
-        RUNNER_PATH_INSIDE,
+        "/bin/sh",
+        INIT_PATH_INSIDE,
     ]);
     a.extend(opts.runner_args.iter().cloned());
     a
@@ -225,6 +254,7 @@ mod tests {
         let vmid = Vmid::new(1234).unwrap();
         let m = Mounts {
             etc: Path::new("/state/1234/etc"),
+            init: Path::new("/state/1234/init.sh"),
             home: Path::new("/state/1234/home"),
             bootstrap: Some(Path::new("/state/1234/bootstrap.json")),
             volume: None,
@@ -239,6 +269,7 @@ mod tests {
         assert!(args.contains("--bind /state/1234/home /home/agent"));
         assert!(!args.contains("/work"));
         assert!(!args.contains("--die-with-parent"));
-        assert!(args.ends_with(&format!("-- {RUNNER_PATH_INSIDE} --secrets-dir /run/agentlab/secrets --work-dir /home/agent/.agentlab --agent-home /home/agent")));
+        assert!(args.contains(&format!("--ro-bind /opt/runner {RUNNER_PATH_INSIDE}")));
+        assert!(args.ends_with(&format!("-- /bin/sh {INIT_PATH_INSIDE} --secrets-dir /run/agentlab/secrets --work-dir /home/agent/.agentlab --agent-home /home/agent")));
     }
 }

@@ -142,10 +142,7 @@ wait
         }
         let procs: u32 = r["procs"].parse().unwrap();
         assert!(procs < 10, "pid namespace shows {procs} processes:\n{text}");
-        assert!(
-            r["pid1"].contains("/run/agentlab/bin/agent-runner"),
-            "{text}"
-        );
+        assert!(r["pid1"].contains("/run/agentlab/bin/init"), "{text}");
         let on_host = lab
             .opts
             .state_dir
@@ -366,6 +363,31 @@ wait
         // The pid written is the process that became bwrap (same pid through the execs).
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
         assert!(String::from_utf8_lossy(&cmd).starts_with("/usr/bin/bwrap"));
+        hv.destroy(spec.vmid).await.unwrap();
+    }
+
+    /// Exits 1 on its first run, 0 on its second (then the sandbox idles).
+    const FLAKY: &str = "#!/bin/sh\nif [ -e /home/agent/first ]; then echo done >> /home/agent/first; exit 0; fi\necho first > /home/agent/first\nexit 1\n";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_init_restarts_a_runner_that_exits_1_and_keeps_the_sandbox_up() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("x", FLAKY);
+        let hv = lab.hv();
+        let spec = lab.spec(901_100, 52);
+        hv.create(&spec).await.unwrap();
+        hv.start(spec.vmid, None).await.unwrap();
+        let text = wait_for_done(&lab.home(901_100).join("first"));
+        assert_eq!(text, "first\ndone\n");
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Running);
+        assert_eq!(
+            hv.guest_address(spec.vmid).await.unwrap(),
+            Some(spec.net.ip)
+        );
+        hv.stop(spec.vmid, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Stopped);
         hv.destroy(spec.vmid).await.unwrap();
     }
 }

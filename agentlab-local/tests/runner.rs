@@ -1,7 +1,7 @@
 //! The real `agent-runner` in a local sandbox: it reads the bound bootstrap file, checks its
 //! tmpfs secrets dir and reaches a controller listening on the bridge gateway (a small HTTP
-//! server in the lab's router namespace answering 409 `no_job`), then exits, which ends the
-//! sandbox. Needs root, bwrap, ip, python3 and a built `agent-runner`.
+//! server in the lab's router namespace answering 409 `no_job`), then exits; the sandbox stays
+//! up (its init idles) until it is stopped. Needs root, bwrap, ip, python3 and a built `agent-runner`.
 
 #[cfg(test)]
 mod support;
@@ -103,14 +103,24 @@ server.serve_forever()
             vmid: spec.vmid,
         };
         hv.start(spec.vmid, Some(&boot)).await.unwrap();
-        // The runner exits 0 on `no_job`; that ends the sandbox.
+        // The runner exits 0 on `no_job`; the sandbox stays up like a VM whose runner is done.
+        let log = lab.vm_dir(900_800).join("runner.log");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while hv.status(spec.vmid).await.unwrap() == PowerState::Running {
-            assert!(Instant::now() < deadline, "the runner never finished");
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("has no job")) {
+            assert!(
+                Instant::now() < deadline,
+                "the runner never finished: {:?}",
+                std::fs::read_to_string(&log)
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Running);
+        assert_eq!(
+            hv.guest_address(spec.vmid).await.unwrap(),
+            Some(spec.net.ip)
+        );
         let seen = std::fs::read_to_string(&requests).unwrap_or_default();
-        let log = std::fs::read_to_string(lab.vm_dir(900_800).join("runner.log"));
+        let log = std::fs::read_to_string(&log);
         assert!(
             seen.starts_with("/v1/bootstrap/fetch ")
                 && seen.contains("local-runner-test-token")
@@ -118,6 +128,8 @@ server.serve_forever()
             "controller saw {seen:?}; sandbox log: {log:?}"
         );
         assert_eq!(LocalOptions::host_veth(spec.vmid), "al900800h");
+        hv.stop(spec.vmid, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(hv.status(spec.vmid).await.unwrap(), PowerState::Stopped);
         hv.destroy(spec.vmid).await.unwrap();
         assert!(lab.sandbox_netns().is_empty());
     }
