@@ -33,22 +33,29 @@ const PROBE_SCRIPT: &str = r#"#!/bin/bash
 out="$AGENTLAB_ARTIFACTS_DIR/probes.txt"
 : > "$out"
 r() { echo "$1=$2" >> "$out"; }
+# conn/banner NAME ADDR PORT TRIES: expected successes get several tries (a loaded machine).
 conn() {
-  if timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; then r "$1" connected; else r "$1" blocked; fi
+  for _ in $(seq "$4"); do
+    if timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; then r "$1" connected; return; fi
+  done
+  r "$1" blocked
 }
 banner() {
-  if b=$(timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3 && head -n1 <&3" 2>/dev/null); then r "$1" "$b"; else r "$1" none; fi
+  for _ in $(seq "$4"); do
+    if b=$(timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3 && head -n1 <&3" 2>/dev/null); then r "$1" "$b"; return; fi
+  done
+  r "$1" none
 }
 if cat @MARKER@ > /dev/null 2>&1; then r marker readable; else r marker unreadable; fi
 if [ -e /root ]; then r root_dir present; else r root_dir absent; fi
 if touch /usr/agentlab-e2e-write 2> /dev/null; then r usr_write allowed; else r usr_write denied; fi
 if [ -e /proc/@TESTPID@ ]; then r test_pid visible; else r test_pid hidden; fi
-r daemon_procs "$(cat /proc/[0-9]*/cmdline 2> /dev/null | tr '\0' '\n' | grep -c agentlabd)"
+r daemon_procs "$(cat /proc/[0-9]*/cmdline 2> /dev/null | tr '\0' '\n' | grep -c '[a]gentlabd')"
 r proc_count "$(ls /proc | grep -cE '^[0-9]+$')"
-conn guest @GW@ @GUEST_PORT@
-banner wan @WAN@ @PORT@
-banner lan @LAN@ @PORT@
-banner host_port @GW@ @HOST_PORT@
+conn guest @GW@ @GUEST_PORT@ 5
+banner wan @WAN@ @PORT@ 5
+banner lan @LAN@ @PORT@ 1
+banner host_port @GW@ @HOST_PORT@ 1
 sd=/run/agentlab/secrets
 r secrets_fs "$(awk -v d=$sd '$2==d {print $3}' /proc/mounts | tail -n1)"
 if [ -n "$E2E_SECRET" ]; then r secret_env set; else r secret_env unset; fi

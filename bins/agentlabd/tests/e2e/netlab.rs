@@ -37,6 +37,9 @@ pub const GUEST_PORT: u16 = 8844;
 /// The cgroup v2 root the local backend uses by default.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// The daemon's log message once its start-up reconcile is done.
+const RECONCILED: &str = "reconciled state with the hypervisor";
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn nft_path() -> Option<PathBuf> {
@@ -408,8 +411,13 @@ impl NetLab {
         std::fs::read_to_string(self.dir.path().join("agentlabd.log")).unwrap_or_default()
     }
 
-    /// Starts `nsenter --net=/run/netns/<router> agentlabd --config …` and waits for it.
+    /// Starts `nsenter --net=/run/netns/<router> agentlabd --config …` and waits until it
+    /// answers and has finished its start-up reconcile. (agentlabd serves the socket before
+    /// its reconcile runs; a sandbox requested in between is failed as "agentlabd restarted
+    /// while the sandbox was PROVISIONING", so the tests wait for the log line.)
     pub fn spawn_daemon(&mut self) {
+        let reconciled = |lab: &NetLab| lab.log().matches(RECONCILED).count();
+        let before = reconciled(self);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -429,7 +437,7 @@ impl NetLab {
         self.daemon = Some(child);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(30) {
-            if self.cli(&["status"]).status.success() {
+            if reconciled(self) > before && self.cli(&["status"]).status.success() {
                 return;
             }
             if let Some(Ok(Some(status))) = self.daemon.as_mut().map(Child::try_wait) {
