@@ -159,3 +159,23 @@ async fn vm_lost_while_daemon_was_down_becomes_destroyed() {
             .any(|m| m.contains("no longer exists"))
     );
 }
+
+#[tokio::test]
+async fn reconcile_leaves_this_processs_own_provisioning_alone() {
+    let hv = Arc::new(FakeHypervisor::new());
+    hv.set_latency(FakeOp::Configure, Duration::from_millis(200));
+    let store: Arc<dyn StateStore> = Arc::new(agentlab_core::fake::MemoryStore::new());
+    let r = rig_with(store, hv, Arc::new(ManualClock::at_epoch())).await;
+    let sb = r
+        .lab
+        .create_sandbox(SandboxRequest {
+            profile: "yolo-ephemeral".into(),
+            ..SandboxRequest::default()
+        })
+        .await
+        .unwrap();
+    // A second reconcile while the sandbox is being provisioned by this very process.
+    r.lab.reconcile().await.unwrap();
+    r.lab.wait_idle().await;
+    assert_eq!(r.state(sb.vmid).await, SandboxState::Ready);
+}

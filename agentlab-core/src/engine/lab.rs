@@ -95,6 +95,8 @@ pub struct Lab {
     pub(crate) settings: LabSettings,
     pub(crate) profiles: Profiles,
     pub(crate) locks: Mutex<HashMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sandboxes whose provisioning task runs in this process (reconcile leaves them alone).
+    pub(crate) inflight: Mutex<std::collections::HashSet<Vmid>>,
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
@@ -108,6 +110,7 @@ impl Lab {
             settings,
             profiles,
             locks: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(std::collections::HashSet::new()),
             alloc_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),

@@ -140,12 +140,35 @@ impl Lab {
         done: Option<oneshot::Sender<Result<Vmid, String>>>,
     ) {
         let lab = Arc::clone(self);
+        lab.set_inflight(vmid, true);
         self.tasks.spawn(async move {
             let result = lab.provision(vmid).await;
+            lab.set_inflight(*result.as_ref().unwrap_or(&vmid), false);
+            lab.set_inflight(vmid, false);
             if let Some(tx) = done {
                 let _ = tx.send(result);
             }
         });
+    }
+
+    fn set_inflight(&self, vmid: Vmid, on: bool) {
+        let mut set = self
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            set.insert(vmid);
+        } else {
+            set.remove(&vmid);
+        }
+    }
+
+    /// Whether this process is provisioning `vmid` right now.
+    pub(crate) fn is_inflight(&self, vmid: Vmid) -> bool {
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&vmid)
     }
 
     /// Runs provisioning to READY or FAILED. Returns the final vmid (it changes when the
@@ -159,7 +182,11 @@ impl Lab {
                 Err(Some(f)) if is_taken(&f) && retries < CLONE_RETRIES => {
                     retries += 1;
                     match self.rekey(vmid).await {
-                        Ok(next) => vmid = next,
+                        Ok(next) => {
+                            self.set_inflight(next, true);
+                            self.set_inflight(vmid, false);
+                            vmid = next;
+                        }
                         Err(e) => {
                             let f = StepFailure {
                                 step: "clone",

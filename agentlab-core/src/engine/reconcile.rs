@@ -52,6 +52,10 @@ impl Lab {
             .list_sandboxes(&SandboxFilter::default())
             .await?;
         for mut sb in live {
+            if self.is_inflight(sb.vmid) {
+                // Requested after this process started: its own task is provisioning it.
+                continue;
+            }
             match sb.state {
                 SandboxState::Destroyed => {}
                 SandboxState::Requested => {

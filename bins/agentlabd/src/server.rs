@@ -35,6 +35,19 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let artifacts = ArtifactStore::new(cfg.artifact_dir());
 
+    // Reconcile (and install the firewall base policy) before serving, so no request races
+    // the start-up clean-up; when the backend is down the API still comes up and the
+    // reconcile retries in the background.
+    let reconciled = match lab.reconcile().await {
+        Ok(()) => {
+            tracing::info!("reconciled state with the hypervisor");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "reconcile failed; retrying in the background");
+            false
+        }
+    };
     let control_listener = socket::bind(&cfg.socket, cfg.socket_group.as_deref()).await?;
     let guest_listener = tokio::net::TcpListener::bind(cfg.guest.listen)
         .await
@@ -46,7 +59,9 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         })?;
     tracing::info!(socket = %cfg.socket.display(), guest = %cfg.guest.listen, "listening");
 
-    spawn_reconcile(Arc::clone(&lab), cancel.clone());
+    if !reconciled {
+        spawn_reconcile(Arc::clone(&lab), cancel.clone());
+    }
     lab.spawn_ticker(TICK_EVERY);
     artifacts.clone().spawn_gc(
         Arc::clone(&lab),
