@@ -21,6 +21,8 @@ mod config;
 mod daemon_config;
 mod error;
 mod firewall;
+#[cfg(test)]
+mod mock_tests;
 pub mod netns;
 pub mod plan;
 pub mod probe;
@@ -28,8 +30,6 @@ pub mod render;
 mod resolve;
 mod runner;
 mod validate;
-#[cfg(test)]
-mod mock_tests;
 
 pub use config::{NetConfig, TailnetConfig};
 pub use error::NetError;

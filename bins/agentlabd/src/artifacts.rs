@@ -260,8 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::new(dir.path().to_path_buf());
         let job = JobId::generate();
-        let body =
-            futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(vec![
+        let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(vec![
                 0u8;
                 64
             ]))]);
