@@ -18,6 +18,7 @@
 mod cgroup;
 mod error;
 mod hypervisor;
+pub mod image;
 mod layout;
 mod net;
 mod ops;

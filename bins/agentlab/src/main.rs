@@ -50,6 +50,8 @@ enum Command {
     Completion(commands::completion::CompletionArgs),
     /// Check the Proxmox connection, templates, storage and token privileges.
     Doctor(commands::doctor::DoctorArgs),
+    /// Local backend tools: build a sandbox root filesystem.
+    Local(commands::local::LocalArgs),
     /// Network isolation: plan, apply and check the nftables policy.
     Net(commands::net::NetArgs),
     /// Manage age-encrypted secret bundles.
@@ -82,6 +84,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
             Ok(commands::completion::generate(&a, &mut cmd, &mut out))
         }
         Command::Doctor(a) => commands::doctor::run(a, ctx.json).await,
+        Command::Local(a) => commands::local::run(a).await.map(|()| Code::Ok),
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
     }

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod job;
 pub mod job_artifacts;
 pub mod job_run;
+pub mod local;
 pub mod logs;
 pub mod net;
 pub mod profile;
