@@ -141,31 +141,12 @@ impl Daemon {
 
     /// Runs `agentlab --socket S args…`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("agentlab"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
+        cli_at(&self.socket, args)
     }
 
     /// Runs the CLI with `--json`, asserts success and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let out = self.cli(&full);
-        assert!(
-            out.status.success(),
-            "agentlab {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "agentlab {args:?}: bad JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        json_at(&self.socket, args, &|| self.log())
     }
 
     /// Polls `sandbox show` until `pred` holds.
@@ -174,18 +155,59 @@ impl Daemon {
         vmid: u64,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let t0 = Instant::now();
-        loop {
-            let v = self.json(&["sandbox", "show", &vmid.to_string()]);
-            if pred(&v) {
-                return v;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "sandbox {vmid} stuck: {v}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        wait_sandbox_at(&self.socket, vmid, pred, &|| self.log())
+    }
+}
+
+/// Runs `agentlab --socket <socket> args…`.
+pub fn cli_at(socket: &Path, args: &[&str]) -> Output {
+    Command::new(bin("agentlab"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the CLI with `--json`, asserts success (printing `log()` otherwise) and parses stdout.
+pub fn json_at(socket: &Path, args: &[&str], log: &dyn Fn() -> String) -> serde_json::Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = cli_at(socket, &full);
+    assert!(
+        out.status.success(),
+        "agentlab {args:?} failed: {}\n{}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "agentlab {args:?}: bad JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Polls `sandbox show` (up to 60 s of real time: real processes) until `pred` holds.
+pub fn wait_sandbox_at(
+    socket: &Path,
+    vmid: u64,
+    pred: impl Fn(&serde_json::Value) -> bool,
+    log: &dyn Fn() -> String,
+) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        let v = json_at(socket, &["sandbox", "show", &vmid.to_string()], log);
+        if pred(&v) {
+            return v;
         }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "sandbox {vmid} stuck: {v}\nlog:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use agentlab_net::netns::{Netns, exec_in, ip, link_exists};
 
-use crate::harness::bin;
+use crate::harness::{bin, cli_at, json_at, wait_sandbox_at};
 
 /// The "internet" server (TEST-NET-3) in the `wan` namespace.
 pub const WAN_IP: &str = "203.0.113.10";
@@ -475,32 +475,12 @@ impl NetLab {
 
     /// Runs `agentlab --socket S args…`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("agentlab"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
+        cli_at(&self.socket, args)
     }
 
     /// Runs the CLI with `--json`, asserts success and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let out = self.cli(&full);
-        assert!(
-            out.status.success(),
-            "agentlab {args:?} failed: {}\n{}\nlog:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout),
-            self.log()
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "agentlab {args:?}: bad JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        json_at(&self.socket, args, &|| self.log())
     }
 
     /// Polls `sandbox show` until `pred` holds.
@@ -509,19 +489,7 @@ impl NetLab {
         vmid: u64,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let t0 = Instant::now();
-        loop {
-            let v = self.json(&["sandbox", "show", &vmid.to_string()]);
-            if pred(&v) {
-                return v;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "sandbox {vmid} stuck: {v}\nlog:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_sandbox_at(&self.socket, vmid, pred, &|| self.log())
     }
 
     /// `nft list table inet agentlab` in the router namespace.
