@@ -245,6 +245,8 @@ impl NetLab {
             );
             must_ip(Some(&router), &["link", "set", peer, "up"]);
         }
+        // The "ISP": like a real host, the router has a default route out of the uplink.
+        must_ip(Some(&router), &["route", "add", "default", "via", WAN_IP]);
         self.serve(&wan, WAN_IP, SERVER_PORT, "wan-banner");
         self.serve(&lan, LAN_IP, SERVER_PORT, "lan-banner");
         // On every router address, so also on the gateway once the daemon creates the bridge.
