@@ -74,7 +74,12 @@ pub fn parse_target(text: &str) -> Result<SocketAddr, NetError> {
     text.parse().map_err(|_| bad())
 }
 
-/// Connects once to `target` (from `bind` when given) and reads the server's first line.
+/// How long a connected probe waits for a banner line. A completed handshake counts as
+/// reached even when the server says nothing first (agentlabd's HTTP guest listener never does).
+const BANNER_WAIT: Duration = Duration::from_millis(300);
+
+/// Connects once to `target` (from `bind` when given) and reads the server's first line, if
+/// it sends one within a short wait.
 pub async fn connect(target: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> Outcome {
     let attempt = async {
         let socket = if target.is_ipv6() {
@@ -85,18 +90,19 @@ pub async fn connect(target: SocketAddr, bind: Option<IpAddr>, timeout: Duration
         if let Some(ip) = bind {
             socket.bind(SocketAddr::new(ip, 0))?;
         }
-        let mut stream = socket.connect(target).await?;
-        let mut buf = Vec::new();
-        let mut reader = BufReader::new(&mut stream);
-        reader.read_until(b'\n', &mut buf).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).trim().to_owned())
+        socket.connect(target).await
     };
-    match tokio::time::timeout(timeout, attempt).await {
-        Err(_) => Outcome::Timeout,
-        Ok(Ok(reply)) => Outcome::Connected(reply),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
-        Ok(Err(e)) => Outcome::Error(e.to_string()),
-    }
+    let mut stream = match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => return Outcome::Timeout,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Outcome::Refused,
+        Ok(Err(e)) => return Outcome::Error(e.to_string()),
+        Ok(Ok(stream)) => stream,
+    };
+    let mut buf = Vec::new();
+    let mut reader = BufReader::new(&mut stream);
+    let _ =
+        tokio::time::timeout(BANNER_WAIT.min(timeout), reader.read_until(b'\n', &mut buf)).await;
+    Outcome::Connected(String::from_utf8_lossy(&buf).trim().to_owned())
 }
 
 /// Listens on every `addrs` entry and answers each connection with `<banner> <peer ip>\n`
@@ -195,5 +201,19 @@ mod tests {
         assert_eq!(got, Outcome::Connected("lo 127.0.0.1".into()));
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_counts_as_reached() {
+        // Like agentlabd's HTTP guest listener: accepts, says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (_stream, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let got = connect(addr, None, Duration::from_secs(3)).await;
+        assert_eq!(got, Outcome::Connected(String::new()));
+        server.abort();
     }
 }

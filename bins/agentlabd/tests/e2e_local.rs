@@ -462,10 +462,6 @@ fn net_check_passes_against_the_live_daemon_setup() {
         .args(["--reach", &format!("{WAN_IP}:{SERVER_PORT}")])
         .args(["--blocked", &format!("{LAN_IP}:{SERVER_PORT}")])
         .args(["--blocked", &format!("{}:{HOST_PORT}", lab.gateway())])
-        // Known open issue: the check's own probe namespace times out on the guest listener
-        // in this lab although real sandboxes reach it (proven by the job test above); the
-        // listener probe is left out here until that is understood.
-        .arg("--no-guest-listener")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
