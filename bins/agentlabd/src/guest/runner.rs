@@ -44,10 +44,44 @@ fn map(e: EngineError) -> ApiError {
 
 async fn authorize(st: &GuestState, id: &str, headers: &HeaderMap) -> Result<Job, ApiError> {
     let id = job_id(id).map_err(|_| unauthorized())?;
-    st.lab
+    let job = st
+        .lab
         .authorize_runner(&id, bearer(headers)?)
         .await
-        .map_err(map)
+        .map_err(map)?;
+    ensure_redactor(st, &job).await;
+    Ok(job)
+}
+
+/// After a daemon restart the per-job redactor is gone: rebuild it from the profile's bundle
+/// (the runner token itself is unknown to the daemon, only its hash is stored).
+async fn ensure_redactor(st: &GuestState, job: &Job) {
+    let known = st
+        .redactors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains_key(&job.id);
+    if known || job.state.is_terminal() {
+        return;
+    }
+    let bundle = st
+        .lab
+        .profiles()
+        .get(&job.profile)
+        .and_then(|p| p.secrets_bundle.clone());
+    let Some(name) = bundle else { return };
+    match st.lab.deps().secrets.load(&name).await {
+        Ok(b) => {
+            let r = std::sync::Arc::new(agentlab_core::redact::Redactor::from_bundle(&b));
+            st.redactors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(job.id.clone(), r);
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %agentlab_core::engine::chain(&e), "cannot rebuild the log redactor")
+        }
+    }
 }
 
 pub async fn status(

@@ -27,6 +27,7 @@ use crate::guest::{GuestState, router};
 
 struct G {
     app: Router,
+    redactors: Arc<Mutex<HashMap<agentlab_core::JobId, Arc<agentlab_core::redact::Redactor>>>>,
     lab: Arc<Lab>,
     hv: Arc<FakeHypervisor>,
     _dir: tempfile::TempDir,
@@ -61,15 +62,17 @@ async fn setup(rate: u32, artifact_max: u64) -> G {
     let lab = Lab::new(deps, settings, profiles);
     lab.reconcile().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let redactors = Arc::new(Mutex::new(HashMap::new()));
     let state = GuestState {
         lab: lab.clone(),
         artifacts: ArtifactStore::new(dir.path().to_path_buf()),
         limiter: Arc::new(RateLimiter::new(rate)),
-        redactors: Arc::new(Mutex::new(HashMap::new())),
+        redactors: redactors.clone(),
         artifact_max_bytes: artifact_max,
     };
     G {
         app: router(state, 64 * 1024),
+        redactors,
         lab,
         hv,
         _dir: dir,
@@ -320,4 +323,40 @@ async fn artifacts_are_hashed_and_limited() {
     let arts = g.lab.deps().store.list_artifacts(&a).await.unwrap();
     assert_eq!(arts.len(), 1);
     assert_eq!(arts[0].name, "out.bin");
+}
+
+#[tokio::test]
+async fn log_redaction_survives_a_daemon_restart() {
+    let g = setup(100, 1 << 20).await;
+    let (a, va, ta) = g.job().await;
+    let ra = g.fetch(va, &ta).await.1["runner_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A restarted daemon has no per-job redactor in memory.
+    g.redactors.lock().unwrap().clear();
+    let logs = json!({"lines": [{"stream": "stdout", "line": "sk-live-guest-secret again"}]});
+    let (s, _, _) = g
+        .send(
+            "POST",
+            &format!("/v1/jobs/{a}/logs"),
+            Some(&ra),
+            Body::from(logs.to_string()),
+            [10, 77, 0, 2],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let lines: Vec<String> = g
+        .lab
+        .events(&EventQuery {
+            job: Some(a),
+            kinds: vec![EventKind::JobLog],
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(lines, ["[REDACTED] again"]);
 }
