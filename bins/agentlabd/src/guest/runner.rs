@@ -79,7 +79,7 @@ async fn ensure_redactor(st: &GuestState, job: &Job) {
                 .insert(job.id.clone(), r);
         }
         Err(e) => {
-            tracing::warn!(job = %job.id, error = %agentlab_core::engine::chain(&e), "cannot rebuild the log redactor")
+            tracing::warn!(job = %job.id, error = %agentlab_core::engine::chain(&e), "cannot rebuild the log redactor");
         }
     }
 }
