@@ -216,6 +216,11 @@ impl NetLab {
         )
     }
 
+    /// Where `git daemon` writes its pid.
+    fn git_daemon_pid(&self) -> PathBuf {
+        self.dir.path().join("git-daemon.pid")
+    }
+
     /// The repository URL the sandboxes clone (git daemon in `wan`).
     pub fn repo_url(&self) -> String {
         format!("git://{WAN_IP}/repo")
@@ -381,6 +386,7 @@ impl NetLab {
             .arg(format!("--base-path={}", srv.display()))
             .arg(format!("--listen={WAN_IP}"))
             .args(["--port=9418", "--reuseaddr"])
+            .arg(format!("--pid-file={}", self.git_daemon_pid().display()))
             .arg(&srv)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -589,6 +595,10 @@ impl Drop for NetLab {
         for child in &mut self.servers {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // `git daemon` runs as a forked `git-daemon` that outlives its parent: kill it by pid.
+        if let Ok(pid) = std::fs::read_to_string(self.git_daemon_pid()) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
         }
         // `ip netns exec` servers may leave children; the namespaces go with `namespaces`.
         self.namespaces.clear();
