@@ -1,8 +1,9 @@
 //! The `jobs` table. `runner_token_hash` has its own column (it is only skipped by serde).
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params_from_iter};
+use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
 
+use super::cas::Cas;
 use super::codec::{
     bool_, corrupt, get_opt_parsed, get_opt_ts, get_opt_vmid, get_parsed, get_ts, int, json,
     opt_text, opt_ts, opt_vmid, text, ts,
@@ -133,41 +134,16 @@ pub(super) fn update(
     if expected != job.state && !expected.can_transition_to(job.state) {
         return check_job_transition(&job.id, expected, expected, job.state);
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .sql()?;
     let mut args = values(job)?;
     args.push(text(expected));
-    let changed = tx
-        .prepare_cached(UPDATE)
-        .sql()?
-        .execute(params_from_iter(args))
-        .sql()?;
-    if changed == 0 {
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT state FROM jobs WHERE id = ?1",
-                [job.id.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .sql()?;
-        let Some(stored) = stored else {
-            return Err(StateStoreError::NotFound {
-                kind: "job",
-                id: job.id.to_string(),
-            });
-        };
-        let stored: JobState = stored
-            .parse()
-            .map_err(|e| StateStoreError::Backend(Box::new(e)))?;
-        check_job_transition(&job.id, stored, expected, job.state)?;
-        return Err(StateStoreError::Conflict {
-            kind: "job",
-            id: job.id.to_string(),
-            expected: expected.to_string(),
-            actual: stored.to_string(),
-        });
-    }
-    tx.commit().sql()
+    let cas = Cas {
+        kind: "job",
+        id: job.id.to_string(),
+        key: Value::Text(job.id.to_string()),
+        update: UPDATE,
+        select: "SELECT state FROM jobs WHERE id = ?1",
+    };
+    cas.run(conn, args, expected, |stored| {
+        check_job_transition(&job.id, stored, expected, job.state)
+    })
 }

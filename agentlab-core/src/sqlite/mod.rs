@@ -18,6 +18,7 @@
 //! See `docs/state-store.md` for the schema.
 
 mod artifacts;
+mod cas;
 mod codec;
 mod conn;
 mod error;

@@ -1,8 +1,9 @@
 //! The `sandboxes` table.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params_from_iter};
+use rusqlite::{Connection, OptionalExtension as _, Row, params_from_iter};
 
+use super::cas::Cas;
 use super::codec::{
     bool_, get_opt_parsed, get_parsed, get_ts, get_vmid, int, opt_text, text, ts, vmid,
 };
@@ -145,42 +146,16 @@ pub(super) fn update(
     if expected != sb.state && !expected.can_transition_to(sb.state) {
         return check_sandbox_transition(sb.vmid, expected, expected, sb.state);
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .sql()?;
     let mut args = values(sb);
     args.push(text(expected));
-    let changed = tx
-        .prepare_cached(UPDATE)
-        .sql()?
-        .execute(params_from_iter(args))
-        .sql()?;
-    if changed == 0 {
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT state FROM sandboxes WHERE vmid = ?1",
-                [sb.vmid.get()],
-                |r| r.get(0),
-            )
-            .optional()
-            .sql()?;
-        let Some(stored) = stored else {
-            return Err(StateStoreError::NotFound {
-                kind: "sandbox",
-                id: sb.vmid.to_string(),
-            });
-        };
-        let stored: SandboxState = stored
-            .parse()
-            .map_err(|e| StateStoreError::Backend(Box::new(e)))?;
-        check_sandbox_transition(sb.vmid, stored, expected, sb.state)?;
-        // Unreachable unless the row changed under the write lock; report it as a conflict.
-        return Err(StateStoreError::Conflict {
-            kind: "sandbox",
-            id: sb.vmid.to_string(),
-            expected: expected.to_string(),
-            actual: stored.to_string(),
-        });
-    }
-    tx.commit().sql()
+    let cas = Cas {
+        kind: "sandbox",
+        id: sb.vmid.to_string(),
+        key: Value::Integer(i64::from(sb.vmid.get())),
+        update: UPDATE,
+        select: "SELECT state FROM sandboxes WHERE vmid = ?1",
+    };
+    cas.run(conn, args, expected, |stored| {
+        check_sandbox_transition(sb.vmid, stored, expected, sb.state)
+    })
 }
