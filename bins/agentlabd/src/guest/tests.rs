@@ -121,6 +121,22 @@ impl G {
         .await
     }
 
+    /// The stored log lines of `job`.
+    async fn job_logs(&self, job: &agentlab_core::JobId) -> Vec<String> {
+        let q = EventQuery {
+            job: Some(job.clone()),
+            kinds: vec![EventKind::JobLog],
+            ..EventQuery::default()
+        };
+        self.lab
+            .events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
     async fn job(&self) -> (agentlab_core::JobId, Vmid, String) {
         let job = self
             .lab
@@ -245,18 +261,7 @@ async fn runner_routes_need_the_jobs_own_token() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let lines: Vec<String> = g
-        .lab
-        .events(&EventQuery {
-            job: Some(a.clone()),
-            kinds: vec![EventKind::JobLog],
-            ..EventQuery::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.message)
-        .collect();
+    let lines = g.job_logs(&a).await;
     assert_eq!(lines, ["key is [REDACTED]", "[stderr] warn"]);
     let (s, _, _) = g
         .send(
@@ -346,17 +351,6 @@ async fn log_redaction_survives_a_daemon_restart() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let lines: Vec<String> = g
-        .lab
-        .events(&EventQuery {
-            job: Some(a),
-            kinds: vec![EventKind::JobLog],
-            ..EventQuery::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.message)
-        .collect();
+    let lines = g.job_logs(&a).await;
     assert_eq!(lines, ["[REDACTED] again"]);
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use agentlab_net::netns::{Netns, exec_in, ip, link_exists};
 
-use crate::harness::{bin, cli_at, json_at, wait_sandbox_at};
+use crate::harness::{bin, cli_at, json_at, terminate, wait_sandbox_at};
 
 /// The "internet" server (TEST-NET-3) in the `wan` namespace.
 pub const WAN_IP: &str = "203.0.113.10";
@@ -465,19 +465,8 @@ impl NetLab {
     }
 
     fn stop_daemon(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.daemon.take() {
+            terminate(c);
         }
     }
 
