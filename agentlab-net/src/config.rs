@@ -62,6 +62,11 @@ pub struct NetConfig {
     pub nft_path: PathBuf,
     /// Name of AgentLab's tables (`inet <table>` and `bridge <table>`).
     pub table: String,
+    /// Names of every port that belongs to the agent bridge, registered or not (a trailing `*`
+    /// matches any suffix). Such a port that is not a registered sandbox gets nothing at layer
+    /// 2. The daemon fills this from its backend and vmid range (`al<vmid>h` on the local
+    /// backend, `tap<vmid>i*`/`fwpr<vmid>p*` on Proxmox); empty means unknown.
+    pub agent_ports: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -80,6 +85,7 @@ impl Default for NetConfig {
             extra_blocked: Vec::new(),
             nft_path: PathBuf::from("/usr/sbin/nft"),
             table: "agentlab".to_owned(),
+            agent_ports: Vec::new(),
         }
     }
 }
@@ -130,6 +136,10 @@ impl NetConfig {
                 ));
             }
             _ => {}
+        }
+        for pattern in &self.agent_ports {
+            validate_iface(pattern.strip_suffix('*').unwrap_or(pattern))
+                .map_err(|e| NetError::Config(format!("agent_ports: {e}")))?;
         }
         if self.guest_ports.is_empty() || self.guest_ports.contains(&0) {
             return Err(NetError::Config(

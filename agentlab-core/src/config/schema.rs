@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::ids::Vmid;
@@ -208,7 +208,8 @@ pub struct NetworkConfig {
     pub subnet: Ipv4Net,
     /// The host's address on the bridge (default `10.77.0.1`).
     pub gateway: Ipv4Addr,
-    /// Optional IPv6 subnet for sandboxes.
+    /// Reserved: an IPv6 subnet for sandboxes. Rejected by validation (sandboxes get no IPv6
+    /// address yet); only `null` is accepted.
     pub subnet6: Option<Ipv6Net>,
     /// Uplink interface for NAT; `None` = the default route's interface.
     pub uplink: Option<String>,
@@ -221,6 +222,15 @@ pub struct NetworkConfig {
     /// Extra TCP ports on the gateway address sandboxes may reach besides the guest listener
     /// (e.g. a local git mirror or package cache; default none).
     pub host_ports: Vec<u16>,
+    /// Accept DNS (tcp/udp 53) from sandboxes to the gateway address, for a resolver the
+    /// operator runs there (e.g. dnsmasq bound to the bridge); default `false`.
+    pub serve_dns: bool,
+    /// Destinations blocked for sandboxes on top of the built-in ranges, e.g. cloud host
+    /// services on public addresses such as `168.63.129.16/32` (default none).
+    pub extra_blocked: Vec<IpNet>,
+    /// Name of AgentLab's two nftables tables (`inet <table>`, `bridge <table>`; default
+    /// `agentlab`).
+    pub table: String,
 }
 
 impl Default for NetworkConfig {
@@ -235,6 +245,9 @@ impl Default for NetworkConfig {
             tailnet_ssh: false,
             manage_firewall: true,
             host_ports: Vec::new(),
+            serve_dns: false,
+            extra_blocked: Vec::new(),
+            table: "agentlab".to_owned(),
         }
     }
 }

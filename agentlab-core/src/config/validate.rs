@@ -151,6 +151,21 @@ fn validate_network(c: &Config) -> Result<(), Violation> {
         "network.tailnet_ssh",
         || "needs network.tailnet_iface".to_owned(),
     )?;
+    check(n.subnet6.is_none(), "network.subnet6", || {
+        "is not supported: sandboxes get no IPv6 address (only link-local neighbour discovery \
+         passes the bridge), so an IPv6 subnet would promise dual stack that is not delivered; \
+         remove the key"
+            .to_owned()
+    })?;
+    check(
+        !n.table.is_empty()
+            && n.table.len() <= 32
+            && n.table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "network.table",
+        || "must be 1 to 32 characters of [A-Za-z0-9_]".to_owned(),
+    )?;
     let subnet = n.subnet.trunc();
     check(subnet == n.subnet, "network.subnet", || {
         format!("must be a network address, e.g. {subnet}")

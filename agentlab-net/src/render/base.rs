@@ -10,13 +10,26 @@ use ipnet::IpNet;
 use crate::config::NetConfig;
 
 /// Destinations sandboxes may never open connections to (besides the agent subnets).
+///
+/// Besides private, link-local, CGNAT/tailnet and multicast space this covers "this network"
+/// (`0.0.0.0/8`), IETF protocol assignments (`192.0.0.0/24`), the reserved `240.0.0.0/4`, and
+/// IPv6 prefixes that embed or translate to IPv4 and so could reach private IPv4 hosts through
+/// a NAT64 or 6to4 relay (`64:ff9b::/96`, `64:ff9b:1::/48`, `2002::/16`), plus the deprecated
+/// site-local `fec0::/10`.
 const BLOCKED: &[&str] = &[
+    "0.0.0.0/8",
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
     "169.254.0.0/16",
     "100.64.0.0/10",
+    "192.0.0.0/24",
     "224.0.0.0/4",
+    "240.0.0.0/4",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "2002::/16",
+    "fec0::/10",
     "fc00::/7",
     "fe80::/10",
     "fd7a:115c:a1e0::/48",
@@ -117,17 +130,20 @@ fn render_inet(cfg: &NetConfig) -> String {
     if cfg.serve_dhcp {
         o.push_str("\t\tudp sport 68 udp dport 67 accept\n");
     }
-    for (fam, set) in [("ip", "sbx_v4"), ("ip6", "sbx_v6")] {
-        let icmp = if fam == "ip" { "icmp" } else { "icmpv6" };
-        o.push_str(&format!(
-            "\t\t{fam} saddr @{set} {icmp} type echo-request accept\n"
-        ));
-        o.push_str(&format!(
-            "\t\t{fam} saddr @{set} tcp dport {{ {ports} }} accept\n"
-        ));
+    // Host services are reachable only on the gateway address(es) of the bridge: never on the
+    // host's LAN, tailnet, uplink or loopback addresses reached through the bridge.
+    let gateways = [
+        Some(("ip", "sbx_v4", "icmp", cfg.gateway_v4.to_string())),
+        cfg.gateway_v6
+            .map(|g| ("ip6", "sbx_v6", "icmpv6", g.to_string())),
+    ];
+    for (fam, set, icmp, gw) in gateways.into_iter().flatten() {
+        let to_gw = format!("{fam} saddr @{set} {fam} daddr {gw}");
+        o.push_str(&format!("\t\t{to_gw} {icmp} type echo-request accept\n"));
+        o.push_str(&format!("\t\t{to_gw} tcp dport {{ {ports} }} accept\n"));
         if cfg.serve_dns {
             o.push_str(&format!(
-                "\t\t{fam} saddr @{set} meta l4proto {{ tcp, udp }} th dport 53 accept\n"
+                "\t\t{to_gw} meta l4proto {{ tcp, udp }} th dport 53 accept\n"
             ));
         }
     }
@@ -180,21 +196,45 @@ fn render_bridge(cfg: &NetConfig) -> String {
     o.push_str("\tset port_mac {\n\t\ttype ifname . ether_addr\n\t}\n");
     o.push_str("\tset port_ip4 {\n\t\ttype ifname . ipv4_addr\n\t}\n");
     o.push_str("\tset port_ip6 {\n\t\ttype ifname . ipv6_addr\n\t}\n");
+    o.push_str("\t# IPv6 addresses a port may advertise in neighbour advertisements (own only).\n");
+    o.push_str("\tset port_nd6 {\n\t\ttypeof iifname . @th,64,128\n\t}\n");
+    o.push_str("\t# Every port name that belongs to the agent bridge, registered or not.\n");
+    o.push_str("\tset agent_ports {\n\t\ttype ifname\n\t\tflags interval\n");
+    if !cfg.agent_ports.is_empty() {
+        let names: Vec<String> = cfg.agent_ports.iter().map(|p| format!("\"{p}\"")).collect();
+        o.push_str(&format!("\t\telements = {{ {} }}\n", names.join(", ")));
+    }
+    o.push_str("\t}\n");
 
     o.push_str(
         "\n\tchain prerouting {\n\t\ttype filter hook prerouting priority -200; policy accept;\n",
     );
     o.push_str("\t\tiifname @ports jump from_port\n");
-    o.push_str("\t\t# Agent addresses are only valid from the port they are bound to.\n");
-    o.push_str(&format!("\t\tip saddr {} drop\n", cfg.subnet_v4));
-    o.push_str(&format!("\t\tarp saddr ip {} drop\n", cfg.subnet_v4));
+    o.push_str(
+        "\t\t# A port of the agent bridge that is not (or no longer) registered gets nothing.\n",
+    );
+    o.push_str("\t\tiifname @agent_ports drop\n");
+    o.push_str(
+        "\t\t# Agent addresses are only valid from the port they are bound to. Matched on the\n",
+    );
+    o.push_str("\t\t# protocol, not the outer Ethernet type, so a VLAN tag does not hide them.\n");
+    o.push_str(&format!(
+        "\t\tmeta protocol ip ip saddr {} drop\n",
+        cfg.subnet_v4
+    ));
+    o.push_str(&format!(
+        "\t\tmeta protocol arp arp saddr ip {} drop\n",
+        cfg.subnet_v4
+    ));
     if let Some(n6) = cfg.subnet_v6 {
-        o.push_str(&format!("\t\tip6 saddr {n6} drop\n"));
+        o.push_str(&format!("\t\tmeta protocol ip6 ip6 saddr {n6} drop\n"));
     }
     o.push_str("\t}\n");
     o.push_str("\n\tchain from_port {\n\t\tiifname . ether saddr != @port_mac drop\n");
-    o.push_str("\t\tether type arp jump port_arp\n\t\tether type ip jump port_ip4\n");
-    o.push_str("\t\tether type ip6 jump port_ip6\n\t\tdrop\n\t}\n");
+    o.push_str("\t\t# Tagged frames never come from a sandbox.\n");
+    o.push_str("\t\tether type { 8021q, 8021ad } drop\n");
+    o.push_str("\t\tmeta protocol arp jump port_arp\n\t\tmeta protocol ip jump port_ip4\n");
+    o.push_str("\t\tmeta protocol ip6 jump port_ip6\n\t\tdrop\n\t}\n");
     o.push_str("\n\tchain port_arp {\n\t\tiifname . arp saddr ether != @port_mac drop\n");
     o.push_str("\t\tiifname . arp saddr ip @port_ip4 accept\n\t\tarp saddr ip 0.0.0.0 accept\n");
     o.push_str("\t\tdrop\n\t}\n");
@@ -203,12 +243,16 @@ fn render_bridge(cfg: &NetConfig) -> String {
         o.push_str("\t\tip saddr 0.0.0.0 udp sport 68 udp dport 67 accept\n");
     }
     o.push_str("\t\tdrop\n\t}\n");
-    o.push_str("\n\tchain port_ip6 {\n\t\tiifname . ip6 saddr @port_ip6 accept\n");
+    o.push_str("\n\tchain port_ip6 {\n");
+    o.push_str("\t\ticmpv6 type nd-neighbor-advert iifname . @th,64,128 != @port_nd6 drop\n");
+    o.push_str("\t\tiifname . ip6 saddr @port_ip6 accept\n");
     o.push_str("\t\tip6 saddr { ::, fe80::/10 } icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept\n");
     o.push_str("\t\tdrop\n\t}\n");
     o.push_str("\n\tchain forward {\n\t\ttype filter hook forward priority -200; policy accept;\n");
-    o.push_str("\t\t# Registered sandboxes never exchange frames with another bridge port.\n");
-    o.push_str("\t\tiifname @ports drop\n\t\toifname @ports drop\n\t}\n}\n");
+    o.push_str("\t\t# Registered sandboxes never exchange frames with another bridge port, and\n");
+    o.push_str("\t\t# nothing is forwarded to an agent-bridge port that is not registered.\n");
+    o.push_str("\t\tiifname @ports drop\n\t\toifname @ports drop\n");
+    o.push_str("\t\toifname @agent_ports drop\n\t}\n}\n");
     o
 }
 
@@ -229,7 +273,21 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(v6, ["fc00::/7", "fe80::/10", "ff00::/8"]);
+        assert_eq!(
+            v6,
+            [
+                "64:ff9b::/96",
+                "64:ff9b:1::/48",
+                "2002::/16",
+                "fc00::/7",
+                "fe80::/10",
+                "fec0::/10",
+                "ff00::/8"
+            ]
+        );
+        for net in ["0.0.0.0/8", "192.0.0.0/24", "240.0.0.0/4"] {
+            assert!(v4.contains(&net.to_owned()), "{net}");
+        }
         let odd = NetConfig {
             subnet_v4: "198.18.0.0/24".parse().unwrap(),
             gateway_v4: "198.18.0.1".parse().unwrap(),
@@ -243,6 +301,11 @@ mod tests {
         let mut cfg = NetConfig::default();
         assert_eq!(render_base(&cfg), render_base(&cfg));
         assert!(!render_base(&cfg).contains("tcp dport 22 accept"));
+        assert!(
+            render_base(&cfg)
+                .contains("ip saddr @sbx_v4 ip daddr 10.77.0.1 tcp dport { 8844 } accept"),
+            "host ports only on the gateway"
+        );
         assert!(!render_base(&cfg).contains("dport 67"));
         cfg.tailnet.ssh = true;
         cfg.serve_dhcp = true;

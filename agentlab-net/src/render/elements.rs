@@ -5,7 +5,7 @@
 //! `add element` followed by `delete element` so the batch succeeds whether or not the element
 //! is still present, and touches nothing but that element.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use agentlab_core::{Egress, SandboxNet};
 use ipnet::IpNet;
@@ -47,6 +47,22 @@ pub fn sandbox_elements(sbx: &SandboxNet) -> Vec<Element> {
         ),
         Element::new("inet", if v6 { "sbx_v6" } else { "sbx_v4" }, ip.to_string()),
     ];
+    // The only IPv6 addresses this port may advertise: its own address and the link-local
+    // address its MAC gives it (EUI-64).
+    if let Some(ll) = eui64_link_local(&mac) {
+        out.push(Element::new(
+            "bridge",
+            "port_nd6",
+            format!("{port} . {}", nd6(ll)),
+        ));
+    }
+    if let IpAddr::V6(a) = ip {
+        out.push(Element::new(
+            "bridge",
+            "port_nd6",
+            format!("{port} . {}", nd6(a)),
+        ));
+    }
     match &sbx.egress {
         Egress::Nat => out.push(Element::new(
             "inet",
@@ -71,6 +87,29 @@ pub fn sandbox_elements(sbx: &SandboxNet) -> Vec<Element> {
         Egress::Off => {}
     }
     out
+}
+
+/// The EUI-64 link-local address of a MAC (`fe80::` + MAC with the U/L bit flipped and
+/// `ff:fe` in the middle), the address Linux gives an interface by default.
+pub fn eui64_link_local(mac: &str) -> Option<Ipv6Addr> {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [m0, m1, m2, m3, m4, m5] = <[u8; 6]>::try_from(b).ok()?;
+    let iid = [m0 ^ 0x02, m1, m2, 0xff, 0xfe, m3, m4, m5];
+    let mut bytes = [0u8; 16];
+    bytes[0] = 0xfe;
+    bytes[1] = 0x80;
+    bytes[8..].copy_from_slice(&iid);
+    Some(Ipv6Addr::from(bytes))
+}
+
+/// An IPv6 address as the 128-bit integer `port_nd6` holds (it is keyed by the raw ICMPv6
+/// target field, which nftables 1.0.6 has no named expression for).
+fn nd6(a: Ipv6Addr) -> String {
+    format!("0x{:032x}", u128::from(a))
 }
 
 /// nft prints host networks without the prefix; render them the same way.
@@ -140,6 +179,7 @@ mod tests {
              add element bridge agentlab port_mac { \"tap101i0\" . 02:aa:00:00:01:01 }\n\
              add element bridge agentlab port_ip4 { \"tap101i0\" . 10.77.0.11 }\n\
              add element inet agentlab sbx_v4 { 10.77.0.11 }\n\
+             add element bridge agentlab port_nd6 { \"tap101i0\" . 0xfe8000000000000000aa00fffe000101 }\n\
              add element inet agentlab nat_v4 { 10.77.0.11 }\n"
         );
     }
@@ -167,14 +207,27 @@ mod tests {
     fn off_sandbox_is_registered_but_in_no_egress_set() {
         let els = sandbox_elements(&sbx("fd77::11", Egress::Off));
         let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
-        assert_eq!(sets, ["ports", "port_mac", "port_ip6", "sbx_v6"]);
+        assert_eq!(
+            sets,
+            [
+                "ports", "port_mac", "port_ip6", "sbx_v6", "port_nd6", "port_nd6"
+            ]
+        );
+        assert!(els[5].value.ends_with("0xfd770000000000000000000000000011"));
+    }
+
+    #[test]
+    fn eui64_link_local_flips_the_universal_bit() {
+        let ll = eui64_link_local("52:54:00:12:34:56").unwrap();
+        assert_eq!(ll.to_string(), "fe80::5054:ff:fe12:3456");
+        assert!(eui64_link_local("nonsense").is_none());
     }
 
     #[test]
     fn removal_re_adds_before_deleting_so_it_never_fails_on_absence() {
         let text = render_sandbox_remove(&NetConfig::default(), &sbx("10.77.0.11", Egress::Off));
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines.len(), 10);
         assert!(lines[0].starts_with("add element bridge agentlab ports"));
         assert!(lines[1].starts_with("delete element bridge agentlab ports"));
     }

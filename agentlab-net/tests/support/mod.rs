@@ -129,6 +129,8 @@ impl Lab {
                 ssh: tailnet_ssh,
             },
             nft_path: nft.clone(),
+            // Every sandbox port of the lab's agent bridge (sbx3's stays unregistered).
+            agent_ports: vec!["tap1*".to_owned()],
             ..NetConfig::default()
         };
         // A table AgentLab does not own, present before and after everything.
