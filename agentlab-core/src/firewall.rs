@@ -79,4 +79,20 @@ pub trait Firewall: Send + Sync + fmt::Debug {
     async fn remove(&self, vmid: Vmid) -> Result<(), FirewallError>;
     /// What is enforced now.
     async fn describe(&self) -> Result<FirewallState, FirewallError>;
+    /// Resets the base policy with exactly `sandboxes` allowed. Implementations that can
+    /// apply it atomically (nftables) do, so no sandbox is ever unregistered in between; the
+    /// default is `ensure_base` followed by `allow` for each.
+    async fn restore(&self, sandboxes: &[SandboxNet]) -> Result<(), FirewallError> {
+        self.ensure_base().await?;
+        for sbx in sandboxes {
+            self.allow(sbx).await?;
+        }
+        Ok(())
+    }
+    /// Checks that the live policy is still what this firewall installed and, if something
+    /// else changed or deleted it, re-installs base and sandboxes at once. Returns whether it
+    /// had to repair. The default (a firewall nobody else can change) never repairs.
+    async fn enforce(&self) -> Result<bool, FirewallError> {
+        Ok(false)
+    }
 }

@@ -35,6 +35,9 @@ pub struct NftFirewall {
     /// mutex on purpose: it guards the order of `nft` invocations, not data.
     gate: tokio::sync::Mutex<()>,
     record: Mutex<BTreeMap<Vmid, Vec<SandboxNet>>>,
+    /// Digest of both tables as the kernel listed them right after this firewall's last
+    /// change; `None` before the first `ensure_base`/`restore` (nothing to enforce yet).
+    installed: Mutex<Option<u64>>,
 }
 
 impl NftFirewall {
@@ -53,6 +56,7 @@ impl NftFirewall {
             resolver: Arc::new(SystemResolver),
             gate: tokio::sync::Mutex::new(()),
             record: Mutex::new(BTreeMap::new()),
+            installed: Mutex::new(None),
         })
     }
 
@@ -88,6 +92,37 @@ impl NftFirewall {
         let _order = self.gate.lock().await;
         self.runner.apply(&render_delete(&self.cfg)).await?;
         self.lock_record().clear();
+        *self
+            .installed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
+    }
+
+    /// A digest of the live tables (`None` when neither exists). Called with the gate held.
+    async fn live_digest(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let text = self.listing().await.ok().flatten()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        Some(h.finish())
+    }
+
+    /// Records what is live now as what this firewall installed (gate held).
+    async fn remember_installed(&self) {
+        let digest = self.live_digest().await;
+        *self
+            .installed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = digest;
+    }
+
+    /// Applies the base ruleset plus `known` in one batch (gate held).
+    async fn apply_base_with(&self, known: &[SandboxNet]) -> Result<(), NetError> {
+        let mut batch = render_base(&self.cfg);
+        batch.push_str(&render_elements(&self.cfg, &union(known), &[]));
+        self.runner.apply(&batch).await?;
+        self.remember_installed().await;
         Ok(())
     }
 
@@ -141,11 +176,47 @@ impl Firewall for NftFirewall {
     async fn ensure_base(&self) -> Result<(), FirewallError> {
         let _order = self.gate.lock().await;
         let known: Vec<SandboxNet> = self.lock_record().values().flatten().cloned().collect();
-        let mut batch = render_base(&self.cfg);
-        batch.push_str(&render_elements(&self.cfg, &union(&known), &[]));
-        self.runner.apply(&batch).await?;
+        self.apply_base_with(&known).await?;
         tracing::info!(table = %self.cfg.table, sandboxes = known.len(), "network policy applied");
         Ok(())
+    }
+
+    async fn restore(&self, sandboxes: &[SandboxNet]) -> Result<(), FirewallError> {
+        let mut record: BTreeMap<Vmid, Vec<SandboxNet>> = BTreeMap::new();
+        for sandbox in sandboxes {
+            validate_sandbox(&self.cfg, sandbox)?;
+            let mut sbx = resolve_allowlist(self.resolver.as_ref(), sandbox).await?;
+            sbx.mac = validate_mac(&sbx.mac).map_err(NetError::Invalid)?;
+            let entries = record.entry(sbx.vmid).or_default();
+            entries
+                .retain(|e| e.iface == sbx.iface && e.mac == sbx.mac && !same_family(e.ip, sbx.ip));
+            entries.push(sbx);
+        }
+        let known: Vec<SandboxNet> = record.values().flatten().cloned().collect();
+        let _order = self.gate.lock().await;
+        // One batch: the tables are never live without the sandboxes' entries.
+        self.apply_base_with(&known).await?;
+        *self.lock_record() = record;
+        tracing::info!(table = %self.cfg.table, sandboxes = known.len(), "network policy restored");
+        Ok(())
+    }
+
+    async fn enforce(&self) -> Result<bool, FirewallError> {
+        let _order = self.gate.lock().await;
+        let Some(expected) = *self
+            .installed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        else {
+            return Ok(false);
+        };
+        if self.live_digest().await == Some(expected) {
+            return Ok(false);
+        }
+        let known: Vec<SandboxNet> = self.lock_record().values().flatten().cloned().collect();
+        tracing::warn!(table = %self.cfg.table, sandboxes = known.len(), "network policy changed outside agentlabd; re-applying");
+        self.apply_base_with(&known).await?;
+        Ok(true)
     }
 
     async fn allow(&self, sandbox: &SandboxNet) -> Result<(), FirewallError> {
@@ -181,6 +252,7 @@ impl Firewall for NftFirewall {
         self.runner
             .apply(&render_elements(&self.cfg, &new_el, &stale))
             .await?;
+        self.remember_installed().await;
         tracing::info!(sandbox = %sbx.vmid, iface = %sbx.iface, ip = %sbx.ip, "sandbox network allowed");
         self.lock_record().insert(sbx.vmid, new);
         Ok(())
@@ -198,6 +270,7 @@ impl Firewall for NftFirewall {
             return Err(e.into());
         }
         self.lock_record().remove(&vmid);
+        self.remember_installed().await;
         tracing::info!(sandbox = %vmid, "sandbox network removed");
         Ok(())
     }

@@ -39,6 +39,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn restore_installs_base_and_every_sandbox_in_one_batch() {
+        let (fw, runner) = firewall();
+        fw.restore(&[
+            sbx(101, "tap101i0", "10.77.0.11"),
+            sbx(101, "tap101i0", "fd77::11"),
+            sbx(102, "tap102i0", "10.77.0.12"),
+        ])
+        .await
+        .unwrap();
+        let batches = runner.batches();
+        assert_eq!(batches.len(), 1, "no window without rules: {batches:?}");
+        assert!(batches[0].contains("delete table inet agentlab"));
+        for el in [
+            "nat_v4 { 10.77.0.11 }",
+            "nat_v6 { fd77::11 }",
+            "nat_v4 { 10.77.0.12 }",
+        ] {
+            assert!(batches[0].contains(el), "{el}");
+        }
+        // What it restored is what it knows: a later base refresh re-adds the same.
+        fw.ensure_base().await.unwrap();
+        assert!(runner.batches()[1].contains("nat_v4 { 10.77.0.12 }"));
+        // A bad entry refuses the whole restore before anything is applied.
+        let mut bad = sbx(103, "tap103i0", "10.77.0.13");
+        bad.mac = "nonsense".into();
+        assert!(fw.restore(&[bad]).await.is_err());
+        assert_eq!(runner.batches().len(), 2);
+    }
+
+    #[tokio::test]
     async fn allow_other_family_adds_same_family_replaces() {
         let (fw, runner) = firewall();
         fw.allow(&sbx(101, "tap101i0", "10.77.0.11")).await.unwrap();

@@ -296,4 +296,93 @@ mod tests {
             .collect();
         lab.assert_all(&specs);
     }
+
+    #[test]
+    fn tables_changed_behind_the_daemons_back_are_put_back() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("enforce", false);
+        let fw = &lab.firewall;
+        let before = lab.agentlab_listing();
+        assert!(
+            !lab.runtime.block_on(fw.enforce()).unwrap(),
+            "nothing changed yet"
+        );
+        // `agentlab net delete` (or anyone) removes the bridge table: sandboxes lose their
+        // layer-2 isolation until the daemon notices.
+        lab.nft(&["delete", "table", "bridge", "agentlab"]);
+        assert!(lab.runtime.block_on(fw.enforce()).unwrap(), "repaired");
+        assert_eq!(lab.agentlab_listing(), before, "base and sandboxes back");
+        // An element deleted from a set is noticed too.
+        lab.nft(&[
+            "delete",
+            "element",
+            "inet",
+            "agentlab",
+            "nat_v4",
+            "{ 10.77.0.12 }",
+        ]);
+        assert!(lab.runtime.block_on(fw.enforce()).unwrap());
+        assert_eq!(lab.agentlab_listing(), before);
+        lab.assert_all(&[p(
+            "sbx2 -> wan after repair",
+            &lab.sbx2,
+            "203.0.113.10:80",
+            Reach,
+        )]);
+    }
+
+    #[test]
+    fn restore_on_a_fresh_firewall_leaves_no_window() {
+        if !privileged() {
+            return;
+        }
+        let lab = Lab::new("restore", false);
+        let before = lab.agentlab_listing();
+        // A new daemon process: a firewall with an empty record restores the running sandboxes.
+        let runner = std::sync::Arc::new(agentlab_net::ProcessRunner::in_netns(
+            lab.cfg.nft_path.clone(),
+            lab.router.clone(),
+        ));
+        let fresh = agentlab_net::NftFirewall::with_runner(lab.cfg.clone(), runner).unwrap();
+        let nets = [
+            lab.sandbox(
+                101,
+                &lab.sbx1,
+                "tap101i0",
+                "10.77.0.11",
+                agentlab_core::Egress::Nat,
+            ),
+            lab.sandbox(
+                101,
+                &lab.sbx1,
+                "tap101i0",
+                "fd77::11",
+                agentlab_core::Egress::Nat,
+            ),
+            lab.sandbox(
+                102,
+                &lab.sbx2,
+                "tap102i0",
+                SBX2_V4,
+                agentlab_core::Egress::Nat,
+            ),
+            lab.sandbox(
+                102,
+                &lab.sbx2,
+                "tap102i0",
+                "fd77::12",
+                agentlab_core::Egress::Nat,
+            ),
+        ];
+        lab.runtime.block_on(fresh.restore(&nets)).unwrap();
+        assert_eq!(lab.agentlab_listing(), before);
+        lab.assert_all(&[p(
+            "sbx1 -> wan after restore",
+            &lab.sbx1,
+            "203.0.113.10:80",
+            Reach,
+        )]);
+    }
 }
