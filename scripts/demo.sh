@@ -52,7 +52,7 @@ cleanup() {
   [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
   [ -n "$gitd_pid" ] && kill "$gitd_pid" 2>/dev/null && wait "$gitd_pid" 2>/dev/null || true
   if [ "$backend" = local ]; then
-    AGENTLAB_CONFIG="$cfg" "$bin/agentlab" net delete >/dev/null 2>&1 || true
+    AGENTLAB_CONFIG="$cfg" "$bin/agentlab" net delete --force >/dev/null 2>&1 || true
     ip link del "$bridge" 2>/dev/null || true
   fi
 }

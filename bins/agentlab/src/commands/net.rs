@@ -32,14 +32,22 @@ pub struct NetArgs {
 enum NetCommand {
     /// Print the ruleset that `apply` would install.
     Plan,
-    /// Install the ruleset atomically (resets per-sandbox entries; agentlabd re-adds them).
+    /// Install the ruleset atomically, for host setup before agentlabd runs. Refused while
+    /// agentlabd runs: it owns the tables and re-applies base and sandboxes itself.
     Apply {
         /// Print the diff against the live tables instead of applying.
         #[arg(long)]
         dry_run: bool,
+        /// Apply even though agentlabd is running (it puts its own ruleset back at once).
+        #[arg(long)]
+        force: bool,
     },
-    /// Remove AgentLab's tables, restoring the host's ruleset.
-    Delete,
+    /// Remove AgentLab's tables, restoring the host's ruleset. Refused while agentlabd runs.
+    Delete {
+        /// Delete even though agentlabd is running (it re-creates its tables at once).
+        #[arg(long)]
+        force: bool,
+    },
     /// Plain Linux only: create the agent bridge and enable forwarding (not on Proxmox).
     Bridge,
     /// Probe the live setup from a throwaway namespace and print a pass/fail table.
@@ -79,20 +87,28 @@ pub async fn run(args: NetArgs) -> anyhow::Result<()> {
         println!("{line}");
         return Ok(());
     }
+    if let NetCommand::Apply {
+        dry_run: false,
+        force: false,
+    }
+    | NetCommand::Delete { force: false } = &args.command
+    {
+        refuse_while_daemon_runs(&args.config).await?;
+    }
     let cfg =
         tokio::task::spawn_blocking(move || load_config(&args.config, &args.net_config, args.nft))
             .await??;
     match args.command {
         NetCommand::Plan => print!("{}", render::render_base(&cfg)),
-        NetCommand::Apply { dry_run: true } => dry_run(cfg).await?,
-        NetCommand::Apply { dry_run: false } => {
+        NetCommand::Apply { dry_run: true, .. } => dry_run(cfg).await?,
+        NetCommand::Apply { dry_run: false, .. } => {
             NftFirewall::new(cfg)?
                 .ensure_base()
                 .await
                 .context("applying the ruleset")?;
             println!("AgentLab ruleset applied.");
         }
-        NetCommand::Delete => {
+        NetCommand::Delete { .. } => {
             NftFirewall::new(cfg)?
                 .delete_tables()
                 .await
@@ -126,6 +142,37 @@ pub async fn run(args: NetArgs) -> anyhow::Result<()> {
             check(cfg, opts).await?;
         }
         NetCommand::Probe { .. } => {}
+    }
+    Ok(())
+}
+
+/// agentlabd owns its tables while it runs (it re-applies them when they change), so changing
+/// them from here would be undone at once, or, for `delete`, open the host until it is.
+async fn refuse_while_daemon_runs(config: &Option<PathBuf>) -> anyhow::Result<()> {
+    let path = config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let socket = if path.exists() {
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || Config::load(&p))
+            .await?
+            .map(|c| c.socket)
+            .ok()
+    } else {
+        None
+    }
+    .or_else(|| std::env::var_os("AGENTLAB_SOCKET").map(PathBuf::from));
+    let Some(socket) = socket else {
+        return Ok(());
+    };
+    if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+        anyhow::bail!(
+            "agentlabd is running (socket {}) and owns AgentLab's nftables tables: it re-applies \
+             its base ruleset and every sandbox's entries as soon as they change, so this \
+             change would be undone (and a delete would leave sandboxes unisolated until then). \
+             Stop agentlabd first, or pass --force.",
+            socket.display()
+        );
     }
     Ok(())
 }
