@@ -45,6 +45,8 @@ pub enum EventKind {
     Reconciled,
     /// Something degraded but not fatal.
     Warning,
+    /// AgentLab's network policy was changed outside the daemon and re-applied.
+    FirewallRepaired,
 }
 
 impl EventKind {
@@ -69,6 +71,7 @@ impl EventKind {
             Workspace => "workspace",
             Reconciled => "reconciled",
             Warning => "warning",
+            FirewallRepaired => "firewall_repaired",
         }
     }
 

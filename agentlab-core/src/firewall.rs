@@ -79,9 +79,9 @@ pub trait Firewall: Send + Sync + fmt::Debug {
     async fn remove(&self, vmid: Vmid) -> Result<(), FirewallError>;
     /// What is enforced now.
     async fn describe(&self) -> Result<FirewallState, FirewallError>;
-    /// Resets the base policy with exactly `sandboxes` allowed. Implementations that can
-    /// apply it atomically (nftables) do, so no sandbox is ever unregistered in between; the
-    /// default is `ensure_base` followed by `allow` for each.
+    /// Resets the base policy with `sandboxes` allowed (besides those this firewall allowed
+    /// already). Implementations that can apply it atomically (nftables) do, so no sandbox is
+    /// ever unregistered in between; the default is `ensure_base` followed by `allow` for each.
     async fn restore(&self, sandboxes: &[SandboxNet]) -> Result<(), FirewallError> {
         self.ensure_base().await?;
         for sbx in sandboxes {

@@ -182,7 +182,9 @@ impl Firewall for NftFirewall {
     }
 
     async fn restore(&self, sandboxes: &[SandboxNet]) -> Result<(), FirewallError> {
-        let mut record: BTreeMap<Vmid, Vec<SandboxNet>> = BTreeMap::new();
+        // Sandboxes this instance allowed already (e.g. provisioning that raced a restart's
+        // reconcile) stay; `sandboxes` are added to them.
+        let mut record: BTreeMap<Vmid, Vec<SandboxNet>> = self.lock_record().clone();
         for sandbox in sandboxes {
             validate_sandbox(&self.cfg, sandbox)?;
             let mut sbx = resolve_allowlist(self.resolver.as_ref(), sandbox).await?;
@@ -192,8 +194,8 @@ impl Firewall for NftFirewall {
                 .retain(|e| e.iface == sbx.iface && e.mac == sbx.mac && !same_family(e.ip, sbx.ip));
             entries.push(sbx);
         }
-        let known: Vec<SandboxNet> = record.values().flatten().cloned().collect();
         let _order = self.gate.lock().await;
+        let known: Vec<SandboxNet> = record.values().flatten().cloned().collect();
         // One batch: the tables are never live without the sandboxes' entries.
         self.apply_base_with(&known).await?;
         *self.lock_record() = record;

@@ -231,6 +231,9 @@ pub struct NetworkConfig {
     /// Name of AgentLab's two nftables tables (`inet <table>`, `bridge <table>`; default
     /// `agentlab`).
     pub table: String,
+    /// How often the daemon checks that its tables are still what it installed and re-applies
+    /// them if not (default 2 s; 0 turns the check off).
+    pub watch_interval_secs: u64,
 }
 
 impl Default for NetworkConfig {
@@ -248,6 +251,7 @@ impl Default for NetworkConfig {
             serve_dns: false,
             extra_blocked: Vec::new(),
             table: "agentlab".to_owned(),
+            watch_interval_secs: 2,
         }
     }
 }

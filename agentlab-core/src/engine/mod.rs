@@ -5,6 +5,7 @@
 mod actions;
 pub mod alloc;
 pub mod error;
+mod firewall_watch;
 mod jobs;
 mod lab;
 mod provision;

@@ -17,6 +17,7 @@ use crate::engine::error::{EngineError, chain};
 use crate::engine::lab::Lab;
 use crate::engine::provision::SandboxRequest;
 use crate::event::{EventKind, NewEvent};
+use crate::firewall::SandboxNet;
 use crate::model::{JobOutcome, Sandbox};
 use crate::state::{JobState, SandboxState};
 use crate::store::SandboxFilter;
@@ -36,21 +37,50 @@ impl Lab {
             .into_iter()
             .map(|m| m.vmid.get())
             .collect();
-        if self.settings.manage_firewall {
-            self.deps
-                .firewall
-                .ensure_base()
-                .await
-                .map_err(|source| EngineError::Firewall {
-                    call: "ensure_base",
-                    source,
-                })?;
-        }
         let live = self
             .deps
             .store
             .list_sandboxes(&SandboxFilter::default())
             .await?;
+        if self.settings.manage_firewall {
+            // Base policy and every surviving sandbox's entries in one step, so no sandbox is
+            // ever on the bridge unregistered while the daemon starts.
+            let survivors: Vec<(&Sandbox, SandboxNet)> = live
+                .iter()
+                .filter(|sb| !self.is_inflight(sb.vmid) && sb.vm_created)
+                .filter(|sb| managed.contains(&sb.vmid.get()))
+                .filter(|sb| {
+                    !matches!(
+                        sb.state,
+                        SandboxState::Destroyed
+                            | SandboxState::Requested
+                            | SandboxState::Provisioning
+                            | SandboxState::Booting
+                    )
+                })
+                .filter_map(|sb| Some((sb, self.sandbox_net(sb)?)))
+                .collect();
+            let nets: Vec<SandboxNet> = survivors.iter().map(|(_, n)| n.clone()).collect();
+            if let Err(e) = self.deps.firewall.restore(&nets).await {
+                // One bad entry must not keep the others out: base first (fatal if that
+                // fails), then each sandbox on its own, failures noted on the sandbox.
+                tracing::warn!(error = %chain(&e), "restoring the network policy in one batch failed");
+                self.deps
+                    .firewall
+                    .ensure_base()
+                    .await
+                    .map_err(|source| EngineError::Firewall {
+                        call: "ensure_base",
+                        source,
+                    })?;
+                for (sb, net) in &survivors {
+                    if let Err(e) = self.deps.firewall.allow(net).await {
+                        let msg = format!("could not restore firewall entries: {}", chain(&e));
+                        self.note(sb, &msg).await;
+                    }
+                }
+            }
+        }
         for mut sb in live {
             if self.is_inflight(sb.vmid) {
                 // Requested after this process started: its own task is provisioning it.
@@ -71,11 +101,8 @@ impl Lab {
                 _ if sb.vm_created && !managed.contains(&sb.vmid.get()) => {
                     self.mark_lost(sb).await?;
                 }
-                _ => {
-                    if self.settings.manage_firewall && sb.vm_created {
-                        self.reallow(&sb).await;
-                    }
-                }
+                // Its firewall entries went in with the base policy above.
+                _ => {}
             }
         }
         self.tick().await
@@ -171,14 +198,13 @@ impl Lab {
         Ok(())
     }
 
-    async fn reallow(&self, sb: &Sandbox) {
+    /// The firewall identity of a sandbox with a VM, as provisioning allowed it.
+    fn sandbox_net(&self, sb: &Sandbox) -> Option<SandboxNet> {
         let (Some(ip), Some(mac)) = (sb.ip, sb.mac.clone()) else {
-            return;
+            return None;
         };
-        let Some(profile) = self.profiles.get(&sb.profile) else {
-            return;
-        };
-        let net = crate::firewall::SandboxNet {
+        let profile = self.profiles.get(&sb.profile)?;
+        Some(SandboxNet {
             vmid: sb.vmid,
             iface: sb
                 .iface
@@ -187,14 +213,7 @@ impl Lab {
             mac,
             ip,
             egress: profile.network.egress(),
-        };
-        if let Err(e) = self.deps.firewall.allow(&net).await {
-            self.note(
-                sb,
-                &format!("could not restore firewall entries: {}", chain(&e)),
-            )
-            .await;
-        }
+        })
     }
 
     async fn note(&self, sb: &Sandbox, msg: &str) {

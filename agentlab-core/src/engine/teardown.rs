@@ -1,8 +1,9 @@
 //! Failure handling and teardown: what AgentLab created is removed, nothing else.
 //!
-//! `teardown` removes, in order, the firewall entries, the workspace attachment, the bootstrap
-//! tokens and — only when `vm_created` is set — the VM. Each removal records a `teardown`
-//! event; a failed removal is recorded and leaves the flag set so the lease loop retries.
+//! `teardown` removes, in the reverse order of provisioning, the bootstrap tokens, the VM's
+//! power (stop), the workspace attachment, the VM (only when `vm_created` is set) and last the
+//! firewall entries. Each removal records a `teardown` event; a failed removal is recorded and
+//! leaves the flag set so the lease loop retries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,15 +57,27 @@ impl Lab {
         text
     }
 
-    /// Removes everything AgentLab created for `sb`. Returns true when nothing is left.
+    /// Removes everything AgentLab created for `sb`, in the reverse order of provisioning:
+    /// bootstrap tokens (nothing can fetch any more), the VM is stopped (its port goes quiet),
+    /// the workspace is detached, the VM destroyed (its port unplugged) and only then its
+    /// firewall entries removed, so the port is never on the bridge without its bindings. A VM
+    /// that could not be destroyed keeps its entries. Returns true when nothing is left.
     pub(crate) async fn teardown(&self, sb: &mut Sandbox, grace: Duration) -> bool {
         let vmid = sb.vmid;
         let mut clean = true;
-        if self.settings.manage_firewall && sb.ip.is_some() {
-            let r = self.deps.firewall.remove(vmid).await;
-            clean &= self
-                .teardown_event(sb, "firewall", "remove", r.map_err(|e| chain(&e)))
-                .await;
+        let r = self.deps.store.delete_bootstrap_tokens(vmid).await;
+        clean &= self
+            .teardown_event(
+                sb,
+                "tokens",
+                "delete_bootstrap_tokens",
+                r.map_err(|e| chain(&e)),
+            )
+            .await;
+        if sb.vm_created
+            && let Err(e) = self.stop_vm(vmid, grace).await
+        {
+            clean &= self.teardown_event(sb, "vm", "stop", Err(chain(&e))).await;
         }
         if let Some(ws) = sb.workspace.clone() {
             let r = self
@@ -79,15 +92,6 @@ impl Lab {
                 clean = false;
             }
         }
-        let r = self.deps.store.delete_bootstrap_tokens(vmid).await;
-        clean &= self
-            .teardown_event(
-                sb,
-                "tokens",
-                "delete_bootstrap_tokens",
-                r.map_err(|e| chain(&e)),
-            )
-            .await;
         if sb.vm_created {
             let r = self.destroy_vm(vmid, grace).await;
             if self
@@ -99,11 +103,38 @@ impl Lab {
                 clean = false;
             }
         }
+        if self.settings.manage_firewall && sb.ip.is_some() && !sb.vm_created {
+            let r = self.deps.firewall.remove(vmid).await;
+            clean &= self
+                .teardown_event(sb, "firewall", "remove", r.map_err(|e| chain(&e)))
+                .await;
+        }
         if let Err(e) = self.save(sb).await {
             tracing::error!(sandbox = %vmid, error = %chain(&e), "could not save teardown result");
             clean = false;
         }
         clean
+    }
+
+    /// Stops the VM if it runs; a VM that is gone counts as stopped.
+    async fn stop_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
+        let h = &self.deps.hypervisor;
+        match h.status(vmid).await {
+            Ok(crate::hypervisor::PowerState::Stopped) | Err(HypervisorError::NotFound(_)) => {
+                Ok(())
+            }
+            Ok(_) => h
+                .stop(vmid, grace)
+                .await
+                .map_err(|source| EngineError::Hypervisor {
+                    call: "stop",
+                    source,
+                }),
+            Err(source) => Err(EngineError::Hypervisor {
+                call: "status",
+                source,
+            }),
+        }
     }
 
     async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {

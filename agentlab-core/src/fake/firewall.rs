@@ -104,6 +104,8 @@ struct Inner {
     sandboxes: BTreeMap<Vmid, SandboxNet>,
     calls: Vec<FirewallCall>,
     faults: FaultPlan<FirewallOp, FirewallFault>,
+    /// Set by [`FakeFirewall::tamper`]: the policy was changed behind the engine's back.
+    tampered: bool,
 }
 
 /// In-memory [`Firewall`]; see the [module docs](self).
@@ -170,6 +172,14 @@ impl FakeFirewall {
         self.lock().sandboxes.contains_key(&vmid)
     }
 
+    /// Simulates someone else changing the live policy (as `nft delete table` would): the
+    /// base and all sandboxes are gone until [`Firewall::enforce`] puts them back.
+    pub fn tamper(&self) {
+        let mut inner = self.lock();
+        inner.tampered = true;
+        inner.base_applied = false;
+    }
+
     /// Records the call and returns the guard, or the injected fault.
     fn enter(&self, call: FirewallCall) -> Result<MutexGuard<'_, Inner>, FirewallError> {
         let op = call.op();
@@ -219,6 +229,19 @@ impl Firewall for FakeFirewall {
 
     async fn describe(&self) -> Result<FirewallState, FirewallError> {
         drop(self.enter(FirewallCall::Describe)?);
-        Ok(self.state())
+        let mut state = self.state();
+        if self.lock().tampered {
+            state.sandboxes.clear();
+        }
+        Ok(state)
+    }
+
+    async fn enforce(&self) -> Result<bool, FirewallError> {
+        let mut inner = self.lock();
+        let repaired = std::mem::take(&mut inner.tampered);
+        if repaired {
+            inner.base_applied = true;
+        }
+        Ok(repaired)
     }
 }

@@ -63,6 +63,9 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         spawn_reconcile(Arc::clone(&lab), cancel.clone());
     }
     lab.spawn_ticker(TICK_EVERY);
+    if cfg.network.manage_firewall && cfg.network.watch_interval_secs > 0 {
+        lab.spawn_firewall_watch(Duration::from_secs(cfg.network.watch_interval_secs));
+    }
     artifacts.clone().spawn_gc(
         Arc::clone(&lab),
         Duration::from_secs(cfg.retention.gc_interval_secs),
