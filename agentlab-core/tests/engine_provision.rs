@@ -184,9 +184,21 @@ async fn never_used_ids_come_before_reusing_destroyed_ones() {
     let b = lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
     assert_eq!((a.vmid.get(), b.vmid.get()), (9100, 9101));
     lab.wait_idle().await;
-    let c_err = lab.create_sandbox(req("yolo-ephemeral")).await;
-    // 9101 is live, 9100 destroyed: it is reused.
-    assert_eq!(c_err.unwrap().vmid.get(), 9100);
+    // 9101 is live, 9100 destroyed a moment ago: it rests in quarantine first.
+    match lab.create_sandbox(req("yolo-ephemeral")).await {
+        Err(agentlab_core::engine::EngineError::Exhausted { quarantined, .. }) => {
+            assert_eq!(quarantined, 1);
+        }
+        other => panic!("expected quarantine, got {other:?}"),
+    }
+    r.clock.advance(std::time::Duration::from_secs(59));
+    assert!(
+        lab.create_sandbox(req("yolo-ephemeral")).await.is_err(),
+        "59 s < 60 s"
+    );
+    r.clock.advance(std::time::Duration::from_secs(1));
+    let c = lab.create_sandbox(req("yolo-ephemeral")).await;
+    assert_eq!(c.unwrap().vmid.get(), 9100, "reused after its quarantine");
     lab.wait_idle().await;
     assert!(matches!(
         lab.create_sandbox(req("yolo-ephemeral")).await,

@@ -175,6 +175,8 @@ pub struct VmidRange {
     pub start: u32,
     /// Last id (default 9999).
     pub end: u32,
+    /// Seconds a destroyed sandbox's id (and its IP and MAC) rests before reuse (default 60).
+    pub quarantine_secs: u64,
 }
 
 impl Default for VmidRange {
@@ -182,6 +184,7 @@ impl Default for VmidRange {
         Self {
             start: 9100,
             end: 9999,
+            quarantine_secs: 60,
         }
     }
 }

@@ -3,6 +3,12 @@
 //! A sandbox's IP and MAC are pure functions of its vmid: IP = subnet base + 2 +
 //! (vmid - range start), MAC = `02:a9:` + the vmid's four bytes. Nothing else needs to be
 //! stored or reserved, and a range that fits the subnet can never hand out an address twice.
+//!
+//! An id (and so its IP and MAC) goes back to the pool only after a quarantine
+//! (`LabSettings::vmid_quarantine`, config `vmid_range.quarantine_secs`) since its sandbox was
+//! destroyed: packets, neighbour entries and TCP state of the old sandbox (a connection the
+//! daemon still holds, a peer in TIME_WAIT) must not meet a new sandbox with the same address.
+//! Never-used ids come first; then the least recently destroyed.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -78,12 +84,27 @@ impl Lab {
             return Ok(v);
         }
         destroyed.sort_by_key(|s| s.updated_at);
-        destroyed
+        let now = self.now();
+        let quarantine = self.settings.vmid_quarantine;
+        let free: Vec<&crate::model::Sandbox> = destroyed
             .iter()
+            .copied()
+            .filter(|s| (start..=end).contains(&s.vmid.get()) && !used.contains(&s.vmid.get()))
+            .collect();
+        let rested = |s: &crate::model::Sandbox| {
+            now.signed_duration_since(s.updated_at)
+                .to_std()
+                .is_ok_and(|age| age >= quarantine)
+        };
+        free.iter()
+            .filter(|s| rested(s))
             .map(|s| s.vmid.get())
-            .filter(|n| (start..=end).contains(n) && !used.contains(n))
             .find_map(usable)
-            .ok_or(EngineError::Exhausted { start, end })
+            .ok_or(EngineError::Exhausted {
+                start,
+                end,
+                quarantined: free.iter().filter(|s| !rested(s)).count(),
+            })
     }
 }
 

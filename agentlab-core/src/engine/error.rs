@@ -25,13 +25,18 @@ pub enum EngineError {
     /// Concurrent modification or a unique-name clash.
     #[error("{0}")]
     Conflict(String),
-    /// No free VM id is left in the configured range.
-    #[error("No free VM id in {start}..={end}")]
+    /// No free VM id is left in the configured range (ids of recently destroyed sandboxes
+    /// wait out their quarantine before they are handed out again).
+    #[error(
+        "No free VM id in {start}..={end} ({quarantined} recently destroyed ids in quarantine)"
+    )]
     Exhausted {
         /// Range start.
         start: u32,
         /// Range end.
         end: u32,
+        /// Free ids not handed out yet because their quarantine has not passed.
+        quarantined: usize,
     },
     /// Credentials were refused (same answer for every cause).
     #[error("Forbidden")]

@@ -49,6 +49,9 @@ pub struct LabSettings {
     pub job_log_max_lines: u32,
     /// Drive the firewall (allow/remove per sandbox).
     pub manage_firewall: bool,
+    /// How long a destroyed sandbox's vmid (and so its IP and MAC) rests before it is handed
+    /// out again (default 60 s).
+    pub vmid_quarantine: Duration,
 }
 
 impl Default for LabSettings {
@@ -67,6 +70,7 @@ impl Default for LabSettings {
             report_grace: Duration::from_secs(120),
             job_log_max_lines: 20_000,
             manage_firewall: true,
+            vmid_quarantine: Duration::from_secs(60),
         }
     }
 }

@@ -131,6 +131,7 @@ pub fn settings(cfg: &Config) -> LabSettings {
         token_ttl: std::time::Duration::from_secs(cfg.guest.token_ttl_secs),
         job_log_max_lines: cfg.retention.job_log_max_lines,
         manage_firewall: cfg.network.manage_firewall,
+        vmid_quarantine: std::time::Duration::from_secs(cfg.vmid_range.quarantine_secs),
         guest_poll_interval: std::time::Duration::from_millis(
             if cfg.backend == BackendKind::Fake {
                 50
