@@ -3,6 +3,7 @@
 //! Table cells, values and event messages are [escaped](crate::term::escape): they may come
 //! from inside a sandbox.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 
 use agentlab_core::{Event, EventKind, Timestamp};
@@ -29,8 +30,14 @@ impl Table {
     /// Adds a row (missing cells render empty, extra cells are kept); control characters in
     /// cells are escaped.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows
-            .push(cells.iter().map(|c| escape(c).into_owned()).collect());
+        let cells = cells
+            .into_iter()
+            .map(|c| match escape(&c) {
+                Cow::Borrowed(_) => c,
+                Cow::Owned(e) => e,
+            })
+            .collect();
+        self.rows.push(cells);
     }
 
     /// The table as lines joined by `\n` (with a trailing newline); columns are separated by
