@@ -362,4 +362,28 @@ mod tests {
             Some("vmid_range")
         );
     }
+
+    #[test]
+    fn limits_section_defaults_and_rules() {
+        let d = Config::default().limits;
+        assert_eq!(d.max_body_bytes, 64 << 10);
+        assert_eq!(d.max_profile_body_bytes, 1 << 20);
+        assert_eq!((d.max_yaml_depth, d.max_ttl_minutes), (64, 10080));
+        assert!(!d.allow_file_repos);
+        let c = parse(&fake(
+            "limits:\n  allow_file_repos: true\n  max_ttl_minutes: 60\n  repo_schemes: [https]\n",
+        ))
+        .unwrap();
+        assert!(c.limits.allow_file_repos);
+        assert_eq!(c.limits.repo_schemes, ["https"]);
+        for (text, field) in [
+            ("limits:\n  max_ttl_minutes: 0", "limits.max_ttl_minutes"),
+            ("limits:\n  max_yaml_depth: 500", "limits.max_yaml_depth"),
+            ("limits:\n  repo_schemes: [file]", "limits.repo_schemes"),
+            ("limits:\n  max_body_bytes: 0", "limits.max_body_bytes"),
+        ] {
+            let e = parse(&fake(text)).unwrap_err();
+            assert_eq!(e.details.field.as_deref(), Some(field), "{text}");
+        }
+    }
 }

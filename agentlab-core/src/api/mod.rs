@@ -1,7 +1,9 @@
 //! Wire types shared by agentlabd, the `agentlab` CLI and `agent-runner`.
 //!
 //! `control` holds the control API (Unix socket) bodies and the error envelope; `guest` holds
-//! the guest API (TCP listener) bodies.
+//! the guest API (TCP listener) bodies; `validate` checks control bodies against the
+//! daemon's `limits:`.
 
 pub mod control;
 pub mod guest;
+pub mod validate;

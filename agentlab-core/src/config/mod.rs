@@ -8,11 +8,13 @@
 //! [`DEFAULT_CONFIG_PATH`] ([`resolve_path`]). Errors never contain the PVE token secret.
 
 mod backends;
+mod limits;
 mod load;
 mod schema;
 mod validate;
 
 pub use backends::{BootstrapDelivery, FakeConfig, LocalConfig, PveConfig};
+pub use limits::LimitsConfig;
 pub use load::{CONFIG_ENV, ConfigError, DEFAULT_CONFIG_PATH, resolve_path};
 pub use schema::{
     BackendKind, Config, GuestListenerConfig, LogConfig, LogFormat, NetworkConfig, RetentionConfig,

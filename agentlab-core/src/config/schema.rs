@@ -10,6 +10,7 @@ use crate::ids::Vmid;
 use crate::yaml::yaml_enum;
 
 use super::backends::{FakeConfig, LocalConfig, PveConfig};
+use super::limits::LimitsConfig;
 
 yaml_enum!(
     /// Which [`Hypervisor`](crate::Hypervisor) backend the daemon builds.
@@ -71,6 +72,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Bounds on control API requests.
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             retention: RetentionConfig::default(),
             log: LogConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -129,6 +129,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
         "retention.job_log_max_lines",
     )?;
     at_least_one(c.retention.gc_interval_secs, "retention.gc_interval_secs")?;
+    super::limits::validate_limits(&c.limits)?;
     let level = &c.log.level;
     check(
         !level.is_empty() && !level.contains(char::is_whitespace),

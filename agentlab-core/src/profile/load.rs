@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::yaml::{self, Document, ErrorDetails, ErrorKind};
+use crate::yaml::{self, Document, ErrorDetails, ErrorKind, YamlLimits};
 
 use super::schema::Profile;
 use super::validate::validate;
@@ -98,11 +98,21 @@ impl Profiles {
     }
 
     /// Validates a YAML body (the daemon's "validate profile" route) and returns its profiles
-    /// in document order. Errors name the origin `<request body>`.
+    /// in document order. Errors name the origin `<request body>`. Uses the default
+    /// [`YamlLimits`].
     pub fn validate_yaml(text: &str) -> Result<Vec<Profile>, ProfileError> {
+        Self::validate_yaml_with(text, &YamlLimits::default())
+    }
+
+    /// [`Profiles::validate_yaml`] with explicit parsing limits: text over them is refused
+    /// ([`ErrorKind::Limit`]) before the YAML parser runs.
+    pub fn validate_yaml_with(
+        text: &str,
+        limits: &YamlLimits,
+    ) -> Result<Vec<Profile>, ProfileError> {
         let mut profiles = Profiles::default();
         let mut order = Vec::new();
-        for (doc, profile) in parse_text(text, BODY_ORIGIN)? {
+        for (doc, profile) in parse_text(text, BODY_ORIGIN, limits)? {
             order.push(profile.name.clone());
             profiles.insert(profile, BODY_ORIGIN, &doc)?;
         }
@@ -158,7 +168,7 @@ impl Profiles {
     }
 
     fn add_text(&mut self, text: &str, origin: &str) -> Result<(), ProfileError> {
-        for (doc, profile) in parse_text(text, origin)? {
+        for (doc, profile) in parse_text(text, origin, &YamlLimits::default())? {
             self.insert(profile, origin, &doc)?;
         }
         Ok(())
@@ -196,11 +206,13 @@ impl Profiles {
     }
 }
 
-/// Parses and validates every non-blank document of `text`.
+/// Parses and validates every non-blank document of `text` (refused first when over `limits`).
 fn parse_text<'t>(
     text: &'t str,
     origin: &str,
+    limits: &YamlLimits,
 ) -> Result<Vec<(Document<'t>, Profile)>, ProfileError> {
+    yaml::check_limits(text, origin, limits)?;
     let mut out = Vec::new();
     for doc in yaml::split_documents(text)
         .into_iter()

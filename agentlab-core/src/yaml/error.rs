@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The same profile name is defined twice.
     Duplicate,
+    /// The text exceeds a parsing limit (nesting depth, flow collections) and was not parsed.
+    Limit,
 }
 
 /// Where and why loading a YAML file failed. Serializable so the daemon can return it as the

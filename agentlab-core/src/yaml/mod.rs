@@ -1,7 +1,8 @@
 //! Strict YAML loading shared by [profiles](crate::profile) and the
 //! [daemon configuration](crate::config).
 //!
-//! Loading a file goes through three steps:
+//! Loading a file goes through three steps, after [`check_limits`] has refused text nested too
+//! deeply or opening too many flow collections (the parser's cost grows with both):
 //!
 //! 1. [`split_documents`] cuts the text into documents at `---` / `...` marker lines, keeping
 //!    each document's first line so error positions stay relative to the whole file.
@@ -16,12 +17,14 @@
 
 mod decode;
 mod error;
+mod limits;
 mod locate;
 mod macros;
 mod split;
 
 pub use decode::{decode, suggest};
 pub use error::{ErrorDetails, ErrorKind};
+pub use limits::{YamlLimits, check_limits};
 pub use locate::locate;
 pub(crate) use macros::yaml_enum;
 pub use split::{Document, split_documents};

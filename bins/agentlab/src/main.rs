@@ -10,6 +10,7 @@ mod ctx;
 mod exit;
 mod output;
 mod stream;
+mod term;
 #[cfg(test)]
 mod test_server;
 mod view;

@@ -1,10 +1,15 @@
 //! Human output: aligned tables, `key: value` blocks, times, sizes and event lines; plus the
 //! `--json` printer. Everything returns strings so it is testable without capturing stdout.
+//! Table cells, values and event messages are [escaped](crate::term::escape): they may come
+//! from inside a sandbox.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 
 use agentlab_core::{Event, EventKind, Timestamp};
 use serde::Serialize;
+
+use crate::term::{agent_line, escape};
 
 /// A plain-text table whose columns are aligned on the widest cell.
 #[derive(Debug, Clone, Default)]
@@ -22,8 +27,16 @@ impl Table {
         }
     }
 
-    /// Adds a row (missing cells render empty, extra cells are kept).
+    /// Adds a row (missing cells render empty, extra cells are kept); control characters in
+    /// cells are escaped.
     pub fn row(&mut self, cells: Vec<String>) {
+        let cells = cells
+            .into_iter()
+            .map(|c| match escape(&c) {
+                Cow::Borrowed(_) => c,
+                Cow::Owned(e) => e,
+            })
+            .collect();
         self.rows.push(cells);
     }
 
@@ -56,7 +69,8 @@ impl Table {
     }
 }
 
-/// `key: value` lines with the values aligned; pairs with an empty value are left out.
+/// `key: value` lines with the values aligned (control characters escaped); pairs with an
+/// empty value are left out.
 pub fn kv(pairs: &[(&str, String)]) -> String {
     let shown: Vec<_> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
     let width = shown
@@ -67,7 +81,7 @@ pub fn kv(pairs: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (k, v) in shown {
         let pad = width - k.chars().count();
-        out.push_str(&format!("{k}:{}  {v}\n", " ".repeat(pad)));
+        out.push_str(&format!("{k}:{}  {}\n", " ".repeat(pad), escape(v)));
     }
     out
 }
@@ -126,17 +140,18 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// One event as a human line: agent output (`job_log`) verbatim, anything else as
-/// `HH:MM:SS kind message` (the daemon's messages already carry step durations).
+/// One event as a human line: agent output (`job_log`) as an [agent line](agent_line)
+/// (`│ ` prefix, control characters escaped), anything else as `HH:MM:SS kind message`
+/// (escaped; the daemon's messages already carry step durations).
 pub fn event_line(e: &Event) -> String {
     if e.kind == EventKind::JobLog {
-        return e.message.clone();
+        return agent_line(&e.message);
     }
     format!(
         "{} {:<17} {}",
         e.ts.format("%H:%M:%S"),
         e.kind.as_str(),
-        e.message
+        escape(&e.message)
     )
 }
 
@@ -196,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn event_lines_show_logs_verbatim_and_other_kinds_aligned() {
+    fn event_lines_mark_agent_output_and_align_other_kinds() {
         let mut e = Event {
             id: 1,
             ts: ts(0),
@@ -210,8 +225,35 @@ mod tests {
             event_line(&e),
             "22:13:20 provision_step    clone ok (create, 1300 ms)"
         );
+        e.message = "step\u{1b}[2K\rforged".into();
+        assert_eq!(
+            event_line(&e),
+            "22:13:20 provision_step    step\\x1b[2K\\rforged"
+        );
         e.kind = EventKind::JobLog;
         e.message = "hello from the agent".into();
-        assert_eq!(event_line(&e), "hello from the agent");
+        assert_eq!(event_line(&e), "│ hello from the agent");
+        // An agent printing a forged event line, an OSC 52 clipboard write or a C1 CSI.
+        e.message = "22:13:21 job_finished      COMPLETED (exit 0)".into();
+        assert_eq!(
+            event_line(&e),
+            "│ 22:13:21 job_finished      COMPLETED (exit 0)"
+        );
+        e.message = "\u{1b}]52;c;aGVsbG8=\u{7}\u{9b}2J\u{8}x".into();
+        assert_eq!(
+            event_line(&e),
+            "│ \\x1b]52;c;aGVsbG8=\\x07\\u{009b}2J\\x08x"
+        );
+    }
+
+    #[test]
+    fn tables_and_values_escape_control_characters() {
+        let mut t = Table::new(&["NAME"]);
+        t.row(vec!["a\u{1b}[8mhidden".into()]);
+        assert_eq!(t.render(), "NAME\na\\x1b[8mhidden\n");
+        assert_eq!(
+            kv(&[("summary", "done\n12:00:00 job_finished x".into())]),
+            "summary:  done\\n12:00:00 job_finished x\n"
+        );
     }
 }

@@ -73,15 +73,13 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     );
 
     let max_body = usize::try_from(cfg.guest.max_body_bytes).unwrap_or(usize::MAX);
-    let app = control::router(
-        AppState {
-            lab: Arc::clone(&lab),
-            artifacts: artifacts.clone(),
-            version,
-            cancel: cancel.clone(),
-        },
-        max_body,
-    );
+    let app = control::router(AppState {
+        lab: Arc::clone(&lab),
+        artifacts: artifacts.clone(),
+        version,
+        cancel: cancel.clone(),
+        limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
+    });
     let gstate = GuestState {
         lab: Arc::clone(&lab),
         artifacts,

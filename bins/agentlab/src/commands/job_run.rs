@@ -1,5 +1,6 @@
 //! `agentlab job run`: submit a job, then (unless `--detach`) follow its event stream —
-//! provisioning steps and state changes on stderr, the agent's output on stdout — and finish
+//! provisioning steps and state changes on stderr, the agent's output on stdout (each line
+//! prefixed `│ `, control characters escaped) — and finish
 //! with the result, the artifact list and an exit code reflecting the outcome.
 
 use std::time::Duration;
@@ -146,10 +147,10 @@ pub async fn wait(ctx: &Ctx, id: &JobId, show: bool) -> anyhow::Result<Job> {
     }
 }
 
-/// Agent output on stdout, everything else on stderr.
+/// Agent output on stdout (marked and escaped), everything else on stderr.
 fn progress(e: &Event) {
     if e.kind == EventKind::JobLog {
-        println!("{}", e.message);
+        println!("{}", event_line(e));
     } else {
         eprintln!("{}", event_line(e));
     }

@@ -1,5 +1,5 @@
 //! `agentlab logs <vmid|job-id> [--follow] [--tail N]`: a sandbox's or job's events, with the
-//! agent's output lines (`job_log`) printed verbatim. `--follow` keeps streaming until the
+//! agent's output lines (`job_log`) prefixed `│ ` and control characters escaped. `--follow` keeps streaming until the
 //! daemon ends the stream (sandbox destroyed / job over).
 
 use std::fmt;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use agentlab_core::{Event, EventQuery, SandboxState};
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
-use crate::control::extract::{job_id, vmid};
+use crate::control::extract::{ApiPath, ApiQuery, job_id, vmid};
 
 /// Query of the events routes.
 #[derive(Debug, Deserialize)]
@@ -34,8 +34,8 @@ const KEEPALIVE_EVERY: u32 = 50;
 
 pub async fn for_sandbox(
     State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let vmid = vmid(&id)?;
     st.lab.sandbox(vmid).await?;
@@ -48,8 +48,8 @@ pub async fn for_sandbox(
 
 pub async fn for_job(
     State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     st.lab.job(&id).await?;

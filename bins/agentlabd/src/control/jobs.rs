@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use agentlab_core::{Artifact, Job, JobFilter, JobState};
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
-use crate::control::extract::{ApiJson, job_id};
+use crate::control::extract::{ApiJson, ApiPath, ApiQuery, job_id};
 use crate::control::sandboxes::parse_states;
 
 /// Query of `GET /v1/jobs`.
@@ -28,6 +28,7 @@ pub async fn create(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<RunJobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
+    req.validate(&st.limits.config)?;
     let job = st
         .lab
         .run_job(JobRequest {
@@ -46,7 +47,7 @@ pub async fn create(
 
 pub async fn list(
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Job>>, ApiError> {
     let states: Vec<JobState> = parse_states(q.state.as_deref())?;
     Ok(Json(
@@ -61,21 +62,21 @@ pub async fn list(
 
 pub async fn show(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(st.lab.job(&job_id(&id)?).await?))
 }
 
 pub async fn cancel(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(st.lab.cancel_job(&job_id(&id)?).await?))
 }
 
 pub async fn artifacts(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<Artifact>>, ApiError> {
     let id = job_id(&id)?;
     st.lab.job(&id).await?;
@@ -91,7 +92,7 @@ pub async fn artifacts(
 
 pub async fn download(
     State(st): State<AppState>,
-    Path((id, name)): Path<(String, String)>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     let list = st

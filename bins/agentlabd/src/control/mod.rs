@@ -5,12 +5,17 @@ pub mod error;
 mod events;
 pub mod extract;
 mod jobs;
+pub mod limits;
 pub mod openapi;
 mod profiles;
 mod sandboxes;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
+#[cfg(test)]
+mod tests_props;
 mod workspaces;
 
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use agentlab_core::engine::Lab;
 
 use crate::artifacts::ArtifactStore;
 use crate::control::error::ApiError;
+use crate::control::limits::ApiLimits;
 
 /// Shared state of the control routes.
 #[derive(Debug, Clone)]
@@ -37,10 +43,15 @@ pub struct AppState {
     pub version: &'static str,
     /// Fires on shutdown (ends follow streams).
     pub cancel: CancellationToken,
+    /// Request bounds (`limits:`).
+    pub limits: Arc<ApiLimits>,
 }
 
-/// The control router with a body limit of `max_body` bytes.
-pub fn router(state: AppState, max_body: usize) -> Router {
+/// The control router. Every route's body is bounded: `limits.max_body_bytes` for JSON
+/// bodies, `limits.max_profile_body_bytes` for profile validation.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.limits.max_body();
+    let max_profile = state.limits.max_profile_body();
     Router::new()
         .route("/healthz", get(status::healthz))
         .route("/v1/status", get(status::status))
@@ -75,7 +86,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/workspaces/{id}/detach", post(workspaces::detach))
         .route("/v1/workspaces/{id}/rebind", post(workspaces::rebind))
         .route("/v1/profiles", get(profiles::list))
-        .route("/v1/profiles/validate", post(profiles::validate))
+        .route(
+            "/v1/profiles/validate",
+            post(profiles::validate).layer(DefaultBodyLimit::max(max_profile)),
+        )
         .route("/v1/profiles/{name}", get(profiles::show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -230,11 +230,31 @@ const ROUTES: &[Route] = &[
 
 /// Error statuses every operation may answer, with the envelope.
 const ERRORS: &[(u16, &str)] = &[
-    (400, "Bad input (malformed JSON with position, bad id)"),
+    (
+        400,
+        "Bad input: malformed_json (with line and column), invalid_body, invalid_query, \
+         invalid_path, invalid_vmid, invalid_job_id, invalid_state_filter, invalid_utf8, \
+         yaml_limit_exceeded (profile YAML nested deeper than limits.max_yaml_depth or opening \
+         more than limits.max_yaml_flow_collections flow collections; not parsed)",
+    ),
     (404, "Not found"),
     (409, "Conflict or illegal state"),
-    (422, "Validation failed"),
-    (503, "Backend unavailable"),
+    (
+        413,
+        "too_large: body over limits.max_body_bytes (limits.max_profile_body_bytes for \
+         /v1/profiles/validate)",
+    ),
+    (
+        422,
+        "Validation failed: invalid_request, invalid_repo_url, invalid_git_ref, invalid_name, \
+         out_of_range (details: field, value, min, max), invalid_profile, too_complex (parse \
+         over limits.yaml_parse_timeout_ms)",
+    ),
+    (
+        503,
+        "backend_unavailable, or busy (every profile parse slot of \
+         limits.yaml_parse_concurrency taken)",
+    ),
 ];
 
 /// Builds the document.

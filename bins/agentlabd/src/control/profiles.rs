@@ -1,15 +1,16 @@
 //! `/v1/profiles` handlers.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use agentlab_core::api::control::ProfileSummary;
 use agentlab_core::profile::{Profile, Profiles};
+use agentlab_core::yaml::ErrorKind;
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
+use crate::control::extract::{ApiBytes, ApiPath};
 
 fn summary(p: &Profile) -> ProfileSummary {
     ProfileSummary {
@@ -28,7 +29,7 @@ pub async fn list(State(st): State<AppState>) -> Json<Vec<ProfileSummary>> {
 
 pub async fn show(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Profile>, ApiError> {
     st.lab
         .profiles()
@@ -44,24 +45,37 @@ pub async fn show(
         })
 }
 
-pub async fn validate(body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
-    let text = std::str::from_utf8(&body).map_err(|e| {
+/// Validates a profile YAML body on a blocking thread, within the parse slots and budget of
+/// `limits:`; text over the nesting limits is 400 `yaml_limit_exceeded` before it is parsed.
+pub async fn validate(
+    State(st): State<AppState>,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let text = String::from_utf8(body.to_vec()).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_utf8",
             format!("Body is not UTF-8: {e}"),
         )
     })?;
-    match Profiles::validate_yaml(text) {
+    let limits = st.limits.config.yaml();
+    let parsed = st
+        .limits
+        .parse(move || Profiles::validate_yaml_with(&text, &limits))
+        .await?;
+    match parsed {
         Ok(list) => {
             let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
             Ok(Json(serde_json::json!({"valid": true, "profiles": names})))
         }
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_profile",
-            e.to_string(),
-        )
-        .details(serde_json::to_value(&e.details).unwrap_or_default())),
+        Err(e) => {
+            let (status, code) = if e.kind() == ErrorKind::Limit {
+                (StatusCode::BAD_REQUEST, "yaml_limit_exceeded")
+            } else {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_profile")
+            };
+            Err(ApiError::new(status, code, e.to_string())
+                .details(serde_json::to_value(&e.details).unwrap_or_default()))
+        }
     }
 }

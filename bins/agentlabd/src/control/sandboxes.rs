@@ -1,17 +1,18 @@
 //! `/v1/sandboxes` handlers: each parses, calls one engine method, maps the error.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use agentlab_core::api::control::{CreateSandboxRequest, RenewLeaseRequest};
+use agentlab_core::api::validate;
 use agentlab_core::engine::SandboxRequest;
 use agentlab_core::{Sandbox, SandboxFilter, SandboxState};
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
-use crate::control::extract::{ApiJson, parse_json, vmid};
+use crate::control::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, parse_json, vmid};
 
 /// Query of `GET /v1/sandboxes`.
 #[derive(Debug, Deserialize)]
@@ -47,6 +48,7 @@ pub async fn create(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<CreateSandboxRequest>,
 ) -> Result<(StatusCode, Json<Sandbox>), ApiError> {
+    req.validate(&st.limits.config)?;
     let sb = st
         .lab
         .create_sandbox(SandboxRequest {
@@ -63,7 +65,7 @@ pub async fn create(
 
 pub async fn list(
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Sandbox>>, ApiError> {
     let states: Vec<SandboxState> = parse_states(q.state.as_deref())?;
     let filter = SandboxFilter {
@@ -76,41 +78,42 @@ pub async fn list(
 
 pub async fn show(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.sandbox(vmid(&id)?).await?))
 }
 
 pub async fn start(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.start_sandbox(vmid(&id)?).await?))
 }
 
 pub async fn stop(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.stop_sandbox(vmid(&id)?).await?))
 }
 
 pub async fn destroy(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Sandbox>, ApiError> {
     Ok(Json(st.lab.destroy_sandbox(vmid(&id)?).await?))
 }
 
 pub async fn renew(
     State(st): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath<String>,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Sandbox>, ApiError> {
     let ttl = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         parse_json::<RenewLeaseRequest>(&body)?.ttl_minutes
     };
+    validate::ttl_minutes(ttl, &st.limits.config)?;
     Ok(Json(st.lab.renew_lease(vmid(&id)?, ttl).await?))
 }

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use agentlab_core::config::LimitsConfig;
 use agentlab_core::engine::{Lab, LabDeps, LabSettings};
 use agentlab_core::fake::hypervisor::{FakeOp, Fault, FaultKind};
 use agentlab_core::fake::{
@@ -19,16 +20,22 @@ use agentlab_core::fake::{
 use agentlab_core::profile::Profiles;
 
 use crate::artifacts::ArtifactStore;
+use crate::control::limits::ApiLimits;
 use crate::control::{AppState, router};
 
-struct T {
-    app: Router,
-    lab: Arc<Lab>,
+pub(super) struct T {
+    pub(super) app: Router,
+    pub(super) lab: Arc<Lab>,
     hv: Arc<FakeHypervisor>,
     _dir: tempfile::TempDir,
 }
 
 async fn setup() -> T {
+    setup_with(LimitsConfig::default()).await
+}
+
+/// The router over fresh fakes, with these `limits:`.
+pub(super) async fn setup_with(limits: LimitsConfig) -> T {
     let hv = Arc::new(FakeHypervisor::new());
     let deps = LabDeps {
         hypervisor: hv.clone(),
@@ -54,9 +61,10 @@ async fn setup() -> T {
         artifacts: ArtifactStore::new(dir.path().to_path_buf()),
         version: "test",
         cancel: tokio_util::sync::CancellationToken::new(),
+        limits: Arc::new(ApiLimits::new(limits)),
     };
     T {
-        app: router(state, 64 * 1024),
+        app: router(state),
         lab,
         hv,
         _dir: dir,
@@ -64,7 +72,12 @@ async fn setup() -> T {
 }
 
 impl T {
-    async fn call(&self, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let req = Request::builder()
             .method(method)
             .uri(uri)
@@ -83,7 +96,7 @@ impl T {
         (status, v)
     }
 
-    async fn expect_err(
+    pub(super) async fn expect_err(
         &self,
         method: Method,
         uri: &str,
@@ -270,7 +283,7 @@ async fn sandbox_routes_and_errors() {
         "/v1/sandboxes",
         Some(r#"{"profile":"interactive-dev","ttl_minutes":0}"#),
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_request",
+        "out_of_range",
     )
     .await;
     t.expect_err(
@@ -315,7 +328,8 @@ async fn sandbox_routes_and_errors() {
 #[tokio::test]
 async fn job_routes_and_errors() {
     let t = setup().await;
-    let body = r#"{"repo":"file:///r","task":"do it","profile":"yolo-ephemeral"}"#;
+    let body =
+        r#"{"repo":"https://example.invalid/r.git","task":"do it","profile":"yolo-ephemeral"}"#;
     let (s, job) = t.call(Method::POST, "/v1/jobs", Some(body)).await;
     assert_eq!(
         (s, job["state"].as_str()),
@@ -391,7 +405,7 @@ async fn job_routes_and_errors() {
         "/v1/jobs",
         Some(r#"{"repo":"","task":"t","profile":"yolo-ephemeral"}"#),
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_request",
+        "invalid_repo_url",
     )
     .await;
 }

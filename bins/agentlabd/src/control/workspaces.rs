@@ -1,7 +1,7 @@
 //! `/v1/workspaces` handlers.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use agentlab_core::Workspace;
@@ -11,12 +11,13 @@ use agentlab_core::api::control::{
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
-use crate::control::extract::ApiJson;
+use crate::control::extract::{ApiJson, ApiPath};
 
 pub async fn create(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<CreateWorkspaceRequest>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    req.validate(&st.limits.config)?;
     Ok((
         StatusCode::CREATED,
         Json(st.lab.create_workspace(&req.name, req.size_gb).await?),
@@ -29,14 +30,14 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Workspace>>, Ap
 
 pub async fn show(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Workspace>, ApiError> {
     Ok(Json(st.lab.workspace(&id).await?))
 }
 
 pub async fn attach(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AttachWorkspaceRequest>,
 ) -> Result<Json<Workspace>, ApiError> {
     Ok(Json(st.lab.attach_workspace(&id, req.vmid).await?))
@@ -44,16 +45,17 @@ pub async fn attach(
 
 pub async fn detach(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Workspace>, ApiError> {
     Ok(Json(st.lab.detach_workspace(&id).await?))
 }
 
 pub async fn rebind(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RebindWorkspaceRequest>,
 ) -> Result<Json<RebindResponse>, ApiError> {
+    req.validate(&st.limits.config)?;
     Ok(Json(
         st.lab
             .rebind_workspace(&id, &req.profile, req.keep_old, req.ttl_minutes)
@@ -63,7 +65,7 @@ pub async fn rebind(
 
 pub async fn delete(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     st.lab.delete_workspace(&id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -79,7 +79,7 @@ impl Daemon {
             "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {profiles}\nbackend: {backend}\n\
              guest:\n  listen: 127.0.0.1:{port}\nnetwork:\n  manage_firewall: false\n\
              secrets:\n  dir: {dir}/secrets\n  identity: {dir}/age.key\n\
-             log:\n  level: debug\n{section}",
+             log:\n  level: debug\nlimits:\n  allow_file_repos: true\n{section}",
             sock = socket.display(),
             data = dir.path().join("data").display(),
             profiles = profiles.display(),
