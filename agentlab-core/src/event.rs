@@ -45,6 +45,11 @@ pub enum EventKind {
     Reconciled,
     /// Something degraded but not fatal.
     Warning,
+    /// A bootstrap fetch was refused (payload: reason `used`/`expired`/`unknown`/`wrong_address`,
+    /// peer).
+    BootstrapRefused,
+    /// The runner gave up its bootstrap fetch and said so (payload: reason).
+    BootstrapAbandoned,
 }
 
 impl EventKind {
@@ -69,6 +74,8 @@ impl EventKind {
             Workspace => "workspace",
             Reconciled => "reconciled",
             Warning => "warning",
+            BootstrapRefused => "bootstrap_refused",
+            BootstrapAbandoned => "bootstrap_abandoned",
         }
     }
 

@@ -49,6 +49,10 @@ pub struct LabSettings {
     pub job_log_max_lines: u32,
     /// Drive the firewall (allow/remove per sandbox).
     pub manage_firewall: bool,
+    /// Accept a bootstrap fetch only from the sandbox's own address (its `ip`). Off where
+    /// guests reach the listener from the host itself (a loopback listener: fake backend,
+    /// simulator), on otherwise.
+    pub bind_bootstrap_address: bool,
 }
 
 impl Default for LabSettings {
@@ -67,6 +71,7 @@ impl Default for LabSettings {
             report_grace: Duration::from_secs(120),
             job_log_max_lines: 20_000,
             manage_firewall: true,
+            bind_bootstrap_address: true,
         }
     }
 }

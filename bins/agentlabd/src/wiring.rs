@@ -131,6 +131,8 @@ pub fn settings(cfg: &Config) -> LabSettings {
         token_ttl: std::time::Duration::from_secs(cfg.guest.token_ttl_secs),
         job_log_max_lines: cfg.retention.job_log_max_lines,
         manage_firewall: cfg.network.manage_firewall,
+        // Guests of a loopback listener are host processes (fake backend, simulator).
+        bind_bootstrap_address: !cfg.guest.listen.ip().is_loopback(),
         guest_poll_interval: std::time::Duration::from_millis(
             if cfg.backend == BackendKind::Fake {
                 50

@@ -39,6 +39,7 @@ pub struct GuestState {
 pub fn router(state: GuestState, max_body: usize) -> Router {
     let json = Router::new()
         .route("/v1/bootstrap/fetch", post(bootstrap::fetch))
+        .route("/v1/bootstrap/abandon", post(bootstrap::abandon))
         .route("/v1/jobs/{id}/status", post(runner::status))
         .route("/v1/jobs/{id}/logs", post(runner::logs))
         .layer(DefaultBodyLimit::max(max_body));
