@@ -6,6 +6,8 @@ pub mod ratelimit;
 mod runner;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
