@@ -45,6 +45,7 @@ pub use secrets::{
 };
 pub use state::{JobState, SandboxState};
 pub use store::{
-    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck, TokenStatus,
+    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
+    TokenStatus,
 };
 pub use time::{Clock, SystemClock, Timestamp};

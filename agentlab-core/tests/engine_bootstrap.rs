@@ -130,7 +130,10 @@ async fn a_runner_that_gives_up_fails_its_job_at_once() {
     failed_with(&r, &id, "runner gave up its bootstrap fetch: bad payload").await;
     let msgs = r.messages(vmid, EventKind::BootstrapAbandoned).await;
     assert_eq!(msgs.len(), 1);
-    assert!(!msgs[0].contains(&token) && !msgs[0].contains('\n'), "{msgs:?}");
+    assert!(
+        !msgs[0].contains(&token) && !msgs[0].contains('\n'),
+        "{msgs:?}"
+    );
     // The token is used up.
     assert!(matches!(
         r.lab.bootstrap_fetch(vmid, &token).await,
@@ -174,7 +177,12 @@ async fn runner_tokens_are_revoked_at_every_end_of_a_job() {
     let r = rig().await;
     // Final report.
     let (id, vmid, token) = queued(&r).await;
-    let rt = r.lab.bootstrap_fetch(vmid, &token).await.unwrap().runner_token;
+    let rt = r
+        .lab
+        .bootstrap_fetch(vmid, &token)
+        .await
+        .unwrap()
+        .runner_token;
     let rt = rt.expose().to_owned();
     r.lab.report_status(&id, &rt, running()).await.unwrap();
     let done = GuestReport {
@@ -207,7 +215,12 @@ async fn runner_tokens_are_revoked_at_every_end_of_a_job() {
     // Cancel, deadline and sandbox destroy.
     for end in ["cancel", "deadline", "destroy"] {
         let (id, vmid, token) = queued(&r).await;
-        let rt = r.lab.bootstrap_fetch(vmid, &token).await.unwrap().runner_token;
+        let rt = r
+            .lab
+            .bootstrap_fetch(vmid, &token)
+            .await
+            .unwrap()
+            .runner_token;
         let rt = rt.expose().to_owned();
         r.lab.report_status(&id, &rt, running()).await.unwrap();
         match end {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use agentlab_core::api::guest::{
     ArtifactReceipt, BOOTSTRAP_ABANDON_PATH, BOOTSTRAP_FETCH_PATH, BootstrapAbandonRequest,
-    BootstrapFetchRequest, BootstrapPayload, ErrorBody,
-    LogBatch, StatusReport,
+    BootstrapFetchRequest, BootstrapPayload, ErrorBody, LogBatch, StatusReport,
 };
 use agentlab_core::{BootstrapData, SecretValue};
 use reqwest::StatusCode;
@@ -301,7 +300,10 @@ impl RunnerClient {
         }
         Ok(match resp.json().await {
             Ok(r) => Ok(r),
-            Err(e) => Err(Attempt::Retry(format!("bad receipt: {}", describe(&e)), None)),
+            Err(e) => Err(Attempt::Retry(
+                format!("bad receipt: {}", describe(&e)),
+                None,
+            )),
         })
     }
 }

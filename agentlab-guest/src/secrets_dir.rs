@@ -122,7 +122,9 @@ impl SecretsDir {
         match fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %file.display(), error = %e, "cannot remove the kept bootstrap data"),
+            Err(e) => {
+                tracing::warn!(path = %file.display(), error = %e, "cannot remove the kept bootstrap data");
+            }
         }
     }
 

@@ -152,7 +152,11 @@ impl Lab {
     }
 
     /// The sandbox a token is presented for, checking the source address when bound.
-    async fn token_sandbox(&self, vmid: Vmid, peer: Option<IpAddr>) -> Result<Sandbox, EngineError> {
+    async fn token_sandbox(
+        &self,
+        vmid: Vmid,
+        peer: Option<IpAddr>,
+    ) -> Result<Sandbox, EngineError> {
         let Ok(sb) = self.deps.store.get_sandbox(vmid).await else {
             tracing::warn!(sandbox = %vmid, peer = ?peer, "bootstrap token for an unknown sandbox refused");
             return Err(EngineError::Forbidden);

@@ -331,13 +331,14 @@ impl StateStore for MemoryStore {
             return Ok(TokenCheck::Expired);
         }
         if let Some(issue) = issue {
-            let (_, job) = inner
-                .jobs
-                .get_mut(&issue.job)
-                .ok_or_else(|| StateStoreError::NotFound {
-                    kind: "job",
-                    id: issue.job.to_string(),
-                })?;
+            let (_, job) =
+                inner
+                    .jobs
+                    .get_mut(&issue.job)
+                    .ok_or_else(|| StateStoreError::NotFound {
+                        kind: "job",
+                        id: issue.job.to_string(),
+                    })?;
             if job.state != JobState::Queued {
                 return Err(StateStoreError::Conflict {
                     kind: "job",

@@ -10,7 +10,8 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck, TokenStatus,
+    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
+    TokenStatus,
 };
 use crate::time::Timestamp;
 

@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(mock.recorded(|r| r.upload_attempts), 3);
         let report = mock.final_report();
         assert!(
-            report.summary.as_deref().is_none_or(|s| !s.contains("upload failed")),
+            report
+                .summary
+                .as_deref()
+                .is_none_or(|s| !s.contains("upload failed")),
             "{report:?}"
         );
         assert!(mock.bundle().contains_key("report.json"));

@@ -80,10 +80,9 @@ impl ArtifactStore {
             .map_err(|e| UploadError::Io(e.to_string()))?;
         restrict(&self.dir).await;
         let seq = PART_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let part = PartFile(Some(dir.join(format!(
-            ".{name}.{}-{seq}{PART_SUFFIX}",
-            std::process::id()
-        ))));
+        let part = PartFile(Some(
+            dir.join(format!(".{name}.{}-{seq}{PART_SUFFIX}", std::process::id())),
+        ));
         let tmp = part.path().to_owned();
         let mut file = tokio::fs::File::create(&tmp)
             .await
@@ -186,7 +185,10 @@ impl ArtifactStore {
         tokio::spawn(async move {
             let n = self.clean_partials(started).await;
             if n > 0 {
-                tracing::info!(removed = n, "removed half-done artifact uploads of an earlier run");
+                tracing::info!(
+                    removed = n,
+                    "removed half-done artifact uploads of an earlier run"
+                );
             }
             loop {
                 tokio::select! {

@@ -18,7 +18,10 @@ pub(super) async fn redeem(store: &dyn StateStore) {
             hash: hash_token(secret),
             expires_at,
         };
-        ok(store.put_bootstrap_token(&token).await, "put_bootstrap_token");
+        ok(
+            store.put_bootstrap_token(&token).await,
+            "put_bootstrap_token",
+        );
     }
     let mut job = sample_job(t0());
     job.sandbox = Some(a);
@@ -33,12 +36,16 @@ pub(super) async fn redeem(store: &dyn StateStore) {
         assert_eq!(got, want, "state store conformance: {what}");
     };
     check(
-        store.redeem_bootstrap_token(a, "red-b", t0(), Some(&issue)).await,
+        store
+            .redeem_bootstrap_token(a, "red-b", t0(), Some(&issue))
+            .await,
         TokenCheck::Unknown,
         "token of another vmid is unknown",
     );
     check(
-        store.redeem_bootstrap_token(b, "red-b", expires_at, None).await,
+        store
+            .redeem_bootstrap_token(b, "red-b", expires_at, None)
+            .await,
         TokenCheck::Expired,
         "token at its expiry is expired",
     );
@@ -53,10 +60,15 @@ pub(super) async fn redeem(store: &dyn StateStore) {
     // The job is not QUEUED: nothing is written, the token stays usable.
     let mut running = ok(store.get_job(&job.id).await, "get_job");
     running.state = JobState::Running;
-    ok(store.update_job(&running, JobState::Queued).await, "QUEUED -> RUNNING");
+    ok(
+        store.update_job(&running, JobState::Queued).await,
+        "QUEUED -> RUNNING",
+    );
     assert!(
         matches!(
-            store.redeem_bootstrap_token(a, "red-a", t0(), Some(&issue)).await,
+            store
+                .redeem_bootstrap_token(a, "red-a", t0(), Some(&issue))
+                .await,
             Err(StateStoreError::Conflict { kind: "job", .. })
         ),
         "state store conformance: redeem for a job that is not QUEUED is a job Conflict"
@@ -110,7 +122,9 @@ pub(super) async fn redeem(store: &dyn StateStore) {
         "state store conformance: a used token row is kept (hash only): {rows:?}"
     );
     check(
-        store.redeem_bootstrap_token(a, "red-a", plus_secs(t0(), 2), None).await,
+        store
+            .redeem_bootstrap_token(a, "red-a", plus_secs(t0(), 2), None)
+            .await,
         TokenCheck::Used,
         "replay is `Used`",
     );
@@ -121,7 +135,10 @@ pub(super) async fn redeem(store: &dyn StateStore) {
         TokenCheck::Used,
         "a used token stays `Used` after its expiry",
     );
-    ok(store.delete_bootstrap_tokens(a).await, "delete_bootstrap_tokens");
+    ok(
+        store.delete_bootstrap_tokens(a).await,
+        "delete_bootstrap_tokens",
+    );
     check(
         store.redeem_bootstrap_token(a, "red-a", t0(), None).await,
         TokenCheck::Unknown,

@@ -45,9 +45,7 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidState(_)
             | EngineError::Conflict(_)
             | EngineError::NoJob(_)
-            | EngineError::JobEnded(_) => {
-                StatusCode::CONFLICT
-            }
+            | EngineError::JobEnded(_) => StatusCode::CONFLICT,
             EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

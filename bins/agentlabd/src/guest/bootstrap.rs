@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 
 use agentlab_core::Vmid;
 use agentlab_core::api::guest::{
-    BootstrapAbandonRequest, BootstrapFetchRequest, BootstrapPayload, GuestAgent, GuestArtifactPolicy, GuestJobSpec,
-    GuestPolicy,
+    BootstrapAbandonRequest, BootstrapFetchRequest, BootstrapPayload, GuestAgent,
+    GuestArtifactPolicy, GuestJobSpec, GuestPolicy,
 };
 use agentlab_core::engine::{BootstrapGrant, EngineError};
 use agentlab_core::redact::Redactor;
@@ -37,16 +37,10 @@ fn rate_limited(wait: std::time::Duration) -> Response {
     r
 }
 
-/// The rate limits: per source address (loose), then per presented token (a digest of the
-/// token and vmid, never the token itself).
-fn limit(st: &GuestState, peer: SocketAddr, token: &str, vmid: Vmid) -> Result<(), Response> {
-    let now = Instant::now();
+/// The per-token rate limit, keyed by a digest of the vmid and token (never the token).
+fn limit_token(st: &GuestState, token: &str, vmid: Vmid) -> Result<(), std::time::Duration> {
     st.limiter
-        .check_address(peer.ip().to_canonical(), now)
-        .map_err(rate_limited)?;
-    st.limiter
-        .check_token(hash_token(&format!("{vmid}:{token}")), now)
-        .map_err(rate_limited)
+        .check_token(hash_token(&format!("{vmid}:{token}")), Instant::now())
 }
 
 pub async fn fetch(
@@ -64,10 +58,7 @@ pub async fn fetch(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    if let Err(wait) = st.limiter.check_token(
-        hash_token(&format!("{}:{}", req.vmid, req.token.expose())),
-        Instant::now(),
-    ) {
+    if let Err(wait) = limit_token(&st, req.token.expose(), req.vmid) {
         return rate_limited(wait);
     }
     let peer_ip = peer.ip().to_canonical();
@@ -95,12 +86,18 @@ pub async fn abandon(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Err(wait) = st
+        .limiter
+        .check_address(peer.ip().to_canonical(), Instant::now())
+    {
+        return rate_limited(wait);
+    }
     let req: BootstrapAbandonRequest = match parse_json(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    if let Err(r) = limit(&st, peer, req.token.expose(), req.vmid) {
-        return r;
+    if let Err(wait) = limit_token(&st, req.token.expose(), req.vmid) {
+        return rate_limited(wait);
     }
     match st
         .lab

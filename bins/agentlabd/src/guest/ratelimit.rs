@@ -94,7 +94,10 @@ mod tests {
             Duration::from_secs(30)
         );
         assert!(rl.check_token("b".into(), t0).is_ok());
-        assert!(rl.check_token("a".into(), t0 + Duration::from_secs(31)).is_ok());
+        assert!(
+            rl.check_token("a".into(), t0 + Duration::from_secs(31))
+                .is_ok()
+        );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..2 * ADDRESS_FACTOR {
             assert!(rl.check_address(ip, t0).is_ok());

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use agentlab_core::api::guest::{
     ArtifactReceipt, CODE_JOB_ENDED, GuestJobState, LogBatch, LogStream, StatusReport,
 };
-use agentlab_core::redact::Redactor;
 use agentlab_core::engine::{EngineError, GuestReport};
+use agentlab_core::redact::Redactor;
 use agentlab_core::{Artifact, Job, JobOutcome, JobState, SecretBundle};
 
 use crate::artifacts::{ArtifactStore, UploadError};
@@ -57,7 +57,18 @@ struct Authorized {
 async fn authorize(st: &GuestState, id: &str, headers: &HeaderMap) -> Result<Authorized, ApiError> {
     let id = job_id(id).map_err(|_| unauthorized())?;
     let token = bearer(headers)?.to_owned();
-    let job = st.lab.authorize_runner(&id, &token).await.map_err(map)?;
+    let job = match st.lab.authorize_runner(&id, &token).await {
+        Ok(job) => job,
+        Err(e) => {
+            if matches!(e, EngineError::JobEnded(_)) {
+                st.redactors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+            }
+            return Err(map(e));
+        }
+    };
     let redactor = redactor_for(st, &job, &token).await?;
     Ok(Authorized {
         job,
@@ -211,7 +222,13 @@ pub async fn artifact(
             ),
         })?;
     // The same content again (a retried upload) is accepted without a second record.
-    let known = st.lab.deps().store.list_artifacts(&job.id).await.map_err(|e| map(e.into()))?;
+    let known = st
+        .lab
+        .deps()
+        .store
+        .list_artifacts(&job.id)
+        .await
+        .map_err(|e| map(e.into()))?;
     if known.iter().any(|a| a.name == name && a.sha256 == sha256) {
         tracing::info!(job = %job.id, name = %name, "artifact upload repeated with the same content");
         return Ok(Json(ArtifactReceipt { name, size, sha256 }));

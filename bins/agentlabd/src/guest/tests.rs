@@ -27,7 +27,8 @@ use crate::guest::{GuestState, router};
 
 pub(super) struct G {
     pub(super) app: Router,
-    pub(super) redactors: Arc<Mutex<HashMap<agentlab_core::JobId, Arc<agentlab_core::redact::Redactor>>>>,
+    pub(super) redactors:
+        Arc<Mutex<HashMap<agentlab_core::JobId, Arc<agentlab_core::redact::Redactor>>>>,
     pub(super) lab: Arc<Lab>,
     pub(super) hv: Arc<FakeHypervisor>,
     pub(super) dir: tempfile::TempDir,
@@ -117,7 +118,11 @@ impl G {
     }
 
     /// A fetch from the sandbox's own address (10.77.0.2 for an unknown sandbox).
-    pub(super) async fn fetch(&self, vmid: Vmid, token: &str) -> (StatusCode, Value, Option<String>) {
+    pub(super) async fn fetch(
+        &self,
+        vmid: Vmid,
+        token: &str,
+    ) -> (StatusCode, Value, Option<String>) {
         let ip = match self.lab.sandbox(vmid).await.ok().and_then(|s| s.ip) {
             Some(std::net::IpAddr::V4(v4)) => v4.octets(),
             _ => [10, 77, 0, 2],

@@ -69,7 +69,10 @@ async fn one_address_spraying_tokens_is_limited_too() {
     let (_, vmid, _) = g.job().await;
     let limit = 2 * crate::guest::ratelimit::ADDRESS_FACTOR;
     for i in 0..limit {
-        let s = g.fetch_from(vmid, &format!("guess-{i}"), [10, 77, 9, 9]).await.0;
+        let s = g
+            .fetch_from(vmid, &format!("guess-{i}"), [10, 77, 9, 9])
+            .await
+            .0;
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
     let (s, _, retry) = g.fetch_from(vmid, "guess-last", [10, 77, 9, 9]).await;
@@ -105,14 +108,32 @@ async fn an_abandon_fails_the_job_at_once() {
     let ip = [10, 77, 0, 2];
     let body = json!({"token": token, "vmid": vmid, "reason": "payload unreadable"});
     let (s, _, _) = g
-        .send("POST", "/v1/bootstrap/abandon", None, Body::from(body.to_string()), ip)
+        .send(
+            "POST",
+            "/v1/bootstrap/abandon",
+            None,
+            Body::from(body.to_string()),
+            ip,
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let job = g.lab.job(&id).await.unwrap();
     assert_eq!(job.state, agentlab_core::JobState::Failed);
-    assert!(job.outcome.unwrap().error.unwrap().contains("payload unreadable"));
+    assert!(
+        job.outcome
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("payload unreadable")
+    );
     let (s, _, _) = g
-        .send("POST", "/v1/bootstrap/abandon", None, Body::from(body.to_string()), ip)
+        .send(
+            "POST",
+            "/v1/bootstrap/abandon",
+            None,
+            Body::from(body.to_string()),
+            ip,
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
@@ -123,15 +144,7 @@ async fn runner_calls_after_the_end_are_refused() {
     let (id, rt, _) = runner_token(&g).await;
     let ip = [10, 77, 0, 2];
     let art = format!("/v1/jobs/{id}/artifacts/out.txt");
-    let put = |body: &'static str| {
-        g.send(
-            "PUT",
-            &art,
-            Some(&rt),
-            Body::from(body),
-            ip,
-        )
-    };
+    let put = |body: &'static str| g.send("PUT", &art, Some(&rt), Body::from(body), ip);
     assert_eq!(put("first").await.0, StatusCode::OK);
     // The same content again is accepted without a second record.
     assert_eq!(put("first").await.0, StatusCode::OK);
@@ -139,17 +152,33 @@ async fn runner_calls_after_the_end_are_refused() {
     let done = r#"{"state":"COMPLETED","exit_code":0}"#;
     let status = format!("/v1/jobs/{id}/status");
     assert_eq!(
-        g.send("POST", &status, Some(&rt), Body::from(done), ip).await.0,
+        g.send("POST", &status, Some(&rt), Body::from(done), ip)
+            .await
+            .0,
         StatusCode::OK
     );
-    let (s, body, _) = g.send("POST", &status, Some(&rt), Body::from(done), ip).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("job_ended")));
+    let (s, body, _) = g
+        .send("POST", &status, Some(&rt), Body::from(done), ip)
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("job_ended"))
+    );
     assert_eq!(count(&g, &id, EventKind::JobFinished).await, 1);
     let logs = json!({"lines": [{"stream": "stdout", "line": "late sk-live-guest-secret"}]});
     let (s, body, _) = g
-        .send("POST", &format!("/v1/jobs/{id}/logs"), Some(&rt), Body::from(logs.to_string()), ip)
+        .send(
+            "POST",
+            &format!("/v1/jobs/{id}/logs"),
+            Some(&rt),
+            Body::from(logs.to_string()),
+            ip,
+        )
         .await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("job_ended")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("job_ended"))
+    );
     assert!(g.job_logs(&id).await.is_empty());
     let (s, _, _) = put("overwritten").await;
     assert_eq!(s, StatusCode::CONFLICT);
@@ -211,7 +240,8 @@ fn parts(dir: &std::path::Path) -> Vec<String> {
 async fn serve(g: &G, addr: SocketAddr) -> (tokio::task::JoinHandle<()>, SocketAddr) {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(g.state.clone(), 64 * 1024).into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        router(g.state.clone(), 64 * 1024).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
