@@ -47,6 +47,11 @@ pub enum EventKind {
     Warning,
     /// AgentLab's network policy was changed outside the daemon and re-applied.
     FirewallRepaired,
+    /// A bootstrap fetch was refused (payload: reason `used`/`expired`/`unknown`/`wrong_address`,
+    /// peer).
+    BootstrapRefused,
+    /// The runner gave up its bootstrap fetch and said so (payload: reason).
+    BootstrapAbandoned,
 }
 
 impl EventKind {
@@ -72,6 +77,8 @@ impl EventKind {
             Reconciled => "reconciled",
             Warning => "warning",
             FirewallRepaired => "firewall_repaired",
+            BootstrapRefused => "bootstrap_refused",
+            BootstrapAbandoned => "bootstrap_abandoned",
         }
     }
 

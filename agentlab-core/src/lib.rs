@@ -44,5 +44,8 @@ pub use secrets::{
     GitCredentials, SecretBundle, SecretFile, SecretStore, SecretStoreError, SecretValue,
 };
 pub use state::{JobState, SandboxState};
-pub use store::{JobFilter, SandboxFilter, StateStore, StateStoreError};
+pub use store::{
+    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
+    TokenStatus,
+};
 pub use time::{Clock, SystemClock, Timestamp};

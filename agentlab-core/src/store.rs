@@ -64,6 +64,49 @@ pub enum StateStoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// What [`StateStore::redeem_bootstrap_token`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The token was valid; it is now used (and the runner token stored, when asked).
+    Accepted,
+    /// The token matches a row that was already used.
+    Used,
+    /// The token matches a row that has expired.
+    Expired,
+    /// No row of the vmid matches.
+    Unknown,
+}
+
+impl TokenCheck {
+    /// `used`, `expired`, `unknown` (`accepted` for [`TokenCheck::Accepted`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Used => "used",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The runner token stored together with a bootstrap token's use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerTokenIssue {
+    /// The job that receives it (must be QUEUED).
+    pub job: JobId,
+    /// SHA-256 (hex) of the runner token.
+    pub hash: String,
+}
+
+/// One bootstrap token row, without its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenStatus {
+    /// When it stops being accepted.
+    pub expires_at: Timestamp,
+    /// Whether it was used.
+    pub consumed: bool,
+}
+
 /// Filter for [`StateStore::list_sandboxes`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SandboxFilter {
@@ -137,6 +180,20 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         presented: &str,
         now: Timestamp,
     ) -> Result<(), StateStoreError>;
+    /// Presents a bootstrap token of `vmid` and, in ONE transaction, marks the matching token
+    /// used and (with `issue`) stores the job's runner token hash, only while the job is QUEUED.
+    /// Every token row of the vmid is compared in constant time; used and expired rows are kept
+    /// (hash only) so a refusal can name its reason. A job that is not QUEUED is `Conflict`
+    /// and nothing is written.
+    async fn redeem_bootstrap_token(
+        &self,
+        vmid: Vmid,
+        presented: &str,
+        now: Timestamp,
+        issue: Option<&RunnerTokenIssue>,
+    ) -> Result<TokenCheck, StateStoreError>;
+    /// The bootstrap tokens of `vmid` (expiry and whether used), oldest first.
+    async fn bootstrap_tokens(&self, vmid: Vmid) -> Result<Vec<TokenStatus>, StateStoreError>;
     /// Deletes all bootstrap tokens of `vmid`.
     async fn delete_bootstrap_tokens(&self, vmid: Vmid) -> Result<(), StateStoreError>;
 

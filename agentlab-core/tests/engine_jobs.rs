@@ -127,11 +127,17 @@ async fn tokens_are_single_use_expire_and_are_bound() {
         Err(EngineError::Forbidden)
     ));
     let g1 = r.lab.bootstrap_fetch(v1, &t1).await.unwrap();
-    // Replay.
+    let rt1 = g1.runner_token.expose().to_owned();
+    r.lab
+        .report_status(&job.id, &rt1, report(JobState::Running, None))
+        .await
+        .unwrap();
+    // Replay (the job already runs, so it is only refused).
     assert!(matches!(
         r.lab.bootstrap_fetch(v1, &t1).await,
         Err(EngineError::Forbidden)
     ));
+    assert_eq!(r.lab.job(&job.id).await.unwrap().state, JobState::Running);
     // Expiry (default TTL 10 min).
     r.advance_min(11);
     assert!(matches!(
@@ -139,7 +145,6 @@ async fn tokens_are_single_use_expire_and_are_bound() {
         Err(EngineError::Forbidden)
     ));
     // Runner token of job 1 used for job 2.
-    let rt1 = g1.runner_token.expose().to_owned();
     let err = r
         .lab
         .report_status(&job2.id, &rt1, report(JobState::Running, None))
@@ -154,6 +159,10 @@ async fn tokens_are_single_use_expire_and_are_bound() {
         .report_status(&job.id, &rt1, report(JobState::Running, None))
         .await
         .unwrap();
+    // The expired token failed job 2 at once, with the cause.
+    let j2 = r.lab.job(&job2.id).await.unwrap();
+    assert_eq!(j2.state, JobState::Failed);
+    assert!(j2.outcome.unwrap().error.unwrap().contains("expired"));
 }
 
 #[tokio::test]

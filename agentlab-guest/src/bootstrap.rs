@@ -44,6 +44,18 @@ pub async fn wait_for_file(
     }
 }
 
+/// Removes the delivered bootstrap file after it was read (best effort: a backend may deliver
+/// it read-only, e.g. a bind mount; then it stays only as long as the sandbox).
+pub fn remove_file(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "bootstrap file removed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the bootstrap file");
+        }
+    }
+}
+
 fn join_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()

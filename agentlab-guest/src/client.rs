@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentlab_core::api::guest::{
-    ArtifactReceipt, BOOTSTRAP_FETCH_PATH, BootstrapFetchRequest, BootstrapPayload, ErrorBody,
-    LogBatch, StatusReport,
+    ArtifactReceipt, BOOTSTRAP_ABANDON_PATH, BOOTSTRAP_FETCH_PATH, BootstrapAbandonRequest,
+    BootstrapFetchRequest, BootstrapPayload, ErrorBody, LogBatch, StatusReport,
 };
 use agentlab_core::{BootstrapData, SecretValue};
 use reqwest::StatusCode;
@@ -221,9 +221,48 @@ impl RunnerClient {
         })
     }
 
-    /// Streams `path` to `PUT {artifacts_url}/{name}`.
-    pub async fn upload(&self, name: &str, path: &Path) -> Result<ArtifactReceipt, GuestError> {
+    /// Streams `path` to `PUT {artifacts_url}/{name}`, retrying per `backoff` when the
+    /// controller cannot be reached, drops the connection or answers 5xx/429 (the daemon
+    /// accepts the same name and content again, so a retry after a lost answer is harmless).
+    /// Other 4xx answers (401, 409 `job_ended`, 413) are final.
+    pub async fn upload(
+        &self,
+        name: &str,
+        path: &Path,
+        backoff: Backoff,
+    ) -> Result<ArtifactReceipt, GuestError> {
         let url = format!("{}/{name}", self.artifacts_url);
+        let mut last = String::new();
+        for attempt in 1..=backoff.attempts.max(1) {
+            let wait = match self.upload_once(&url, path).await? {
+                Ok(receipt) => return Ok(receipt),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(reason, retry_after)) => {
+                    last = reason;
+                    retry_after
+                }
+            };
+            if attempt < backoff.attempts {
+                let wait = wait
+                    .unwrap_or_else(|| backoff.delay(attempt))
+                    .min(backoff.max);
+                tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, reason = %last, "artifact upload failed, retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(GuestError::Unreachable {
+            url,
+            attempts: backoff.attempts.max(1),
+            reason: last,
+        })
+    }
+
+    /// One upload attempt; the outer error is local (the file cannot be read).
+    async fn upload_once(
+        &self,
+        url: &str,
+        path: &Path,
+    ) -> Result<Result<ArtifactReceipt, Attempt>, GuestError> {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| GuestError::io(format!("Cannot open {}", path.display()), e))?;
@@ -233,28 +272,68 @@ impl RunnerClient {
             .map_err(|e| GuestError::io(format!("Cannot stat {}", path.display()), e))?
             .len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let resp = self
+        let sent = self
             .upload_http
-            .put(&url)
+            .put(url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_LENGTH, len)
             .body(body)
             .send()
-            .await
-            .map_err(|e| GuestError::Unreachable {
-                url: url.clone(),
-                attempts: 1,
-                reason: describe(&e),
-            })?;
-        if !resp.status().is_success() {
-            return Err(GuestError::Protocol {
-                url,
-                reason: error_text(resp).await,
-            });
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(Attempt::Retry(describe(&e), None))),
+        };
+        let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after(&resp);
+            return Ok(Err(Attempt::Retry(error_text(resp).await, wait)));
         }
-        resp.json().await.map_err(|e| GuestError::Protocol {
+        if status.is_server_error() {
+            return Ok(Err(Attempt::Retry(error_text(resp).await, None)));
+        }
+        if !status.is_success() {
+            return Ok(Err(Attempt::Fatal(GuestError::Protocol {
+                url: url.to_owned(),
+                reason: error_text(resp).await,
+            })));
+        }
+        Ok(match resp.json().await {
+            Ok(r) => Ok(r),
+            Err(e) => Err(Attempt::Retry(
+                format!("bad receipt: {}", describe(&e)),
+                None,
+            )),
+        })
+    }
+}
+
+/// `POST {controller_url}/v1/bootstrap/abandon`: tells the controller the runner gives up its
+/// fetch (one attempt, short timeout; best effort). `reason` must not contain secrets.
+pub async fn abandon(data: &BootstrapData, reason: &str) -> Result<(), GuestError> {
+    let url = format!("{}{BOOTSTRAP_ABANDON_PATH}", data.controller_url);
+    let http = http_client(Some(Duration::from_secs(10)))?;
+    let body = BootstrapAbandonRequest {
+        token: data.token.clone(),
+        vmid: data.vmid,
+        reason: reason.to_owned(),
+    };
+    let resp = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| GuestError::Unreachable {
+            url: url.clone(),
+            attempts: 1,
+            reason: describe(&e),
+        })?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(GuestError::Protocol {
             url,
-            reason: format!("bad receipt: {}", describe(&e)),
+            reason: error_text(resp).await,
         })
     }
 }

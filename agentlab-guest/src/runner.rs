@@ -1,10 +1,10 @@
 //! [`run`]: one job from bootstrap file to final report.
 //!
 //! Order: prepare the secrets dir (refusing a non-tmpfs one before the token is spent) →
-//! cached payload or bootstrap file + fetch → `RUNNING bootstrap` (bundle files) →
-//! `RUNNING clone` → `RUNNING agent` → commit and diff stat → `report.json` → log flush →
-//! bundle and upload `artifacts.tar.gz` → final report (`COMPLETED`/`FAILED`/`TIMEOUT`) →
-//! wipe the secrets dir. The final report always goes out once a runner token exists, naming
+//! cached payload, or bootstrap file (moved into the secrets tmpfs and deleted) + fetch →
+//! `RUNNING bootstrap` (bundle files) → `RUNNING clone` → `RUNNING agent` → commit and diff
+//! stat → `report.json` → log flush → bundle and upload `artifacts.tar.gz` (retried with
+//! backoff) → final report (`COMPLETED`/`FAILED`/`TIMEOUT`) → wipe the secrets dir. The final report always goes out once a runner token exists, naming
 //! the failed step and its (redacted) cause. Artifacts are uploaded before the final report so
 //! the daemon may destroy the sandbox as soon as that report arrives.
 //!
@@ -89,41 +89,80 @@ pub async fn run_until_stopped(
     result
 }
 
-/// The cached payload, or the bootstrap file + fetch; `None` when there is no job.
+/// The cached payload, or the bootstrap data + fetch; `None` when there is no job.
+///
+/// The delivered bootstrap file is removed as soon as it is read; its data lives on only in
+/// the runner-private part of the secrets tmpfs, and only while the fetch may still succeed
+/// (a restart after an unreachable controller retries with it). When the runner gives up for
+/// any other reason it tells the controller (`/v1/bootstrap/abandon`, unless the token was
+/// refused, which the controller already recorded) and forgets the token.
 async fn obtain_payload(
     config: &RunnerConfig,
     secrets: &SecretsDir,
 ) -> Result<Option<BootstrapPayload>, GuestError> {
-    match secrets.load_cached_payload()? {
-        Some(p) => {
-            tracing::info!(job = %p.job.job_id, "resuming with the cached payload");
-            Ok(Some(p))
+    if let Some(p) = secrets.load_cached_payload()? {
+        tracing::info!(job = %p.job.job_id, "resuming with the cached payload");
+        secrets.forget_bootstrap();
+        return Ok(Some(p));
+    }
+    let data = match secrets.load_cached_bootstrap()? {
+        Some(d) => {
+            tracing::info!(sandbox = %d.vmid, "retrying the bootstrap fetch with the kept token");
+            d
         }
         None => {
-            let (path, data) = bootstrap::wait_for_file(
+            let (path, data) = match bootstrap::wait_for_file(
                 &config.bootstrap_paths,
                 config.bootstrap_wait,
                 config.bootstrap_poll,
             )
-            .await?;
-            tracing::info!(path = %path.display(), sandbox = %data.vmid, "fetching bootstrap payload");
-            let backoff = Backoff {
-                attempts: config.fetch_attempts,
-                initial: config.backoff_initial,
-                max: config.backoff_max,
-            };
-            match client::fetch_payload(&data, backoff).await? {
-                Some(p) => {
-                    if let Err(e) = secrets.cache_payload(&p) {
-                        tracing::warn!(error = %e, "cannot cache the payload; a restart will not resume");
+            .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    // An unusable file is of no further use; it may still hold a token.
+                    if let GuestError::BootstrapFile { path, .. } = &e {
+                        bootstrap::remove_file(path);
                     }
-                    Ok(Some(p))
+                    return Err(e);
                 }
-                None => {
-                    tracing::info!(sandbox = %data.vmid, "controller has no job for this sandbox");
-                    Ok(None)
-                }
+            };
+            secrets.cache_bootstrap(&data)?;
+            bootstrap::remove_file(&path);
+            tracing::info!(path = %path.display(), sandbox = %data.vmid, "fetching bootstrap payload");
+            data
+        }
+    };
+    let backoff = Backoff {
+        attempts: config.fetch_attempts,
+        initial: config.backoff_initial,
+        max: config.backoff_max,
+    };
+    match client::fetch_payload(&data, backoff).await {
+        Ok(Some(p)) => {
+            if let Err(e) = secrets.cache_payload(&p) {
+                tracing::warn!(error = %e, "cannot cache the payload; a restart will not resume");
             }
+            secrets.forget_bootstrap();
+            Ok(Some(p))
+        }
+        Ok(None) => {
+            tracing::info!(sandbox = %data.vmid, "controller has no job for this sandbox");
+            secrets.forget_bootstrap();
+            Ok(None)
+        }
+        Err(e) if e.is_retryable() => Err(e),
+        Err(GuestError::Forbidden) => {
+            secrets.forget_bootstrap();
+            Err(GuestError::Forbidden)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            if let Err(report) = client::abandon(&data, &reason).await {
+                tracing::warn!(error = %report, "cannot tell the controller that the fetch was given up");
+            }
+            secrets.forget_bootstrap();
+            Err(e)
         }
     }
 }
@@ -330,7 +369,12 @@ async fn upload_bundle(
             ),
         ));
     }
-    let receipt = client.upload(BUNDLE_NAME, &out).await?;
+    let backoff = Backoff {
+        attempts: config.fetch_attempts,
+        initial: config.backoff_initial,
+        max: config.backoff_max,
+    };
+    let receipt = client.upload(BUNDLE_NAME, &out, backoff).await?;
     tracing::info!(size = receipt.size, sha256 = %receipt.sha256, skipped = summary.skipped.len(), "artifacts uploaded");
     Ok(())
 }

@@ -10,12 +10,15 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
+use agentlab_core::BootstrapData;
 use agentlab_core::api::guest::BootstrapPayload;
 
 use crate::error::GuestError;
 
 /// File name of the cached payload.
 pub const PAYLOAD_FILE: &str = "payload.json";
+/// File name (under [`RUNNER_SUBDIR`]) of the bootstrap data kept while fetching.
+pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
 /// Sub-directory for the runner's own credential files.
 pub const RUNNER_SUBDIR: &str = ".runner";
 
@@ -88,6 +91,41 @@ impl SecretsDir {
             reason: format!("cannot serialize payload: {e}"),
         })?;
         write_private(&self.path.join(PAYLOAD_FILE), &bytes, 0o600)
+    }
+
+    /// Keeps the bootstrap data (with its token) in the runner-private part of this tmpfs
+    /// directory (0600), so the delivered file can be removed at once and a restarted runner
+    /// can still fetch.
+    pub fn cache_bootstrap(&self, data: &BootstrapData) -> Result<(), GuestError> {
+        let json = serde_json::json!({
+            "controller_url": data.controller_url,
+            "token": data.token.expose(),
+            "vmid": data.vmid,
+        });
+        let bytes = json.to_string().into_bytes();
+        write_private(&self.runner_dir()?.join(BOOTSTRAP_FILE), &bytes, 0o600)
+    }
+
+    /// The bootstrap data kept by [`SecretsDir::cache_bootstrap`], if any.
+    pub fn load_cached_bootstrap(&self) -> Result<Option<BootstrapData>, GuestError> {
+        let file = self.path.join(RUNNER_SUBDIR).join(BOOTSTRAP_FILE);
+        match fs::read(&file) {
+            Ok(bytes) => crate::bootstrap::parse(&file, &bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(GuestError::io(format!("Cannot read {}", file.display()), e)),
+        }
+    }
+
+    /// Removes the kept bootstrap data (the token is spent or given up).
+    pub fn forget_bootstrap(&self) {
+        let file = self.path.join(RUNNER_SUBDIR).join(BOOTSTRAP_FILE);
+        match fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %file.display(), error = %e, "cannot remove the kept bootstrap data");
+            }
+        }
     }
 
     /// Writes a bundle file at `rel` (relative, no `..`, not a reserved name).

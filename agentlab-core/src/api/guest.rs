@@ -12,7 +12,12 @@
 //!    - `POST {logs_url}` with [`LogBatch`] → 200 `{}`;
 //!    - `PUT {artifacts_url}/{name}` with the raw (streamed) bytes → 200 [`ArtifactReceipt`].
 //!
-//!    Errors: 401 `unauthorized`, 413 `too_large`.
+//!    Errors: 401 `unauthorized`, 409 `job_ended` (the job has ended: its runner token is
+//!    revoked; nothing more is accepted), 413 `too_large`. Uploading the same name with the
+//!    same content again is accepted (idempotent), so the runner may retry an upload.
+//! 3. A runner that gives up its fetch (for a reason other than a 403) says so with
+//!    `POST {controller_url}/v1/bootstrap/abandon` and [`BootstrapAbandonRequest`] → 200 `{}`;
+//!    the token is used up and the job fails at once with that reason.
 //!
 //! The runner uploads its artifacts before sending the final status report, so the daemon may
 //! destroy the sandbox as soon as a final report arrives.
@@ -28,6 +33,12 @@ use crate::secrets::{SecretBundle, SecretValue};
 
 /// Path of the bootstrap fetch route, relative to the controller URL.
 pub const BOOTSTRAP_FETCH_PATH: &str = "/v1/bootstrap/fetch";
+
+/// Path of the give-up route, relative to the controller URL.
+pub const BOOTSTRAP_ABANDON_PATH: &str = "/v1/bootstrap/abandon";
+
+/// Error code: the job has ended and its runner token is revoked (409).
+pub const CODE_JOB_ENDED: &str = "job_ended";
 
 /// Error code: the token is unknown, expired, consumed or bound to another vmid (403), or
 /// the caller may not act on this resource.
@@ -49,6 +60,18 @@ pub struct BootstrapFetchRequest {
     pub token: SecretValue,
     /// The vmid the guest believes it is (must match the token's).
     pub vmid: Vmid,
+}
+
+/// `POST /v1/bootstrap/abandon` body: the runner gives up fetching its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapAbandonRequest {
+    /// The (unused) bootstrap token.
+    pub token: SecretValue,
+    /// The vmid from the bootstrap file.
+    pub vmid: Vmid,
+    /// Why the runner gives up (one line; the daemon keeps at most 500 characters).
+    pub reason: String,
 }
 
 /// Everything the runner needs for one job (the bootstrap fetch's 200 response).

@@ -141,7 +141,8 @@ pub struct GuestListenerConfig {
     pub controller_url: Option<String>,
     /// Bootstrap token lifetime in seconds (default 600).
     pub token_ttl_secs: u64,
-    /// Bootstrap fetches allowed per minute per source address (default 30).
+    /// Bootstrap requests allowed per minute per presented token (default 30); a source
+    /// address may make 16 times as many.
     pub fetch_rate_per_minute: u32,
     /// Maximum request body in bytes, except artifact uploads (default 1 MiB).
     pub max_body_bytes: u64,

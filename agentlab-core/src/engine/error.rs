@@ -41,6 +41,9 @@ pub enum EngineError {
     /// Credentials were refused (same answer for every cause).
     #[error("Forbidden")]
     Forbidden,
+    /// The job has ended; its runner token no longer works.
+    #[error("{0}")]
+    JobEnded(String),
     /// The sandbox has no job to hand out.
     #[error("Sandbox {0} has no job")]
     NoJob(String),
@@ -84,6 +87,7 @@ impl EngineError {
             Self::Exhausted { .. } => "vmid_exhausted".into(),
             Self::Forbidden => "forbidden".into(),
             Self::NoJob(_) => "no_job".into(),
+            Self::JobEnded(_) => "job_ended".into(),
             Self::TooLarge(_) => "too_large".into(),
             Self::Hypervisor { source, .. } => match source {
                 HypervisorError::Unavailable(_) | HypervisorError::Timeout(_) => {

@@ -13,7 +13,6 @@ use crate::profile::Profile;
 use crate::secrets::{SecretBundle, SecretValue};
 use crate::state::{JobState, SandboxState};
 use crate::store::JobFilter;
-use crate::token::{generate_token, hash_token, token_matches};
 
 /// A job request (engine-level form of the API request).
 #[derive(Debug, Clone, Default)]
@@ -63,7 +62,7 @@ pub struct GuestReport {
 }
 
 /// Seconds kept between the runner's own timeout and the daemon's deadline.
-const RUNNER_MARGIN_SECS: i64 = 20;
+pub(crate) const RUNNER_MARGIN_SECS: i64 = 20;
 
 impl Lab {
     /// Creates a job (QUEUED) and its sandbox; the job ends from the guest's final report or
@@ -180,87 +179,6 @@ impl Lab {
         Ok(self.deps.store.get_job(id).await?)
     }
 
-    /// Consumes a bootstrap token and hands out the job of `vmid`. Every token problem is
-    /// [`EngineError::Forbidden`].
-    pub async fn bootstrap_fetch(
-        &self,
-        vmid: Vmid,
-        token: &str,
-    ) -> Result<BootstrapGrant, EngineError> {
-        self.deps
-            .store
-            .consume_bootstrap_token(vmid, token, self.now())
-            .await
-            .map_err(|_| EngineError::Forbidden)?;
-        let sb = self.deps.store.get_sandbox(vmid).await?;
-        let Some(job_id) = sb.job.clone() else {
-            return Err(EngineError::NoJob(vmid.to_string()));
-        };
-        let mut job = self.deps.store.get_job(&job_id).await?;
-        if job.state != JobState::Queued {
-            return Err(EngineError::InvalidState(format!(
-                "Job {job_id} is {}",
-                job.state
-            )));
-        }
-        let profile = self.profile(&job.profile)?.clone();
-        let secrets = match &profile.secrets_bundle {
-            Some(name) => match self.deps.secrets.load(name).await {
-                Ok(b) => b,
-                Err(e) => {
-                    let e = EngineError::Secrets(e);
-                    let outcome = JobOutcome {
-                        failed_step: Some("bootstrap:secrets".into()),
-                        error: Some(crate::engine::error::chain(&e)),
-                        ..JobOutcome::default()
-                    };
-                    self.finish_job_by_daemon(&job_id, JobState::Failed, outcome)
-                        .await;
-                    self.sandbox_to(vmid, &[SandboxState::Booting], SandboxState::Ready)
-                        .await;
-                    self.sandbox_to(vmid, &[SandboxState::Ready], SandboxState::Failed)
-                        .await;
-                    return Err(e);
-                }
-            },
-            None => SecretBundle::default(),
-        };
-        let runner_token = generate_token();
-        job.runner_token_hash = Some(hash_token(runner_token.expose()));
-        job.updated_at = self.now();
-        self.deps.store.update_job(&job, job.state).await?;
-        let left = job.deadline.map_or(3600, |d| {
-            (d - self.now()).num_seconds() - RUNNER_MARGIN_SECS
-        });
-        self.event(
-            NewEvent::new(self.now(), EventKind::JobStep, "bootstrap fetched by guest")
-                .sandbox(vmid)
-                .job(Some(job_id)),
-        )
-        .await;
-        Ok(BootstrapGrant {
-            job,
-            profile,
-            secrets,
-            runner_token,
-            timeout_secs: u64::try_from(left.max(1)).unwrap_or(1),
-        })
-    }
-
-    /// Checks a runner token against the job's stored hash (constant time).
-    pub async fn authorize_runner(&self, job: &JobId, token: &str) -> Result<Job, EngineError> {
-        let job = self
-            .deps
-            .store
-            .get_job(job)
-            .await
-            .map_err(|_| EngineError::Forbidden)?;
-        match &job.runner_token_hash {
-            Some(h) if token_matches(token, h) => Ok(job),
-            _ => Err(EngineError::Forbidden),
-        }
-    }
-
     /// Applies a guest status report: RUNNING steps, or the final outcome.
     pub async fn report_status(
         self: &Arc<Self>,
@@ -300,26 +218,19 @@ impl Lab {
                 report.state
             )));
         }
-        if job.state.is_terminal() {
-            // Late final report (after the deadline): keep the state, record the outcome.
-            if job.outcome.is_none() {
-                job.outcome = Some(report.outcome.clone());
-                self.deps.store.update_job(&job, job.state).await?;
-            }
-        } else {
-            job.outcome = Some(report.outcome.clone());
-            self.job_transition(&mut job, report.state).await?;
-            if let Some(v) = vmid {
-                let to = match report.state {
-                    JobState::Completed => SandboxState::Completed,
-                    JobState::Timeout => SandboxState::Timeout,
-                    _ => SandboxState::Failed,
-                };
-                self.sandbox_to(v, &[SandboxState::Booting], SandboxState::Ready)
-                    .await;
-                self.sandbox_to(v, &[SandboxState::Ready, SandboxState::Running], to)
-                    .await;
-            }
+        // `authorize_runner` refused an ended job, so this is the one final report.
+        job.outcome = Some(report.outcome.clone());
+        self.job_transition(&mut job, report.state).await?;
+        if let Some(v) = vmid {
+            let to = match report.state {
+                JobState::Completed => SandboxState::Completed,
+                JobState::Timeout => SandboxState::Timeout,
+                _ => SandboxState::Failed,
+            };
+            self.sandbox_to(v, &[SandboxState::Booting], SandboxState::Ready)
+                .await;
+            self.sandbox_to(v, &[SandboxState::Ready, SandboxState::Running], to)
+                .await;
         }
         self.event(
             NewEvent::new(

@@ -52,6 +52,10 @@ pub struct LabSettings {
     /// How long a destroyed sandbox's vmid (and so its IP and MAC) rests before it is handed
     /// out again (default 60 s).
     pub vmid_quarantine: Duration,
+    /// Accept a bootstrap fetch only from the sandbox's own address (its `ip`). Off where
+    /// guests reach the listener from the host itself (a loopback listener: fake backend,
+    /// simulator), on otherwise.
+    pub bind_bootstrap_address: bool,
 }
 
 impl Default for LabSettings {
@@ -71,6 +75,7 @@ impl Default for LabSettings {
             job_log_max_lines: 20_000,
             manage_firewall: true,
             vmid_quarantine: Duration::from_secs(60),
+            bind_bootstrap_address: true,
         }
     }
 }

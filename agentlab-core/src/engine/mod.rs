@@ -4,6 +4,7 @@
 
 mod actions;
 pub mod alloc;
+mod bootstrap;
 pub mod error;
 mod firewall_watch;
 mod jobs;

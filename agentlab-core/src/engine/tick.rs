@@ -16,6 +16,7 @@ impl Lab {
     /// Performs every time-driven action that is due now.
     pub async fn tick(self: &Arc<Self>) -> Result<(), EngineError> {
         let now = self.now();
+        self.fail_unfetched_jobs().await?;
         let jobs = self
             .deps
             .store
@@ -28,8 +29,14 @@ impl Lab {
             .into_iter()
             .filter(|j| j.deadline.is_some_and(|d| d <= now))
         {
+            let never_fetched = job.state == JobState::Queued && job.runner_token_hash.is_none();
             let outcome = JobOutcome {
-                error: Some("deadline passed".into()),
+                error: Some(if never_fetched {
+                    "deadline passed; bootstrap never fetched by the guest".into()
+                } else {
+                    "deadline passed".into()
+                }),
+                failed_step: never_fetched.then(|| "bootstrap".into()),
                 ..JobOutcome::default()
             };
             self.finish_job_by_daemon(&job.id, JobState::Timeout, outcome)

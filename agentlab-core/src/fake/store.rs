@@ -14,8 +14,8 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, SandboxFilter, StateStore, StateStoreError, check_job_transition,
-    check_sandbox_transition,
+    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
+    TokenStatus, check_job_transition, check_sandbox_transition,
 };
 use crate::time::Timestamp;
 use crate::token::token_matches;
@@ -303,6 +303,68 @@ impl StateStore for MemoryStore {
         })?;
         inner.tokens[i].1 = true;
         Ok(())
+    }
+
+    async fn redeem_bootstrap_token(
+        &self,
+        vmid: Vmid,
+        presented: &str,
+        now: Timestamp,
+        issue: Option<&RunnerTokenIssue>,
+    ) -> Result<TokenCheck, StateStoreError> {
+        // One lock for the check, the token's use and the runner token: all or nothing.
+        let mut inner = self.lock();
+        let mut found = None;
+        for (i, (t, _)) in inner.tokens.iter().enumerate() {
+            if t.vmid == vmid && token_matches(presented, &t.hash) {
+                found = Some(i);
+            }
+        }
+        let Some(i) = found else {
+            return Ok(TokenCheck::Unknown);
+        };
+        let (token, consumed) = &inner.tokens[i];
+        if *consumed {
+            return Ok(TokenCheck::Used);
+        }
+        if token.expires_at <= now {
+            return Ok(TokenCheck::Expired);
+        }
+        if let Some(issue) = issue {
+            let (_, job) =
+                inner
+                    .jobs
+                    .get_mut(&issue.job)
+                    .ok_or_else(|| StateStoreError::NotFound {
+                        kind: "job",
+                        id: issue.job.to_string(),
+                    })?;
+            if job.state != JobState::Queued {
+                return Err(StateStoreError::Conflict {
+                    kind: "job",
+                    id: issue.job.to_string(),
+                    expected: JobState::Queued.to_string(),
+                    actual: job.state.to_string(),
+                });
+            }
+            job.runner_token_hash = Some(issue.hash.clone());
+            job.updated_at = now;
+        }
+        inner.tokens[i].1 = true;
+        Ok(TokenCheck::Accepted)
+    }
+
+    async fn bootstrap_tokens(&self, vmid: Vmid) -> Result<Vec<TokenStatus>, StateStoreError> {
+        Ok(self
+            .lock()
+            .tokens
+            .iter()
+            .filter(|(t, _)| t.vmid == vmid)
+            .map(|(t, consumed)| TokenStatus {
+                expires_at: t.expires_at,
+                consumed: *consumed,
+            })
+            .collect())
     }
 
     async fn delete_bootstrap_tokens(&self, vmid: Vmid) -> Result<(), StateStoreError> {

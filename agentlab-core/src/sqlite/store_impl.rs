@@ -9,7 +9,10 @@ use crate::event::{Event, EventQuery, NewEvent};
 use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
-use crate::store::{JobFilter, SandboxFilter, StateStore, StateStoreError};
+use crate::store::{
+    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
+    TokenStatus,
+};
 use crate::time::Timestamp;
 
 #[async_trait]
@@ -103,6 +106,23 @@ impl StateStore for SqliteStore {
         let presented = zeroize::Zeroizing::new(presented.to_owned());
         self.run(move |c| tokens::consume(c, vmid, &presented, now))
             .await
+    }
+
+    async fn redeem_bootstrap_token(
+        &self,
+        vmid: Vmid,
+        presented: &str,
+        now: Timestamp,
+        issue: Option<&RunnerTokenIssue>,
+    ) -> Result<TokenCheck, StateStoreError> {
+        let presented = zeroize::Zeroizing::new(presented.to_owned());
+        let issue = issue.cloned();
+        self.run(move |c| tokens::redeem(c, vmid, &presented, now, issue.as_ref()))
+            .await
+    }
+
+    async fn bootstrap_tokens(&self, vmid: Vmid) -> Result<Vec<TokenStatus>, StateStoreError> {
+        self.run(move |c| tokens::list(c, vmid)).await
     }
 
     async fn delete_bootstrap_tokens(&self, vmid: Vmid) -> Result<(), StateStoreError> {

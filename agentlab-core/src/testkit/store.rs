@@ -142,6 +142,7 @@ macro_rules! assert_err {
 
 mod events;
 mod jobs;
+mod redeem;
 mod sandboxes;
 mod workspaces;
 
@@ -173,6 +174,7 @@ pub async fn state_store_conformance(store: &dyn StateStore) {
     jobs::jobs(store).await;
     workspaces::workspaces(store).await;
     workspaces::tokens(store).await;
+    redeem::redeem(store).await;
     events::events(store).await;
     events::job_log_trimming(store).await;
     jobs::artifacts(store).await;

@@ -133,7 +133,10 @@ mod tests {
         env.assert_secrets_wiped();
         assert_clean("runner stderr", &stderr(&out));
 
-        // The token is spent and the cache wiped: a second start is refused, exit 2.
+        // The bootstrap file is gone once read; the token is spent and the cache wiped: the
+        // same file delivered again is refused, exit 2.
+        assert!(!boot.exists(), "bootstrap file left on disk");
+        let boot = env.write_bootstrap(&mock.url);
         let again = env.run_runner(&boot, &["--allow-non-tmpfs"]).await;
         assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
         assert!(stderr(&again).contains("Bootstrap token refused"));

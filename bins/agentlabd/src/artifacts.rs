@@ -1,5 +1,7 @@
-//! Artifact files on the host: `<artifact_dir>/<job>/<name>`, written through a temp file,
-//! size-limited while streaming, sha256 computed on receipt; plus the retention GC.
+//! Artifact files on the host: `<artifact_dir>/<job>/<name>`, written through a temp file
+//! (`.<name>.<random>.part`, removed on every failure or abort and at daemon start; never
+//! counted against quota), size-limited while streaming, sha256 computed on receipt; plus the
+//! retention GC.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +61,8 @@ impl ArtifactStore {
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     }
 
-    /// Streams `body` into the artifact file, refusing more than `limit` bytes.
+    /// Streams `body` into the artifact file, refusing more than `limit` bytes. The temporary
+    /// file is removed when the upload fails or is dropped half-way (connection lost).
     pub async fn receive<S, E>(
         &self,
         job: &JobId,
@@ -76,7 +79,11 @@ impl ArtifactStore {
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
         restrict(&self.dir).await;
-        let tmp = dir.join(format!(".{name}.part"));
+        let seq = PART_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let part = PartFile(Some(
+            dir.join(format!(".{name}.{}-{seq}{PART_SUFFIX}", std::process::id())),
+        ));
+        let tmp = part.path().to_owned();
         let mut file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
@@ -86,8 +93,6 @@ impl ArtifactStore {
             let chunk = chunk.map_err(|e| UploadError::Io(e.to_string()))?;
             size += chunk.len() as u64;
             if size > limit {
-                drop(file);
-                let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(UploadError::TooLarge(limit));
             }
             hasher.update(&chunk);
@@ -98,21 +103,38 @@ impl ArtifactStore {
         file.flush()
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
+        drop(file);
         tokio::fs::rename(&tmp, dir.join(name))
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
+        part.keep();
         Ok((size, hex::encode(hasher.finalize())))
     }
 
-    /// Bytes already stored for a job.
-    pub async fn used(&self, job: &JobId) -> u64 {
+    /// Bytes stored for a job, not counting temporary files or the artifact `except` (which
+    /// an upload of the same name replaces).
+    pub async fn used(&self, job: &JobId, except: Option<&str>) -> u64 {
         let mut total = 0;
         if let Ok(mut rd) = tokio::fs::read_dir(self.dir.join(job.as_str())).await {
             while let Ok(Some(e)) = rd.next_entry().await {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(PART_SUFFIX) || except == Some(name.as_ref()) {
+                    continue;
+                }
                 total += e.metadata().await.map(|m| m.len()).unwrap_or(0);
             }
         }
         total
+    }
+
+    /// Removes temporary upload files last written before `before` (uploads a previous daemon
+    /// process left half-done), for every job. Returns how many.
+    pub async fn clean_partials(&self, before: std::time::SystemTime) -> usize {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || clean_partials_sync(&dir, before))
+            .await
+            .unwrap_or(0)
     }
 
     /// Deletes artifacts older than their job's profile retention. Returns how many.
@@ -159,7 +181,15 @@ impl ArtifactStore {
         every: Duration,
         cancel: tokio_util::sync::CancellationToken,
     ) {
+        let started = std::time::SystemTime::now();
         tokio::spawn(async move {
+            let n = self.clean_partials(started).await;
+            if n > 0 {
+                tracing::info!(
+                    removed = n,
+                    "removed half-done artifact uploads of an earlier run"
+                );
+            }
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => return,
@@ -172,6 +202,58 @@ impl ArtifactStore {
             }
         });
     }
+}
+
+/// Makes concurrent uploads of one name use distinct temporary files.
+static PART_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Suffix of temporary upload files.
+const PART_SUFFIX: &str = ".part";
+
+/// A temporary upload file, removed on drop unless kept (renamed into place).
+struct PartFile(Option<PathBuf>);
+
+impl PartFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or_else(|| Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take()
+            && let Err(e) = std::fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot remove a temporary upload file");
+        }
+    }
+}
+
+fn clean_partials_sync(dir: &Path, before: std::time::SystemTime) -> usize {
+    let mut removed = 0;
+    let Ok(jobs) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for job in jobs.flatten() {
+        let Ok(files) = std::fs::read_dir(job.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let stale = f.file_name().to_string_lossy().ends_with(PART_SUFFIX)
+                && f.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < before);
+            if stale && std::fs::remove_file(f.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 async fn restrict(dir: &Path) {
@@ -269,7 +351,7 @@ mod tests {
             Err(UploadError::TooLarge(10))
         ));
         assert!(!store.path(&job, "big").exists());
-        assert_eq!(store.used(&job).await, 0);
+        assert_eq!(store.used(&job, None).await, 0);
         assert!(
             !ArtifactStore::valid_name("../x")
                 && !ArtifactStore::valid_name(".hidden")

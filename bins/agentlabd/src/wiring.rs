@@ -132,6 +132,8 @@ pub fn settings(cfg: &Config) -> LabSettings {
         job_log_max_lines: cfg.retention.job_log_max_lines,
         manage_firewall: cfg.network.manage_firewall,
         vmid_quarantine: std::time::Duration::from_secs(cfg.vmid_range.quarantine_secs),
+        // Guests of a loopback listener are host processes (fake backend, simulator).
+        bind_bootstrap_address: !cfg.guest.listen.ip().is_loopback(),
         guest_poll_interval: std::time::Duration::from_millis(
             if cfg.backend == BackendKind::Fake {
                 50

@@ -37,12 +37,20 @@ pub struct Recorded {
     pub logs: Vec<LogLine>,
     pub artifacts: BTreeMap<String, Vec<u8>>,
     pub unauthorized: u32,
+    /// Reasons sent to `/v1/bootstrap/abandon`.
+    pub abandons: Vec<String>,
+    /// Upload attempts (including refused ones).
+    pub upload_attempts: u32,
 }
 
 struct Shared {
     recorded: Mutex<Recorded>,
     payload: Mutex<Option<BootstrapPayload>>,
     rate_limit_first: Mutex<u32>,
+    /// Answer the fetch with this status instead (e.g. 400).
+    fetch_status: Mutex<Option<StatusCode>>,
+    /// Fail this many uploads with 503 before accepting.
+    fail_uploads: Mutex<u32>,
 }
 
 type St = Arc<Shared>;
@@ -86,10 +94,24 @@ async fn fetch(State(st): State<St>, Json(req): Json<BootstrapFetchRequest>) -> 
     if req.token.expose() != BOOT_TOKEN || req.vmid.get() != VMID {
         return error(StatusCode::FORBIDDEN, "forbidden");
     }
+    if let Some(s) = *st.fetch_status.lock().unwrap() {
+        return error(s, "bad_request");
+    }
     match st.payload.lock().unwrap().take() {
         Some(p) => Json(p).into_response(),
         None => error(StatusCode::FORBIDDEN, "forbidden"),
     }
+}
+
+async fn abandon(
+    State(st): State<St>,
+    Json(req): Json<agentlab_core::api::guest::BootstrapAbandonRequest>,
+) -> Response {
+    if req.token.expose() != BOOT_TOKEN {
+        return error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    st.recorded.lock().unwrap().abandons.push(req.reason);
+    Json(serde_json::json!({})).into_response()
 }
 
 async fn status(State(st): State<St>, headers: HeaderMap, Json(r): Json<StatusReport>) -> Response {
@@ -123,6 +145,14 @@ async fn artifact(
     if !authorized(&st, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
+    st.recorded.lock().unwrap().upload_attempts += 1;
+    {
+        let mut n = st.fail_uploads.lock().unwrap();
+        if *n > 0 {
+            *n -= 1;
+            return error(StatusCode::SERVICE_UNAVAILABLE, "upload_failed");
+        }
+    }
     let receipt = ArtifactReceipt {
         name: name.clone(),
         size: body.len() as u64,
@@ -144,22 +174,38 @@ fn hex_sha(b: &[u8]) -> String {
 impl Mock {
     /// Starts the controller on 127.0.0.1; `payload` is built from its base URL.
     pub async fn start(payload: impl FnOnce(&str) -> BootstrapPayload) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0", payload).await
+    }
+
+    /// Like [`Mock::start`] on a given address (e.g. a port a runner already tried).
+    pub async fn start_on(addr: &str, payload: impl FnOnce(&str) -> BootstrapPayload) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
         let shared = Arc::new(Shared {
             recorded: Mutex::new(Recorded::default()),
             payload: Mutex::new(Some(payload(&url))),
             rate_limit_first: Mutex::new(0),
+            fetch_status: Mutex::new(None),
+            fail_uploads: Mutex::new(0),
         });
         let app = axum::Router::new()
             .route("/v1/bootstrap/fetch", post(fetch))
+            .route("/v1/bootstrap/abandon", post(abandon))
             .route("/v1/jobs/{job}/status", post(status))
             .route("/v1/jobs/{job}/logs", post(logs))
             .route("/v1/jobs/{job}/artifacts/{name}", put(artifact))
             .with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, shared }
+    }
+
+    pub fn fail_fetch_with(&self, status: StatusCode) {
+        *self.shared.fetch_status.lock().unwrap() = Some(status);
+    }
+
+    pub fn fail_uploads(&self, n: u32) {
+        *self.shared.fail_uploads.lock().unwrap() = n;
     }
 
     pub fn rate_limit_first(&self, n: u32) {

@@ -42,9 +42,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
             EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
-            EngineError::InvalidState(_) | EngineError::Conflict(_) | EngineError::NoJob(_) => {
-                StatusCode::CONFLICT
-            }
+            EngineError::InvalidState(_)
+            | EngineError::Conflict(_)
+            | EngineError::NoJob(_)
+            | EngineError::JobEnded(_) => StatusCode::CONFLICT,
             EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

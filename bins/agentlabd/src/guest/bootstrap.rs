@@ -9,12 +9,14 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use agentlab_core::Vmid;
 use agentlab_core::api::guest::{
-    BootstrapFetchRequest, BootstrapPayload, GuestAgent, GuestArtifactPolicy, GuestJobSpec,
-    GuestPolicy,
+    BootstrapAbandonRequest, BootstrapFetchRequest, BootstrapPayload, GuestAgent,
+    GuestArtifactPolicy, GuestJobSpec, GuestPolicy,
 };
 use agentlab_core::engine::{BootstrapGrant, EngineError};
 use agentlab_core::redact::Redactor;
+use agentlab_core::token::hash_token;
 
 use crate::control::error::ApiError;
 use crate::control::extract::parse_json;
@@ -22,28 +24,49 @@ use crate::guest::GuestState;
 
 const PRESETS: [&str; 3] = ["claude", "codex", "opencode"];
 
+fn rate_limited(wait: std::time::Duration) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many bootstrap requests",
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// The per-token rate limit, keyed by a digest of the vmid and token (never the token).
+fn limit_token(st: &GuestState, token: &str, vmid: Vmid) -> Result<(), std::time::Duration> {
+    st.limiter
+        .check_token(hash_token(&format!("{vmid}:{token}")), Instant::now())
+}
+
 pub async fn fetch(
     State(st): State<GuestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(wait) = st.limiter.check(peer.ip(), Instant::now()) {
-        let mut r = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Too many bootstrap fetches",
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
+    if let Err(wait) = st
+        .limiter
+        .check_address(peer.ip().to_canonical(), Instant::now())
+    {
+        return rate_limited(wait);
     }
     let req: BootstrapFetchRequest = match parse_json(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    match st.lab.bootstrap_fetch(req.vmid, req.token.expose()).await {
+    if let Err(wait) = limit_token(&st, req.token.expose(), req.vmid) {
+        return rate_limited(wait);
+    }
+    let peer_ip = peer.ip().to_canonical();
+    match st
+        .lab
+        .bootstrap_fetch_from(req.vmid, req.token.expose(), Some(peer_ip))
+        .await
+    {
         Ok(grant) => {
             tracing::info!(sandbox = %req.vmid, job = %grant.job.id, "bootstrap fetched");
             Json(payload(&st, grant)).into_response()
@@ -54,6 +77,41 @@ pub async fn fetch(
             tracing::warn!(sandbox = %req.vmid, error = %agentlab_core::engine::chain(&e), "bootstrap fetch failed");
             ApiError::from(e).into_response()
         }
+    }
+}
+
+/// `POST /v1/bootstrap/abandon`: the runner gives up its fetch; the job fails at once.
+pub async fn abandon(
+    State(st): State<GuestState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(wait) = st
+        .limiter
+        .check_address(peer.ip().to_canonical(), Instant::now())
+    {
+        return rate_limited(wait);
+    }
+    let req: BootstrapAbandonRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(wait) = limit_token(&st, req.token.expose(), req.vmid) {
+        return rate_limited(wait);
+    }
+    match st
+        .lab
+        .bootstrap_abandon(
+            req.vmid,
+            req.token.expose(),
+            &req.reason,
+            Some(peer.ip().to_canonical()),
+        )
+        .await
+    {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(EngineError::Forbidden) => forbidden().into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -6,6 +6,8 @@ pub mod ratelimit;
 mod runner;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,7 @@ pub struct GuestState {
 pub fn router(state: GuestState, max_body: usize) -> Router {
     let json = Router::new()
         .route("/v1/bootstrap/fetch", post(bootstrap::fetch))
+        .route("/v1/bootstrap/abandon", post(bootstrap::abandon))
         .route("/v1/jobs/{id}/status", post(runner::status))
         .route("/v1/jobs/{id}/logs", post(runner::logs))
         .layer(DefaultBodyLimit::max(max_body));

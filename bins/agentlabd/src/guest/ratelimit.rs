@@ -1,35 +1,42 @@
-//! Per-source-IP token bucket for the bootstrap fetch route.
+//! Token buckets for the bootstrap routes: one per presented token (the configured rate) and a
+//! looser one per source address (`ADDRESS_FACTOR` times the rate), so many sandboxes behind
+//! one address (fake backend, NAT) each get their own budget while one token hammering the
+//! route, or one address spraying tokens, is still limited.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Allows `per_minute` requests per source address, refilling continuously.
+/// The per-address budget is this many times the per-token budget.
+pub const ADDRESS_FACTOR: u32 = 16;
+
+/// Entries idle this long are dropped when a map grows large.
+const IDLE: Duration = Duration::from_secs(120);
+
 #[derive(Debug)]
-pub struct RateLimiter {
+struct Buckets<K> {
     per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    map: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl RateLimiter {
-    /// A limiter allowing `per_minute` requests per minute per address (burst the same).
-    pub fn new(per_minute: u32) -> Self {
+impl<K: Hash + Eq> Buckets<K> {
+    fn new(per_minute: u32) -> Self {
         Self {
             per_minute: per_minute.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Ok(())` or `Err(retry_after)`.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
         let cap = f64::from(self.per_minute);
         let rate = cap / 60.0;
-        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() > 10_000 {
-            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(120));
+            map.retain(|_, (_, t)| now.duration_since(*t) < IDLE);
         }
-        let (tokens, last) = map.entry(ip).or_insert((cap, now));
+        let (tokens, last) = map.entry(key).or_insert((cap, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(cap);
         *last = now;
         if *tokens >= 1.0 {
@@ -43,20 +50,59 @@ impl RateLimiter {
     }
 }
 
+/// Limits bootstrap requests per token and (more loosely) per source address.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_token: Buckets<String>,
+    per_address: Buckets<IpAddr>,
+}
+
+impl RateLimiter {
+    /// `per_minute` requests per minute per token (burst the same) and `ADDRESS_FACTOR` times
+    /// that per source address.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_token: Buckets::new(per_minute),
+            per_address: Buckets::new(per_minute.max(1).saturating_mul(ADDRESS_FACTOR)),
+        }
+    }
+
+    /// The per-address check (before the body is read): `Ok(())` or `Err(retry_after)`.
+    pub fn check_address(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.per_address.check(ip, now)
+    }
+
+    /// The per-token check; `token_key` is a digest of the presented token and vmid (never
+    /// the token itself).
+    pub fn check_token(&self, token_key: String, now: Instant) -> Result<(), Duration> {
+        self.per_token.check(token_key, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bucket_refills() {
+    fn buckets_refill_and_addresses_are_looser() {
         let rl = RateLimiter::new(2);
-        let ip: IpAddr = "10.77.0.5".parse().unwrap();
         let t0 = Instant::now();
-        assert!(rl.check(ip, t0).is_ok());
-        assert!(rl.check(ip, t0).is_ok());
-        let wait = rl.check(ip, t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(30));
-        assert!(rl.check("10.77.0.6".parse().unwrap(), t0).is_ok());
-        assert!(rl.check(ip, t0 + Duration::from_secs(31)).is_ok());
+        assert!(rl.check_token("a".into(), t0).is_ok());
+        assert!(rl.check_token("a".into(), t0).is_ok());
+        assert_eq!(
+            rl.check_token("a".into(), t0).unwrap_err(),
+            Duration::from_secs(30)
+        );
+        assert!(rl.check_token("b".into(), t0).is_ok());
+        assert!(
+            rl.check_token("a".into(), t0 + Duration::from_secs(31))
+                .is_ok()
+        );
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..2 * ADDRESS_FACTOR {
+            assert!(rl.check_address(ip, t0).is_ok());
+        }
+        assert!(rl.check_address(ip, t0).is_err());
+        assert!(rl.check_address("10.77.0.6".parse().unwrap(), t0).is_ok());
     }
 }

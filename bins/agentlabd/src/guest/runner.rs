@@ -1,7 +1,7 @@
 //! Runner routes, authenticated by the per-job runner token (`Authorization: Bearer …`):
 //! status reports, log batches and artifact uploads.
 
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use axum::Json;
 use axum::body::Body;
@@ -9,10 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use agentlab_core::api::guest::{
-    ArtifactReceipt, GuestJobState, LogBatch, LogStream, StatusReport,
+    ArtifactReceipt, CODE_JOB_ENDED, GuestJobState, LogBatch, LogStream, StatusReport,
 };
 use agentlab_core::engine::{EngineError, GuestReport};
-use agentlab_core::{Artifact, Job, JobId, JobOutcome, JobState};
+use agentlab_core::redact::Redactor;
+use agentlab_core::{Artifact, Job, JobOutcome, JobState, SecretBundle};
 
 use crate::artifacts::{ArtifactStore, UploadError};
 use crate::control::error::ApiError;
@@ -38,50 +39,80 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 fn map(e: EngineError) -> ApiError {
     match e {
         EngineError::Forbidden => unauthorized(),
+        e @ EngineError::JobEnded(_) => {
+            ApiError::new(StatusCode::CONFLICT, CODE_JOB_ENDED, e.to_string())
+        }
         other => ApiError::from(other),
     }
 }
 
-async fn authorize(st: &GuestState, id: &str, headers: &HeaderMap) -> Result<Job, ApiError> {
-    let id = job_id(id).map_err(|_| unauthorized())?;
-    let job = st
-        .lab
-        .authorize_runner(&id, bearer(headers)?)
-        .await
-        .map_err(map)?;
-    ensure_redactor(st, &job).await;
-    Ok(job)
+/// An authorized runner call: the job and the redactor for everything it sends.
+struct Authorized {
+    job: Job,
+    token: String,
+    redactor: Arc<Redactor>,
 }
 
-/// After a daemon restart the per-job redactor is gone: rebuild it from the profile's bundle
-/// (the runner token itself is unknown to the daemon, only its hash is stored).
-async fn ensure_redactor(st: &GuestState, job: &Job) {
-    let known = st
+/// Checks the runner token (refused once the job has ended) and returns the job's redactor.
+async fn authorize(st: &GuestState, id: &str, headers: &HeaderMap) -> Result<Authorized, ApiError> {
+    let id = job_id(id).map_err(|_| unauthorized())?;
+    let token = bearer(headers)?.to_owned();
+    let job = match st.lab.authorize_runner(&id, &token).await {
+        Ok(job) => job,
+        Err(e) => {
+            if matches!(e, EngineError::JobEnded(_)) {
+                st.redactors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+            }
+            return Err(map(e));
+        }
+    };
+    let redactor = redactor_for(st, &job, &token).await?;
+    Ok(Authorized {
+        job,
+        token,
+        redactor,
+    })
+}
+
+/// The job's redactor: the one built at bootstrap, or after a daemon restart one rebuilt from
+/// the profile's bundle plus the runner token (the daemon stores only its hash, but the caller
+/// just presented it and it matched). Without it nothing is stored: 503, and the runner retries.
+async fn redactor_for(st: &GuestState, job: &Job, token: &str) -> Result<Arc<Redactor>, ApiError> {
+    if let Some(r) = st
         .redactors
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .contains_key(&job.id);
-    if known || job.state.is_terminal() {
-        return;
+        .get(&job.id)
+    {
+        return Ok(Arc::clone(r));
     }
     let bundle = st
         .lab
         .profiles()
         .get(&job.profile)
         .and_then(|p| p.secrets_bundle.clone());
-    let Some(name) = bundle else { return };
-    match st.lab.deps().secrets.load(&name).await {
-        Ok(b) => {
-            let r = std::sync::Arc::new(agentlab_core::redact::Redactor::from_bundle(&b));
-            st.redactors
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(job.id.clone(), r);
-        }
-        Err(e) => {
+    let bundle = match bundle {
+        None => SecretBundle::default(),
+        Some(name) => st.lab.deps().secrets.load(&name).await.map_err(|e| {
             tracing::warn!(job = %job.id, error = %agentlab_core::engine::chain(&e), "cannot rebuild the log redactor");
-        }
-    }
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redactor_unavailable",
+                "The secret bundle cannot be loaded to redact this job's output; retry later",
+            )
+        })?,
+    };
+    let mut values = bundle.values();
+    values.push(token);
+    let r = Arc::new(Redactor::new(&values));
+    st.redactors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(job.id.clone(), Arc::clone(&r));
+    Ok(r)
 }
 
 pub async fn status(
@@ -90,9 +121,10 @@ pub async fn status(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let job = authorize(&st, &id, &headers).await?;
+    let auth = authorize(&st, &id, &headers).await?;
+    let job = &auth.job;
     let r: StatusReport = parse_json(&body)?;
-    let redact = |s: Option<String>| s.map(|t| redact_text(&st, &job.id, &t));
+    let redact = |s: Option<String>| s.map(|t| auth.redactor.redact(&t));
     let state = match r.state {
         GuestJobState::Running => JobState::Running,
         GuestJobState::Completed => JobState::Completed,
@@ -105,15 +137,14 @@ pub async fn status(
         outcome: JobOutcome {
             exit_code: r.exit_code,
             duration_ms: r.duration_ms,
-            commit: r.commit,
+            commit: redact(r.commit),
             summary: redact(r.summary),
-            failed_step: r.failed_step,
+            failed_step: redact(r.failed_step),
             error: redact(r.error),
         },
     };
-    let token = bearer(&headers)?.to_owned();
     st.lab
-        .report_status(&job.id, &token, report)
+        .report_status(&job.id, &auth.token, report)
         .await
         .map_err(map)?;
     if state != JobState::Running {
@@ -131,13 +162,13 @@ pub async fn logs(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let job = authorize(&st, &id, &headers).await?;
+    let auth = authorize(&st, &id, &headers).await?;
     let batch: LogBatch = parse_json(&body)?;
     let lines = batch
         .lines
         .into_iter()
         .map(|l| {
-            let text = redact_text(&st, &job.id, &l.line);
+            let text = auth.redactor.redact(&l.line);
             match l.stream {
                 LogStream::Stdout => text,
                 LogStream::Stderr => format!("[stderr] {text}"),
@@ -146,7 +177,7 @@ pub async fn logs(
         })
         .collect();
     st.lab
-        .append_logs(&job.id, bearer(&headers)?, lines)
+        .append_logs(&auth.job.id, &auth.token, lines)
         .await
         .map_err(map)?;
     Ok(Json(serde_json::json!({})))
@@ -158,8 +189,9 @@ pub async fn artifact(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ArtifactReceipt>, ApiError> {
-    let job = authorize(&st, &id, &headers).await?;
-    if !ArtifactStore::valid_name(&name) {
+    let auth = authorize(&st, &id, &headers).await?;
+    let job = &auth.job;
+    if !ArtifactStore::valid_name(&name) || auth.redactor.redact(&name) != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_name",
@@ -173,7 +205,7 @@ pub async fn artifact(
         .map_or(st.artifact_max_bytes, |p| p.artifacts.max_bytes);
     let limit = profile_max
         .min(st.artifact_max_bytes)
-        .saturating_sub(st.artifacts.used(&job.id).await);
+        .saturating_sub(st.artifacts.used(&job.id, Some(&name)).await);
     let stream = body.into_data_stream();
     let (size, sha256) = st
         .artifacts
@@ -189,6 +221,18 @@ pub async fn artifact(
                 e.to_string(),
             ),
         })?;
+    // The same content again (a retried upload) is accepted without a second record.
+    let known = st
+        .lab
+        .deps()
+        .store
+        .list_artifacts(&job.id)
+        .await
+        .map_err(|e| map(e.into()))?;
+    if known.iter().any(|a| a.name == name && a.sha256 == sha256) {
+        tracing::info!(job = %job.id, name = %name, "artifact upload repeated with the same content");
+        return Ok(Json(ArtifactReceipt { name, size, sha256 }));
+    }
     let art = Artifact {
         job: job.id.clone(),
         name: name.clone(),
@@ -198,17 +242,4 @@ pub async fn artifact(
     };
     st.lab.record_artifact(&art).await.map_err(map)?;
     Ok(Json(ArtifactReceipt { name, size, sha256 }))
-}
-
-fn redact_text(st: &GuestState, job: &JobId, text: &str) -> String {
-    let r = st
-        .redactors
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(job)
-        .cloned();
-    match r {
-        Some(r) => r.redact(text),
-        None => text.to_owned(),
-    }
 }

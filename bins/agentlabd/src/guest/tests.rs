@@ -25,15 +25,21 @@ use crate::artifacts::ArtifactStore;
 use crate::guest::ratelimit::RateLimiter;
 use crate::guest::{GuestState, router};
 
-struct G {
-    app: Router,
-    redactors: Arc<Mutex<HashMap<agentlab_core::JobId, Arc<agentlab_core::redact::Redactor>>>>,
-    lab: Arc<Lab>,
-    hv: Arc<FakeHypervisor>,
-    _dir: tempfile::TempDir,
+pub(super) struct G {
+    pub(super) app: Router,
+    pub(super) redactors:
+        Arc<Mutex<HashMap<agentlab_core::JobId, Arc<agentlab_core::redact::Redactor>>>>,
+    pub(super) lab: Arc<Lab>,
+    pub(super) hv: Arc<FakeHypervisor>,
+    pub(super) dir: tempfile::TempDir,
+    pub(super) state: GuestState,
 }
 
 async fn setup(rate: u32, artifact_max: u64) -> G {
+    setup_with(rate, artifact_max, true).await
+}
+
+pub(super) async fn setup_with(rate: u32, artifact_max: u64, bind: bool) -> G {
     let hv = Arc::new(FakeHypervisor::new());
     let secrets = Arc::new(MemorySecretStore::new());
     let mut b = SecretBundle::default();
@@ -57,6 +63,7 @@ async fn setup(rate: u32, artifact_max: u64) -> G {
     let settings = LabSettings {
         guest_poll_interval: Duration::from_millis(1),
         controller_url: "http://127.0.0.1:9".into(),
+        bind_bootstrap_address: bind,
         ..LabSettings::default()
     };
     let lab = Lab::new(deps, settings, profiles);
@@ -71,16 +78,17 @@ async fn setup(rate: u32, artifact_max: u64) -> G {
         artifact_max_bytes: artifact_max,
     };
     G {
-        app: router(state, 64 * 1024),
+        app: router(state.clone(), 64 * 1024),
         redactors,
         lab,
         hv,
-        _dir: dir,
+        dir,
+        state,
     }
 }
 
 impl G {
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &str,
         uri: &str,
@@ -109,20 +117,32 @@ impl G {
         )
     }
 
-    async fn fetch(&self, vmid: Vmid, token: &str) -> (StatusCode, Value, Option<String>) {
+    /// A fetch from the sandbox's own address (10.77.0.2 for an unknown sandbox).
+    pub(super) async fn fetch(
+        &self,
+        vmid: Vmid,
+        token: &str,
+    ) -> (StatusCode, Value, Option<String>) {
+        let ip = match self.lab.sandbox(vmid).await.ok().and_then(|s| s.ip) {
+            Some(std::net::IpAddr::V4(v4)) => v4.octets(),
+            _ => [10, 77, 0, 2],
+        };
+        self.fetch_from(vmid, token, ip).await
+    }
+
+    pub(super) async fn fetch_from(
+        &self,
+        vmid: Vmid,
+        token: &str,
+        ip: [u8; 4],
+    ) -> (StatusCode, Value, Option<String>) {
         let body = json!({"token": token, "vmid": vmid}).to_string();
-        self.send(
-            "POST",
-            "/v1/bootstrap/fetch",
-            None,
-            Body::from(body),
-            [10, 77, 0, 2],
-        )
-        .await
+        self.send("POST", "/v1/bootstrap/fetch", None, Body::from(body), ip)
+            .await
     }
 
     /// The stored log lines of `job`.
-    async fn job_logs(&self, job: &agentlab_core::JobId) -> Vec<String> {
+    pub(super) async fn job_logs(&self, job: &agentlab_core::JobId) -> Vec<String> {
         let q = EventQuery {
             job: Some(job.clone()),
             kinds: vec![EventKind::JobLog],
@@ -137,7 +157,7 @@ impl G {
             .collect()
     }
 
-    async fn job(&self) -> (agentlab_core::JobId, Vmid, String) {
+    pub(super) async fn job(&self) -> (agentlab_core::JobId, Vmid, String) {
         let job = self
             .lab
             .run_job(JobRequest {
@@ -199,7 +219,7 @@ async fn fetch_hands_out_the_job_once_and_refuses_alike() {
 }
 
 #[tokio::test]
-async fn fetch_is_rate_limited_per_source() {
+async fn fetch_is_rate_limited_per_token() {
     let g = setup(2, 1 << 20).await;
     for _ in 0..2 {
         assert_eq!(
