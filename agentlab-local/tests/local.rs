@@ -216,8 +216,10 @@ wait
         assert!(!lab.router_has_link("al900400h"), "veth left behind");
         assert!(lab.sandbox_netns().is_empty(), "netns left behind");
         assert!(!lab.vm_dir(900_400).exists(), "sandbox files left behind");
-        let cgroup = lab.opts.cgroup_root.join("agentlab/900400");
-        assert!(!cgroup.exists(), "cgroup left behind");
+        for c in ["", "memory", "cpu", "pids", "freezer"] {
+            let cgroup = lab.opts.cgroup_root.join(c).join(&lab.opts.cgroup_name).join("900400");
+            assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
+        }
         assert!(matches!(
             hv.status(spec.vmid).await,
             Err(HypervisorError::NotFound(_))
@@ -353,7 +355,7 @@ wait
         spec.resources.memory_mb = 256;
         hv.create(&spec).await.unwrap();
         hv.start(spec.vmid, None).await.unwrap();
-        let dir = root.join("agentlab/900900");
+        let dir = root.join(&lab.opts.cgroup_name).join("900900");
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(read("cpu.max"), "150000 100000");
         assert_eq!(read("memory.max"), (256u64 << 20).to_string());
