@@ -96,20 +96,23 @@ impl Cgroups {
         };
         if let Ok(text) = fs::read_to_string(self.root.join("cgroup.controllers")) {
             let have: Vec<&str> = text.split_whitespace().collect();
-            let absent: Vec<&str> = REQUIRED
-                .into_iter()
-                .filter(|c| !have.contains(c))
-                .collect();
+            let absent: Vec<&str> = REQUIRED.into_iter().filter(|c| !have.contains(c)).collect();
             if !absent.is_empty() {
                 return Err(missing(
                     absent,
-                    format!("not offered by the cgroup v2 hierarchy {}", self.root.display()),
+                    format!(
+                        "not offered by the cgroup v2 hierarchy {}",
+                        self.root.display()
+                    ),
                 ));
             }
             if !writable(&self.root.join("cgroup.subtree_control")) {
                 return Err(missing(
                     REQUIRED.to_vec(),
-                    format!("the cgroup v2 hierarchy {} is not writable", self.root.display()),
+                    format!(
+                        "the cgroup v2 hierarchy {} is not writable",
+                        self.root.display()
+                    ),
                 ));
             }
             return Ok(Hierarchy::V2);
@@ -255,9 +258,7 @@ fn remove_dir(dir: &Path) -> Result<(), LocalError> {
             Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
                 return crate::layout::remove_tree(dir);
             }
-            Err(e)
-                if e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32) && attempt < 99 =>
-            {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32) && attempt < 99 => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => return Err(LocalError::io("remove", dir)(e)),
@@ -335,7 +336,10 @@ mod tests {
         let procs = cg.prepare(&h, vmid, &limits).unwrap();
         assert_eq!(procs.len(), 4);
         let read = |c: &str, f: &str| fs::read_to_string(cg.dir(&h, c, vmid).join(f)).unwrap();
-        assert_eq!(read("memory", "memory.limit_in_bytes"), (32u64 << 20).to_string());
+        assert_eq!(
+            read("memory", "memory.limit_in_bytes"),
+            (32u64 << 20).to_string()
+        );
         assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
         assert_eq!(read("pids", "pids.max"), "9");

@@ -105,11 +105,9 @@ impl From<LocalError> for HypervisorError {
         match e {
             LocalError::Missing(_) | LocalError::Spawn { .. } => Self::Unavailable(Box::new(e)),
             // Refusals whose message is the whole point: keep it in the top-level text.
-            LocalError::LimitsUnavailable { .. } | LocalError::NoUidSlot { .. } => {
-                Self::Rejected {
-                    reason: e.to_string(),
-                }
-            }
+            LocalError::LimitsUnavailable { .. } | LocalError::NoUidSlot { .. } => Self::Rejected {
+                reason: e.to_string(),
+            },
             e => Self::Backend(Box::new(e)),
         }
     }

@@ -117,7 +117,10 @@ impl Drop for Userns {
 
 /// Walks `root` without following symlinks or crossing into other filesystems, calling `f`
 /// on every entry (the root included). Entries that vanish meanwhile are skipped.
-fn walk(root: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<(), LocalError>) -> Result<(), LocalError> {
+fn walk(
+    root: &Path,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<(), LocalError>,
+) -> Result<(), LocalError> {
     let Ok(top) = fs::symlink_metadata(root) else {
         return Ok(());
     };
@@ -202,8 +205,14 @@ mod tests {
 
     #[test]
     fn a_tree_is_shifted_into_the_new_range_and_loses_setuid_bits() {
-        if !std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))) {
-            assert!(std::env::var_os("CI").is_none(), "chown needs root under CI");
+        if !std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        }) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "chown needs root under CI"
+            );
             eprintln!("SKIP: chown needs root");
             return;
         }
@@ -225,7 +234,10 @@ mod tests {
         assert_eq!(m.permissions().mode() & 0o7777, 0o755);
         assert_eq!(fs::metadata(&root).unwrap().uid(), new.agent());
         // The symlink itself changed owner; its target did not.
-        assert_eq!(fs::symlink_metadata(root.join("link")).unwrap().uid(), new.agent());
+        assert_eq!(
+            fs::symlink_metadata(root.join("link")).unwrap().uid(),
+            new.agent()
+        );
         assert_eq!(fs::metadata("/etc/passwd").unwrap().uid(), 0);
     }
 }

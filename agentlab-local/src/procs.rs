@@ -88,7 +88,9 @@ pub(crate) fn find(t: &Target) -> Vec<Proc> {
             }
         }
     }
-    all.into_iter().filter(|p| chosen.contains(&p.pid)).collect()
+    all.into_iter()
+        .filter(|p| chosen.contains(&p.pid))
+        .collect()
 }
 
 /// The pid and start time of a live process.

@@ -144,7 +144,13 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
     }
     // The user namespace on fd 8 maps ids 0..65536 to the sandbox's own host range (see
     // `idmap`); the network namespace is entered before bwrap runs.
-    push(&["--userns", "8", "--unshare-ipc", "--unshare-pid", "--unshare-uts"]);
+    push(&[
+        "--userns",
+        "8",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+    ]);
     push(&["--unshare-cgroup-try", "--cap-drop", "ALL"]);
     // uid/gid 1000 inside (an unprivileged id of the sandbox's range outside): not uid 0, so
     // the sandbox may create nested user namespaces (the runner's inner bubblewrap) without
@@ -208,11 +214,7 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
             "/run/agentlab/bootstrap.json",
         ]);
     }
-    push(&[
-        "--ro-bind",
-        &m.runner.to_string_lossy(),
-        RUNNER_PATH_INSIDE,
-    ]);
+    push(&["--ro-bind", &m.runner.to_string_lossy(), RUNNER_PATH_INSIDE]);
     push(&["--ro-bind", &m.init.to_string_lossy(), INIT_PATH_INSIDE]);
     if let Some(v) = m.volume {
         push(&["--bind", &v.to_string_lossy(), "/work"]);
@@ -273,7 +275,12 @@ pub(crate) fn proc_protection(host_proc: &Path) -> Vec<String> {
     }
     for name in MASKED_DIRS.into_iter().filter(|n| exists(n)) {
         let p = format!("/proc/{name}");
-        a.extend(["--tmpfs".to_owned(), p.clone(), "--remount-ro".to_owned(), p]);
+        a.extend([
+            "--tmpfs".to_owned(),
+            p.clone(),
+            "--remount-ro".to_owned(),
+            p,
+        ]);
     }
     a
 }

@@ -91,7 +91,10 @@ mod tests {
             .stdin(Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success() && done.exists(), "the child's destroy failed");
+        assert!(
+            status.success() && done.exists(),
+            "the child's destroy failed"
+        );
         for pid in &pids {
             assert!(!alive(*pid), "sandbox process {pid} survived the destroy");
         }
@@ -103,7 +106,12 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         for c in ["", "memory", "cpu", "pids", "freezer"] {
-            let dir = lab.opts.cgroup_root.join(c).join(&lab.opts.cgroup_name).join("901900");
+            let dir = lab
+                .opts
+                .cgroup_root
+                .join(c)
+                .join(&lab.opts.cgroup_name)
+                .join("901900");
             assert!(!dir.exists(), "{} left behind", dir.display());
         }
         assert!(!lab.vm_dir(901_900).exists());
@@ -130,12 +138,21 @@ mod tests {
         let orphan = lab.vm_dir(902_001);
         std::fs::create_dir_all(orphan.join("home")).unwrap();
         let ns = lab.netns(902_001);
-        assert!(Command::new("ip").args(["netns", "add", &ns]).status().unwrap().success());
+        assert!(
+            Command::new("ip")
+                .args(["netns", "add", &ns])
+                .status()
+                .unwrap()
+                .success()
+        );
 
         let hv = lab.hv();
         assert!(!building.exists(), "build directory left");
         assert!(!orphan.exists(), "record-less sandbox directory left");
-        assert!(lab.sandbox_netns().is_empty(), "netns of the half-made sandbox left");
+        assert!(
+            lab.sandbox_netns().is_empty(),
+            "netns of the half-made sandbox left"
+        );
         assert!(hv.list_managed().await.unwrap().is_empty());
         // Both ids are usable again.
         for (n, host) in [(902_000, 91), (902_001, 92)] {

@@ -104,11 +104,19 @@ wait
         assert_eq!(r.get("core_pattern"), Some(&"refused"), "{text}");
         assert_eq!(r.get("sysrq"), Some(&"refused"), "{text}");
         assert_eq!(r.get("proc_sys_mount"), Some(&"ro"), "{text}");
-        assert_eq!(host("printk_ratelimit"), printk, "host printk_ratelimit changed");
+        assert_eq!(
+            host("printk_ratelimit"),
+            printk,
+            "host printk_ratelimit changed"
+        );
         assert_eq!(host("core_pattern"), core, "host core_pattern changed");
         for f in MASKED {
             if std::path::Path::new("/proc").join(f).exists() {
-                assert_eq!(r.get(format!("mask_{f}").as_str()), Some(&"0"), "{f}: {text}");
+                assert_eq!(
+                    r.get(format!("mask_{f}").as_str()),
+                    Some(&"0"),
+                    "{f}: {text}"
+                );
             }
         }
         assert_eq!(r.get("firmware"), Some(&"hidden"), "{text}");
@@ -123,7 +131,11 @@ wait
         assert!(!uids.is_empty());
         assert!(uids.iter().all(|u| in_range(*u)), "host uids {uids:?}");
         let made = std::fs::metadata(home.join("made")).unwrap();
-        assert!(in_range(made.uid()) && made.uid() % 65_536 == 1000, "{}", made.uid());
+        assert!(
+            in_range(made.uid()) && made.uid() % 65_536 == 1000,
+            "{}",
+            made.uid()
+        );
         assert!(uids.contains(&made.uid()));
 
         // Setuid files the agent made: owned by its range, unreachable by host users (the
@@ -132,7 +144,11 @@ wait
         assert_eq!(r.get("suid_work"), Some(&"made"), "{text}");
         let suid = home.join("suid");
         let mode = std::fs::metadata(&suid).unwrap().permissions().mode();
-        assert_eq!(mode & 0o4000, 0o4000, "the agent's chmod did not stick: {mode:o}");
+        assert_eq!(
+            mode & 0o4000,
+            0o4000,
+            "the agent's chmod did not stick: {mode:o}"
+        );
         let state = std::fs::metadata(&lab.opts.state_dir).unwrap();
         assert_eq!((state.uid(), state.mode() & 0o777), (0, 0o700));
         let nobody = Command::new("setpriv")
@@ -142,14 +158,22 @@ wait
             .arg(&suid)
             .output()
             .unwrap();
-        assert!(!nobody.status.success(), "a host user ran the agent's setuid file");
+        assert!(
+            !nobody.status.success(),
+            "a host user ran the agent's setuid file"
+        );
         hv.stop(spec.vmid, Duration::from_secs(5)).await.unwrap();
         let mode = std::fs::metadata(&suid).unwrap().permissions().mode();
         assert_eq!(mode & 0o6000, 0, "setuid bit kept after stop: {mode:o}");
 
         // Destroy strips the volume too (it outlives the sandbox).
         hv.start(spec.vmid, None).await.unwrap();
-        let work = lab.opts.state_dir.join("volumes").join(&vol.0).join("data/suid");
+        let work = lab
+            .opts
+            .state_dir
+            .join("volumes")
+            .join(&vol.0)
+            .join("data/suid");
         std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o6755)).unwrap();
         hv.destroy(spec.vmid).await.unwrap();
         let mode = std::fs::metadata(&work).unwrap().permissions().mode();
@@ -157,7 +181,8 @@ wait
         hv.delete_volume(&vol).await.unwrap();
     }
 
-    const IDLE: &str = "#!/bin/sh\ntouch /home/agent/made\ntrap 'exit 0' TERM\nsleep 100000 &\nwait\n";
+    const IDLE: &str =
+        "#!/bin/sh\ntouch /home/agent/made\ntrap 'exit 0' TERM\nsleep 100000 &\nwait\n";
 
     #[tokio::test(flavor = "multi_thread")]
     async fn sandboxes_get_distinct_id_ranges() {
@@ -182,7 +207,9 @@ wait
         assert_ne!(owners[0] / 65_536, owners[1] / 65_536, "{owners:?}");
         assert!(owners.iter().all(|u| *u >= lab.opts.uid_base), "{owners:?}");
         for n in [901_801, 901_802] {
-            hv.destroy(agentlab_core::Vmid::new(n).unwrap()).await.unwrap();
+            hv.destroy(agentlab_core::Vmid::new(n).unwrap())
+                .await
+                .unwrap();
         }
     }
 }

@@ -18,12 +18,16 @@ mod tests {
     fn cgroup(lab: &Lab, controller: &str, vmid: u32) -> PathBuf {
         let root = &lab.opts.cgroup_root;
         let v2 = root.join("cgroup.controllers").exists();
-        let base = if v2 { root.clone() } else { root.join(controller) };
+        let base = if v2 {
+            root.clone()
+        } else {
+            root.join(controller)
+        };
         base.join(&lab.opts.cgroup_name).join(vmid.to_string())
     }
 
-    fn read(path: PathBuf) -> String {
-        std::fs::read_to_string(&path)
+    fn read(path: &std::path::Path) -> String {
+        std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .trim()
             .to_owned()
@@ -47,8 +51,11 @@ mod tests {
         assert!(!text.contains("exit=0"), "the hog survived: {text}");
         let dir = cgroup(&lab, "memory", 900_700);
         if dir.join("memory.limit_in_bytes").exists() {
-            assert_eq!(read(dir.join("memory.limit_in_bytes")), (32u64 << 20).to_string());
-            let oom = read(dir.join("memory.oom_control"));
+            assert_eq!(
+                read(&dir.join("memory.limit_in_bytes")),
+                (32u64 << 20).to_string()
+            );
+            let oom = read(&dir.join("memory.oom_control"));
             let kills: u64 = oom
                 .lines()
                 .find_map(|l| l.strip_prefix("oom_kill "))
@@ -56,7 +63,7 @@ mod tests {
                 .unwrap_or(0);
             assert!(kills >= 1, "no OOM kill recorded: {oom}");
         } else {
-            assert_eq!(read(dir.join("memory.max")), (32u64 << 20).to_string());
+            assert_eq!(read(&dir.join("memory.max")), (32u64 << 20).to_string());
         }
         hv.destroy(spec.vmid).await.unwrap();
         assert!(!dir.exists(), "cgroup left behind");
@@ -103,9 +110,9 @@ time.sleep(100000)
         assert!(field("forked=") < 40, "{text}");
         assert!(field("failed=") > 150, "{text}");
         let dir = cgroup(&lab, "pids", 901_400);
-        assert_eq!(read(dir.join("pids.max")), "40");
-        let current: u32 = read(dir.join("pids.current")).parse().unwrap();
-        assert!(current <= 40 && current >= 30, "pids.current {current}");
+        assert_eq!(read(&dir.join("pids.max")), "40");
+        let current: u32 = read(&dir.join("pids.current")).parse().unwrap();
+        assert!((30..=40).contains(&current), "pids.current {current}");
         hv.destroy(spec.vmid).await.unwrap();
         assert!(!dir.exists(), "cgroup left behind");
     }
@@ -127,12 +134,12 @@ time.sleep(100000)
         wait_for_done(&lab.home(901_500).join("spin"));
         let dir = cgroup(&lab, "cpu", 901_500);
         let stat = if dir.join("cpu.cfs_quota_us").exists() {
-            assert_eq!(read(dir.join("cpu.cfs_quota_us")), "20000");
-            assert_eq!(read(dir.join("cpu.cfs_period_us")), "100000");
-            read(dir.join("cpu.stat"))
+            assert_eq!(read(&dir.join("cpu.cfs_quota_us")), "20000");
+            assert_eq!(read(&dir.join("cpu.cfs_period_us")), "100000");
+            read(&dir.join("cpu.stat"))
         } else {
-            assert_eq!(read(dir.join("cpu.max")), "20000 100000");
-            read(dir.join("cpu.stat"))
+            assert_eq!(read(&dir.join("cpu.max")), "20000 100000");
+            read(&dir.join("cpu.stat"))
         };
         let throttled: u64 = stat
             .lines()
@@ -159,7 +166,10 @@ time.sleep(100000)
         let HypervisorError::Rejected { reason } = &err else {
             panic!("not a refusal: {err:?}");
         };
-        assert!(reason.contains("memory") && reason.contains("pids"), "{reason}");
+        assert!(
+            reason.contains("memory") && reason.contains("pids"),
+            "{reason}"
+        );
         assert!(reason.contains("allow_unlimited"), "{reason}");
         assert!(hv.list_managed().await.unwrap().is_empty());
         lab.opts.allow_unlimited = true;

@@ -217,7 +217,12 @@ wait
         assert!(lab.sandbox_netns().is_empty(), "netns left behind");
         assert!(!lab.vm_dir(900_400).exists(), "sandbox files left behind");
         for c in ["", "memory", "cpu", "pids", "freezer"] {
-            let cgroup = lab.opts.cgroup_root.join(c).join(&lab.opts.cgroup_name).join("900400");
+            let cgroup = lab
+                .opts
+                .cgroup_root
+                .join(c)
+                .join(&lab.opts.cgroup_name)
+                .join("900400");
             assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
         }
         assert!(matches!(

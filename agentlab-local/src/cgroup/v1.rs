@@ -17,7 +17,11 @@ pub(super) fn limit(controller: &str, dir: &Path, limits: &Limits) -> Result<(),
             write(dir, "memory.limit_in_bytes", &limits.memory.to_string())?;
             // Memory + swap, where swap accounting exists; must follow limit_in_bytes.
             if dir.join("memory.memsw.limit_in_bytes").exists() {
-                write(dir, "memory.memsw.limit_in_bytes", &limits.memory.to_string())?;
+                write(
+                    dir,
+                    "memory.memsw.limit_in_bytes",
+                    &limits.memory.to_string(),
+                )?;
             }
             Ok(())
         }
