@@ -259,6 +259,9 @@ mod tests {
             ("log:\n  level: ''", "log.level"),
             ("fake:\n  boot_command: []", "fake.boot_command"),
             ("local:\n  rootfs: rootfs", "local.rootfs"),
+            ("local:\n  uid_base: 1000", "local.uid_base"),
+            ("local:\n  uid_slots: 0", "local.uid_slots"),
+            ("local:\n  uid_slots: 40000", "local.uid_slots"),
             ("secrets:\n  identity: age.key", "secrets.identity"),
         ];
         for (extra, field) in cases {

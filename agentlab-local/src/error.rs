@@ -44,6 +44,31 @@ pub enum LocalError {
     /// A prerequisite is missing (bridge, runner binary, bwrap).
     #[error("{0}")]
     Missing(String),
+    /// The host cannot enforce the sandbox's resource limits and `allow_unlimited` is off.
+    #[error(
+        "Resource limits cannot be enforced: cgroup controller(s) {missing} missing ({detail}); \
+         set local.allow_unlimited: true to run sandboxes without limits"
+    )]
+    LimitsUnavailable {
+        /// The missing controllers (`memory, cpu, pids`).
+        missing: String,
+        /// Where they were looked for.
+        detail: String,
+    },
+    /// Destroy/stop could not verify that a piece of the sandbox is gone.
+    #[error("Sandbox {vmid} is not gone: {what}")]
+    NotGone {
+        /// The sandbox.
+        vmid: u32,
+        /// What is left (processes, network namespace, cgroup).
+        what: String,
+    },
+    /// No subordinate uid/gid range is free (`local.uid_slots` sandboxes exist).
+    #[error("No free uid range: all {slots} slots are in use")]
+    NoUidSlot {
+        /// `local.uid_slots`.
+        slots: u32,
+    },
     /// A stored file could not be parsed.
     #[error("Corrupt state file {path}: {message}")]
     Corrupt {
@@ -79,6 +104,10 @@ impl From<LocalError> for HypervisorError {
     fn from(e: LocalError) -> Self {
         match e {
             LocalError::Missing(_) | LocalError::Spawn { .. } => Self::Unavailable(Box::new(e)),
+            // Refusals whose message is the whole point: keep it in the top-level text.
+            LocalError::LimitsUnavailable { .. } | LocalError::NoUidSlot { .. } => Self::Rejected {
+                reason: e.to_string(),
+            },
             e => Self::Backend(Box::new(e)),
         }
     }

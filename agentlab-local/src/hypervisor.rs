@@ -27,11 +27,15 @@ pub struct LocalHypervisor {
 }
 
 impl LocalHypervisor {
-    /// A backend with these options. Nothing is touched until the first call; the bridge must
-    /// exist before `create` (see [`crate::setup_bridge`]).
+    /// A backend with these options. It removes half-made sandbox directories a crash during
+    /// `create` (or `destroy`) left in the state directory, tearing down what they started
+    /// (blocking); nothing else is touched until the first call. The bridge must exist before
+    /// `create` (see [`crate::setup_bridge`]).
     pub fn new(opts: LocalOptions) -> Self {
+        let inner = Inner::new(opts);
+        inner.cleanup_incomplete();
         Self {
-            inner: Arc::new(Inner::new(opts)),
+            inner: Arc::new(inner),
         }
     }
 

@@ -22,6 +22,14 @@ pub(crate) struct Record {
     /// The attached workspace volume, bound at `/work` on the next start.
     #[serde(default)]
     pub volume: Option<VolumeId>,
+    /// The sandbox's subordinate id slot (see [`crate::idmap`]); `None` in records written
+    /// before slots existed (one is allocated at the next start).
+    #[serde(default)]
+    pub slot: Option<u32>,
+    /// Device and inode of the sandbox's network namespace, recorded at create: finds its
+    /// processes even where `/run/netns/<name>` is not visible.
+    #[serde(default)]
+    pub netns_id: Option<(u64, u64)>,
 }
 
 /// Paths under the state directory.
@@ -59,6 +67,11 @@ impl Layout {
 
     pub fn etc_dir(&self, vmid: Vmid) -> PathBuf {
         self.vm_dir(vmid).join("etc")
+    }
+
+    /// Where `create` builds the sandbox directory before renaming it into place.
+    pub fn creating_dir(&self, vmid: Vmid) -> PathBuf {
+        self.root.join(format!(".creating-{vmid}"))
     }
 
     pub fn home_dir(&self, vmid: Vmid) -> PathBuf {
@@ -106,6 +119,39 @@ impl Layout {
             message: e.to_string(),
         })?;
         write_atomic(&path, &json)
+    }
+
+    /// Half-made sandbox directories (a crash during `create` or `destroy`): `.creating-*`
+    /// build directories, and numbered directories without a record.
+    pub fn incomplete(&self) -> Vec<(PathBuf, Option<Vmid>)> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_owned();
+                if let Some(id) = name.strip_prefix(".creating-") {
+                    return Some((e.path(), id.parse().ok().and_then(|n| Vmid::new(n).ok())));
+                }
+                let vmid = Vmid::new(name.parse().ok()?).ok()?;
+                (!self.record_path(vmid).exists()).then(|| (e.path(), Some(vmid)))
+            })
+            .collect()
+    }
+
+    /// Records `pid` (the outer `bwrap`) with its start time.
+    pub fn write_pid(&self, vmid: Vmid, pid: i32) {
+        if let Some((pid, start)) = crate::procs::identity(pid) {
+            let _ = write_atomic(&self.pid_path(vmid), format!("{pid} {start}\n").as_bytes());
+        }
+    }
+
+    /// The pid file's pid and start time (`None` when absent or from an older format).
+    pub fn read_pid(&self, vmid: Vmid) -> Option<(i32, u64)> {
+        let text = fs::read_to_string(self.pid_path(vmid)).ok()?;
+        let mut words = text.split_whitespace();
+        Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
     }
 
     /// Every sandbox directory with a record, in id order.

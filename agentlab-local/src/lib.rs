@@ -7,7 +7,8 @@
 //! - [`LocalOptions`]: where state lives, which runner, bridge, cgroup root.
 //! - [`LocalHypervisor`]: implements the trait; state survives a daemon restart because every
 //!   sandbox is a directory under `<data_dir>/local/` and its processes are found again through
-//!   their network namespace.
+//!   their network namespace, cgroups and pid file. Each sandbox runs in its own user
+//!   namespace mapped to a subordinate host id range, never as host root.
 //! - [`setup_bridge`]: creates the agent bridge and enables forwarding (host setup);
 //!   [`LocalHypervisor::from_config`] does that and builds the backend for the daemon.
 //!
@@ -18,6 +19,7 @@
 mod cgroup;
 mod error;
 mod hypervisor;
+mod idmap;
 pub mod image;
 mod layout;
 mod net;
@@ -27,6 +29,7 @@ mod procs;
 mod sandbox;
 mod seccomp;
 mod setup;
+mod teardown;
 mod volumes;
 
 pub use error::LocalError;

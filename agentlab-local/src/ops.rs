@@ -3,24 +3,23 @@
 //! sandbox's directory.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentlab_core::{BootstrapData, HypervisorError, PowerState, VmSpec, Vmid};
-use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Limits};
 use crate::error::LocalError;
+use crate::idmap::{self, IdRange, Userns};
 use crate::layout::{Layout, Record, remove_tree};
 use crate::net;
 use crate::options::LocalOptions;
 use crate::procs::{self, Proc};
-use crate::sandbox::{self, INIT_PATH_INSIDE, Mounts};
+use crate::sandbox::{self, Enter, INIT_PATH_INSIDE, Mounts};
 
 const POLL: Duration = Duration::from_millis(5);
-/// How long SIGKILLed processes may take to disappear (uninterruptible sleep).
-const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Shared state of a local hypervisor.
 #[derive(Debug)]
@@ -30,6 +29,8 @@ pub(crate) struct Inner {
     pub cgroups: Cgroups,
     /// Serialises volume bookkeeping (attach markers and records).
     pub volume_lock: std::sync::Mutex<()>,
+    /// Serialises uid slot allocation (create, and start of records without a slot).
+    pub slot_lock: std::sync::Mutex<()>,
 }
 
 fn not_found(vmid: Vmid) -> HypervisorError {
@@ -40,9 +41,43 @@ impl Inner {
     pub fn new(opts: LocalOptions) -> Self {
         Self {
             layout: Layout::new(&opts.state_dir),
-            cgroups: Cgroups::new(&opts.cgroup_root),
+            cgroups: Cgroups::new(&opts.cgroup_root, &opts.cgroup_name),
             opts,
             volume_lock: std::sync::Mutex::new(()),
+            slot_lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Every host id any sandbox range may use.
+    pub fn id_space(&self) -> Range<u32> {
+        let end = u64::from(self.opts.uid_base) + u64::from(self.opts.uid_slots) * 65_536;
+        self.opts.uid_base..u32::try_from(end).unwrap_or(u32::MAX)
+    }
+
+    /// The host ids of `slot`.
+    pub fn range(&self, slot: u32) -> IdRange {
+        IdRange::of_slot(self.opts.uid_base, slot)
+    }
+
+    /// The lowest slot no sandbox record holds (call with `slot_lock` held).
+    fn free_slot(&self) -> Result<u32, LocalError> {
+        let used: Vec<u32> = self
+            .layout
+            .list()?
+            .into_iter()
+            .filter_map(|v| self.layout.load(v).ok().flatten()?.slot)
+            .collect();
+        idmap::free_slot(&used, self.opts.uid_slots).ok_or(LocalError::NoUidSlot {
+            slots: self.opts.uid_slots,
+        })
+    }
+
+    /// Fails unless limits can be enforced (or `allow_unlimited` is set).
+    fn check_limits(&self) -> Result<Option<crate::cgroup::Hierarchy>, LocalError> {
+        match self.cgroups.detect() {
+            Ok(h) => Ok(Some(h)),
+            Err(_) if self.opts.allow_unlimited => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -54,31 +89,60 @@ impl Inner {
         self.opts.netns_name(vmid)
     }
 
-    pub fn procs(&self, vmid: Vmid) -> Vec<Proc> {
-        procs::in_netns(&self.netns(vmid))
-    }
-
+    /// Builds the sandbox directory (with its record and uid slot) under a temporary name and
+    /// renames it into place, then plumbs the network: a crash leaves either a `.creating-*`
+    /// directory (removed by the next instance) or a recorded sandbox (destroyable).
     pub fn create(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
         let vmid = spec.vmid;
         let netns = self.netns(vmid);
         if self.layout.vm_dir(vmid).exists() || net::netns_exists(&netns) {
             return Err(HypervisorError::AlreadyExists(format!("Sandbox {vmid}")));
         }
+        self.check_limits()?;
         // The profile's bridge is a PVE notion; local sandboxes always join `opts.bridge`.
         let mut net_spec = spec.net.clone();
         net_spec.bridge.clone_from(&self.opts.bridge);
         net::require_bridge(self.opts.bridge_netns.as_deref(), &net_spec.bridge)?;
-        Layout::mkdir(&self.layout.home_dir(vmid))?;
-        let record = Record {
+        let mut record = Record {
             spec: spec.clone(),
             volume: None,
+            slot: None,
+            netns_id: None,
         };
+        {
+            let _guard = self
+                .slot_lock
+                .lock()
+                .map_err(|_| HypervisorError::backend("slot lock poisoned"))?;
+            record.slot = Some(self.free_slot()?);
+            let tmp = self.layout.creating_dir(vmid);
+            remove_tree(&tmp)?;
+            Layout::mkdir(&tmp)?;
+            let built = crate::layout::write_atomic(
+                &tmp.join("spec.json"),
+                &serde_json::to_vec_pretty(&record).map_err(|e| LocalError::Corrupt {
+                    path: tmp.join("spec.json"),
+                    message: e.to_string(),
+                })?,
+            )
+            .and_then(|()| {
+                std::fs::rename(&tmp, self.layout.vm_dir(vmid))
+                    .map_err(LocalError::io("rename", &tmp))
+            });
+            if let Err(err) = built {
+                let _ = remove_tree(&tmp);
+                return Err(err.into());
+            }
+        }
         let veth = LocalOptions::host_veth(vmid);
-        let done = self
-            .layout
-            .save(&record)
-            .and_then(|()| net::plumb(self.opts.bridge_netns.as_deref(), &netns, &veth, &net_spec));
+        let done = net::plumb(self.opts.bridge_netns.as_deref(), &netns, &veth, &net_spec)
+            .and_then(|()| {
+                record.netns_id = procs::ns_id(&procs::netns_path(&netns));
+                self.layout.save(&record)
+            })
+            .and_then(|()| Layout::mkdir(&self.layout.home_dir(vmid)));
         if let Err(err) = done {
+            net::unplumb(self.opts.bridge_netns.as_deref(), &netns, &veth);
             let _ = remove_tree(&self.layout.vm_dir(vmid));
             return Err(err.into());
         }
@@ -112,22 +176,48 @@ impl Inner {
         Ok(sandbox_up(&self.procs(vmid)).then_some(record.spec.net.ip))
     }
 
+    /// The sandbox's uid slot, allocating one for a record that has none.
+    fn slot(&self, record: &mut Record) -> Result<u32, HypervisorError> {
+        if let Some(slot) = record.slot {
+            return Ok(slot);
+        }
+        let _guard = self
+            .slot_lock
+            .lock()
+            .map_err(|_| HypervisorError::backend("slot lock poisoned"))?;
+        let slot = self.free_slot()?;
+        record.slot = Some(slot);
+        self.layout.save(record)?;
+        Ok(slot)
+    }
+
     pub fn start(&self, vmid: Vmid, boot: Option<&BootstrapData>) -> Result<(), HypervisorError> {
-        let record = self.record(vmid)?;
+        let mut record = self.record(vmid)?;
         if !self.procs(vmid).is_empty() {
             return Err(HypervisorError::Conflict(format!(
                 "Sandbox {vmid} is running"
             )));
         }
+        let hierarchy = self.check_limits()?;
+        let range = self.range(self.slot(&mut record)?);
+        let space = self.id_space();
         let l = &self.layout;
         let bootstrap = l.bootstrap_path(vmid);
         if let Some(data) = boot {
             sandbox::write_bootstrap(&bootstrap, data)?;
         }
+        if bootstrap.is_file() {
+            // 0600, readable by the sandbox's agent only.
+            idmap::give_file(&bootstrap, range)?;
+        }
         sandbox::write_etc(&l.etc_dir(vmid), &record.spec, &self.opts)?;
         let volume = record.volume.as_ref().map(|v| l.volume_dir(v).join("data"));
+        if let Some(v) = &volume {
+            idmap::give_tree(v, range, &space)?;
+        }
         let home = l.home_dir(vmid);
         Layout::mkdir(&home)?;
+        idmap::give_tree(&home, range, &space)?;
         let etc = l.etc_dir(vmid);
         let seccomp = match crate::seccomp::program() {
             Some(prog) => {
@@ -142,27 +232,47 @@ impl Inner {
         };
         let init = l.vm_dir(vmid).join("init.sh");
         crate::layout::write_atomic(&init, sandbox::INIT_SCRIPT.as_bytes())?;
-        let mounts = Mounts {
-            etc: &etc,
-            init: &init,
-            home: &home,
-            bootstrap: bootstrap.is_file().then_some(bootstrap.as_path()),
-            volume: volume.as_deref(),
-            seccomp: seccomp.is_some(),
-        };
+        // bwrap walks from the staged sandbox directory as the agent: it may traverse (not
+        // list) it and `etc/`, and read the files it binds. The state directory above stays
+        // root-only (0700) on the host.
+        for (dir, mode) in [(l.vm_dir(vmid), 0o711), (etc, 0o711), (init.clone(), 0o644)] {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(LocalError::io("chmod", &dir))?;
+        }
+        let mounts = Mounts::staged(
+            bootstrap.is_file(),
+            volume.is_some(),
+            self.opts.rootfs.is_some(),
+            seccomp.is_some(),
+        );
         let args = sandbox::bwrap_args(vmid, &mounts, &self.opts);
-        let cgroup = self.limits(&record.spec);
+        let cgroup_procs: Vec<PathBuf> = match &hierarchy {
+            Some(h) => {
+                let limits = Limits::new(&record.spec.resources, self.opts.pids_max);
+                self.cgroups.prepare(h, vmid, &limits)?
+            }
+            None => {
+                warn!(sandbox = %vmid, root = %self.opts.cgroup_root.display(),
+                    "local.allow_unlimited: sandbox runs without resource limits");
+                Vec::new()
+            }
+        };
+        Layout::mkdir(Path::new(sandbox::STAGE_DIR))?;
+        let userns = Userns::create(range)?;
         let log = l.log_path(vmid);
         let netns_path = procs::netns_path(&self.netns(vmid));
-        let mut child = sandbox::spawn(
-            &netns_path,
-            &args,
-            cgroup.as_ref(),
-            seccomp.as_deref(),
-            &log,
-            &self.opts,
-        )?;
-        let _ = std::fs::write(l.pid_path(vmid), child.id().to_string());
+        let enter = Enter {
+            netns: &netns_path,
+            cgroup_procs: &cgroup_procs,
+            seccomp: seccomp.as_deref(),
+            userns: &userns.path(),
+            vm_dir: &l.vm_dir(vmid),
+            volume: volume.as_deref(),
+        };
+        let mut child = sandbox::spawn(&enter, &args, &log, &self.opts)?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            l.write_pid(vmid, pid);
+        }
         let deadline = Instant::now() + self.opts.start_timeout;
         let outcome = loop {
             if sandbox_up(&self.procs(vmid)) {
@@ -177,11 +287,12 @@ impl Inner {
             }
             std::thread::sleep(POLL);
         };
+        drop(userns);
         // Reap the outer process whenever it exits; the sandbox itself does not depend on us.
         std::thread::spawn(move || child.wait());
         match outcome {
             Ok(()) => {
-                info!(sandbox = %vmid, "local sandbox started");
+                info!(sandbox = %vmid, uid_base = range.base, "local sandbox started");
                 Ok(())
             }
             Err(log_tail) => Err(LocalError::StartFailed {
@@ -192,79 +303,20 @@ impl Inner {
         }
     }
 
-    /// The sandbox's cgroup (`cgroup.procs` path) when limits can be applied.
-    fn limits(&self, spec: &VmSpec) -> Option<std::path::PathBuf> {
-        if !self.cgroups.usable() {
-            warn!(sandbox = %spec.vmid, root = %self.opts.cgroup_root.display(),
-                "cgroup v2 hierarchy not writable: sandbox runs without resource limits");
-            return None;
-        }
-        match self
-            .cgroups
-            .prepare(spec.vmid, &spec.resources, self.opts.pids_max)
-        {
-            Ok(procs) => Some(procs),
-            Err(err) => {
-                warn!(sandbox = %spec.vmid, error = %err,
-                    "cannot set up the sandbox cgroup: sandbox runs without resource limits");
-                None
-            }
-        }
-    }
-
+    /// Stops the sandbox, then strips setuid/setgid bits from what it could write.
     pub fn stop(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError> {
-        self.record(vmid)?;
-        self.kill_all(vmid, grace)
-    }
-
-    /// SIGTERM to the sandbox's init, wait up to `grace`, then SIGKILL everything in it.
-    fn kill_all(&self, vmid: Vmid, grace: Duration) -> Result<(), HypervisorError> {
-        let running = self.procs(vmid);
-        if running.is_empty() {
-            return Ok(());
-        }
-        if !grace.is_zero() {
-            for pid in procs::inits(&running) {
-                procs::signal(pid, Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + grace;
-            while !self.procs(vmid).is_empty() && Instant::now() < deadline {
-                std::thread::sleep(POLL);
-            }
-        }
-        let deadline = Instant::now() + KILL_WAIT;
-        loop {
-            let left = self.procs(vmid);
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(HypervisorError::Timeout(format!(
-                    "Sandbox {vmid}: {} processes survive SIGKILL",
-                    left.len()
-                )));
-            }
-            for p in &left {
-                procs::signal(p.pid, Signal::SIGKILL);
-            }
-            std::thread::sleep(POLL);
-        }
-        let _ = std::fs::remove_file(self.layout.pid_path(vmid));
-        info!(sandbox = %vmid, "local sandbox stopped");
-        Ok(())
-    }
-
-    pub fn destroy(&self, vmid: Vmid) -> Result<(), HypervisorError> {
         let record = self.record(vmid)?;
-        self.kill_all(vmid, Duration::ZERO)?;
-        let veth = LocalOptions::host_veth(vmid);
-        net::unplumb(self.opts.bridge_netns.as_deref(), &self.netns(vmid), &veth);
-        self.cgroups.remove(vmid);
-        if let Some(vol) = &record.volume {
-            crate::volumes::clear_marker(&self.layout, vol);
+        self.kill_all(vmid, grace)?;
+        let mut trees = vec![self.layout.home_dir(vmid)];
+        trees.extend(
+            record
+                .volume
+                .as_ref()
+                .map(|v| self.layout.volume_dir(v).join("data")),
+        );
+        for tree in trees {
+            idmap::strip_setid(&tree)?;
         }
-        remove_tree(&self.layout.vm_dir(vmid))?;
-        info!(sandbox = %vmid, "local sandbox destroyed");
         Ok(())
     }
 

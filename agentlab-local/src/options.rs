@@ -26,9 +26,18 @@ pub struct LocalOptions {
     pub bridge_netns: Option<String>,
     /// Prefix of each sandbox's network namespace name (`al-` gives `al-<vmid>`).
     pub netns_prefix: String,
-    /// cgroup v2 mount; limits apply when `<cgroup_root>/cgroup.controllers` lists `memory`
-    /// and is writable.
+    /// cgroup mount point: a cgroup v2 hierarchy (`<cgroup_root>/cgroup.controllers`) or a
+    /// directory of cgroup v1 hierarchies (`<cgroup_root>/{memory,cpu,pids,freezer}`).
     pub cgroup_root: PathBuf,
+    /// Name of the parent cgroup of every sandbox (`<hierarchy>/<cgroup_name>/<vmid>`).
+    pub cgroup_name: String,
+    /// Start sandboxes without resource limits when the cgroups cannot enforce them
+    /// (otherwise such a sandbox is refused).
+    pub allow_unlimited: bool,
+    /// First host id of the sandboxes' subordinate uid/gid ranges (65536 ids per sandbox).
+    pub uid_base: u32,
+    /// How many ranges follow `uid_base` (the most sandboxes that can exist at once).
+    pub uid_slots: u32,
     /// `pids.max` per sandbox.
     pub pids_max: u32,
     /// Nameservers written to the sandbox's `/etc/resolv.conf`.
@@ -51,8 +60,9 @@ pub const DEFAULT_RUNNER_ARGS: [&str; 6] = [
 
 impl LocalOptions {
     /// Defaults around `state_dir` and `runner_path`: bridge `agentlab0` in the daemon's
-    /// namespace, netns prefix `al-`, cgroups under `/sys/fs/cgroup`, `pids.max` 4096,
-    /// nameservers 1.1.1.1 and 9.9.9.9, `/usr/bin/bwrap`, 10 s start timeout.
+    /// namespace, netns prefix `al-`, cgroups `agentlab/<vmid>` under `/sys/fs/cgroup` (limits
+    /// required), `pids.max` 4096, uid ranges from 1879048192 (4096 slots), nameservers 1.1.1.1
+    /// and 9.9.9.9, `/usr/bin/bwrap`, 10 s start timeout.
     pub fn new(state_dir: impl Into<PathBuf>, runner_path: impl Into<PathBuf>) -> Self {
         Self {
             state_dir: state_dir.into(),
@@ -63,6 +73,10 @@ impl LocalOptions {
             bridge_netns: None,
             netns_prefix: "al-".to_owned(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_name: "agentlab".to_owned(),
+            allow_unlimited: false,
+            uid_base: 1_879_048_192,
+            uid_slots: 4096,
             pids_max: 4096,
             nameservers: vec![[1, 1, 1, 1].into(), [9, 9, 9, 9].into()],
             bwrap_path: PathBuf::from("/usr/bin/bwrap"),
@@ -71,12 +85,16 @@ impl LocalOptions {
     }
 
     /// From the daemon config: `<data_dir>/local`, `local.runner_path` (default:
-    /// `agent-runner` next to the running executable), `local.rootfs`, `local.bridge`.
+    /// `agent-runner` next to the running executable), `local.rootfs`, `local.bridge`,
+    /// `local.allow_unlimited`, `local.uid_base`, `local.uid_slots`.
     pub fn from_config(cfg: &Config) -> Self {
         let runner = cfg.local.runner_path.clone().unwrap_or_else(default_runner);
         let mut opts = Self::new(cfg.data_dir.join("local"), runner);
         opts.rootfs.clone_from(&cfg.local.rootfs);
         opts.bridge.clone_from(&cfg.local.bridge);
+        opts.allow_unlimited = cfg.local.allow_unlimited;
+        opts.uid_base = cfg.local.uid_base;
+        opts.uid_slots = cfg.local.uid_slots;
         opts
     }
 

@@ -1,14 +1,19 @@
-//! Finding a sandbox's processes: every process whose network namespace is the sandbox's
-//! (`/proc/<pid>/ns/net` has the same device and inode as `/run/netns/<name>`). This needs no
-//! pid file and works for sandboxes started by an earlier daemon process. Zombies have no
-//! namespace links, so exited but unreaped processes do not count. A sandbox process that moves
-//! to another network namespace (possible through a nested user namespace) is not seen here,
-//! but it cannot outlive the sandbox: it stays in the sandbox's pid namespace, whose init (which
-//! stays in the netns) takes every member down with it when killed.
+//! Finding a sandbox's processes without relying on what this process can see mounted: a
+//! process belongs to the sandbox when any of these holds:
+//! - its network namespace is the sandbox's: the same device and inode as
+//!   `/run/netns/<name>`, or as the namespace id recorded at create (found even when the
+//!   netns mount is invisible, e.g. to a daemon restarted in another mount namespace);
+//! - it is in one of the sandbox's cgroups (it cannot leave them: no cgroupfs inside);
+//! - it descends from the pid in the sandbox's pid file, whose start time matches (so a
+//!   reused pid is never taken for the sandbox).
+//!
+//! Zombies do not count. A sandbox process that moved to another network namespace (through
+//! a nested user namespace) is still found by cgroup and ancestry.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -18,51 +23,105 @@ use nix::unistd::Pid;
 pub(crate) struct Proc {
     pub pid: i32,
     pub ppid: i32,
+    /// Start time in clock ticks after boot (field 22 of `/proc/<pid>/stat`).
+    pub start: u64,
     /// The first two words of `/proc/<pid>/cmdline` (program, and script for interpreters).
     pub argv: Vec<String>,
 }
 
+/// A namespace's identity: the device and inode of its nsfs file.
+pub(crate) type NsId = (u64, u64);
+
 /// `/run/netns/<name>`.
-pub(crate) fn netns_path(name: &str) -> std::path::PathBuf {
+pub(crate) fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
 }
 
-/// The processes in the network namespace `name` (empty when it does not exist).
-pub(crate) fn in_netns(name: &str) -> Vec<Proc> {
-    let Ok(ns) = fs::metadata(netns_path(name)) else {
-        return Vec::new();
-    };
+/// The identity of the namespace file at `path`.
+pub(crate) fn ns_id(path: &Path) -> Option<NsId> {
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// How to recognise one sandbox's processes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target {
+    /// Network namespace identities (the mounted name's and the recorded one).
+    pub netns: Vec<NsId>,
+    /// Pids in the sandbox's cgroups.
+    pub cgroup_pids: Vec<i32>,
+    /// The pid file's pid and start time.
+    pub root: Option<(i32, u64)>,
+}
+
+/// Every live process matching `t`.
+pub(crate) fn find(t: &Target) -> Vec<Proc> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
+    let all: Vec<Proc> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::metadata(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|m| m.ino() == ns.ino() && m.dev() == ns.dev())
-        })
         .filter_map(read_proc)
+        .collect();
+    let mut chosen: BTreeSet<i32> = all
+        .iter()
+        .filter(|p| {
+            t.cgroup_pids.contains(&p.pid)
+                || ns_id(Path::new(&format!("/proc/{}/ns/net", p.pid)))
+                    .is_some_and(|id| t.netns.contains(&id))
+        })
+        .map(|p| p.pid)
+        .collect();
+    if let Some((pid, start)) = t.root
+        && all.iter().any(|p| p.pid == pid && p.start == start)
+    {
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        for p in &all {
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![pid];
+        while let Some(p) = stack.pop() {
+            if seen.insert(p) {
+                chosen.insert(p);
+                stack.extend(children.get(&p).into_iter().flatten());
+            }
+        }
+    }
+    all.into_iter()
+        .filter(|p| chosen.contains(&p.pid))
         .collect()
+}
+
+/// The pid and start time of a live process.
+pub(crate) fn identity(pid: i32) -> Option<(i32, u64)> {
+    read_proc(pid).map(|p| (p.pid, p.start))
 }
 
 fn read_proc(pid: i32) -> Option<Proc> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid …": comm may contain spaces and parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = *fields.first()?;
     if state == "Z" || state == "X" {
         return None;
     }
-    let ppid = fields.next()?.parse().ok()?;
+    let ppid = fields.get(1)?.parse().ok()?;
+    // Field 22 (starttime) is the 20th after the comm.
+    let start = fields.get(19)?.parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let argv = cmdline
         .split(|b| *b == 0)
         .take(2)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    Some(Proc { pid, ppid, argv })
+    Some(Proc {
+        pid,
+        ppid,
+        start,
+        argv,
+    })
 }
 
 /// The sandbox's "init" processes: those whose parent is inside the sandbox but whose
@@ -100,6 +159,7 @@ mod tests {
         Proc {
             pid,
             ppid,
+            start: 0,
             argv: Vec::new(),
         }
     }
@@ -116,6 +176,25 @@ mod tests {
     fn own_process_is_readable_and_unknown_netns_has_no_processes() {
         let me = read_proc(i32::try_from(std::process::id()).unwrap()).unwrap();
         assert!(me.ppid > 0);
-        assert!(in_netns("agentlab-local-test-no-such-netns").is_empty());
+        let unknown = Target {
+            netns: ns_id(&netns_path("agentlab-local-test-no-such-netns"))
+                .into_iter()
+                .collect(),
+            ..Target::default()
+        };
+        assert!(find(&unknown).is_empty());
+        // Ancestry: this process (with its start time) and nothing else when it has no
+        // children; a wrong start time matches nothing.
+        let id = identity(me.pid).unwrap();
+        let found = find(&Target {
+            root: Some(id),
+            ..Target::default()
+        });
+        assert!(found.iter().any(|p| p.pid == me.pid));
+        let none = find(&Target {
+            root: Some((id.0, id.1 + 1)),
+            ..Target::default()
+        });
+        assert!(none.is_empty());
     }
 }

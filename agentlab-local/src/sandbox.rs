@@ -83,6 +83,9 @@ pub(crate) fn write_etc(dir: &Path, spec: &VmSpec, opts: &LocalOptions) -> Resul
     for (name, text) in files {
         let path = dir.join(name);
         fs::write(&path, text).map_err(LocalError::io("write", &path))?;
+        // World-readable whatever the daemon's umask: the sandbox's agent reads them.
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(LocalError::io("chmod", &path))?;
     }
     Ok(())
 }
@@ -91,7 +94,14 @@ fn hostname(vmid: Vmid) -> String {
     format!("sandbox-{vmid}")
 }
 
-/// Inputs of [`bwrap_args`].
+/// bwrap resolves bind sources with the sandbox's uid (after joining its user namespace), so
+/// it could not walk the root-only state directory. The sandbox is therefore launched in a
+/// private mount namespace of its own where a tmpfs on this (empty) host directory holds
+/// binds of the sandbox's directory (`vm`), volume (`volume`), runner (`runner`) and rootfs
+/// (`rootfs`); bwrap binds from there. Nothing is mounted in the host's mount namespace.
+pub(crate) const STAGE_DIR: &str = "/run/agentlab-local";
+
+/// Inputs of [`bwrap_args`]: bind sources as bwrap sees them.
 #[derive(Debug)]
 pub(crate) struct Mounts<'a> {
     pub etc: &'a Path,
@@ -100,8 +110,28 @@ pub(crate) struct Mounts<'a> {
     pub home: &'a Path,
     pub bootstrap: Option<&'a Path>,
     pub volume: Option<&'a Path>,
+    /// The runner binary (bound at [`RUNNER_PATH_INSIDE`]).
+    pub runner: &'a Path,
+    /// The read-only root, if not the host's `/usr`.
+    pub rootfs: Option<&'a Path>,
     /// Whether a seccomp program is passed on fd 9 (see [`spawn`]).
     pub seccomp: bool,
+}
+
+impl Mounts<'static> {
+    /// The sources under [`STAGE_DIR`], where [`spawn`] binds them.
+    pub fn staged(bootstrap: bool, volume: bool, rootfs: bool, seccomp: bool) -> Self {
+        Self {
+            etc: Path::new("/run/agentlab-local/vm/etc"),
+            init: Path::new("/run/agentlab-local/vm/init.sh"),
+            home: Path::new("/run/agentlab-local/vm/home"),
+            bootstrap: bootstrap.then_some(Path::new("/run/agentlab-local/vm/bootstrap.json")),
+            volume: volume.then_some(Path::new("/run/agentlab-local/volume")),
+            runner: Path::new("/run/agentlab-local/runner"),
+            rootfs: rootfs.then_some(Path::new("/run/agentlab-local/rootfs")),
+            seccomp,
+        }
+    }
 }
 
 /// The `bwrap` arguments (without the program) for `vmid`.
@@ -112,9 +142,19 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
     if m.seccomp {
         push(&["--seccomp", "9"]);
     }
-    push(&["--unshare-all", "--share-net", "--cap-drop", "ALL"]);
-    // uid/gid 1000 inside (mapped to the daemon's uid outside): not uid 0, so the sandbox
-    // may create nested user namespaces (the runner's inner bubblewrap) without CAP_SETFCAP.
+    // The user namespace on fd 8 maps ids 0..65536 to the sandbox's own host range (see
+    // `idmap`); the network namespace is entered before bwrap runs.
+    push(&[
+        "--userns",
+        "8",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+    ]);
+    push(&["--unshare-cgroup-try", "--cap-drop", "ALL"]);
+    // uid/gid 1000 inside (an unprivileged id of the sandbox's range outside): not uid 0, so
+    // the sandbox may create nested user namespaces (the runner's inner bubblewrap) without
+    // CAP_SETFCAP.
     push(&["--uid", "1000", "--gid", "1000"]);
     push(&["--new-session", "--as-pid-1", "--hostname", &host]);
     push(&["--clearenv", "--setenv", "PATH", PATH]);
@@ -126,7 +166,7 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
         "LANG",
         "C.UTF-8",
     ]);
-    match &opts.rootfs {
+    match m.rootfs {
         Some(root) => push(&["--ro-bind", &root.to_string_lossy(), "/"]),
         None => {
             push(&["--ro-bind", "/usr", "/usr"]);
@@ -138,7 +178,10 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
             }
         }
     }
-    push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    push(&["--proc", "/proc"]);
+    a.extend(proc_protection(Path::new("/proc")));
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| (*s).to_owned()));
+    push(&["--dev", "/dev", "--tmpfs", "/tmp"]);
     for name in [
         "passwd",
         "group",
@@ -150,7 +193,7 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
         let src = m.etc.join(name);
         push(&["--ro-bind", &src.to_string_lossy(), &format!("/etc/{name}")]);
     }
-    if opts.rootfs.is_none() {
+    if m.rootfs.is_none() {
         for shared in ["/etc/ssl", "/etc/ca-certificates", "/etc/alternatives"] {
             push(&["--ro-bind-try", shared, shared]);
         }
@@ -171,11 +214,7 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
             "/run/agentlab/bootstrap.json",
         ]);
     }
-    push(&[
-        "--ro-bind",
-        &opts.runner_path.to_string_lossy(),
-        RUNNER_PATH_INSIDE,
-    ]);
+    push(&["--ro-bind", &m.runner.to_string_lossy(), RUNNER_PATH_INSIDE]);
     push(&["--ro-bind", &m.init.to_string_lossy(), INIT_PATH_INSIDE]);
     if let Some(v) = m.volume {
         push(&["--bind", &v.to_string_lossy(), "/work"]);
@@ -193,21 +232,106 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
     a
 }
 
-/// The wrapper run before `bwrap`: joins the cgroup (`$1`, if set) so everything bwrap forks
-/// is inside, opens the seccomp program (`$2`, if set) on fd 9, then execs the rest.
-const WRAPPER: &str = r#"if [ -n "$1" ]; then echo $$ > "$1" || exit 97; fi
-if [ -n "$2" ]; then exec 9< "$2" || exit 97; fi
+/// `/proc` files hidden behind `/dev/null` (unreadable: device nodes do not work on mounts
+/// of a user namespace), as container runtimes do.
+const MASKED_FILES: [&str; 18] = [
+    "kcore",
+    "kpageflags",
+    "kpagecount",
+    "kpagecgroup",
+    "keys",
+    "key-users",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "slabinfo",
+    "vmallocinfo",
+    "latency_stats",
+    "kmsg",
+    "kallsyms",
+    "interrupts",
+    "iomem",
+    "ioports",
+    "pagetypeinfo",
+];
+/// `/proc` directories hidden behind an empty read-only tmpfs.
+const MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+/// `/proc` entries bound read-only (global kernel settings).
+const READ_ONLY: [&str; 6] = ["sys", "sysrq-trigger", "irq", "bus", "fs", "asound"];
+
+/// bwrap arguments (after `--proc /proc`) making the kernel's global settings under `/proc`
+/// read-only and masking what leaks host information; only entries that exist under
+/// `host_proc` are named (bwrap cannot create files in procfs).
+pub(crate) fn proc_protection(host_proc: &Path) -> Vec<String> {
+    let mut a = Vec::new();
+    let exists = |name: &str| host_proc.join(name).exists();
+    for name in READ_ONLY.into_iter().filter(|n| exists(n)) {
+        let p = format!("/proc/{name}");
+        a.extend(["--ro-bind".to_owned(), p.clone(), p]);
+    }
+    for name in MASKED_FILES.into_iter().filter(|n| exists(n)) {
+        a.extend(["--ro-bind", "/dev/null"].map(str::to_owned));
+        a.push(format!("/proc/{name}"));
+    }
+    for name in MASKED_DIRS.into_iter().filter(|n| exists(n)) {
+        let p = format!("/proc/{name}");
+        a.extend([
+            "--tmpfs".to_owned(),
+            p.clone(),
+            "--remount-ro".to_owned(),
+            p,
+        ]);
+    }
+    a
+}
+
+/// The wrapper run before `bwrap`: joins the `$1` cgroups that follow (`cgroup.procs` files)
+/// so everything bwrap forks is inside, opens the seccomp program (if set) on fd 9 and the
+/// sandbox's user namespace on fd 8, then execs the rest.
+const WRAPPER: &str = r#"n=$1; shift
+while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done
+if [ -n "$1" ]; then exec 9< "$1" || exit 97; fi
+exec 8< "$2" || exit 97
 shift 2
 exec "$@""#;
 
-/// Spawns `sh -c WRAPPER sh <cgroup.procs> <seccomp> setsid nsenter --net=<netns> -- bwrap
-/// <args>` with output appended to `log`. `setsid` execs in place (the shell is not a group
-/// leader), so the child's pid stays the pid of `bwrap`.
+/// Run in the sandbox's private mount namespace: a tmpfs on the stage directory `$1`, binds
+/// of the sandbox's directory (`$2`), volume (`$3`, if set), runner (`$4`) and rootfs (`$5`,
+/// if set) in it, then exec the rest (bwrap).
+const STAGE: &str = r#"s=$1
+mount -t tmpfs -o mode=0711,size=64k agentlab-stage "$s" || exit 97
+mkdir "$s/vm" && mount --bind "$2" "$s/vm" || exit 97
+if [ -n "$3" ]; then mkdir "$s/volume" && mount --bind "$3" "$s/volume" || exit 97; fi
+: > "$s/runner" && mount --bind "$4" "$s/runner" || exit 97
+if [ -n "$5" ]; then mkdir "$s/rootfs" && mount --bind "$5" "$s/rootfs" || exit 97; fi
+chmod 0711 "$s" || exit 97
+shift 5
+exec "$@""#;
+
+/// What [`spawn`] puts the sandbox into.
+#[derive(Debug)]
+pub(crate) struct Enter<'a> {
+    /// `/run/netns/<name>`.
+    pub netns: &'a Path,
+    /// `cgroup.procs` files to join (empty without limits).
+    pub cgroup_procs: &'a [PathBuf],
+    /// The seccomp program, passed on fd 9.
+    pub seccomp: Option<&'a Path>,
+    /// The user namespace file, passed on fd 8.
+    pub userns: &'a Path,
+    /// The sandbox's directory, staged at `<STAGE_DIR>/vm`.
+    pub vm_dir: &'a Path,
+    /// The volume's `data` directory, staged at `<STAGE_DIR>/volume`.
+    pub volume: Option<&'a Path>,
+}
+
+/// Spawns `sh -c WRAPPER sh <n> <cgroup.procs>… <seccomp> <userns> setsid nsenter
+/// --net=<netns> -- unshare --mount --propagation private -- sh -c STAGE sh <stage> <vm dir>
+/// <volume> <runner> <rootfs> bwrap <args>` with output appended to `log`. `setsid` execs in place (the
+/// shell is not a group leader), so the child's pid stays the pid of `bwrap`.
 pub(crate) fn spawn(
-    netns_path: &Path,
+    enter: &Enter<'_>,
     args: &[String],
-    cgroup_procs: Option<&PathBuf>,
-    seccomp: Option<&Path>,
     log: &Path,
     opts: &LocalOptions,
 ) -> Result<Child, LocalError> {
@@ -221,11 +345,18 @@ pub(crate) fn spawn(
     let lossy = |p: Option<&Path>| p.map(|p| p.to_string_lossy().into_owned());
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", WRAPPER, "sh"])
-        .arg(lossy(cgroup_procs.map(PathBuf::as_path)).unwrap_or_default())
-        .arg(lossy(seccomp).unwrap_or_default())
+        .arg(enter.cgroup_procs.len().to_string())
+        .args(enter.cgroup_procs)
+        .arg(lossy(enter.seccomp).unwrap_or_default())
+        .arg(enter.userns)
         .args(["setsid", "nsenter"])
-        .arg(format!("--net={}", netns_path.display()))
-        .arg("--")
+        .arg(format!("--net={}", enter.netns.display()))
+        .args(["--", "unshare", "--mount", "--propagation", "private", "--"])
+        .args(["/bin/sh", "-c", STAGE, "sh", STAGE_DIR])
+        .arg(enter.vm_dir)
+        .arg(lossy(enter.volume).unwrap_or_default())
+        .arg(&opts.runner_path)
+        .arg(lossy(opts.rootfs.as_deref()).unwrap_or_default())
         .arg(&opts.bwrap_path)
         .args(args)
         .stdin(Stdio::null())
@@ -252,24 +383,43 @@ mod tests {
     fn argv_binds_only_what_the_sandbox_needs() {
         let opts = LocalOptions::new("/state", "/opt/runner");
         let vmid = Vmid::new(1234).unwrap();
-        let m = Mounts {
-            etc: Path::new("/state/1234/etc"),
-            init: Path::new("/state/1234/init.sh"),
-            home: Path::new("/state/1234/home"),
-            bootstrap: Some(Path::new("/state/1234/bootstrap.json")),
-            volume: None,
-            seccomp: true,
-        };
+        let m = Mounts::staged(true, false, false, true);
         let args = bwrap_args(vmid, &m, &opts).join(" ");
         assert!(args.contains("--ro-bind /usr /usr"));
         assert!(args.contains("--cap-drop ALL"));
+        assert!(args.contains("--userns 8 "));
+        assert!(!args.contains("--unshare-all") && !args.contains("--unshare-user"));
         assert!(args.starts_with("--seccomp 9 "));
         assert!(args.contains("--perms 0700 --tmpfs /run/agentlab/secrets"));
-        assert!(args.contains("--ro-bind /state/1234/bootstrap.json /run/agentlab/bootstrap.json"));
-        assert!(args.contains("--bind /state/1234/home /home/agent"));
+        assert!(args.contains(
+            "--ro-bind /run/agentlab-local/vm/bootstrap.json /run/agentlab/bootstrap.json"
+        ));
+        assert!(args.contains("--bind /run/agentlab-local/vm/home /home/agent"));
+        assert!(args.contains("--ro-bind /run/agentlab-local/vm/etc/passwd /etc/passwd"));
         assert!(!args.contains("/work"));
         assert!(!args.contains("--die-with-parent"));
-        assert!(args.contains(&format!("--ro-bind /opt/runner {RUNNER_PATH_INSIDE}")));
+        assert!(args.contains(&format!(
+            "--ro-bind /run/agentlab-local/runner {RUNNER_PATH_INSIDE}"
+        )));
         assert!(args.ends_with(&format!("-- /bin/sh {INIT_PATH_INSIDE} --secrets-dir /run/agentlab/secrets --work-dir /home/agent/.agentlab --agent-home /home/agent")));
+    }
+}
+
+#[cfg(test)]
+mod proc_tests {
+    use super::*;
+
+    #[test]
+    fn proc_protection_names_only_existing_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["sys", "slabinfo", "acpi"] {
+            fs::create_dir(dir.path().join(f)).unwrap();
+        }
+        let args = proc_protection(dir.path()).join(" ");
+        assert_eq!(
+            args,
+            "--ro-bind /proc/sys /proc/sys --ro-bind /dev/null /proc/slabinfo \
+             --tmpfs /proc/acpi --remount-ro /proc/acpi"
+        );
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn check_tools(opts: &LocalOptions) -> Result<(), LocalError> {
         opts.bwrap_path.as_path(),
         Path::new("/usr/bin/nsenter"),
         Path::new("/usr/bin/setsid"),
+        Path::new("/usr/bin/unshare"),
     ];
     if let Some(t) = tools.iter().find(|t| !t.exists()) {
         return Err(LocalError::Missing(format!(
@@ -66,6 +67,10 @@ impl LocalHypervisor {
         tokio::task::spawn_blocking(move || {
             check_tools(&checked)?;
             crate::layout::Layout::mkdir(&checked.state_dir)?;
+            // Root only: sandbox homes and volumes below may hold files an agent made setuid.
+            let perms = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+            std::fs::set_permissions(&checked.state_dir, perms)
+                .map_err(LocalError::io("chmod", &checked.state_dir))?;
             setup_bridge(&net, checked.bridge_netns.as_deref())
         })
         .await

@@ -30,6 +30,7 @@ mod tests {
         let mut opts = LocalOptions::new(state.join("state"), get("AL_RUNNER"));
         opts.bridge_netns = Some(get("AL_ROUTER"));
         opts.netns_prefix = get("AL_PREFIX");
+        opts.cgroup_name = get("AL_CGROUP");
         opts.runner_args = Vec::new();
         let hv = LocalHypervisor::new(opts);
         let lab_spec: agentlab_core::VmSpec = serde_json::from_str(&get("AL_SPEC")).unwrap();
@@ -56,6 +57,7 @@ mod tests {
             .env("AL_RUNNER", &lab.opts.runner_path)
             .env("AL_ROUTER", lab.router.name())
             .env("AL_PREFIX", &lab.opts.netns_prefix)
+            .env("AL_CGROUP", &lab.opts.cgroup_name)
             .env("AL_SPEC", serde_json::to_string(&spec).unwrap())
             .stdin(Stdio::null())
             .spawn()

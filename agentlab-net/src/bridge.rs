@@ -10,9 +10,30 @@ use crate::config::NetConfig;
 use crate::error::NetError;
 use crate::netns::{ip, link_exists};
 
-/// The `ip` invocations that create and address the agent bridge.
+/// The fixed MAC of the bridge `name`: locally administered, unicast, derived from the name
+/// (FNV-1a). A Linux bridge without a set address takes the lowest MAC of its ports, so the
+/// gateway's MAC would change whenever a sandbox's veth comes or goes; with an address set
+/// explicitly (`addr_assign_type` 3) the kernel never changes it.
+pub fn bridge_mac(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    // Bit 1 of the first octet: locally administered; bit 0 clear: unicast.
+    let first = (b[0] & 0xfc) | 0x02;
+    format!(
+        "{first:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
+/// The `ip` invocations that create and address the agent bridge. The bridge gets its fixed
+/// [`bridge_mac`] at creation, and again on every run (an existing bridge without it gets it).
 pub fn bridge_commands(cfg: &NetConfig) -> Vec<Vec<String>> {
     let br = cfg.bridge.clone();
+    let mac = bridge_mac(&br);
     let v4 = format!("{}/{}", cfg.gateway_v4, cfg.subnet_v4.prefix_len());
     let mut cmds = vec![
         vec![
@@ -20,6 +41,8 @@ pub fn bridge_commands(cfg: &NetConfig) -> Vec<Vec<String>> {
             "add",
             "name",
             &br,
+            "address",
+            &mac,
             "type",
             "bridge",
             "stp_state",
@@ -27,6 +50,7 @@ pub fn bridge_commands(cfg: &NetConfig) -> Vec<Vec<String>> {
             "forward_delay",
             "0",
         ],
+        vec!["link", "set", "dev", &br, "address", &mac],
         vec!["addr", "replace", &v4, "dev", &br],
     ]
     .into_iter()
@@ -105,12 +129,23 @@ mod tests {
         assert_eq!(
             cmds,
             [
-                "link add name vmbr1 type bridge stp_state 0 forward_delay 0",
+                "link add name vmbr1 address da:cb:e3:70:81:27 type bridge stp_state 0 forward_delay 0",
+                "link set dev vmbr1 address da:cb:e3:70:81:27",
                 "addr replace 10.77.0.1/16 dev vmbr1",
                 "-6 addr replace fd77::1/64 dev vmbr1 nodad",
                 "link set dev vmbr1 up",
             ]
         );
+    }
+
+    #[test]
+    fn the_bridge_mac_is_stable_locally_administered_unicast() {
+        let mac = bridge_mac("agentlab0");
+        assert_eq!(mac, bridge_mac("agentlab0"));
+        assert_ne!(mac, bridge_mac("agentlab1"));
+        let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+        assert_eq!(first & 0x03, 0x02, "{mac}");
+        assert_eq!(mac.len(), 17);
     }
 
     #[test]

@@ -147,6 +147,14 @@ pub struct LocalConfig {
     pub runner_path: Option<PathBuf>,
     /// Bridge for local sandboxes (default `agentlab0`).
     pub bridge: String,
+    /// Run sandboxes without resource limits when the host's cgroups cannot enforce them
+    /// (default `false`: such a sandbox is refused, naming the missing controller).
+    pub allow_unlimited: bool,
+    /// First host uid/gid of the sandboxes' subordinate ranges: the sandbox in slot `n` maps
+    /// its uids 0..65536 to `uid_base + n * 65536` (default 1879048192).
+    pub uid_base: u32,
+    /// How many 65536-id ranges (and so concurrent sandboxes) follow `uid_base` (default 4096).
+    pub uid_slots: u32,
 }
 
 impl Default for LocalConfig {
@@ -155,6 +163,9 @@ impl Default for LocalConfig {
             rootfs: None,
             runner_path: None,
             bridge: "agentlab0".to_owned(),
+            allow_unlimited: false,
+            uid_base: 1_879_048_192,
+            uid_slots: 4096,
         }
     }
 }

@@ -112,6 +112,14 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
     absolute_opt(c.local.rootfs.as_deref(), "local.rootfs")?;
     absolute_opt(c.local.runner_path.as_deref(), "local.runner_path")?;
     iface(&c.local.bridge, "local.bridge")?;
+    check(c.local.uid_base >= 65_536, "local.uid_base", || {
+        "must be at least 65536 (above the host's own users)".to_owned()
+    })?;
+    at_least_one(c.local.uid_slots.into(), "local.uid_slots")?;
+    let end = u64::from(c.local.uid_base) + u64::from(c.local.uid_slots) * 65_536;
+    check(end <= 1 << 31, "local.uid_slots", || {
+        format!("uid_base + uid_slots * 65536 = {end} exceeds 2147483648")
+    })?;
     if let Some(cmd) = &c.fake.boot_command {
         check(
             cmd.first().is_some_and(|p| !p.trim().is_empty()),

@@ -86,6 +86,7 @@ impl Lab {
         opts.runner_args = vec!["--from-test".to_owned()];
         opts.bridge_netns = Some(router.name().to_owned());
         opts.netns_prefix = format!("alt{pid}{tag}-");
+        opts.cgroup_name = format!("agentlab-test-{pid}{tag}");
         opts.start_timeout = Duration::from_secs(20);
         Self { dir, opts, router }
     }
@@ -163,6 +164,10 @@ pub fn wait_for_done(path: &Path) -> String {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The lab's cgroup parents (v1 controllers and v2), once their sandboxes are gone.
+        let root = &self.opts.cgroup_root;
+        let name = &self.opts.cgroup_name;
+        let parents = ["", "memory", "cpu", "pids", "freezer"].map(|c| root.join(c).join(name));
         for ns in self.sandbox_netns() {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -170,6 +175,16 @@ impl Drop for Lab {
                 }
             }
             let _ = ip(None, &["netns", "del", &ns]);
+        }
+        for parent in parents {
+            if let Ok(children) = std::fs::read_dir(&parent) {
+                for child in children.filter_map(Result::ok) {
+                    if child.path().is_dir() {
+                        let _ = std::fs::remove_dir(child.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&parent);
         }
     }
 }

@@ -96,11 +96,19 @@ pub fn privileged() -> bool {
     }
 }
 
-/// Whether the local backend can apply memory limits (cgroup v2 with a writable `memory`).
+/// Whether the local backend can apply memory limits (a writable `memory` controller, cgroup
+/// v2 or v1).
 pub fn cgroup_memory_usable() -> Result<(), String> {
     let root = Path::new(CGROUP_ROOT);
+    // cgroup v1: the memory controller's own hierarchy (the local backend supports both).
+    let v1 = root.join("memory/cgroup.procs");
+    if !root.join("cgroup.controllers").exists()
+        && std::fs::OpenOptions::new().append(true).open(&v1).is_ok()
+    {
+        return Ok(());
+    }
     let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))
-        .map_err(|e| format!("{CGROUP_ROOT} is not a cgroup v2 hierarchy ({e})"))?;
+        .map_err(|e| format!("{CGROUP_ROOT} is neither cgroup v2 nor v1 with memory ({e})"))?;
     if !controllers.split_whitespace().any(|c| c == "memory") {
         return Err(format!(
             "the memory controller is not available in {CGROUP_ROOT} ({})",
