@@ -4,6 +4,7 @@
 
 mod actions;
 pub mod alloc;
+mod destroy;
 pub mod error;
 mod jobs;
 mod lab;

@@ -2,7 +2,8 @@
 //!
 //! `teardown` removes, in order, the firewall entries, the workspace attachment, the bootstrap
 //! tokens and — only when `vm_created` is set — the VM. Each removal records a `teardown`
-//! event; a failed removal is recorded and leaves the flag set so the lease loop retries.
+//! event; a failed removal is recorded and leaves the flag set so a destroy retries it (see
+//! `destroy.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,52 +59,67 @@ impl Lab {
 
     /// Removes everything AgentLab created for `sb`. Returns true when nothing is left.
     pub(crate) async fn teardown(&self, sb: &mut Sandbox, grace: Duration) -> bool {
+        self.teardown_report(sb, grace).await.is_empty()
+    }
+
+    /// Like [`Lab::teardown`], returning what could not be removed (`what (call): cause`).
+    pub(crate) async fn teardown_report(&self, sb: &mut Sandbox, grace: Duration) -> Vec<String> {
         let vmid = sb.vmid;
-        let mut clean = true;
+        let mut left = Vec::new();
         if self.settings.manage_firewall && sb.ip.is_some() {
+            crate::fail_point!("destroy:firewall");
             let r = self.deps.firewall.remove(vmid).await;
-            clean &= self
-                .teardown_event(sb, "firewall", "remove", r.map_err(|e| chain(&e)))
-                .await;
+            self.teardown_event(
+                sb,
+                "firewall",
+                "remove",
+                r.map_err(|e| chain(&e)),
+                &mut left,
+            )
+            .await;
         }
         if let Some(ws) = sb.workspace.clone() {
+            crate::fail_point!("destroy:workspace");
             let r = self
                 .release_workspace(vmid, ws.as_str(), sb.vm_created)
                 .await;
             if self
-                .teardown_event(sb, "workspace", "detach_volume", r.map_err(|e| chain(&e)))
+                .teardown_event(
+                    sb,
+                    "workspace",
+                    "detach_volume",
+                    r.map_err(|e| chain(&e)),
+                    &mut left,
+                )
                 .await
             {
                 sb.workspace = None;
-            } else {
-                clean = false;
             }
         }
         let r = self.deps.store.delete_bootstrap_tokens(vmid).await;
-        clean &= self
-            .teardown_event(
-                sb,
-                "tokens",
-                "delete_bootstrap_tokens",
-                r.map_err(|e| chain(&e)),
-            )
-            .await;
+        self.teardown_event(
+            sb,
+            "tokens",
+            "delete_bootstrap_tokens",
+            r.map_err(|e| chain(&e)),
+            &mut left,
+        )
+        .await;
         if sb.vm_created {
+            crate::fail_point!("destroy:vm");
             let r = self.destroy_vm(vmid, grace).await;
             if self
-                .teardown_event(sb, "vm", "destroy", r.map_err(|e| chain(&e)))
+                .teardown_event(sb, "vm", "destroy", r.map_err(|e| chain(&e)), &mut left)
                 .await
             {
                 sb.vm_created = false;
-            } else {
-                clean = false;
             }
         }
         if let Err(e) = self.save(sb).await {
             tracing::error!(sandbox = %vmid, error = %chain(&e), "could not save teardown result");
-            clean = false;
+            left.push(format!("state (update_sandbox): {}", chain(&e)));
         }
-        clean
+        left
     }
 
     async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
@@ -126,6 +142,7 @@ impl Lab {
                 });
             }
         }
+        crate::fail_point!("destroy:vm:stopped");
         match h.destroy(vmid).await {
             Ok(()) | Err(HypervisorError::NotFound(_)) => Ok(()),
             Err(source) => Err(EngineError::Hypervisor {
@@ -141,13 +158,15 @@ impl Lab {
         what: &str,
         call: &str,
         r: Result<(), String>,
+        left: &mut Vec<String>,
     ) -> bool {
         let (ok, msg) = match &r {
             Ok(()) => (true, format!("removed {what}")),
             Err(e) => (false, format!("could not remove {what} ({call}): {e}")),
         };
-        if !ok {
+        if let Err(e) = &r {
             tracing::warn!(sandbox = %sb.vmid, what, error = %msg, "teardown step failed");
+            left.push(format!("{what} ({call}): {e}"));
         }
         self.event(
             NewEvent::new(
@@ -165,52 +184,6 @@ impl Lab {
         )
         .await;
         ok
-    }
-
-    /// Destroys a sandbox: teardown, then DESTROYED; a job still running is cancelled.
-    pub async fn destroy_sandbox(self: &Arc<Self>, vmid: Vmid) -> Result<Sandbox, EngineError> {
-        self.destroy_with(vmid, self.settings.shutdown_grace, "destroyed by request")
-            .await
-    }
-
-    pub(crate) async fn destroy_with(
-        &self,
-        vmid: Vmid,
-        grace: Duration,
-        why: &str,
-    ) -> Result<Sandbox, EngineError> {
-        let lock = self.lock_for(vmid);
-        let _g = lock.lock().await;
-        let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if sb.state == SandboxState::Destroyed {
-            return Ok(sb);
-        }
-        self.event(
-            NewEvent::new(
-                self.now(),
-                EventKind::SandboxAction,
-                format!("destroy: {why}"),
-            )
-            .sandbox(vmid)
-            .job(sb.job.clone()),
-        )
-        .await;
-        if !self.teardown(&mut sb, grace).await && sb.vm_created {
-            return Err(EngineError::InvalidState(format!(
-                "Sandbox {vmid} could not be destroyed; see its events (will retry)"
-            )));
-        }
-        self.transition(&mut sb, SandboxState::Destroyed, why)
-            .await?;
-        if let Some(job) = sb.job.clone() {
-            let outcome = JobOutcome {
-                error: Some(format!("sandbox destroyed: {why}")),
-                ..JobOutcome::default()
-            };
-            self.finish_job_by_daemon(&job, JobState::Cancelled, outcome)
-                .await;
-        }
-        Ok(sb)
     }
 
     /// Moves a sandbox whose vmid turned out to be taken to a fresh id: the old record becomes
@@ -231,7 +204,12 @@ impl Lab {
         moved.state = SandboxState::Requested;
         moved.vm_created = false;
         moved.updated_at = self.now();
-        self.deps.store.insert_sandbox(&moved).await?;
+        // The provisioning task continues with it: in flight before it is visible.
+        self.set_inflight(new, true);
+        if let Err(e) = self.deps.store.insert_sandbox(&moved).await {
+            self.set_inflight(new, false);
+            return Err(e.into());
+        }
         sb.last_error = Some(format!(
             "VM id {old} is taken outside AgentLab; continuing as sandbox {new}"
         ));

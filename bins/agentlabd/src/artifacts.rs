@@ -98,6 +98,7 @@ impl ArtifactStore {
         file.flush()
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
+        agentlab_core::fail_point!("artifact:upload");
         tokio::fs::rename(&tmp, dir.join(name))
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
