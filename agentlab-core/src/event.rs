@@ -27,6 +27,8 @@ pub enum EventKind {
     SandboxAction,
     /// Teardown of what AgentLab created (payload: what, result).
     Teardown,
+    /// One attempt to finish a destroy (payload: attempt, ok, error, retry_in_secs).
+    DestroyAttempt,
     /// A job was created.
     JobQueued,
     /// The guest reported progress (payload: step).
@@ -67,6 +69,7 @@ impl EventKind {
             LeaseExpired => "lease_expired",
             SandboxAction => "sandbox_action",
             Teardown => "teardown",
+            DestroyAttempt => "destroy_attempt",
             JobQueued => "job_queued",
             JobStep => "job_step",
             JobLog => "job_log",

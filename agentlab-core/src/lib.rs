@@ -14,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod failpoint;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod firewall;

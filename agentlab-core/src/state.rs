@@ -32,13 +32,16 @@ pub enum SandboxState {
     Timeout,
     /// Powered off; can be started again.
     Stopped,
+    /// Destruction has begun and is persisted: the daemon (and a restarted daemon) retries
+    /// until everything AgentLab created is gone, then DESTROYED. Nothing else follows.
+    Destroying,
     /// The VM is gone. Terminal.
     Destroyed,
 }
 
 impl SandboxState {
     /// Every state, in lifecycle order.
-    pub const ALL: [SandboxState; 11] = [
+    pub const ALL: [SandboxState; 12] = [
         Self::Requested,
         Self::Provisioning,
         Self::Booting,
@@ -49,13 +52,18 @@ impl SandboxState {
         Self::Failed,
         Self::Timeout,
         Self::Stopped,
+        Self::Destroying,
         Self::Destroyed,
     ];
 
     /// Whether the state machine allows `self → next`. Staying in the same state is not a
-    /// transition and is not allowed here.
+    /// transition and is not allowed here. Every live state may go to DESTROYING (a destroy
+    /// that has begun) and DESTROYING only to DESTROYED.
     pub fn can_transition_to(self, next: SandboxState) -> bool {
         use SandboxState::*;
+        if next == Destroying {
+            return !matches!(self, Destroying | Destroyed);
+        }
         matches!(
             (self, next),
             (Requested, Provisioning | Failed | Destroyed)
@@ -74,6 +82,7 @@ impl SandboxState {
                 | (Failed, Stopped | Destroyed)
                 | (Timeout, Stopped | Destroyed)
                 | (Stopped, Booting | Destroyed)
+                | (Destroying, Destroyed)
         )
     }
 
@@ -81,7 +90,7 @@ impl SandboxState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Failed | Self::Timeout | Self::Destroyed
+            Self::Completed | Self::Failed | Self::Timeout | Self::Destroying | Self::Destroyed
         )
     }
 
@@ -104,6 +113,7 @@ impl SandboxState {
             Failed => "FAILED",
             Timeout => "TIMEOUT",
             Stopped => "STOPPED",
+            Destroying => "DESTROYING",
             Destroyed => "DESTROYED",
         }
     }
@@ -219,6 +229,20 @@ mod tests {
         for s in SandboxState::ALL.into_iter().filter(|s| !s.is_terminal()) {
             assert!(s.can_transition_to(SandboxState::Destroyed), "{s}");
         }
+    }
+
+    #[test]
+    fn a_begun_destroy_only_ends_destroyed() {
+        use SandboxState::*;
+        for s in SandboxState::ALL {
+            assert_eq!(
+                s.can_transition_to(Destroying),
+                !matches!(s, Destroying | Destroyed),
+                "{s}"
+            );
+            assert_eq!(Destroying.can_transition_to(s), s == Destroyed, "{s}");
+        }
+        assert!(Destroying.is_finished() && !Destroying.is_terminal());
     }
 
     #[test]

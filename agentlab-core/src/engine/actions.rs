@@ -67,6 +67,12 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
+        if matches!(sb.state, SandboxState::Destroying | SandboxState::Destroyed) {
+            return Err(EngineError::InvalidState(format!(
+                "Sandbox {vmid} is {} and cannot be started",
+                sb.state
+            )));
+        }
         if !sb.vm_created {
             return Err(EngineError::InvalidState(format!(
                 "Sandbox {vmid} is {} and has no VM",
@@ -108,10 +114,12 @@ impl Lab {
             .await?;
         let lab = Arc::clone(self);
         let lock = Arc::clone(&lock);
+        self.set_inflight(vmid, true);
         self.tasks.spawn(async move {
             if let Err(Some(f)) = lab.boot_wait(&lock, vmid).await {
                 lab.fail_provisioning(vmid, f).await;
             }
+            lab.set_inflight(vmid, false);
         });
         Ok(sb)
     }
@@ -125,9 +133,10 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if sb.state.is_terminal() {
+        if sb.state.is_terminal() || sb.state == SandboxState::Destroying {
             return Err(EngineError::InvalidState(format!(
-                "Sandbox {vmid} is destroyed"
+                "Sandbox {vmid} is {}",
+                sb.state
             )));
         }
         if !sb.lease.renewable {

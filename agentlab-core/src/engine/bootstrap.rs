@@ -64,6 +64,7 @@ impl Lab {
             self.refused(&sb, check.as_str(), peer).await;
             return Err(EngineError::Forbidden);
         }
+        crate::fail_point!("job:bootstrap_fetch");
         let Some(job_id) = sb.job.clone() else {
             return Err(EngineError::NoJob(vmid.to_string()));
         };

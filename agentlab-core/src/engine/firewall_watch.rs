@@ -6,11 +6,94 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use crate::engine::error::{EngineError, chain};
 use crate::engine::lab::Lab;
 use crate::event::{EventKind, NewEvent};
+use crate::firewall::SandboxNet;
+use crate::model::Sandbox;
+use crate::state::SandboxState;
+use crate::store::SandboxFilter;
 
 impl Lab {
+    /// Installs the base policy with every surviving sandbox's entries (a sandbox with a VM the
+    /// hypervisor still lists, past provisioning and not being destroyed) in one step, so no
+    /// sandbox is ever on the bridge unregistered while the daemon starts. Runs once per
+    /// process, before any sandbox's own rules (see `Lab::firewall_base`).
+    pub(crate) async fn restore_firewall(&self) -> Result<(), EngineError> {
+        let managed: HashSet<u32> = self
+            .deps
+            .hypervisor
+            .list_managed()
+            .await
+            .map_err(|source| EngineError::Hypervisor {
+                call: "list_managed",
+                source,
+            })?
+            .into_iter()
+            .map(|m| m.vmid.get())
+            .collect();
+        let live = self
+            .deps
+            .store
+            .list_sandboxes(&SandboxFilter::default())
+            .await?;
+        let survivors: Vec<(&Sandbox, SandboxNet)> = live
+            .iter()
+            .filter(|sb| sb.vm_created && managed.contains(&sb.vmid.get()))
+            .filter(|sb| {
+                !matches!(
+                    sb.state,
+                    SandboxState::Destroyed
+                        | SandboxState::Requested
+                        | SandboxState::Provisioning
+                        | SandboxState::Booting
+                )
+            })
+            .filter_map(|sb| Some((sb, self.sandbox_net(sb)?)))
+            .collect();
+        let nets: Vec<SandboxNet> = survivors.iter().map(|(_, n)| n.clone()).collect();
+        if let Err(e) = self.deps.firewall.restore(&nets).await {
+            // One bad entry must not keep the others out: base first (fatal if that fails),
+            // then each sandbox on its own, failures noted on the sandbox.
+            tracing::warn!(error = %chain(&e), "restoring the network policy in one batch failed");
+            self.deps
+                .firewall
+                .ensure_base()
+                .await
+                .map_err(|source| EngineError::Firewall {
+                    call: "ensure_base",
+                    source,
+                })?;
+            for (sb, net) in &survivors {
+                if let Err(e) = self.deps.firewall.allow(net).await {
+                    let msg = format!("could not restore firewall entries: {}", chain(&e));
+                    self.note(sb, &msg).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The firewall identity of a sandbox with a VM, as provisioning allowed it.
+    fn sandbox_net(&self, sb: &Sandbox) -> Option<SandboxNet> {
+        let (Some(ip), Some(mac)) = (sb.ip, sb.mac.clone()) else {
+            return None;
+        };
+        let profile = self.profiles.get(&sb.profile)?;
+        Some(SandboxNet {
+            vmid: sb.vmid,
+            iface: sb
+                .iface
+                .clone()
+                .unwrap_or_else(|| format!("tap{}i0", sb.vmid)),
+            mac,
+            ip,
+            egress: profile.network.egress(),
+        })
+    }
+
     /// Re-applies the network policy if it was changed behind the engine's back and records a
     /// `firewall_repaired` event. Returns whether it had to. A no-op without
     /// `manage_firewall`.

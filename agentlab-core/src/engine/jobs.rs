@@ -187,6 +187,11 @@ impl Lab {
         report: GuestReport,
     ) -> Result<Job, EngineError> {
         let mut job = self.authorize_runner(id, token).await?;
+        crate::fail_point!(if report.state.is_terminal() {
+            "job:finish"
+        } else {
+            "job:status"
+        });
         let vmid = job.sandbox;
         if report.state == JobState::Running {
             let step = report.step.clone().unwrap_or_else(|| "running".into());
@@ -261,6 +266,7 @@ impl Lab {
         lines: Vec<String>,
     ) -> Result<(), EngineError> {
         let job = self.authorize_runner(id, token).await?;
+        crate::fail_point!("job:logs");
         for line in lines {
             self.deps
                 .store
@@ -280,6 +286,7 @@ impl Lab {
 
     /// Records an artifact the daemon has stored and verified.
     pub async fn record_artifact(&self, artifact: &Artifact) -> Result<(), EngineError> {
+        crate::fail_point!("artifact:record");
         self.deps.store.put_artifact(artifact).await?;
         self.event(
             NewEvent::new(self.now(), EventKind::ArtifactStored, format!("artifact {} ({} bytes)", artifact.name, artifact.size))

@@ -56,6 +56,10 @@ pub struct LabSettings {
     /// guests reach the listener from the host itself (a loopback listener: fake backend,
     /// simulator), on otherwise.
     pub bind_bootstrap_address: bool,
+    /// Wait before the first retry of a failed destroy; doubles per attempt.
+    pub destroy_retry_min: Duration,
+    /// Longest wait between destroy retries.
+    pub destroy_retry_max: Duration,
 }
 
 impl Default for LabSettings {
@@ -76,6 +80,8 @@ impl Default for LabSettings {
             manage_firewall: true,
             vmid_quarantine: Duration::from_secs(60),
             bind_bootstrap_address: true,
+            destroy_retry_min: Duration::from_secs(2),
+            destroy_retry_max: Duration::from_secs(300),
         }
     }
 }
@@ -104,8 +110,13 @@ pub struct Lab {
     pub(crate) settings: LabSettings,
     pub(crate) profiles: Profiles,
     pub(crate) locks: Mutex<HashMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
-    /// Sandboxes whose provisioning task runs in this process (reconcile leaves them alone).
+    /// Sandboxes whose provisioning or boot task runs in this process (reconcile leaves them
+    /// alone).
     pub(crate) inflight: Mutex<std::collections::HashSet<Vmid>>,
+    /// Set once this process installed the firewall base policy (before any sandbox's rules).
+    pub(crate) fw_base: tokio::sync::OnceCell<()>,
+    /// Destroys that have begun: attempts made by this process and when the next is due.
+    pub(crate) destroys: Mutex<HashMap<Vmid, crate::engine::destroy::DestroyRetry>>,
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
@@ -120,6 +131,8 @@ impl Lab {
             profiles,
             locks: Mutex::new(HashMap::new()),
             inflight: Mutex::new(std::collections::HashSet::new()),
+            destroys: Mutex::new(HashMap::new()),
+            fw_base: tokio::sync::OnceCell::new(),
             alloc_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
@@ -166,6 +179,15 @@ impl Lab {
                 kind: "profile",
                 id: name.to_owned(),
             })
+    }
+
+    /// Installs the firewall base policy once per process; sandbox rules wait for it (the
+    /// base replaces AgentLab's whole table, so it must come first).
+    pub(crate) async fn firewall_base(&self) -> Result<(), EngineError> {
+        self.fw_base
+            .get_or_try_init(|| self.restore_firewall())
+            .await
+            .map(|_| ())
     }
 
     /// The per-sandbox operation lock: every step that changes a sandbox runs under it.

@@ -5,6 +5,7 @@
 mod actions;
 pub mod alloc;
 mod bootstrap;
+mod destroy;
 pub mod error;
 mod firewall_watch;
 mod jobs;

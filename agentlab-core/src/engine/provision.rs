@@ -117,7 +117,13 @@ impl Lab {
             created_at: now,
             updated_at: now,
         };
-        self.deps.store.insert_sandbox(&sb).await?;
+        // In flight before it is visible: a concurrent reconcile must not take it for a
+        // leftover of a previous process.
+        self.set_inflight(vmid, true);
+        if let Err(e) = self.deps.store.insert_sandbox(&sb).await {
+            self.set_inflight(vmid, false);
+            return Err(e.into());
+        }
         drop(_alloc);
         self.event(
             NewEvent::new(
@@ -151,7 +157,7 @@ impl Lab {
         });
     }
 
-    fn set_inflight(&self, vmid: Vmid, on: bool) {
+    pub(crate) fn set_inflight(&self, vmid: Vmid, on: bool) {
         let mut set = self
             .inflight
             .lock()
@@ -230,8 +236,8 @@ impl Lab {
         let spec = vm_spec(&self.settings, &profile, &sb, ip);
 
         let s = spec.clone();
-        let handle = self
-            .step(
+        let (handle, g) = self
+            .step_hold(
                 &lock,
                 &mut sb,
                 "clone",
@@ -249,10 +255,14 @@ impl Lab {
                 },
             )
             .await?;
+        // Recorded before the lock is released, so a destroy never misses the VM.
         sb.vm_created = true;
         sb.node = Some(handle.node.clone());
         sb.iface = handle.iface.clone();
-        self.save_step(&lock, &mut sb).await?;
+        self.save(&mut sb)
+            .await
+            .map_err(|e| Some(fail("state", "update_sandbox", e)))?;
+        drop(g);
 
         self.step(
             &lock,
@@ -280,8 +290,8 @@ impl Lab {
                 sb.name.clone(),
                 profile.storage.workspace_size_gb.unwrap_or(10),
             );
-            let ws = self
-                .step(
+            let (ws, g) = self
+                .step_hold(
                     &lock,
                     &mut sb,
                     "workspace",
@@ -291,7 +301,10 @@ impl Lab {
                 )
                 .await?;
             sb.workspace = Some(ws.id);
-            self.save_step(&lock, &mut sb).await?;
+            self.save(&mut sb)
+                .await
+                .map_err(|e| Some(fail("state", "update_sandbox", e)))?;
+            drop(g);
         }
 
         if let Some(ws) = sb.workspace.clone() {
@@ -321,6 +334,7 @@ impl Lab {
                 "allow",
                 SandboxState::Provisioning,
                 move |lab| async move {
+                    lab.firewall_base().await?;
                     lab.deps
                         .firewall
                         .allow(&net)
@@ -410,6 +424,7 @@ impl Lab {
                 Ok(Some(addr)) => {
                     let _g = lock.lock().await;
                     let mut sb = self.fresh(vmid, SandboxState::Booting).await?;
+                    crate::fail_point!("provision:guest");
                     self.record_step(
                         &sb,
                         "guest",
@@ -470,31 +485,42 @@ impl Lab {
         F: FnOnce(Arc<Lab>) -> Fut,
         Fut: Future<Output = Result<T, EngineError>>,
     {
+        let (out, _g) = self.step_hold(lock, sb, step, call, expect, op).await?;
+        Ok(out)
+    }
+
+    /// [`Lab::step`] that returns the lock still held, for a result that must be recorded
+    /// before anyone else may act on the sandbox.
+    #[allow(clippy::too_many_arguments)]
+    async fn step_hold<T, F, Fut>(
+        self: &Arc<Self>,
+        lock: &Arc<tokio::sync::Mutex<()>>,
+        sb: &mut Sandbox,
+        step: &'static str,
+        call: &'static str,
+        expect: SandboxState,
+        op: F,
+    ) -> Result<(T, tokio::sync::OwnedMutexGuard<()>), Option<StepFailure>>
+    where
+        F: FnOnce(Arc<Lab>) -> Fut,
+        Fut: Future<Output = Result<T, EngineError>>,
+    {
         if self.cancel.is_cancelled() {
             return Err(None);
         }
-        let _g = lock.lock().await;
+        let g = Arc::clone(lock).lock_owned().await;
         let cur = self.fresh(sb.vmid, expect).await?;
         sb.state = cur.state;
         sb.workspace = cur.workspace;
+        crate::fail_point!(format!("provision:{step}"));
         let began = Instant::now();
         let out = op(Arc::clone(self))
             .await
             .map_err(|e| fail(step, call, e))?;
+        crate::fail_point!(format!("provision:{step}:done"));
         self.record_step(sb, step, call, began, serde_json::Value::Null)
             .await;
-        Ok(out)
-    }
-
-    async fn save_step(
-        &self,
-        lock: &Arc<tokio::sync::Mutex<()>>,
-        sb: &mut Sandbox,
-    ) -> Result<(), Option<StepFailure>> {
-        let _g = lock.lock().await;
-        self.save(sb)
-            .await
-            .map_err(|e| Some(fail("state", "update_sandbox", e)))
+        Ok((out, g))
     }
 
     async fn record_step(

@@ -5,9 +5,15 @@
 //!   counts as ours when `vm_created` is set or the hypervisor lists it among the VMs carrying
 //!   AgentLab's marker: ids are only ever handed to AgentLab's own clones) and the sandbox
 //!   becomes FAILED. A QUEUED job whose deadline has not passed gets a new sandbox.
+//! - DESTROYING: a destroy had begun; [`Lab::tick`] (run last) finishes it.
 //! - Any other live state whose VM the hypervisor no longer has becomes DESTROYED, with an
 //!   event; its unfinished job FAILED.
 //! - Finally [`Lab::tick`] fires whatever expired while the daemon was down.
+//!
+//! The daemon serves requests while this runs ([`Lab::spawn_recovery`]), so work this
+//! process started itself is skipped: sandboxes it provisions or boots are marked in flight
+//! before they are written, and every record is read again under its lock before it is
+//! touched.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use crate::engine::error::{EngineError, chain};
 use crate::engine::lab::Lab;
 use crate::engine::provision::SandboxRequest;
 use crate::event::{EventKind, NewEvent};
-use crate::firewall::SandboxNet;
+use crate::ids::Vmid;
 use crate::model::{JobOutcome, Sandbox};
 use crate::state::{JobState, SandboxState};
 use crate::store::SandboxFilter;
@@ -37,81 +43,99 @@ impl Lab {
             .into_iter()
             .map(|m| m.vmid.get())
             .collect();
+        if self.settings.manage_firewall {
+            self.firewall_base().await?;
+        }
         let live = self
             .deps
             .store
             .list_sandboxes(&SandboxFilter::default())
             .await?;
-        if self.settings.manage_firewall {
-            // Base policy and every surviving sandbox's entries in one step, so no sandbox is
-            // ever on the bridge unregistered while the daemon starts.
-            let survivors: Vec<(&Sandbox, SandboxNet)> = live
-                .iter()
-                .filter(|sb| !self.is_inflight(sb.vmid) && sb.vm_created)
-                .filter(|sb| managed.contains(&sb.vmid.get()))
-                .filter(|sb| {
-                    !matches!(
-                        sb.state,
-                        SandboxState::Destroyed
-                            | SandboxState::Requested
-                            | SandboxState::Provisioning
-                            | SandboxState::Booting
-                    )
-                })
-                .filter_map(|sb| Some((sb, self.sandbox_net(sb)?)))
-                .collect();
-            let nets: Vec<SandboxNet> = survivors.iter().map(|(_, n)| n.clone()).collect();
-            if let Err(e) = self.deps.firewall.restore(&nets).await {
-                // One bad entry must not keep the others out: base first (fatal if that
-                // fails), then each sandbox on its own, failures noted on the sandbox.
-                tracing::warn!(error = %chain(&e), "restoring the network policy in one batch failed");
-                self.deps
-                    .firewall
-                    .ensure_base()
-                    .await
-                    .map_err(|source| EngineError::Firewall {
-                        call: "ensure_base",
-                        source,
-                    })?;
-                for (sb, net) in &survivors {
-                    if let Err(e) = self.deps.firewall.allow(net).await {
-                        let msg = format!("could not restore firewall entries: {}", chain(&e));
-                        self.note(sb, &msg).await;
-                    }
-                }
-            }
-        }
-        for mut sb in live {
+        for sb in live {
             if self.is_inflight(sb.vmid) {
                 // Requested after this process started: its own task is provisioning it.
                 continue;
             }
             match sb.state {
-                SandboxState::Destroyed => {}
-                SandboxState::Requested => {
-                    self.note(&sb, "resuming provisioning after restart").await;
-                    self.spawn_provision(sb.vmid, None);
-                }
+                SandboxState::Destroyed | SandboxState::Destroying => {}
+                SandboxState::Requested => self.resume(sb.vmid).await,
                 SandboxState::Provisioning | SandboxState::Booting => {
-                    if managed.contains(&sb.vmid.get()) && !sb.vm_created {
-                        sb.vm_created = true;
-                    }
-                    self.clean_in_flight(sb).await?;
+                    self.clean_in_flight(sb.vmid, managed.contains(&sb.vmid.get()))
+                        .await?;
                 }
                 _ if sb.vm_created && !managed.contains(&sb.vmid.get()) => {
-                    self.mark_lost(sb).await?;
+                    self.mark_lost(sb.vmid).await?;
                 }
-                // Its firewall entries went in with the base policy above.
+                // Its firewall entries went in with the base policy (`firewall_base`).
                 _ => {}
             }
         }
         self.tick().await
     }
 
-    async fn clean_in_flight(self: &Arc<Self>, mut sb: Sandbox) -> Result<(), EngineError> {
-        let lock = self.lock_for(sb.vmid);
+    /// Start-up recovery in the background, so the caller can serve at once: reconciles,
+    /// retrying with backoff (1 s doubling to 60 s) while the hypervisor or firewall does not
+    /// answer, then runs [`Lab::tick`] every `tick_every`. Ends at [`Lab::shutdown`], which
+    /// may interrupt a reconcile half-way; that is safe: the next start resumes it.
+    pub fn spawn_recovery(self: &Arc<Self>, tick_every: Duration) {
+        let lab = Arc::clone(self);
+        self.tasks.spawn(async move {
+            let mut wait = Duration::from_secs(1);
+            loop {
+                let r = tokio::select! {
+                    () = lab.cancel.cancelled() => return,
+                    r = lab.reconcile() => r,
+                };
+                match r {
+                    Ok(()) => {
+                        tracing::info!("reconciled state with the hypervisor");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %chain(&e), retry_in = ?wait, "reconcile failed");
+                    }
+                }
+                tokio::select! {
+                    () = lab.cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+            lab.spawn_ticker(tick_every);
+        });
+    }
+
+    /// Resumes provisioning of a REQUESTED sandbox no task of this process owns.
+    async fn resume(self: &Arc<Self>, vmid: Vmid) {
+        let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
+        match self.deps.store.get_sandbox(vmid).await {
+            Ok(sb) if sb.state == SandboxState::Requested && !self.is_inflight(vmid) => {
+                self.note(&sb, "resuming provisioning after restart").await;
+                self.spawn_provision(vmid, None);
+            }
+            _ => {}
+        }
+    }
+
+    async fn clean_in_flight(
+        self: &Arc<Self>,
+        vmid: Vmid,
+        listed: bool,
+    ) -> Result<(), EngineError> {
+        let lock = self.lock_for(vmid);
+        let _g = lock.lock().await;
+        let mut sb = self.deps.store.get_sandbox(vmid).await?;
+        if self.is_inflight(vmid)
+            || !matches!(sb.state, SandboxState::Provisioning | SandboxState::Booting)
+        {
+            return Ok(());
+        }
+        if listed {
+            sb.vm_created = true;
+        }
         let step = sb.state;
+        crate::fail_point!("reconcile:teardown");
         self.note(
             &sb,
             &format!("agentlabd restarted while {step}; cleaning up"),
@@ -168,9 +192,13 @@ impl Lab {
         Ok(())
     }
 
-    async fn mark_lost(&self, mut sb: Sandbox) -> Result<(), EngineError> {
-        let lock = self.lock_for(sb.vmid);
+    async fn mark_lost(&self, vmid: Vmid) -> Result<(), EngineError> {
+        let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
+        let mut sb = self.deps.store.get_sandbox(vmid).await?;
+        if !sb.vm_created || sb.state.is_terminal() || sb.state == SandboxState::Destroying {
+            return Ok(());
+        }
         self.note(
             &sb,
             "VM no longer exists on the hypervisor; marking destroyed",
@@ -198,25 +226,7 @@ impl Lab {
         Ok(())
     }
 
-    /// The firewall identity of a sandbox with a VM, as provisioning allowed it.
-    fn sandbox_net(&self, sb: &Sandbox) -> Option<SandboxNet> {
-        let (Some(ip), Some(mac)) = (sb.ip, sb.mac.clone()) else {
-            return None;
-        };
-        let profile = self.profiles.get(&sb.profile)?;
-        Some(SandboxNet {
-            vmid: sb.vmid,
-            iface: sb
-                .iface
-                .clone()
-                .unwrap_or_else(|| format!("tap{}i0", sb.vmid)),
-            mac,
-            ip,
-            egress: profile.network.egress(),
-        })
-    }
-
-    async fn note(&self, sb: &Sandbox, msg: &str) {
+    pub(crate) async fn note(&self, sb: &Sandbox, msg: &str) {
         self.event(
             NewEvent::new(self.now(), EventKind::Reconciled, msg.to_owned())
                 .sandbox(sb.vmid)

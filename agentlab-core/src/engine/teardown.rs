@@ -3,7 +3,7 @@
 //! `teardown` removes, in the reverse order of provisioning, the bootstrap tokens, the VM's
 //! power (stop), the workspace attachment, the VM (only when `vm_created` is set) and last the
 //! firewall entries. Each removal records a `teardown` event; a failed removal is recorded and
-//! leaves the flag set so the lease loop retries.
+//! leaves the flag set so a destroy retries it (see `destroy.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,57 +63,73 @@ impl Lab {
     /// firewall entries removed, so the port is never on the bridge without its bindings. A VM
     /// that could not be destroyed keeps its entries. Returns true when nothing is left.
     pub(crate) async fn teardown(&self, sb: &mut Sandbox, grace: Duration) -> bool {
+        self.teardown_report(sb, grace).await.is_empty()
+    }
+
+    /// Like [`Lab::teardown`], returning what could not be removed (`what (call): cause`).
+    pub(crate) async fn teardown_report(&self, sb: &mut Sandbox, grace: Duration) -> Vec<String> {
         let vmid = sb.vmid;
-        let mut clean = true;
+        let mut left = Vec::new();
         let r = self.deps.store.delete_bootstrap_tokens(vmid).await;
-        clean &= self
-            .teardown_event(
-                sb,
-                "tokens",
-                "delete_bootstrap_tokens",
-                r.map_err(|e| chain(&e)),
-            )
-            .await;
+        self.teardown_event(
+            sb,
+            "tokens",
+            "delete_bootstrap_tokens",
+            r.map_err(|e| chain(&e)),
+            &mut left,
+        )
+        .await;
         if sb.vm_created
             && let Err(e) = self.stop_vm(vmid, grace).await
         {
-            clean &= self.teardown_event(sb, "vm", "stop", Err(chain(&e))).await;
+            self.teardown_event(sb, "vm", "stop", Err(chain(&e)), &mut left)
+                .await;
         }
         if let Some(ws) = sb.workspace.clone() {
+            crate::fail_point!("destroy:workspace");
             let r = self
                 .release_workspace(vmid, ws.as_str(), sb.vm_created)
                 .await;
             if self
-                .teardown_event(sb, "workspace", "detach_volume", r.map_err(|e| chain(&e)))
+                .teardown_event(
+                    sb,
+                    "workspace",
+                    "detach_volume",
+                    r.map_err(|e| chain(&e)),
+                    &mut left,
+                )
                 .await
             {
                 sb.workspace = None;
-            } else {
-                clean = false;
             }
         }
         if sb.vm_created {
+            crate::fail_point!("destroy:vm");
             let r = self.destroy_vm(vmid, grace).await;
             if self
-                .teardown_event(sb, "vm", "destroy", r.map_err(|e| chain(&e)))
+                .teardown_event(sb, "vm", "destroy", r.map_err(|e| chain(&e)), &mut left)
                 .await
             {
                 sb.vm_created = false;
-            } else {
-                clean = false;
             }
         }
         if self.settings.manage_firewall && sb.ip.is_some() && !sb.vm_created {
+            crate::fail_point!("destroy:firewall");
             let r = self.deps.firewall.remove(vmid).await;
-            clean &= self
-                .teardown_event(sb, "firewall", "remove", r.map_err(|e| chain(&e)))
-                .await;
+            self.teardown_event(
+                sb,
+                "firewall",
+                "remove",
+                r.map_err(|e| chain(&e)),
+                &mut left,
+            )
+            .await;
         }
         if let Err(e) = self.save(sb).await {
             tracing::error!(sandbox = %vmid, error = %chain(&e), "could not save teardown result");
-            clean = false;
+            left.push(format!("state (update_sandbox): {}", chain(&e)));
         }
-        clean
+        left
     }
 
     /// Stops the VM if it runs; a VM that is gone counts as stopped.
@@ -157,6 +173,7 @@ impl Lab {
                 });
             }
         }
+        crate::fail_point!("destroy:vm:stopped");
         match h.destroy(vmid).await {
             Ok(()) | Err(HypervisorError::NotFound(_)) => Ok(()),
             Err(source) => Err(EngineError::Hypervisor {
@@ -172,13 +189,15 @@ impl Lab {
         what: &str,
         call: &str,
         r: Result<(), String>,
+        left: &mut Vec<String>,
     ) -> bool {
         let (ok, msg) = match &r {
             Ok(()) => (true, format!("removed {what}")),
             Err(e) => (false, format!("could not remove {what} ({call}): {e}")),
         };
-        if !ok {
+        if let Err(e) = &r {
             tracing::warn!(sandbox = %sb.vmid, what, error = %msg, "teardown step failed");
+            left.push(format!("{what} ({call}): {e}"));
         }
         self.event(
             NewEvent::new(
@@ -196,52 +215,6 @@ impl Lab {
         )
         .await;
         ok
-    }
-
-    /// Destroys a sandbox: teardown, then DESTROYED; a job still running is cancelled.
-    pub async fn destroy_sandbox(self: &Arc<Self>, vmid: Vmid) -> Result<Sandbox, EngineError> {
-        self.destroy_with(vmid, self.settings.shutdown_grace, "destroyed by request")
-            .await
-    }
-
-    pub(crate) async fn destroy_with(
-        &self,
-        vmid: Vmid,
-        grace: Duration,
-        why: &str,
-    ) -> Result<Sandbox, EngineError> {
-        let lock = self.lock_for(vmid);
-        let _g = lock.lock().await;
-        let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if sb.state == SandboxState::Destroyed {
-            return Ok(sb);
-        }
-        self.event(
-            NewEvent::new(
-                self.now(),
-                EventKind::SandboxAction,
-                format!("destroy: {why}"),
-            )
-            .sandbox(vmid)
-            .job(sb.job.clone()),
-        )
-        .await;
-        if !self.teardown(&mut sb, grace).await && sb.vm_created {
-            return Err(EngineError::InvalidState(format!(
-                "Sandbox {vmid} could not be destroyed; see its events (will retry)"
-            )));
-        }
-        self.transition(&mut sb, SandboxState::Destroyed, why)
-            .await?;
-        if let Some(job) = sb.job.clone() {
-            let outcome = JobOutcome {
-                error: Some(format!("sandbox destroyed: {why}")),
-                ..JobOutcome::default()
-            };
-            self.finish_job_by_daemon(&job, JobState::Cancelled, outcome)
-                .await;
-        }
-        Ok(sb)
     }
 
     /// Moves a sandbox whose vmid turned out to be taken to a fresh id: the old record becomes
@@ -262,7 +235,12 @@ impl Lab {
         moved.state = SandboxState::Requested;
         moved.vm_created = false;
         moved.updated_at = self.now();
-        self.deps.store.insert_sandbox(&moved).await?;
+        // The provisioning task continues with it: in flight before it is visible.
+        self.set_inflight(new, true);
+        if let Err(e) = self.deps.store.insert_sandbox(&moved).await {
+            self.set_inflight(new, false);
+            return Err(e.into());
+        }
         sb.last_error = Some(format!(
             "VM id {old} is taken outside AgentLab; continuing as sandbox {new}"
         ));

@@ -1,5 +1,5 @@
 //! Time-driven work: job deadlines, lease expiry, destruction of finished ephemeral
-//! sandboxes and idle stop. [`Lab::tick`] reads the injected clock once and acts on what is
+//! sandboxes, retries of begun destroys (DESTROYING) and idle stop. [`Lab::tick`] reads the injected clock once and acts on what is
 //! due; the daemon calls it periodically, tests call it after advancing a manual clock.
 
 use std::sync::Arc;
@@ -75,7 +75,7 @@ impl Lab {
             .list_sandboxes(&SandboxFilter::default())
             .await?;
         for sb in live {
-            if sb.state.is_terminal() {
+            if sb.state.is_terminal() || sb.state == SandboxState::Destroying {
                 continue;
             }
             if sb.lease.expires_at <= now {
@@ -89,13 +89,13 @@ impl Lab {
                     .job(sb.job.clone()),
                 )
                 .await;
-                self.report(
-                    self.destroy_with(sb.vmid, self.settings.shutdown_grace, "lease expired")
+                self.report_scheduled(
+                    self.schedule_destroy(sb.vmid, self.settings.shutdown_grace, "lease expired")
                         .await,
                 );
             } else if self.finished_ephemeral_due(&sb, now).await {
-                self.report(
-                    self.destroy_with(
+                self.report_scheduled(
+                    self.schedule_destroy(
                         sb.vmid,
                         self.settings.shutdown_grace,
                         "job finished (ephemeral)",
@@ -106,7 +106,14 @@ impl Lab {
                 self.report(self.stop_sandbox(sb.vmid).await);
             }
         }
-        Ok(())
+        // Begun destroys (just scheduled, failed earlier, or found after a restart).
+        self.retry_destroys(now).await
+    }
+
+    fn report_scheduled(&self, r: Result<(), EngineError>) {
+        if let Err(e) = r {
+            tracing::warn!(error = %chain(&e), "could not begin a destroy; next tick retries");
+        }
     }
 
     /// A job sandbox that is not kept alive and whose job ended (after the report grace when

@@ -16,6 +16,7 @@ use crate::event::{EventKind, NewEvent};
 use crate::hypervisor::VolumeId;
 use crate::ids::{Vmid, WorkspaceId};
 use crate::model::Workspace;
+use crate::state::SandboxState;
 
 impl Lab {
     /// Creates a workspace and its backend volume.
@@ -90,7 +91,7 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if !sb.vm_created || sb.state.is_terminal() {
+        if !sb.vm_created || sb.state.is_terminal() || sb.state == SandboxState::Destroying {
             return Err(EngineError::InvalidState(format!(
                 "Sandbox {vmid} is {} and has no VM",
                 sb.state

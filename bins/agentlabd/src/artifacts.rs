@@ -104,6 +104,7 @@ impl ArtifactStore {
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;
         drop(file);
+        agentlab_core::fail_point!("artifact:upload");
         tokio::fs::rename(&tmp, dir.join(name))
             .await
             .map_err(|e| UploadError::Io(e.to_string()))?;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use agentlab_core::config::Config;
-use agentlab_core::engine::{Lab, chain};
+use agentlab_core::engine::Lab;
 use agentlab_core::profile::Profiles;
 
 use crate::artifacts::ArtifactStore;
@@ -35,19 +35,6 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let artifacts = ArtifactStore::new(cfg.artifact_dir());
 
-    // Reconcile (and install the firewall base policy) before serving, so no request races
-    // the start-up clean-up; when the backend is down the API still comes up and the
-    // reconcile retries in the background.
-    let reconciled = match lab.reconcile().await {
-        Ok(()) => {
-            tracing::info!("reconciled state with the hypervisor");
-            true
-        }
-        Err(e) => {
-            tracing::warn!(error = %chain(&e), "reconcile failed; retrying in the background");
-            false
-        }
-    };
     let control_listener = socket::bind(&cfg.socket, cfg.socket_group.as_deref()).await?;
     let guest_listener = tokio::net::TcpListener::bind(cfg.guest.listen)
         .await
@@ -59,10 +46,9 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         })?;
     tracing::info!(socket = %cfg.socket.display(), guest = %cfg.guest.listen, "listening");
 
-    if !reconciled {
-        spawn_reconcile(Arc::clone(&lab), cancel.clone());
-    }
-    lab.spawn_ticker(TICK_EVERY);
+    // Serve at once; recover in the background (cancelled at shutdown). Requests that arrive
+    // meanwhile are safe: the engine skips what this process started itself.
+    lab.spawn_recovery(TICK_EVERY);
     if cfg.network.manage_firewall && cfg.network.watch_interval_secs > 0 {
         lab.spawn_firewall_watch(Duration::from_secs(cfg.network.watch_interval_secs));
     }
@@ -114,27 +100,6 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Reconciles with the hypervisor, retrying until it answers (the API stays up meanwhile).
-fn spawn_reconcile(lab: Arc<Lab>, cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut wait = Duration::from_secs(1);
-        loop {
-            match lab.reconcile().await {
-                Ok(()) => {
-                    tracing::info!("reconciled state with the hypervisor");
-                    return;
-                }
-                Err(e) => tracing::warn!(error = %chain(&e), retry_in = ?wait, "reconcile failed"),
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(60));
-        }
-    });
 }
 
 async fn shutdown_signal() {

@@ -65,6 +65,7 @@ pub enum LeaseCmd {
 /// Runs `agentlab sandbox …`.
 pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
     let c = &ctx.client;
+    let destroy = matches!(args.cmd, SandboxCmd::Destroy { .. });
     let sandbox: Sandbox = match args.cmd {
         SandboxCmd::New(a) => return sandbox_new::run(ctx, a).await,
         SandboxCmd::List {
@@ -104,6 +105,20 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
         print_json(&sandbox)?;
     } else {
         print!("{}", view::sandbox_detail(&sandbox, &chrono::Utc::now()));
+    }
+    if destroy && sandbox.state == SandboxState::Destroying {
+        // The attempt failed; the daemon keeps retrying.
+        eprintln!(
+            "agentlab: sandbox {} is not destroyed yet: {}; agentlabd retries until it is \
+             DESTROYED (follow with `agentlab sandbox show {}`)",
+            sandbox.vmid,
+            sandbox
+                .last_error
+                .as_deref()
+                .unwrap_or("the destroy is in progress"),
+            sandbox.vmid
+        );
+        return Ok(Code::Failure);
     }
     Ok(Code::Ok)
 }

@@ -60,7 +60,7 @@ const ROUTES: &[Route] = &[
     (
         "delete",
         "/v1/sandboxes/{vmid}",
-        "Destroy a sandbox",
+        "Destroy a sandbox (202 while DESTROYING: an attempt failed and is retried)",
         None,
         200,
         "Sandbox",

@@ -97,11 +97,19 @@ pub async fn stop(
     Ok(Json(st.lab.stop_sandbox(vmid(&id)?).await?))
 }
 
+/// 200 with the DESTROYED sandbox, or 202 with it still DESTROYING (`last_error` says why)
+/// when an attempt failed: the daemon retries until it is DESTROYED.
 pub async fn destroy(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Sandbox>, ApiError> {
-    Ok(Json(st.lab.destroy_sandbox(vmid(&id)?).await?))
+) -> Result<(axum::http::StatusCode, Json<Sandbox>), ApiError> {
+    let sb = st.lab.destroy_sandbox(vmid(&id)?).await?;
+    let status = if sb.state == agentlab_core::SandboxState::Destroyed {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::ACCEPTED
+    };
+    Ok((status, Json(sb)))
 }
 
 pub async fn renew(
