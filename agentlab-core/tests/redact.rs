@@ -133,7 +133,10 @@ mod tests {
             ("base64".to_owned(), STANDARD.encode(secret)),
             ("base64 no pad".to_owned(), STANDARD_NO_PAD.encode(secret)),
             ("base64url".to_owned(), URL_SAFE.encode(secret)),
-            ("base64url no pad".to_owned(), URL_SAFE_NO_PAD.encode(secret)),
+            (
+                "base64url no pad".to_owned(),
+                URL_SAFE_NO_PAD.encode(secret),
+            ),
             ("hex".to_owned(), hex::encode(secret)),
             ("HEX".to_owned(), hex::encode_upper(secret)),
             (
@@ -266,7 +269,10 @@ mod tests {
             ])
             .output()
         else {
-            assert!(std::env::var_os("CI").is_none(), "python3 is required in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "python3 is required in CI"
+            );
             eprintln!("SKIP python_quote_plus_and_quote_are_replaced: no python3");
             return;
         };
@@ -301,7 +307,12 @@ mod tests {
     fn decoded_but_different_text_is_not_redacted() {
         // Escapes that decode to something else are left alone.
         let r = Redactor::new(&["secret-value"]);
-        for text in ["secret%2Dvaluf", "secret\\-valu", "secret+value", "736563726574"] {
+        for text in [
+            "secret%2Dvaluf",
+            "secret\\-valu",
+            "secret+value",
+            "736563726574",
+        ] {
             assert_eq!(r.redact(text), text);
         }
     }

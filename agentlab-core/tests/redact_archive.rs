@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn secret_in_every_nesting_is_found() {
         let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
-        let quoted = SECRET.replace('+', "%2B").replace('/', "%2F").replace(' ', "+");
+        let quoted = SECRET
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace(' ', "+");
         let inner_tgz = gz(&tar(&[("deep/out.txt", format!("x {b64} y").as_bytes())]));
         let data = gz(&tar(&[
             ("runner.log", b"clean\n"),
@@ -99,9 +102,15 @@ mod tests {
         let mut two = gz(b"first member, clean");
         two.extend(gz(SECRET.as_bytes()));
         assert_eq!(found(&two), [""], "second gzip member");
-        let named = gz(&tar(&[(&format!("dir/{}", SECRET.replace('/', "_")), b"x")]));
+        let named = gz(&tar(&[(
+            &format!("dir/{}", SECRET.replace('/', "_")),
+            b"x",
+        )]));
         let r = Redactor::new(&[&SECRET.replace('/', "_")]);
-        assert_eq!(scan(&named[..], &r, ScanLimits::default()).unwrap().len(), 1);
+        assert_eq!(
+            scan(&named[..], &r, ScanLimits::default()).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -144,7 +153,10 @@ mod tests {
             scan(&cut[..], &redactor(), ScanLimits::default()),
             Err(ArchiveError::Corrupt { .. })
         ));
-        assert!(bytes_contain_secret(&cut, &redactor()), "unreadable counts as unsafe");
+        assert!(
+            bytes_contain_secret(&cut, &redactor()),
+            "unreadable counts as unsafe"
+        );
     }
 
     #[test]
@@ -163,15 +175,18 @@ mod tests {
     fn sanitize_redacts_text_and_drops_compressed_members() {
         let data = gz(&tar(&[
             ("runner.log", b"clean\n"),
-            ("artifacts/plain.txt", format!("token={SECRET}\n").as_bytes()),
+            (
+                "artifacts/plain.txt",
+                format!("token={SECRET}\n").as_bytes(),
+            ),
             ("artifacts/out.txt.gz", &gz(SECRET.as_bytes())),
             ("artifacts/notes.txt", b"notes\n"),
         ]));
         let r = redactor();
         let findings = scan(&data[..], &r, ScanLimits::default()).unwrap();
         let mut out = Vec::new();
-        let report = sanitize_tar_gz(&data[..], &mut out, &r, &findings, ScanLimits::default())
-            .unwrap();
+        let report =
+            sanitize_tar_gz(&data[..], &mut out, &r, &findings, ScanLimits::default()).unwrap();
         assert_eq!(report.redacted, ["artifacts/plain.txt"]);
         assert_eq!(report.dropped, ["artifacts/out.txt.gz"]);
         let m = members(&out);
@@ -189,6 +204,10 @@ mod tests {
         assert_eq!(m[2].1, b"notes\n");
         let note = String::from_utf8(m[3].1.clone()).unwrap();
         assert!(note.contains("dropped: artifacts/out.txt.gz"), "{note}");
-        assert!(scan(&out[..], &r, ScanLimits::default()).unwrap().is_empty());
+        assert!(
+            scan(&out[..], &r, ScanLimits::default())
+                .unwrap()
+                .is_empty()
+        );
     }
 }

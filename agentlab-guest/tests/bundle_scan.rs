@@ -30,7 +30,8 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(SECRET.len() as u64);
         h.set_mode(0o644);
-        t.append_data(&mut h, "inner.txt", SECRET.as_bytes()).unwrap();
+        t.append_data(&mut h, "inner.txt", SECRET.as_bytes())
+            .unwrap();
         fs::write(arts.join("leak.tar.gz"), gz(&t.into_inner().unwrap())).unwrap();
         fs::write(arts.join("clean.gz"), gz(b"nothing to see")).unwrap();
         let redactor = Redactor::new(&[SECRET]);

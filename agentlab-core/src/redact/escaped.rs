@@ -217,9 +217,9 @@ fn hex2(hi: Option<u8>, lo: Option<u8>) -> Option<u8> {
 
 fn hex4(text: &[u8], at: usize) -> Option<u32> {
     let digits = text.get(at..at + 4)?;
-    digits.iter().try_fold(0u32, |n, d| {
-        hex_digit(*d).map(|v| n << 4 | u32::from(v))
-    })
+    digits
+        .iter()
+        .try_fold(0u32, |n, d| hex_digit(*d).map(|v| n << 4 | u32::from(v)))
 }
 
 #[cfg(test)]

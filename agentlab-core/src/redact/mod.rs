@@ -33,7 +33,6 @@
 //! [`LineRedactor`] applies the same matching to a stream of lines, holding back just enough
 //! text (the longest pattern) to catch values split across line boundaries.
 
-
 pub mod archive;
 mod escaped;
 mod forms;

@@ -190,4 +190,3 @@ pub(super) fn render(text: &str, mask: &[bool]) -> String {
     }
     out
 }
-

@@ -189,6 +189,7 @@ pub async fn artifact(
                 e.to_string(),
             ),
         })?;
+    let (size, sha256) = crate::artifact_scan::check(&st, &job.id, &name, size, sha256).await?;
     let art = Artifact {
         job: job.id.clone(),
         name: name.clone(),
