@@ -10,9 +10,12 @@
 //!   base64 of a substring depends on its byte offset modulo 3, so the value is encoded with
 //!   0, 1 and 2 bytes of prefix and the edge characters that depend on the neighbouring bytes
 //!   are stripped; the remaining core is matched, in both alphabets;
-//! - percent-encoding: RFC 3986 (`%XX` for everything but `A-Z a-z 0-9 - . _ ~`), JavaScript
-//!   `encodeURIComponent` (also keeps `! ' ( ) *`), HTML form encoding (space as `+`), and
-//!   every-byte-encoded, each with upper- and lower-case hex digits.
+//! - hex, lower- and upper-case;
+//! - the value with any of its bytes escaped, in any mix: percent-encoding in
+//!   every variant (any hex case, `+` for space as in Python `quote_plus` and HTML forms,
+//!   `~` kept or `%7E`, double `%25XX`, `%uXXXX`), JSON/JavaScript/Python/C string escapes
+//!   (`\"`, `\\`, `\uXXXX` with surrogate pairs, `\xHH`, octal), shell quoting (backslash
+//!   before punctuation, `'\''`) and HTML character references.
 //!
 //! Matching ignores line breaks: text is searched with `\r` and `\n` removed, so a value that
 //! was wrapped over two lines (or a multi-line value such as an SSH key printed line by line) is
@@ -23,15 +26,14 @@
 //! short values (`"1"`, `"true"`, `"main"`) would redact innocent text everywhere and make logs
 //! useless. Keep real secrets long.
 //!
-//! **Not caught:** other encodings (hex, JSON/shell escaping, gzip, mixed-case
-//! percent-encoding within one value, base64 wrapped *inside* the encoded form with
-//! characters other than line breaks), partial values (a prefix of a token), and the two or
-//! three edge characters of an embedded base64 form (they carry a few bits of the value).
-//! A multi-field value (for example a whole `settings.json`) is only redacted as a whole;
-//! put keys that may be printed on their own into separate values.
+//! **Not caught:** base64/hex of an escaped form, hex with separators, UTF-16, partial values
+//! (a prefix of a token), and the two or three edge characters of an embedded base64 form
+//! (they carry a few bits of the value). A multi-field value (for example a whole
+//! `settings.json`) is only redacted as a whole; put keys that may be printed on their own
+//! into separate values. Compressed data is not text: [`archive`] scans gzip/tar content.
 //!
 //! [`LineRedactor`] applies the same matching to a stream of lines, holding back just enough
-//! text (the longest pattern) to catch values split across line boundaries.
+//! text (the longest possible match) to catch values split across line boundaries.
 
 pub mod archive;
 mod escaped;
