@@ -138,14 +138,12 @@ fn unicode(
     // A surrogate pair: the low half follows with the same introducer.
     if (0xD800..0xDC00).contains(&unit)
         && text.get(at + 4..at + 4 + prefix) == text.get(at - prefix..at)
+        && let Some(low) = hex4(text, at + 4 + prefix)
+        && (0xDC00..0xE000).contains(&low)
     {
-        if let Some(low) = hex4(text, at + 4 + prefix)
-            && (0xDC00..0xE000).contains(&low)
-        {
-            let cp = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
-            if u32::from(ch) == cp {
-                push(ch.len_utf8(), 2 * len);
-            }
+        let cp = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+        if u32::from(ch) == cp {
+            push(ch.len_utf8(), 2 * len);
         }
     }
 }

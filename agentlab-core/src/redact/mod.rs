@@ -1,7 +1,7 @@
 //! Redaction of secret values in text and in line streams.
 //!
 //! A [`Redactor`] is built from the secret values of a bundle
-//! ([`SecretBundle::values`]) and replaces every occurrence of
+//! ([`SecretBundle::values`](crate::SecretBundle::values)) and replaces every occurrence of
 //! each value — and of its common encodings — with [`PLACEHOLDER`]:
 //!
 //! - the raw value;
