@@ -20,27 +20,44 @@ pub(super) fn can_start(first: u8, t: u8) -> bool {
     t == first || matches!(t, b'%' | b'+' | b'\\' | b'\'' | b'&')
 }
 
+/// Text positions reached after matching a prefix of the value; a handful at most (each
+/// alternative spelling of a byte adds one), extra ones are dropped.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    n: usize,
+    pos: [usize; 8],
+}
+
+impl Slot {
+    fn add(&mut self, p: usize) {
+        if !self.pos[..self.n].contains(&p) && self.n < self.pos.len() {
+            self.pos[self.n] = p;
+            self.n += 1;
+        }
+    }
+}
+
+/// A step advances the value by at most 4 bytes (one UTF-8 character): a ring of 5 slots.
+const RING: usize = 5;
+
 /// End (exclusive) of the longest match of `value` in `text` starting at `at`, if any.
 pub(super) fn match_at(value: &[u8], text: &[u8], at: usize) -> Option<usize> {
-    // states[j]: text positions reached after matching value[..j].
-    let mut states: Vec<Vec<usize>> = vec![Vec::new(); value.len() + 1];
-    states[0].push(at);
+    // ring[j % RING]: text positions reached after matching value[..j].
+    let mut ring = [Slot::default(); RING];
+    ring[0].add(at);
     for j in 0..value.len() {
-        let here = std::mem::take(&mut states[j]);
-        for i in here {
+        let here = std::mem::take(&mut ring[j % RING]);
+        for &i in &here.pos[..here.n] {
             steps(value, j, text, i, &mut |dj, di| {
-                let slot = &mut states[j + dj];
-                if !slot.contains(&(i + di)) {
-                    slot.push(i + di);
-                }
+                ring[(j + dj) % RING].add(i + di);
             });
         }
-        // A step advances the value by at most 4 bytes (one UTF-8 character).
-        if states[j + 1..].iter().take(4).all(Vec::is_empty) {
+        if ring.iter().all(|s| s.n == 0) {
             return None;
         }
     }
-    states[value.len()].iter().max().copied()
+    let last = ring[value.len() % RING];
+    last.pos[..last.n].iter().max().copied()
 }
 
 /// Calls `push(value_bytes, text_bytes)` for every way `text[i..]` can spell `value[j..]`'s next
