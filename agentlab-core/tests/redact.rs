@@ -115,6 +115,208 @@ mod tests {
         assert_eq!(out, format!("q={PLACEHOLDER}"));
     }
 
+    /// A secret with a space, `~`, `/`, quotes, a backslash and non-ASCII: every encoder
+    /// below changes it.
+    const WIDE: &str = "pa ss~wo/rd\"q'x\\é-end";
+
+    /// `(what, encoded)` for every encoding the runner or common tools produce.
+    fn encodings(secret: &str) -> Vec<(String, String)> {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        const PY_QUOTE: &AsciiSet = &RFC3986.remove(b'/');
+        let mut out = vec![
+            ("raw".to_owned(), secret.to_owned()),
+            ("base64".to_owned(), STANDARD.encode(secret)),
+            ("base64 no pad".to_owned(), STANDARD_NO_PAD.encode(secret)),
+            ("base64url".to_owned(), URL_SAFE.encode(secret)),
+            (
+                "base64url no pad".to_owned(),
+                URL_SAFE_NO_PAD.encode(secret),
+            ),
+            ("hex".to_owned(), hex::encode(secret)),
+            ("HEX".to_owned(), hex::encode_upper(secret)),
+            (
+                "form (WHATWG, ~ as %7E)".to_owned(),
+                form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            ),
+            (
+                "rfc3986".to_owned(),
+                utf8_percent_encode(secret, RFC3986).to_string(),
+            ),
+            (
+                "python quote".to_owned(),
+                utf8_percent_encode(secret, PY_QUOTE).to_string(),
+            ),
+            (
+                "python quote_plus".to_owned(),
+                utf8_percent_encode(secret, RFC3986)
+                    .to_string()
+                    .replace("%20", "+"),
+            ),
+            (
+                "every byte, lower".to_owned(),
+                secret.bytes().map(|b| format!("%{b:02x}")).collect(),
+            ),
+            (
+                "mixed-case hex digits".to_owned(),
+                secret
+                    .bytes()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let h = format!("%{b:02x}");
+                        if i % 2 == 0 { h.to_uppercase() } else { h }
+                    })
+                    .collect(),
+            ),
+            (
+                "double percent-encoding".to_owned(),
+                utf8_percent_encode(secret, RFC3986)
+                    .to_string()
+                    .replace('%', "%25"),
+            ),
+            ("json".to_owned(), {
+                let j = serde_json::to_string(secret).unwrap();
+                j[1..j.len() - 1].to_owned()
+            }),
+            (
+                "json \\u00XX".to_owned(),
+                secret
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_string()
+                        } else {
+                            format!("\\u{:04x}", u32::from(c))
+                        }
+                    })
+                    .collect(),
+            ),
+            (
+                "\\x escapes".to_owned(),
+                secret.bytes().map(|b| format!("\\x{b:02X}")).collect(),
+            ),
+            (
+                "shell backslash".to_owned(),
+                secret
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || !c.is_ascii() {
+                            c.to_string()
+                        } else {
+                            format!("\\{c}")
+                        }
+                    })
+                    .collect(),
+            ),
+            (
+                "shell single quotes".to_owned(),
+                format!("'{}'", secret.replace('\'', "'\\''")),
+            ),
+            (
+                "html".to_owned(),
+                secret
+                    .replace('&', "&amp;")
+                    .replace('"', "&quot;")
+                    .replace('\'', "&#39;")
+                    .replace('<', "&lt;"),
+            ),
+        ];
+        out.dedup_by(|a, b| a.1 == b.1);
+        out
+    }
+
+    #[test]
+    fn every_common_encoding_is_replaced() {
+        let r = Redactor::new(&[WIDE, SECRET]);
+        for secret in [WIDE, SECRET] {
+            for (what, encoded) in encodings(secret) {
+                let out = r.redact(&format!("k={encoded}&more"));
+                let inner = encoded.trim_matches('\'');
+                assert!(
+                    !out.contains(inner) && out.contains(PLACEHOLDER),
+                    "{what} of {secret:?} survived: {out}"
+                );
+                // Wrapped over lines too (a logger or `base64 -w`).
+                let mut mid = encoded.len() / 2;
+                while !encoded.is_char_boundary(mid) {
+                    mid += 1;
+                }
+                let (a, b) = encoded.split_at(mid);
+                let out = r.redact(&format!("{a}\n{b}"));
+                assert!(!out.contains(inner), "{what} wrapped: {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn python_quote_plus_and_quote_are_replaced() {
+        // The reported case: form encoding of a secret with a space and `~`, produced by the
+        // real tools.
+        let secret = "form secret~with space";
+        let r = Redactor::new(&[secret]);
+        let Ok(out) = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys,urllib.parse as u; s=sys.argv[1]; \
+                 print(u.quote_plus(s)); print(u.quote(s)); print(u.quote(s, safe='')); \
+                 print(u.urlencode({'k': s})); print(s.encode().hex()); \
+                 import json; print(json.dumps(s)); print(repr(s.encode()))",
+                secret,
+            ])
+            .output()
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "python3 is required in CI"
+            );
+            eprintln!("SKIP python_quote_plus_and_quote_are_replaced: no python3");
+            return;
+        };
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 7, "{text}");
+        assert!(text.contains("form+secret~with+space"), "{text}");
+        let red = r.redact(&text);
+        for line in red.lines() {
+            assert!(line.contains(PLACEHOLDER), "{line:?} in {red}");
+            assert!(!line.contains("secret"), "{line:?} in {red}");
+        }
+    }
+
+    #[test]
+    fn base64_of_the_secret_at_every_offset_of_a_stream() {
+        let r = Redactor::new(&[WIDE]);
+        for pre in 0..6 {
+            let blob = format!("{}{WIDE}{}", "p".repeat(pre), "s".repeat(pre % 4));
+            let encoded = STANDARD.encode(&blob);
+            let out = r.redact(&encoded);
+            // The groups made only of secret bytes are gone.
+            let (g0, g1) = (pre.div_ceil(3), (pre + WIDE.len()) / 3);
+            let core = &encoded[g0 * 4..g1 * 4];
+            for w in core.as_bytes().windows(8) {
+                let w = std::str::from_utf8(w).unwrap();
+                assert!(!out.contains(w), "offset {pre}: {w} in {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn decoded_but_different_text_is_not_redacted() {
+        // Escapes that decode to something else are left alone.
+        let r = Redactor::new(&["secret-value"]);
+        for text in [
+            "secret%2Dvaluf",
+            "secret\\-valu",
+            "secret+value",
+            "736563726574",
+        ] {
+            assert_eq!(r.redact(text), text);
+        }
+    }
+
     #[test]
     fn value_split_across_lines_in_one_text() {
         let (a, b) = SECRET.split_at(9);

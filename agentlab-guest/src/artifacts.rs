@@ -161,14 +161,14 @@ fn append(tar: &mut Tar, name: &str, data: &[u8]) -> io::Result<()> {
     tar.get_mut().flush()
 }
 
-/// Redacted text, the unchanged bytes of a binary without secrets, or `None`.
+/// Redacted text, the unchanged bytes of a binary (or archive) without secrets, or `None`.
 fn redact_bytes(redactor: &Redactor, raw: Vec<u8>) -> Option<Vec<u8>> {
     match String::from_utf8(raw) {
         Ok(text) => Some(redactor.redact(&text).into_bytes()),
         Err(e) => {
+            // Binary: also unpacks gzip/tar (nested) so a compressed secret is caught.
             let raw = e.into_bytes();
-            let lossy = String::from_utf8_lossy(&raw);
-            (redactor.redact(&lossy) == lossy).then_some(raw)
+            (!agentlab_core::redact::archive::bytes_contain_secret(&raw, redactor)).then_some(raw)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `agentlabd`: the AgentLab daemon. Owns state, leases, secrets and the hypervisor; serves the
 //! control API on a Unix socket and the guest API on TCP.
 
+mod artifact_scan;
 mod artifacts;
 mod control;
 mod guest;

@@ -221,6 +221,7 @@ pub async fn artifact(
                 e.to_string(),
             ),
         })?;
+    let (size, sha256) = crate::artifact_scan::check(&st, &job.id, &name, size, sha256).await?;
     // The same content again (a retried upload) is accepted without a second record.
     let known = st
         .lab
