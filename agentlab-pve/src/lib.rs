@@ -10,11 +10,14 @@
 pub mod client;
 mod create;
 pub mod doctor;
+mod doctor_nodes;
 pub mod error;
 mod from_config;
 mod hypervisor_impl;
 pub mod lifecycle;
 pub mod options;
+mod place;
+pub mod placement;
 pub mod privileges;
 mod pve;
 #[cfg(feature = "sim")]
