@@ -5,6 +5,7 @@
 mod actions;
 pub mod alloc;
 pub mod error;
+mod half_made;
 mod jobs;
 mod lab;
 mod provision;

@@ -1,7 +1,8 @@
 //! Failure handling and teardown: what AgentLab created is removed, nothing else.
 //!
 //! `teardown` removes, in order, the firewall entries, the workspace attachment, the bootstrap
-//! tokens and — only when `vm_created` is set — the VM. Each removal records a `teardown`
+//! tokens and the VM (when `vm_created` is set, or — for a create that may have begun — the
+//! half-made VM the hypervisor has at that id, see `half_made`). Each removal records a `teardown`
 //! event; a failed removal is recorded and leaves the flag set so the lease loop retries.
 
 use std::sync::Arc;
@@ -98,6 +99,8 @@ impl Lab {
             } else {
                 clean = false;
             }
+        } else if crate::engine::half_made::create_may_have_begun(sb.state) {
+            clean &= self.destroy_half_made(sb).await;
         }
         if let Err(e) = self.save(sb).await {
             tracing::error!(sandbox = %vmid, error = %chain(&e), "could not save teardown result");
@@ -106,7 +109,7 @@ impl Lab {
         clean
     }
 
-    async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
+    pub(crate) async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
         let h = &self.deps.hypervisor;
         match h.status(vmid).await {
             Ok(crate::hypervisor::PowerState::Stopped) => {}
