@@ -239,6 +239,14 @@ impl Lab {
             "VM id {old} is taken outside AgentLab; continuing as sandbox {new}"
         ));
         let why = sb.last_error.clone().unwrap_or_default();
+        // On the old id's stream, so a client following it can switch to the new sandbox.
+        self.event(
+            NewEvent::new(self.now(), EventKind::SandboxRequested, why.clone())
+                .sandbox(old)
+                .job(sb.job.clone())
+                .payload(serde_json::json!({"replaced_by": new.get()})),
+        )
+        .await;
         self.transition(&mut sb, SandboxState::Destroyed, &why)
             .await?;
         if let Some(job_id) = &sb.job {
