@@ -3,7 +3,7 @@
 //! Proxmox VE backend for AgentLab: [`ProxmoxHypervisor`] implements
 //! [`agentlab_core::hypervisor::Hypervisor`] over the PVE REST API with an API token, and
 //! [`doctor()`] checks a PVE setup. With feature `sim`, [`sim`] is a PVE API simulator that
-//! validates every request against the official schema (`shared/pve/apidoc.json`).
+//! validates every request against the official schema (the subset in `agentlab-pve/schema/`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
