@@ -152,6 +152,21 @@ async fn clone_already_exists_retries_with_the_next_id() {
     let new = r.lab.sandbox(Vmid::new(9101).unwrap()).await.unwrap();
     assert_eq!(new.state, SandboxState::Ready);
     assert_eq!(r.hv.owned_vm_ids(), vec![new.vmid]);
+    // A client following the old id learns where the request went.
+    let events = r
+        .lab
+        .events(&agentlab_core::EventQuery {
+            sandbox: Some(sb.vmid),
+            ..agentlab_core::EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.payload.get("replaced_by").and_then(|v| v.as_u64()) == Some(9101)),
+        "{events:#?}"
+    );
 }
 
 #[tokio::test]

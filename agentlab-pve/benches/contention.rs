@@ -3,8 +3,8 @@
 //! destroyed. Reports wall time per batch; the backend's counters (lock retries, clone permit
 //! waits, task polls) are printed once per run so the retry/back-off behaviour is visible.
 //!
-//! Run: `cargo bench -p agentlab-pve --features sim --bench contention` (needs
-//! `../shared/pve/apidoc.json`; prints a skip message without it).
+//! Run: `cargo bench -p agentlab-pve --features sim --bench contention` (uses the schema
+//! subset in `agentlab-pve/schema/`; prints a skip message without it).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

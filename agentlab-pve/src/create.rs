@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::client::{Counter, Params, b};
 use crate::error::PveError;
+use crate::place::Reservation;
 use crate::pve::ProxmoxHypervisor;
 
 /// Percent-encodes strictly as PVE's `urlencoded` format demands (space → `%20`, …).
@@ -111,19 +112,15 @@ impl ProxmoxHypervisor {
             Ok(_) => {}
         }
         let vms = self.cluster_vms().await?;
-        let template = vms
-            .iter()
-            .find(|v| v.vmid == spec.template_vmid)
-            .ok_or_else(|| {
-                HypervisorError::NotFound(format!("template VM {}", spec.template_vmid))
-            })?;
-        let target = self.pick_node(spec.node.as_deref()).await?;
+        let (plan, _node_permit) = self.place(spec, &vms).await?;
+        let _reservation = Reservation::new(self, &plan.node, spec.resources.memory_mb);
+        let target = plan.node.clone();
         let mut params: Params = vec![
             ("newid", vmid.to_string()),
             ("name", spec.name.clone()),
             ("full", b(spec.full_clone)),
         ];
-        if target != template.node {
+        if target != plan.source_node {
             params.push(("target", target.clone()));
         }
         if spec.full_clone {
@@ -133,9 +130,12 @@ impl ProxmoxHypervisor {
             params.push(("pool", pool.clone()));
         }
         params.push(("description", description(&spec.profile)));
-        let path = format!("/nodes/{}/qemu/{}/clone", template.node, spec.template_vmid);
+        let path = format!(
+            "/nodes/{}/qemu/{}/clone",
+            plan.source_node, plan.source_vmid
+        );
         let call = format!("POST {path}");
-        let permits = self.clone_permits(spec.template_vmid);
+        let permits = self.clone_permits(plan.source_vmid);
         let permit = match std::sync::Arc::clone(&permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -174,7 +174,7 @@ impl ProxmoxHypervisor {
             self.forget_node(vmid);
             return Err(e.into());
         }
-        tracing::info!(sandbox = %spec.vmid, node = %target, template = spec.template_vmid, "PVE clone created");
+        tracing::info!(sandbox = %spec.vmid, node = %target, source = plan.source_vmid, template = spec.template_vmid, "PVE clone created");
         Ok(VmHandle {
             vmid: spec.vmid,
             node: target,

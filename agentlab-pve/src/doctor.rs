@@ -1,6 +1,7 @@
 //! `agentlab doctor` for the PVE backend: reachability and version, the template (a template,
-//! guest agent, cloud-init drive), storage content types, bridge, snippets directory and the
-//! token's privileges (`/access/permissions`) against the documented minimal set.
+//! guest agent, cloud-init drive), storage content types, bridge, snippets directory, the
+//! token's privileges (`/access/permissions`) against the documented minimal set, and per
+//! node its health, capacity and whether placement can use it.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{Api, Params, lenient_u64};
+use crate::doctor_nodes::{check_bridge, check_nodes};
 use crate::options::{BootstrapDelivery, PveOptions};
 use crate::privileges::{PrivilegeContext, missing, requirements};
 
@@ -24,7 +26,7 @@ pub struct CheckResult {
     pub fix: Option<String>,
 }
 
-fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
+pub(crate) fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
     CheckResult {
         name: name.into(),
         ok: true,
@@ -33,7 +35,7 @@ fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
     }
 }
 
-fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> CheckResult {
+pub(crate) fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> CheckResult {
     CheckResult {
         name: name.into(),
         ok: false,
@@ -198,29 +200,10 @@ pub async fn doctor(opts: &PveOptions, template_vmid: u32) -> Vec<CheckResult> {
             out.push(check_snippets(opts, &storages));
         }
         if let Some(bridge) = &opts.bridge {
-            let nets = api
-                .get(
-                    &format!("/nodes/{node}/network"),
-                    &vec![("type", "any_bridge".to_owned())],
-                )
-                .await
-                .unwrap_or(Value::Null);
-            let found = nets
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|n| n.get("iface").and_then(Value::as_str) == Some(bridge));
-            out.push(if found {
-                pass("bridge", format!("{bridge} exists on {node}"))
-            } else {
-                fail(
-                    "bridge",
-                    format!("{bridge} not found on {node}"),
-                    format!("create bridge {bridge} (agentlab net setup) on every node"),
-                )
-            });
+            out.push(check_bridge(&api, &node, bridge).await);
         }
     }
+    out.extend(check_nodes(&api, opts, template_vmid).await);
     out.push(check_privileges(&api, opts, template_vmid, major).await);
     out
 }

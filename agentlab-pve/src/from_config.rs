@@ -43,6 +43,7 @@ impl PveOptions {
         o.snippets_storage.clone_from(&pve.snippets_storage);
         o.snippets_dir = pve.snippets_storage.as_deref().map(default_snippets_dir);
         o.max_concurrent_clones = usize::try_from(pve.max_concurrent_clones.max(1)).unwrap_or(1);
+        o.max_clones_per_node = usize::try_from(pve.max_clones_per_node.max(1)).unwrap_or(1);
         o.agent_subnet = ipnet::IpNet::V4(cfg.network.subnet);
         o.bridge = Some(cfg.network.bridge.clone());
         Ok(o)

@@ -3,18 +3,21 @@
 //! Proxmox VE backend for AgentLab: [`ProxmoxHypervisor`] implements
 //! [`agentlab_core::hypervisor::Hypervisor`] over the PVE REST API with an API token, and
 //! [`doctor()`] checks a PVE setup. With feature `sim`, [`sim`] is a PVE API simulator that
-//! validates every request against the official schema (`shared/pve/apidoc.json`).
+//! validates every request against the official schema (the subset in `agentlab-pve/schema/`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod client;
 mod create;
 pub mod doctor;
+mod doctor_nodes;
 pub mod error;
 mod from_config;
 mod hypervisor_impl;
 pub mod lifecycle;
 pub mod options;
+mod place;
+pub mod placement;
 pub mod privileges;
 mod pve;
 #[cfg(feature = "sim")]

@@ -129,6 +129,10 @@ pub struct PveOptions {
     /// Concurrent clones per template.
     #[serde(default = "default_max_clones")]
     pub max_concurrent_clones: usize,
+    /// Concurrent clone tasks per node (PVE runs 3 API workers per node; placement prefers
+    /// another usable node, else waits, so the web UI keeps a worker).
+    #[serde(default = "default_max_clones")]
+    pub max_clones_per_node: usize,
     /// Reserved VM id owning workspace volumes (never a VM; reported by `used_ids`).
     #[serde(default = "default_holder")]
     pub volume_holder_vmid: u32,
@@ -168,6 +172,7 @@ impl PveOptions {
             bridge: None,
             pool: None,
             max_concurrent_clones: default_max_clones(),
+            max_clones_per_node: default_max_clones(),
             volume_holder_vmid: default_holder(),
             tag: default_tag(),
             ciuser: None,

@@ -27,6 +27,47 @@ pub struct ClusterVm {
     pub template: bool,
     /// Tags (`;`-separated in PVE).
     pub tags: Vec<String>,
+    /// Name (empty while PVE has no RRD data for it).
+    pub name: String,
+    /// Config lock (`clone`, `backup`, …).
+    pub lock: Option<String>,
+}
+
+/// The qemu entries of a `/cluster/resources?type=vm` answer.
+pub(crate) fn parse_cluster_vms(list: &Value) -> Vec<ClusterVm> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("type").and_then(Value::as_str) == Some("qemu"))
+        .filter_map(|v| {
+            Some(ClusterVm {
+                vmid: u32::try_from(lenient_u64(v.get("vmid")?)?).ok()?,
+                node: v.get("node")?.as_str()?.to_owned(),
+                status: v
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                template: v.get("template").and_then(lenient_u64) == Some(1),
+                tags: v
+                    .get("tags")
+                    .and_then(Value::as_str)
+                    .map(|t| {
+                        t.split([';', ',', ' '])
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                name: v
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                lock: v.get("lock").and_then(Value::as_str).map(str::to_owned),
+            })
+        })
+        .collect()
 }
 
 /// The Proxmox VE backend.
@@ -35,15 +76,17 @@ pub struct ProxmoxHypervisor {
     pub(crate) api: Api,
     pub(crate) opts: PveOptions,
     clone_permits: Mutex<HashMap<u32, Arc<Semaphore>>>,
+    node_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub(crate) reserved: Mutex<std::collections::BTreeMap<String, u64>>,
     nodes: Mutex<HashMap<u32, String>>,
 }
 
 impl ProxmoxHypervisor {
     /// Builds the backend (no network traffic yet).
     pub fn new(opts: PveOptions) -> Result<Self, PveError> {
-        if opts.max_concurrent_clones == 0 {
+        if opts.max_concurrent_clones == 0 || opts.max_clones_per_node == 0 {
             return Err(PveError::Setup(
-                "max_concurrent_clones must be at least 1".into(),
+                "max_concurrent_clones and max_clones_per_node must be at least 1".into(),
             ));
         }
         let api = Api::new(&opts)?;
@@ -51,6 +94,8 @@ impl ProxmoxHypervisor {
             api,
             opts,
             clone_permits: Mutex::default(),
+            node_permits: Mutex::default(),
+            reserved: Mutex::default(),
             nodes: Mutex::default(),
         })
     }
@@ -76,6 +121,18 @@ impl ProxmoxHypervisor {
         )
     }
 
+    /// The clone-task permits of one node (`max_clones_per_node`).
+    pub(crate) fn node_permits(&self, node: &str) -> Arc<Semaphore> {
+        let mut map = self
+            .node_permits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            map.entry(node.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.opts.max_clones_per_node))),
+        )
+    }
+
     pub(crate) fn remember_node(&self, vmid: u32, node: &str) {
         self.nodes
             .lock()
@@ -96,34 +153,7 @@ impl ProxmoxHypervisor {
             .api
             .get("/cluster/resources", &vec![("type", "vm".to_owned())])
             .await?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|v| v.get("type").and_then(Value::as_str) == Some("qemu"))
-            .filter_map(|v| {
-                Some(ClusterVm {
-                    vmid: u32::try_from(lenient_u64(v.get("vmid")?)?).ok()?,
-                    node: v.get("node")?.as_str()?.to_owned(),
-                    status: v
-                        .get("status")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                        .to_owned(),
-                    template: v.get("template").and_then(lenient_u64) == Some(1),
-                    tags: v
-                        .get("tags")
-                        .and_then(Value::as_str)
-                        .map(|t| {
-                            t.split([';', ',', ' '])
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-            })
-            .collect())
+        Ok(parse_cluster_vms(&list))
     }
 
     /// The node `vmid` lives on (cached; `NotFound` when absent).

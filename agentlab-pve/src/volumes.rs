@@ -5,6 +5,8 @@
 //! `delete=scsi1` of a foreign-owned volume just unlinks it, so neither destroying a sandbox
 //! nor detaching ever frees a workspace. Destroy additionally unlinks holder-owned disks first.
 
+use std::time::Duration;
+
 use agentlab_core::hypervisor::{HypervisorError, ManagedVm, PowerState, VolumeId};
 use agentlab_core::ids::{Vmid, WorkspaceId};
 use serde_json::Value;
@@ -64,6 +66,14 @@ impl ProxmoxHypervisor {
                 other => break other?,
             }
         };
+        let config = if config.get("lock").and_then(Value::as_str) == Some("clone") {
+            match self.wait_clone_lock(&node, vmid).await? {
+                Some(c) => c,
+                None => return Err(HypervisorError::NotFound(format!("VM {vmid}"))),
+            }
+        } else {
+            config
+        };
         if !self.is_ours(&config) {
             return Err(PveError::Refused(format!(
                 "VM {vmid} does not carry the '{}' tag; AgentLab will not destroy it",
@@ -104,6 +114,40 @@ impl ProxmoxHypervisor {
         }
         tracing::info!(sandbox = vmid, node = %node, "PVE VM destroyed");
         Ok(())
+    }
+
+    /// A VM locked by a clone task still running (e.g. started by a daemon that crashed):
+    /// waits until the task ends, up to the task timeout. Returns the final config, or `None`
+    /// when the clone failed and PVE removed the VM.
+    async fn wait_clone_lock(&self, node: &str, vmid: u32) -> Result<Option<Value>, PveError> {
+        let deadline =
+            std::time::Instant::now() + Duration::from_millis(self.opts.poll.task_timeout_ms);
+        let mut interval = Duration::from_millis(self.opts.poll.task_interval_ms.max(1));
+        tracing::info!(
+            sandbox = vmid,
+            node,
+            "VM is locked by a running clone; waiting for it"
+        );
+        loop {
+            match self.vm_config(node, vmid).await {
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e),
+                Ok(c) if c.get("lock").and_then(Value::as_str) != Some("clone") => {
+                    return Ok(Some(c));
+                }
+                Ok(_) if std::time::Instant::now() > deadline => {
+                    return Err(PveError::Timeout {
+                        call: format!("GET /nodes/{node}/qemu/{vmid}/config"),
+                        what: format!("the clone task creating VM {vmid} to finish"),
+                    });
+                }
+                Ok(_) => {}
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_millis(
+                self.opts.poll.task_max_interval_ms.max(1),
+            ));
+        }
     }
 
     pub(crate) async fn do_list_managed(&self) -> Result<Vec<ManagedVm>, HypervisorError> {

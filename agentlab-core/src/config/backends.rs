@@ -58,6 +58,10 @@ pub struct PveConfig {
     /// Clones running at once (default 4).
     #[serde(default = "default_max_clones")]
     pub max_concurrent_clones: u32,
+    /// Clone tasks running at once on one node (default 3); `node: auto` places new sandboxes
+    /// on another usable node, or waits, when a node is at the limit.
+    #[serde(default = "default_clones_per_node")]
+    pub max_clones_per_node: u32,
 }
 
 fn default_node() -> String {
@@ -70,6 +74,10 @@ fn default_storage() -> String {
 
 fn default_max_clones() -> u32 {
     4
+}
+
+fn default_clones_per_node() -> u32 {
+    3
 }
 
 impl std::fmt::Debug for PveConfig {
@@ -91,6 +99,7 @@ impl std::fmt::Debug for PveConfig {
             .field("snippets_storage", &self.snippets_storage)
             .field("bootstrap", &self.bootstrap)
             .field("max_concurrent_clones", &self.max_concurrent_clones)
+            .field("max_clones_per_node", &self.max_clones_per_node)
             .finish()
     }
 }

@@ -280,5 +280,10 @@ fn validate_pve(p: &PveConfig) -> Result<(), Violation> {
         p.max_concurrent_clones >= 1,
         "pve.max_concurrent_clones",
         || "must be at least 1".to_owned(),
+    )?;
+    check(
+        p.max_clones_per_node >= 1,
+        "pve.max_clones_per_node",
+        || "must be at least 1".to_owned(),
     )
 }

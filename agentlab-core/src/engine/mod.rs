@@ -8,6 +8,7 @@ mod bootstrap;
 mod destroy;
 pub mod error;
 mod firewall_watch;
+mod half_made;
 mod jobs;
 mod lab;
 mod provision;

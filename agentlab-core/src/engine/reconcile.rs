@@ -6,6 +6,8 @@
 //!   AgentLab's marker: ids are only ever handed to AgentLab's own clones) and the sandbox
 //!   becomes FAILED. A QUEUED job whose deadline has not passed gets a new sandbox.
 //! - DESTROYING: a destroy had begun; [`Lab::tick`] (run last) finishes it.
+//! - FAILED / TIMEOUT without `vm_created` whose id the hypervisor reports in use: a create
+//!   that never reported back may have left a half-made VM; it is destroyed if it is ours.
 //! - Any other live state whose VM the hypervisor no longer has becomes DESTROYED, with an
 //!   event; its unfinished job FAILED.
 //! - Finally [`Lab::tick`] fires whatever expired while the daemon was down.
@@ -43,6 +45,18 @@ impl Lab {
             .into_iter()
             .map(|m| m.vmid.get())
             .collect();
+        let used: HashSet<u32> = self
+            .deps
+            .hypervisor
+            .used_ids()
+            .await
+            .map_err(|source| EngineError::Hypervisor {
+                call: "used_ids",
+                source,
+            })?
+            .into_iter()
+            .map(|v| v.get())
+            .collect();
         if self.settings.manage_firewall {
             self.firewall_base().await?;
         }
@@ -62,6 +76,18 @@ impl Lab {
                 SandboxState::Provisioning | SandboxState::Booting => {
                     self.clean_in_flight(sb.vmid, managed.contains(&sb.vmid.get()))
                         .await?;
+                }
+                SandboxState::Failed | SandboxState::Timeout
+                    if !sb.vm_created && used.contains(&sb.vmid.get()) =>
+                {
+                    // A create that never reported back may have left a VM at this id.
+                    let lock = self.lock_for(sb.vmid);
+                    let _g = lock.lock().await;
+                    let mut sb = self.deps.store.get_sandbox(sb.vmid).await?;
+                    if sb.vm_created || self.destroy_half_made(&mut sb).await {
+                        continue;
+                    }
+                    self.save(&mut sb).await?;
                 }
                 _ if sb.vm_created && !managed.contains(&sb.vmid.get()) => {
                     self.mark_lost(sb.vmid).await?;

@@ -1,9 +1,10 @@
 //! Failure handling and teardown: what AgentLab created is removed, nothing else.
 //!
 //! `teardown` removes, in the reverse order of provisioning, the bootstrap tokens, the VM's
-//! power (stop), the workspace attachment, the VM (only when `vm_created` is set) and last the
-//! firewall entries. Each removal records a `teardown` event; a failed removal is recorded and
-//! leaves the flag set so a destroy retries it (see `destroy.rs`).
+//! power (stop), the workspace attachment, the VM (when `vm_created` is set, or — for a create
+//! that may have begun — the half-made VM the hypervisor has at that id, see `half_made`) and
+//! last the firewall entries. Each removal records a `teardown` event; a failed removal is
+//! recorded and leaves the flag set so a destroy retries it (see `destroy.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,12 @@ impl Lab {
             {
                 sb.vm_created = false;
             }
+        } else if crate::engine::half_made::create_may_have_begun(sb.state)
+            && !self.destroy_half_made(sb).await
+        {
+            left.push(format!(
+                "vm (destroy): a half-made VM {vmid} is still there"
+            ));
         }
         if self.settings.manage_firewall && sb.ip.is_some() && !sb.vm_created {
             crate::fail_point!("destroy:firewall");
@@ -153,7 +160,7 @@ impl Lab {
         }
     }
 
-    async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
+    pub(crate) async fn destroy_vm(&self, vmid: Vmid, grace: Duration) -> Result<(), EngineError> {
         let h = &self.deps.hypervisor;
         match h.status(vmid).await {
             Ok(crate::hypervisor::PowerState::Stopped) => {}
@@ -245,6 +252,14 @@ impl Lab {
             "VM id {old} is taken outside AgentLab; continuing as sandbox {new}"
         ));
         let why = sb.last_error.clone().unwrap_or_default();
+        // On the old id's stream, so a client following it can switch to the new sandbox.
+        self.event(
+            NewEvent::new(self.now(), EventKind::SandboxRequested, why.clone())
+                .sandbox(old)
+                .job(sb.job.clone())
+                .payload(serde_json::json!({"replaced_by": new.get()})),
+        )
+        .await;
         self.transition(&mut sb, SandboxState::Destroyed, &why)
             .await?;
         if let Some(job_id) = &sb.job {

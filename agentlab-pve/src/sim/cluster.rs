@@ -28,6 +28,13 @@ pub fn version(inner: &SimInner) -> HResult {
 pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
     let ty = ctx.get("type");
     let mut out = Vec::new();
+    let online: Vec<(String, bool)> = inner
+        .config
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), inner.node_online(&n.name)))
+        .collect();
+    let is_online = |node: &str| online.iter().any(|(n, on)| n == node && *on);
     let st = inner.state();
     if ty.is_none_or(|t| t == "vm") {
         for (id, vm) in st
@@ -36,6 +43,7 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
             .filter(|(id, _)| !inner.config.invisible_vms.contains(id))
         {
             let status = match (vm.config.get("lock"), vm.power) {
+                _ if !is_online(&vm.node) => "unknown",
                 (Some(l), _) if l == "clone" => "unknown",
                 (_, Power::Stopped) => "stopped",
                 _ => "running",
@@ -57,7 +65,7 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
         for n in &inner.config.nodes {
             out.push(json!({
                 "id": format!("node/{}", n.name), "type": "node", "node": n.name,
-                "status": if n.online { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": n.mem, "maxcpu": 16,
+                "status": if is_online(&n.name) { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": n.mem, "maxcpu": 16,
             }));
         }
     }
@@ -68,7 +76,7 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
                 out.push(json!({
                     "id": format!("storage/{}/{}", n.name, s.id), "type": "storage", "storage": s.id, "node": n.name,
                     "content": s.content.join(","), "shared": u8::from(s.shared), "maxdisk": s.total, "disk": used,
-                    "status": "available", "plugintype": s.kind,
+                    "status": if is_online(&n.name) { "available" } else { "unknown" }, "plugintype": s.kind,
                 }));
             }
         }
@@ -106,7 +114,7 @@ pub fn nodes(inner: &SimInner) -> HResult {
         .config
         .nodes
         .iter()
-        .map(|n| json!({"node": n.name, "status": if n.online { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": n.mem}))
+        .map(|n| json!({"node": n.name, "status": if inner.node_online(&n.name) { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": n.mem}))
         .collect();
     Ok((Value::Array(list), None))
 }

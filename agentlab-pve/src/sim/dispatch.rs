@@ -14,11 +14,7 @@ pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) 
         .get("node")
         .filter(|_| template.starts_with("/nodes/{node}"))
         .filter(|node| {
-            inner
-                .config
-                .nodes
-                .iter()
-                .any(|n| n.name == *node && !n.online)
+            inner.config.nodes.iter().any(|n| n.name == *node) && !inner.node_online(node)
         });
     if let Some(node) = offline {
         // pveproxy cannot forward to an offline node.

@@ -31,7 +31,9 @@ pub use faults::{FaultKind, FaultRule};
 pub use runner::process_boot_hook;
 pub use schema::{Lookup, MethodSchema, Schema, SchemaError};
 pub use server::RecordedRequest;
-pub use simulator::{SimError, Simulator, default_schema_path, pve84_schema_path};
+pub use simulator::{
+    SimError, Simulator, default_schema_path, full_schema_paths, pve84_schema_path,
+};
 pub use state::{Power, SeedVm, SimConfig, SimNode, SimStorage};
 pub use tls::{SimTls, TlsSetupError};
 pub use validate::validate;

@@ -109,6 +109,12 @@ impl SimInner {
         }
     }
 
+    /// Whether `node` is online (configured online and not taken down at run time).
+    pub fn node_online(&self, node: &str) -> bool {
+        self.config.nodes.iter().any(|n| n.name == node && n.online)
+            && !self.state().offline.contains(node)
+    }
+
     /// The lock of one storage.
     pub fn storage_lock(&self, storage: &str) -> Arc<tokio::sync::Mutex<()>> {
         Arc::clone(

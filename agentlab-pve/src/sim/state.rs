@@ -243,6 +243,8 @@ pub struct State {
     pub vms: BTreeMap<u32, Vm>,
     /// Volumes by volid.
     pub volumes: BTreeMap<String, Volume>,
+    /// Nodes taken offline at run time ([`crate::sim::Simulator::set_node_online`]).
+    pub offline: std::collections::BTreeSet<String>,
 }
 
 impl State {

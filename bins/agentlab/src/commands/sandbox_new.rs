@@ -82,26 +82,43 @@ pub async fn run(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Code> {
 }
 
 /// Follows the sandbox's events until it leaves the provisioning states; prints each event on
-/// stderr when `show`.
+/// stderr when `show`. When the daemon moves the request to a new id (the first id turned out
+/// to be taken outside AgentLab: an event with `payload.replaced_by`), follows the new sandbox.
 pub async fn wait_settled(ctx: &Ctx, vmid: Vmid, show: bool) -> anyhow::Result<Sandbox> {
-    let sandbox_path = format!("/v1/sandboxes/{vmid}");
-    let events = with_query(
-        &format!("{sandbox_path}/events"),
-        &[("follow", Some("true".into()))],
-    );
-    let mut stream = ctx.client.stream_lines(&events).await?;
-    while let Some(event) = stream.next_json::<Event>().await? {
-        if show {
-            eprintln!("{}", event_line(&event));
-        }
-        if changes_state(event.kind) {
-            let sandbox: Sandbox = ctx.client.get(&sandbox_path).await?;
-            if is_settled(sandbox.state) {
-                return Ok(sandbox);
+    let mut vmid = vmid;
+    'follow: loop {
+        let sandbox_path = format!("/v1/sandboxes/{vmid}");
+        let events = with_query(
+            &format!("{sandbox_path}/events"),
+            &[("follow", Some("true".into()))],
+        );
+        let mut stream = ctx.client.stream_lines(&events).await?;
+        while let Some(event) = stream.next_json::<Event>().await? {
+            if show {
+                eprintln!("{}", event_line(&event));
+            }
+            if let Some(next) = replaced_by(&event) {
+                if show {
+                    eprintln!("Following sandbox {next}, which replaces {vmid}.");
+                }
+                vmid = next;
+                continue 'follow;
+            }
+            if changes_state(event.kind) {
+                let sandbox: Sandbox = ctx.client.get(&sandbox_path).await?;
+                if is_settled(sandbox.state) {
+                    return Ok(sandbox);
+                }
             }
         }
+        return Ok(ctx.client.get(&sandbox_path).await?);
     }
-    Ok(ctx.client.get(&sandbox_path).await?)
+}
+
+/// The sandbox that continues this one's request, from an event's `payload.replaced_by`.
+pub fn replaced_by(event: &Event) -> Option<Vmid> {
+    let id = event.payload.get("replaced_by")?.as_u64()?;
+    Vmid::new(u32::try_from(id).ok()?).ok()
 }
 
 /// Events after which the sandbox's state is worth re-reading.
@@ -137,6 +154,50 @@ mod tests {
         assert!(changes_state(EventKind::StateChanged));
         assert!(changes_state(EventKind::ProvisionFailed));
         assert!(!changes_state(EventKind::ProvisionStep));
+    }
+
+    #[tokio::test]
+    async fn wait_follows_the_sandbox_that_replaces_a_taken_id() {
+        use crate::test_server::fixtures::{event_line, sandbox};
+        use crate::test_server::{Canned, Reply};
+
+        let mut moved: Event = serde_json::from_str(&event_line(
+            2,
+            EventKind::SandboxRequested,
+            "VM id 101 is taken outside AgentLab; continuing as sandbox 102",
+        ))
+        .unwrap();
+        moved.payload = serde_json::json!({"replaced_by": 102});
+        let old_stream = [
+            serde_json::to_string(&moved).unwrap() + "\n",
+            event_line(3, EventKind::StateChanged, "DESTROYED"),
+        ]
+        .concat();
+        let new_stream = event_line(4, EventKind::StateChanged, "READY");
+        let mut ready = sandbox(SandboxState::Ready, None);
+        ready.vmid = Vmid::new(102).unwrap();
+        let srv = Canned::start(vec![
+            (
+                "GET /v1/sandboxes/101/events?follow=true",
+                Reply::raw(old_stream, vec![]),
+            ),
+            (
+                "GET /v1/sandboxes/102/events?follow=true",
+                Reply::raw(new_stream, vec![]),
+            ),
+            ("GET /v1/sandboxes/102", Reply::json(200, &ready)),
+        ])
+        .await;
+        let got = wait_settled(&srv.ctx(true), Vmid::new(101).unwrap(), false)
+            .await
+            .unwrap();
+        assert_eq!(got.vmid.get(), 102);
+        assert_eq!(Code::for_sandbox(got.state), Code::Ok);
+        let seen = srv.requests.lock().unwrap().clone();
+        assert!(
+            !seen.contains(&"GET /v1/sandboxes/101".to_owned()),
+            "{seen:?}"
+        );
     }
 
     #[tokio::test]
