@@ -111,6 +111,8 @@ pub fn debootstrap(spec: &ImageSpec, root: &Path, epoch: u64) -> Result<(), Imag
         .arg(format!("--include={}", packages(spec).join(",")))
         .arg("--aptopt=APT::Install-Recommends \"false\"")
         .args([
+            // No fsync per file: the image is written once and checked by its manifest.
+            "--dpkgopt=force-unsafe-io",
             "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*",
             "--dpkgopt=path-include=/usr/share/locale/locale.alias",
@@ -122,7 +124,28 @@ pub fn debootstrap(spec: &ImageSpec, root: &Path, epoch: u64) -> Result<(), Imag
     for line in sources(spec) {
         cmd.arg(line);
     }
-    run("mmdebstrap", &mut cmd).map(drop)
+    let result = run("mmdebstrap", &mut cmd).map(drop);
+    // mmdebstrap can leave a pseudo filesystem (seen: a read-only /proc) mounted in the target.
+    unmount_below(root);
+    result
+}
+
+/// Unmounts everything mounted at or below `root`, deepest first.
+pub fn unmount_below(root: &Path) {
+    let prefix = root.display().to_string();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let ok = Command::new("umount").arg(p).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
 }
 
 /// Configures a freshly bootstrapped `root`: see the module docs. `root_uuid` goes in fstab.
