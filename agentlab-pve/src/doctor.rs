@@ -24,7 +24,7 @@ pub struct CheckResult {
     pub fix: Option<String>,
 }
 
-fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
+pub(crate) fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
     CheckResult {
         name: name.into(),
         ok: true,
@@ -33,7 +33,7 @@ fn pass(name: &str, detail: impl Into<String>) -> CheckResult {
     }
 }
 
-fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> CheckResult {
+pub(crate) fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> CheckResult {
     CheckResult {
         name: name.into(),
         ok: false,
@@ -163,6 +163,9 @@ pub async fn doctor(opts: &PveOptions, template_vmid: u32) -> Vec<CheckResult> {
                         format!("qm set {template_vmid} --ide2 {}:cloudinit", opts.storage),
                     )
                 });
+                out.extend(
+                    crate::template_doctor::checks(&api, opts, template_vmid, node, &cfg).await,
+                );
             }
         },
     }

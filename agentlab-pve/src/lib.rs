@@ -21,6 +21,7 @@ mod pve;
 pub mod sim;
 pub mod task;
 pub mod template;
+mod template_doctor;
 pub mod tls;
 mod upload;
 mod volumes;

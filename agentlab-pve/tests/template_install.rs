@@ -167,3 +167,39 @@ async fn foreign_vms_are_never_touched_and_shared_storage_serves_all_nodes() {
     assert_eq!(sim.vm_config(9100).unwrap(), before);
     assert_schema_clean(&sim);
 }
+
+#[tokio::test]
+async fn doctor_checks_marker_protocol_and_a_copy_per_node() {
+    let Some((sim, _)) = common::setup(with_import).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, progress) = recorder();
+    let mut opts = options(&sim);
+    opts.node = "auto".into();
+    let check = |results: &[agentlab_pve::CheckResult], name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check in {results:?}"))
+    };
+    // The seeded template 9000 was made by hand: no marker.
+    let r = agentlab_pve::doctor(&opts, common::TEMPLATE).await;
+    assert!(!check(&r, "template.marker").ok, "{r:?}");
+
+    let spec = template_spec(dir.path(), "sha256:dddd");
+    let done = install(&opts, &spec, &["pve1".into()], progress.clone()).await.unwrap();
+    let r = agentlab_pve::doctor(&opts, done[0].vmid).await;
+    assert!(check(&r, "template.marker").ok, "{r:?}");
+    assert!(check(&r, "template.protocol").ok, "{r:?}");
+    let nodes = check(&r, "template.nodes");
+    assert!(!nodes.ok && nodes.detail.contains("pve2"), "{nodes:?}");
+    assert!(nodes.fix.unwrap().contains("--node pve2"));
+
+    install(&opts, &spec, &["pve2".into()], progress).await.unwrap();
+    let r = agentlab_pve::doctor(&opts, done[0].vmid).await;
+    let nodes = check(&r, "template.nodes");
+    assert!(nodes.ok && nodes.detail.contains("pve2="), "{nodes:?}");
+    assert_schema_clean(&sim);
+}
