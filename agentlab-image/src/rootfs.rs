@@ -176,6 +176,9 @@ pub fn configure(
     }
     agentlab_local::image::prepare_rootfs(root)
         .map_err(|e| ImageError::step("configure", e.to_string()))?;
+    // Clones go under /work by default: the agent user (1000) owns it.
+    let work = root.join("work");
+    std::os::unix::fs::chown(&work, Some(1000), Some(1000)).map_err(|e| ImageError::io(&work, e))?;
     for (rel, content) in SHIPPED_FILES {
         write(&root.join(rel), content.as_bytes(), 0o644)?;
     }
