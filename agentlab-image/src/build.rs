@@ -74,7 +74,10 @@ impl Drop for TempDir {
         let Some(dir) = self.0.take() else { return };
         let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         let prefix = dir.display().to_string();
-        if mounts.lines().any(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&prefix))) {
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&prefix)))
+        {
             eprintln!("warning: {prefix} still has mounts; left in place");
             return;
         }
@@ -84,7 +87,10 @@ impl Drop for TempDir {
 
 /// Builds the image described by `opts`, reporting each step to `progress`. Blocking; needs
 /// root, mmdebstrap, qemu-img, sfdisk, mkfs.ext4 and extlinux (checked first).
-pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Manifest, ImageError> {
+pub fn build(
+    opts: &BuildOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Manifest, ImageError> {
     let started = Instant::now();
     let total = if opts.rootfs_only { 6 } else { 9 };
     let mut index = 0;
@@ -114,9 +120,17 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     });
-    let parent = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = opts
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| ImageError::io(parent, e))?;
-    let name = opts.out.file_name().and_then(|n| n.to_str()).unwrap_or("image");
+    let name = opts
+        .out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("image");
     let tmp = parent.join(format!(".{name}.building-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
@@ -125,31 +139,59 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result
     let uuid = uuid_from(&spec_hash);
 
     let packages = rootfs::packages(&opts.spec);
-    step("mmdebstrap", format!("{} {} packages", opts.spec.suite, packages.len()));
+    step(
+        "mmdebstrap",
+        format!("{} {} packages", opts.spec.suite, packages.len()),
+    );
     rootfs::debootstrap(&opts.spec, &root, epoch)?;
-    step("configure", "agent user, units, cloud-init, runner, ssh off".into());
+    step(
+        "configure",
+        "agent user, units, cloud-init, runner, ssh off".into(),
+    );
     rootfs::configure(&opts.spec, &root, &opts.runner, &uuid)?;
     let specs = opts.spec.npm_specs();
-    step("npm", format!("{} package(s) via cache {}", specs.len(), opts.npm.cache.display()));
+    step(
+        "npm",
+        format!(
+            "{} package(s) via cache {}",
+            specs.len(),
+            opts.npm.cache.display()
+        ),
+    );
     let npm = npm::install(&specs, &root.join("usr/local"), &opts.npm)?;
     step("packages", "dpkg-query inside the rootfs".into());
     let packages = rootfs::package_versions(&root)?
         .into_iter()
-        .map(|(name, version, arch)| PackageVersion { name, version, arch })
+        .map(|(name, version, arch)| PackageVersion {
+            name,
+            version,
+            arch,
+        })
         .collect();
     let mut outputs = BTreeMap::new();
     let (kernel_version, cmdline) = if opts.rootfs_only {
         (String::new(), String::new())
     } else {
         let (version, vmlinuz, initrd) = rootfs::kernel(&root)?;
-        let kernel = Kernel { version, vmlinuz, initrd };
+        let kernel = Kernel {
+            version,
+            vmlinuz,
+            initrd,
+        };
         disk::write_extlinux_conf(&root, &kernel, &uuid)?;
-        step("disk", format!("{} ext4 + extlinux → disk.qcow2", opts.spec.disk_size));
+        step(
+            "disk",
+            format!("{} ext4 + extlinux → disk.qcow2", opts.spec.disk_size),
+        );
         let size = opts.spec.disk_bytes().unwrap_or(4 << 30);
         disk::build(&root, &tmp, size, &uuid, &tmp.join("disk.qcow2"))?;
-        step("kernel", format!("vmlinuz and initrd.img of {}", kernel.version));
+        step(
+            "kernel",
+            format!("vmlinuz and initrd.img of {}", kernel.version),
+        );
         for (src, dest) in [(&kernel.vmlinuz, "vmlinuz"), (&kernel.initrd, "initrd.img")] {
-            fs::copy(root.join(src), tmp.join(dest)).map_err(|e| ImageError::io(root.join(src), e))?;
+            fs::copy(root.join(src), tmp.join(dest))
+                .map_err(|e| ImageError::io(root.join(src), e))?;
         }
         for f in ["disk.qcow2", "vmlinuz", "initrd.img"] {
             outputs.insert(f.to_owned(), file_sha256(&tmp.join(f))?);
@@ -198,7 +240,11 @@ fn runner_info(runner: &Path) -> Result<RunnerInfo, ImageError> {
 
 /// A version-4-shaped UUID derived from the spec hash (stable filesystem UUID per spec).
 pub fn uuid_from(hash: &str) -> String {
-    let hex: String = hash.trim_start_matches("sha256:").chars().take(32).collect();
+    let hex: String = hash
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(32)
+        .collect();
     let hex = format!("{hex:0<32}");
     let mut b: Vec<char> = hex.chars().collect();
     b[12] = '4';
@@ -209,5 +255,12 @@ pub fn uuid_from(hash: &str) -> String {
         _ => 'b',
     };
     let s: String = b.into_iter().collect();
-    format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
 }

@@ -37,7 +37,11 @@ pub fn cmdline(root_uuid: &str) -> String {
 }
 
 /// Writes `boot/extlinux/extlinux.conf` into `root`.
-pub fn write_extlinux_conf(root: &Path, kernel: &Kernel, root_uuid: &str) -> Result<(), ImageError> {
+pub fn write_extlinux_conf(
+    root: &Path,
+    kernel: &Kernel,
+    root_uuid: &str,
+) -> Result<(), ImageError> {
     let conf = format!(
         "# Written by agentlab image build.\nDEFAULT agentlab\nPROMPT 0\nTIMEOUT 1\nSERIAL 0 115200\n\
          LABEL agentlab\n  LINUX /{}\n  INITRD /{}\n  APPEND {}\n",
@@ -45,7 +49,11 @@ pub fn write_extlinux_conf(root: &Path, kernel: &Kernel, root_uuid: &str) -> Res
         kernel.initrd,
         cmdline(root_uuid)
     );
-    crate::rootfs::write(&root.join("boot/extlinux/extlinux.conf"), conf.as_bytes(), 0o644)
+    crate::rootfs::write(
+        &root.join("boot/extlinux/extlinux.conf"),
+        conf.as_bytes(),
+        0o644,
+    )
 }
 
 /// Detaches a loop device and unmounts on drop (also on errors).
@@ -65,7 +73,13 @@ impl Drop for Attached {
 
 /// Builds `qcow2` of `size` bytes from `root` (whose `boot/extlinux/extlinux.conf` must exist).
 /// `work` holds the temporary raw disk and mount point.
-pub fn build(root: &Path, work: &Path, size: u64, root_uuid: &str, qcow2: &Path) -> Result<(), ImageError> {
+pub fn build(
+    root: &Path,
+    work: &Path,
+    size: u64,
+    root_uuid: &str,
+    qcow2: &Path,
+) -> Result<(), ImageError> {
     let raw = work.join("disk.raw");
     let f = fs::File::create(&raw).map_err(|e| ImageError::io(&raw, e))?;
     f.set_len(size).map_err(|e| ImageError::io(&raw, e))?;
@@ -112,7 +126,16 @@ pub fn build(root: &Path, work: &Path, size: u64, root_uuid: &str, qcow2: &Path)
     run(
         "disk",
         Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-O", "^64bit,^metadata_csum_seed", "-L", ROOT_LABEL, "-U", root_uuid])
+            .args([
+                "-q",
+                "-F",
+                "-O",
+                "^64bit,^metadata_csum_seed",
+                "-L",
+                ROOT_LABEL,
+                "-U",
+                root_uuid,
+            ])
             .arg("-E")
             .arg(format!("nodiscard,hash_seed={root_uuid},root_owner=0:0"))
             .arg("-d")
@@ -125,7 +148,9 @@ pub fn build(root: &Path, work: &Path, size: u64, root_uuid: &str, qcow2: &Path)
     attached.mounted = Some(mnt.clone());
     run(
         "bootloader",
-        Command::new("extlinux").arg("--install").arg(mnt.join("boot/extlinux")),
+        Command::new("extlinux")
+            .arg("--install")
+            .arg(mnt.join("boot/extlinux")),
     )?;
     drop(attached);
     let mbr_file = mbr_path().ok_or_else(|| ImageError::MissingTool {

@@ -128,7 +128,13 @@ pub fn tree_sha256(root: &Path) -> Result<String, ImageError> {
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, md) in entries {
         let rel = path.strip_prefix(root).unwrap_or(&path);
-        h.update(format!("{}\0{:o}\0{}:{}\0", rel.display(), md.mode(), md.uid(), md.gid()));
+        h.update(format!(
+            "{}\0{:o}\0{}:{}\0",
+            rel.display(),
+            md.mode(),
+            md.uid(),
+            md.gid()
+        ));
         if md.file_type().is_symlink() {
             let t = fs::read_link(&path).map_err(|e| ImageError::io(&path, e))?;
             h.update(t.as_os_str().as_encoded_bytes());

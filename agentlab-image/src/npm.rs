@@ -82,7 +82,10 @@ pub fn install(
         .iter()
         .map(|s| {
             let (name, _) = split_npm(s);
-            let pj = prefix.join("lib/node_modules").join(name).join("package.json");
+            let pj = prefix
+                .join("lib/node_modules")
+                .join(name)
+                .join("package.json");
             let text = std::fs::read_to_string(&pj).map_err(|e| ImageError::io(&pj, e))?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| ImageError::step("npm", format!("{}: {e}", pj.display())))?;

@@ -141,7 +141,10 @@ pub fn unmount_below(root: &Path) {
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
-        let ok = Command::new("umount").arg(p).status().is_ok_and(|s| s.success());
+        let ok = Command::new("umount")
+            .arg(p)
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             let _ = Command::new("umount").arg("-l").arg(p).status();
         }
@@ -178,7 +181,8 @@ pub fn configure(
         .map_err(|e| ImageError::step("configure", e.to_string()))?;
     // Clones go under /work by default: the agent user (1000) owns it.
     let work = root.join("work");
-    std::os::unix::fs::chown(&work, Some(1000), Some(1000)).map_err(|e| ImageError::io(&work, e))?;
+    std::os::unix::fs::chown(&work, Some(1000), Some(1000))
+        .map_err(|e| ImageError::io(&work, e))?;
     for (rel, content) in SHIPPED_FILES {
         write(&root.join(rel), content.as_bytes(), 0o644)?;
     }
@@ -195,10 +199,15 @@ pub fn configure(
         write(&root.join(f.dest.trim_start_matches('/')), &data, mode)?;
     }
     let mut enable = Command::new("chroot");
-    enable.arg(root).args(["systemctl", "enable"]).args(ENABLED_UNITS);
+    enable
+        .arg(root)
+        .args(["systemctl", "enable"])
+        .args(ENABLED_UNITS);
     run("configure", &mut enable)?;
     let mut disable = Command::new("chroot");
-    disable.arg(root).args(["systemctl", "disable", "ssh.service"]);
+    disable
+        .arg(root)
+        .args(["systemctl", "disable", "ssh.service"]);
     run("configure", &mut disable)?;
     // Per-VM identity: each clone gets its own machine-id and SSH host keys (cloud-init).
     write(&root.join("etc/machine-id"), b"", 0o444)?;
@@ -218,8 +227,15 @@ pub fn package_versions(root: &Path) -> Result<Vec<(String, String, String)>, Im
     let out = run(
         "packages",
         Command::new("dpkg-query")
-            .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
-            .args(["-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n"]),
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .args([
+                "-W",
+                "-f",
+                "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n",
+            ]),
     )?;
     let mut list: Vec<(String, String, String)> = out
         .lines()
@@ -227,7 +243,11 @@ pub fn package_versions(root: &Path) -> Result<Vec<(String, String, String)>, Im
             let mut p = l.split('\t');
             let status = p.next()?;
             (status.trim() == "ii").then_some(())?;
-            Some((p.next()?.to_owned(), p.next()?.to_owned(), p.next()?.to_owned()))
+            Some((
+                p.next()?.to_owned(),
+                p.next()?.to_owned(),
+                p.next()?.to_owned(),
+            ))
         })
         .collect();
     list.sort();
@@ -253,7 +273,10 @@ pub fn kernel(root: &Path) -> Result<(String, String, String), ImageError> {
         .ok_or_else(|| ImageError::step("kernel", "no /boot/vmlinuz-* in the image"))?;
     let initrd = format!("boot/initrd.img-{v}");
     if !root.join(&initrd).is_file() {
-        return Err(ImageError::step("kernel", format!("no /{initrd} in the image")));
+        return Err(ImageError::step(
+            "kernel",
+            format!("no /{initrd} in the image"),
+        ));
     }
     Ok((v.clone(), format!("boot/vmlinuz-{v}"), initrd))
 }

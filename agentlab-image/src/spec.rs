@@ -168,32 +168,47 @@ impl ImageSpec {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
         };
         if !word(&self.suite, "-") {
-            return Err(("suite".into(), format!("not a Debian suite name: {:?}", self.suite)));
+            return Err((
+                "suite".into(),
+                format!("not a Debian suite name: {:?}", self.suite),
+            ));
         }
         if let Some(m) = &self.mirror
             && !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file:/"))
         {
-            return Err(("mirror".into(), "must be an http(s):// or file:/ URL".into()));
+            return Err((
+                "mirror".into(),
+                "must be an http(s):// or file:/ URL".into(),
+            ));
         }
         match self.disk_bytes() {
             Some(b) if b >= 2 << 30 => {}
             _ => {
                 return Err((
                     "disk_size".into(),
-                    format!("{:?} is not a size of at least 2G (e.g. 4G, 8192M)", self.disk_size),
+                    format!(
+                        "{:?} is not a size of at least 2G (e.g. 4G, 8192M)",
+                        self.disk_size
+                    ),
                 ));
             }
         }
         for (i, p) in self.packages.iter().enumerate() {
             if !word(p, "+.-") || p.starts_with(['-', '.', '+']) {
-                return Err((format!("packages[{i}]"), format!("not a Debian package name: {p:?}")));
+                return Err((
+                    format!("packages[{i}]"),
+                    format!("not a Debian package name: {p:?}"),
+                ));
             }
         }
         for (i, a) in self.agents.iter().enumerate() {
             if let Some(v) = &a.version
                 && !npm_token(v)
             {
-                return Err((format!("agents[{i}].version"), format!("not an npm version: {v:?}")));
+                return Err((
+                    format!("agents[{i}].version"),
+                    format!("not an npm version: {v:?}"),
+                ));
             }
         }
         for (i, p) in self.npm_packages.iter().enumerate() {
@@ -203,16 +218,25 @@ impl ImageSpec {
                 .map_or(Some(name), |n| n.split_once('/').map(|(_, b)| b))
                 .is_some_and(|n| word(n, "-._~"));
             if !name_ok || version.is_some_and(|v| !npm_token(v)) {
-                return Err((format!("npm_packages[{i}]"), format!("not an npm package spec: {p:?}")));
+                return Err((
+                    format!("npm_packages[{i}]"),
+                    format!("not an npm package spec: {p:?}"),
+                ));
             }
         }
         for (i, f) in self.files.iter().enumerate() {
             let bad_dest = !f.dest.starts_with('/') || f.dest.split('/').any(|c| c == "..");
             if bad_dest {
-                return Err((format!("files[{i}].dest"), "must be an absolute path without ..".into()));
+                return Err((
+                    format!("files[{i}].dest"),
+                    "must be an absolute path without ..".into(),
+                ));
             }
             if u32::from_str_radix(&f.mode, 8).map_or(true, |m| m > 0o7777) {
-                return Err((format!("files[{i}].mode"), format!("not an octal mode: {:?}", f.mode)));
+                return Err((
+                    format!("files[{i}].mode"),
+                    format!("not an octal mode: {:?}", f.mode),
+                ));
             }
         }
         Ok(())
@@ -347,13 +371,19 @@ mod tests {
         assert_eq!(a, ImageSpec::load(&path).unwrap().hash().unwrap());
         std::fs::write(dir.path().join("motd"), "bye").unwrap();
         assert_ne!(a, ImageSpec::load(&path).unwrap().hash().unwrap());
-        let b = ImageSpec::from_yaml("packages: [vim]\n", "x").unwrap().hash().unwrap();
+        let b = ImageSpec::from_yaml("packages: [vim]\n", "x")
+            .unwrap()
+            .hash()
+            .unwrap();
         assert_ne!(b, ImageSpec::default().hash().unwrap());
     }
 
     #[test]
     fn npm_spec_split() {
-        assert_eq!(split_npm("@openai/codex@1.2"), ("@openai/codex", Some("1.2")));
+        assert_eq!(
+            split_npm("@openai/codex@1.2"),
+            ("@openai/codex", Some("1.2"))
+        );
         assert_eq!(split_npm("@openai/codex"), ("@openai/codex", None));
         assert_eq!(split_npm("is-number@7.0.0"), ("is-number", Some("7.0.0")));
     }

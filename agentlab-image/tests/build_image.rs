@@ -33,7 +33,11 @@ fn chroot_as_agent(root: &Path, script: &str) -> String {
         .env("HOME", "/home/agent")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -47,49 +51,110 @@ fn built_image_has_manifest_user_units_disk_and_works_as_a_rootfs() {
     // Manifest: spec hash, packages with versions, runner, npm, every output's sha256.
     assert!(m.spec_hash.starts_with("sha256:"));
     assert_eq!(m.spec.npm_packages, ["is-number@7.0.0"]);
-    let has = |p: &str| m.packages.iter().any(|v| v.name == p && !v.version.is_empty());
-    for p in ["systemd", "linux-image-cloud-amd64", "qemu-guest-agent", "cloud-init", "git", "bubblewrap", "openssh-server", "nodejs"] {
+    let has = |p: &str| {
+        m.packages
+            .iter()
+            .any(|v| v.name == p && !v.version.is_empty())
+    };
+    for p in [
+        "systemd",
+        "linux-image-cloud-amd64",
+        "qemu-guest-agent",
+        "cloud-init",
+        "git",
+        "bubblewrap",
+        "openssh-server",
+        "nodejs",
+    ] {
         assert!(has(p), "package {p} missing from the manifest");
     }
-    assert_eq!(m.runner.sha256, file_sha256(&root.join(rootfs::RUNNER_PATH)).unwrap());
+    assert_eq!(
+        m.runner.sha256,
+        file_sha256(&root.join(rootfs::RUNNER_PATH)).unwrap()
+    );
     assert_eq!(m.runner.sha256, file_sha256(&runner).unwrap());
-    assert!(m.runner.version.starts_with("agent-runner"), "{}", m.runner.version);
+    assert!(
+        m.runner.version.starts_with("agent-runner"),
+        "{}",
+        m.runner.version
+    );
     assert_eq!(m.npm.len(), 1);
-    assert_eq!((m.npm[0].name.as_str(), m.npm[0].version.as_str()), ("is-number", "7.0.0"));
+    assert_eq!(
+        (m.npm[0].name.as_str(), m.npm[0].version.as_str()),
+        ("is-number", "7.0.0")
+    );
     for out in ["disk.qcow2", "vmlinuz", "initrd.img"] {
-        assert_eq!(m.outputs[out], file_sha256(&dir.join(out)).unwrap(), "{out}");
+        assert_eq!(
+            m.outputs[out],
+            file_sha256(&dir.join(out)).unwrap(),
+            "{out}"
+        );
     }
-    assert_eq!(m.outputs["rootfs/"], agentlab_image::manifest::tree_sha256(&root).unwrap());
+    assert_eq!(
+        m.outputs["rootfs/"],
+        agentlab_image::manifest::tree_sha256(&root).unwrap()
+    );
     assert!(m.cmdline.contains("root=UUID=") && m.cmdline.contains("console=ttyS0"));
 
     // The agent user and its home.
     let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
-    assert!(passwd.lines().any(|l| l.starts_with("agent:x:1000:1000:") && l.contains(":/home/agent:")), "{passwd}");
-    assert!(fs::read_to_string(root.join("etc/group")).unwrap().lines().any(|l| l.starts_with("agent:x:1000:")));
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("agent:x:1000:1000:") && l.contains(":/home/agent:")),
+        "{passwd}"
+    );
+    assert!(
+        fs::read_to_string(root.join("etc/group"))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("agent:x:1000:"))
+    );
     assert_eq!(fs::metadata(root.join("home/agent")).unwrap().uid(), 1000);
 
     // Units installed and enabled; ssh off; no baked-in host keys or machine id.
     for (rel, content) in rootfs::SHIPPED_FILES {
-        assert_eq!(&fs::read_to_string(root.join(rel)).unwrap(), content, "{rel}");
+        assert_eq!(
+            &fs::read_to_string(root.join(rel)).unwrap(),
+            content,
+            "{rel}"
+        );
     }
-    let wants = |target: &str, unit: &str| root.join("etc/systemd/system").join(format!("{target}.wants")).join(unit).exists();
+    let wants = |target: &str, unit: &str| {
+        root.join("etc/systemd/system")
+            .join(format!("{target}.wants"))
+            .join(unit)
+            .exists()
+    };
     assert!(wants("multi-user.target", "agent-runner.service"));
     assert!(wants("local-fs.target", "run-agentlab-secrets.mount"));
     assert!(wants("multi-user.target", "agentlab-ssh-if-keys.service"));
-    assert!(!wants("multi-user.target", "ssh.service"), "sshd must be off by default");
+    assert!(
+        !wants("multi-user.target", "ssh.service"),
+        "sshd must be off by default"
+    );
     assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
     assert_eq!(fs::read(root.join("etc/machine-id")).unwrap(), b"");
     let cloud = fs::read_to_string(root.join("etc/cloud/cloud.cfg.d/99-agentlab.cfg")).unwrap();
     assert!(cloud.contains("NoCloud") && cloud.contains("ConfigDrive"));
 
     // The disk: qcow2 of the spec's size with an MBR, a bootable partition and extlinux.
-    let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(dir.join("disk.qcow2")).output().unwrap();
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(dir.join("disk.qcow2"))
+        .output()
+        .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["virtual-size"], 2u64 << 30);
     let raw = tempfile::tempdir().unwrap();
     let raw_path = raw.path().join("d.raw");
-    let st = Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(dir.join("disk.qcow2")).arg(&raw_path).status().unwrap();
+    let st = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(dir.join("disk.qcow2"))
+        .arg(&raw_path)
+        .status()
+        .unwrap();
     assert!(st.success());
     let mbr = fs::read(&raw_path).unwrap();
     assert_eq!(&mbr[510..512], &[0x55, 0xaa], "MBR signature");
@@ -99,12 +164,19 @@ fn built_image_has_manifest_user_units_disk_and_works_as_a_rootfs() {
     assert!(root.join("boot/extlinux/extlinux.conf").is_file());
 
     // As `local.rootfs`: tools run as the agent (uid 1000) inside it.
-    let out = chroot_as_agent(&root, "id -u; id -g; git --version; node -e 'console.log(require(\"/usr/local/lib/node_modules/is-number\")(5))'");
+    let out = chroot_as_agent(
+        &root,
+        "id -u; id -g; git --version; node -e 'console.log(require(\"/usr/local/lib/node_modules/is-number\")(5))'",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(&lines[..2], ["1000", "1000"], "{out}");
     assert!(lines[2].starts_with("git version"), "{out}");
     assert_eq!(lines[3], "true", "{out}");
-    let v = Command::new("chroot").arg(&root).args(["/usr/local/bin/agent-runner", "--version"]).output().unwrap();
+    let v = Command::new("chroot")
+        .arg(&root)
+        .args(["/usr/local/bin/agent-runner", "--version"])
+        .output()
+        .unwrap();
     assert!(v.status.success());
 }
 
@@ -114,7 +186,10 @@ fn missing_prerequisites_are_named() {
     let err = agentlab_image::tools::check(&[("agentlab-no-such-tool", "no-such-package")]);
     if agentlab_image::tools::is_root() {
         let msg = err.unwrap_err().to_string();
-        assert!(msg.contains("agentlab-no-such-tool") && msg.contains("no-such-package"), "{msg}");
+        assert!(
+            msg.contains("agentlab-no-such-tool") && msg.contains("no-such-package"),
+            "{msg}"
+        );
     } else {
         assert!(err.unwrap_err().to_string().contains("root"));
     }

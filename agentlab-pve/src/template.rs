@@ -71,7 +71,11 @@ pub struct Marker {
 /// Parses a description written by [`marker`].
 pub fn parse_marker(description: &str) -> Option<Marker> {
     let mut lines = description.lines();
-    let name = lines.next()?.strip_prefix(TEMPLATE_MARKER)?.trim().to_owned();
+    let name = lines
+        .next()?
+        .strip_prefix(TEMPLATE_MARKER)?
+        .trim()
+        .to_owned();
     let mut manifest = None;
     let mut proto = None;
     for l in lines {
@@ -172,7 +176,9 @@ pub async fn install(
         nodes.sort();
     }
     let Some(first) = nodes.first().cloned() else {
-        return Err(PveError::Refused("no online node to install the template on".into()));
+        return Err(PveError::Refused(
+            "no online node to install the template on".into(),
+        ));
     };
     let shared = ctx.is_shared(&first, &opts.storage).await?
         && ctx.is_shared(&first, &spec.import_storage).await?;
@@ -180,7 +186,11 @@ pub async fn install(
     let mut out = Vec::new();
     for node in targets {
         let mut done = ctx.install_on(&node).await?;
-        done.serves = if shared { nodes.clone() } else { vec![node.clone()] };
+        done.serves = if shared {
+            nodes.clone()
+        } else {
+            vec![node.clone()]
+        };
         out.push(done);
     }
     Ok(out)
@@ -204,7 +214,9 @@ impl Ctx<'_> {
             .into_iter()
             .flatten()
             .find(|s| s.get("storage").and_then(Value::as_str) == Some(storage))
-            .ok_or_else(|| PveError::Refused(format!("storage '{storage}' not found on node {node}")))?;
+            .ok_or_else(|| {
+                PveError::Refused(format!("storage '{storage}' not found on node {node}"))
+            })?;
         Ok(entry.get("shared").and_then(lenient_u64) == Some(1))
     }
 
@@ -218,7 +230,11 @@ impl Ctx<'_> {
         let mut found = Vec::new();
         for vm in list.as_array().into_iter().flatten() {
             let vmid = vm.get("vmid").and_then(lenient_u64).unwrap_or(0) as u32;
-            let vm_node = vm.get("node").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let vm_node = vm
+                .get("node")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let listed_name = vm.get("name").and_then(Value::as_str);
             let template = vm.get("template").and_then(lenient_u64) == Some(1);
             let candidate = template
@@ -230,9 +246,15 @@ impl Ctx<'_> {
             // Names in /cluster/resources lag behind (RRD); the config is authoritative.
             let config = self
                 .api
-                .get(&format!("/nodes/{}/qemu/{vmid}/config", seg(&vm_node)), &Params::new())
+                .get(
+                    &format!("/nodes/{}/qemu/{vmid}/config", seg(&vm_node)),
+                    &Params::new(),
+                )
                 .await?;
-            let name = config.get("name").and_then(Value::as_str).unwrap_or_default();
+            let name = config
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let same_name = name == self.spec.name && vm_node == node;
             if same_name || Some(vmid) == self.spec.vmid {
                 found.push((vmid, vm_node, config));
@@ -245,18 +267,27 @@ impl Ctx<'_> {
         self.step(node, format!("looking for template {}", self.spec.name));
         let mut replace_vmid = None;
         for (vmid, vm_node, config) in self.existing(node).await? {
-            let desc = config.get("description").and_then(Value::as_str).unwrap_or_default();
+            let desc = config
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let Some(m) = parse_marker(desc) else {
                 return Err(PveError::Refused(format!(
                     "VM {vmid} on {vm_node} (name {:?}) is not an AgentLab template (no marker in its description); refusing to touch it: pick another --name or --vmid",
-                    config.get("name").and_then(Value::as_str).unwrap_or_default()
+                    config
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
                 )));
             };
             if vm_node != node {
                 continue; // the preferred vmid is another node's copy
             }
             if m.manifest == self.spec.manifest_sha256 {
-                self.step(node, format!("VM {vmid} already holds manifest {}", m.manifest));
+                self.step(
+                    node,
+                    format!("VM {vmid} already holds manifest {}", m.manifest),
+                );
                 return Ok(Installed {
                     node: node.to_owned(),
                     vmid,
@@ -276,7 +307,9 @@ impl Ctx<'_> {
             self.step(node, format!("destroying VM {vmid} (old manifest)"));
             let path = format!("/nodes/{}/qemu/{vmid}", seg(node));
             let upid = self.api.delete(&path, &vec![("purge", b(true))]).await?;
-            self.api.wait_task(&format!("DELETE {path}"), &upid, &self.opts.poll).await?;
+            self.api
+                .wait_task(&format!("DELETE {path}"), &upid, &self.opts.poll)
+                .await?;
         }
         let volid = self.upload(node).await?;
         let vmid = match replace_vmid {
@@ -285,12 +318,19 @@ impl Ctx<'_> {
         };
         self.step(node, format!("creating VM {vmid} from {volid}"));
         let path = format!("/nodes/{}/qemu", seg(node));
-        let upid = self.api.post(&path, &self.create_params(vmid, &volid)).await?;
-        self.api.wait_task(&format!("POST {path}"), &upid, &self.opts.poll).await?;
+        let upid = self
+            .api
+            .post(&path, &self.create_params(vmid, &volid))
+            .await?;
+        self.api
+            .wait_task(&format!("POST {path}"), &upid, &self.opts.poll)
+            .await?;
         self.step(node, format!("converting VM {vmid} to a template"));
         let path = format!("/nodes/{}/qemu/{vmid}/template", seg(node));
         let upid = self.api.post(&path, &Params::new()).await?;
-        self.api.wait_task(&format!("POST {path}"), &upid, &self.opts.poll).await?;
+        self.api
+            .wait_task(&format!("POST {path}"), &upid, &self.opts.poll)
+            .await?;
         Ok(Installed {
             node: node.to_owned(),
             vmid,
@@ -306,7 +346,11 @@ impl Ctx<'_> {
     /// Uploads `disk.qcow2` unless the content-addressed import volume exists; its volid.
     async fn upload(&self, node: &str) -> Result<String, PveError> {
         let hex = self.spec.disk_sha256.trim_start_matches("sha256:");
-        let filename = format!("agentlab-{}-{}.qcow2", self.spec.name, &hex[..hex.len().min(16)]);
+        let filename = format!(
+            "agentlab-{}-{}.qcow2",
+            self.spec.name,
+            &hex[..hex.len().min(16)]
+        );
         let storage = &self.spec.import_storage;
         let volid = format!("{storage}:import/{filename}");
         let content = self
@@ -325,7 +369,10 @@ impl Ctx<'_> {
             self.step(node, format!("{volid} already uploaded"));
             return Ok(volid);
         }
-        self.step(node, format!("uploading {} as {volid}", self.spec.disk.display()));
+        self.step(
+            node,
+            format!("uploading {} as {volid}", self.spec.disk.display()),
+        );
         let progress = std::sync::Arc::clone(self.progress);
         let n = node.to_owned();
         let report: UploadProgress = std::sync::Arc::new(move |sent, total| {
@@ -337,7 +384,15 @@ impl Ctx<'_> {
         });
         let upid = self
             .api
-            .upload(node, storage, "import", &filename, &self.spec.disk, Some(hex), report)
+            .upload(
+                node,
+                storage,
+                "import",
+                &filename,
+                &self.spec.disk,
+                Some(hex),
+                report,
+            )
             .await?;
         let call = format!("POST /nodes/{node}/storage/{storage}/upload");
         self.api.wait_task(&call, &upid, &self.opts.poll).await?;
@@ -366,7 +421,11 @@ impl Ctx<'_> {
 
     fn create_params(&self, vmid: u32, volid: &str) -> Params {
         let storage = &self.opts.storage;
-        let bridge = self.opts.bridge.clone().unwrap_or_else(|| "vmbr0".to_owned());
+        let bridge = self
+            .opts
+            .bridge
+            .clone()
+            .unwrap_or_else(|| "vmbr0".to_owned());
         let tags = format!("{};{TEMPLATE_TAG}", self.opts.tag);
         vec![
             ("vmid", vmid.to_string()),

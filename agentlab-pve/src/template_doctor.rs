@@ -20,11 +20,16 @@ pub(crate) async fn checks(
     node: &str,
     cfg: &Value,
 ) -> Vec<CheckResult> {
-    let desc = cfg.get("description").and_then(Value::as_str).unwrap_or_default();
+    let desc = cfg
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let Some(marker) = parse_marker(desc) else {
         return vec![fail(
             "template.marker",
-            format!("VM {vmid} carries no AgentLab template marker (not built by `agentlab image build`)"),
+            format!(
+                "VM {vmid} carries no AgentLab template marker (not built by `agentlab image build`)"
+            ),
             REBUILD,
         )];
     };
@@ -65,10 +70,16 @@ async fn node_copies(api: &Api, opts: &PveOptions, name: &str, node: &str) -> Ch
         .and_then(|s| s.get("shared").and_then(lenient_u64))
         == Some(1);
     if shared {
-        return pass("template.nodes", format!("{} is shared: one template serves every node", opts.storage));
+        return pass(
+            "template.nodes",
+            format!("{} is shared: one template serves every node", opts.storage),
+        );
     }
     let wanted: Vec<String> = if opts.node == "auto" {
-        let nodes = api.get("/nodes", &Params::new()).await.unwrap_or(Value::Null);
+        let nodes = api
+            .get("/nodes", &Params::new())
+            .await
+            .unwrap_or(Value::Null);
         nodes
             .as_array()
             .into_iter()
@@ -94,10 +105,16 @@ async fn node_copies(api: &Api, opts: &PveOptions, name: &str, node: &str) -> Ch
                 continue;
             };
             let cfg = api
-                .get(&format!("/nodes/{}/qemu/{id}/config", seg(n)), &Params::new())
+                .get(
+                    &format!("/nodes/{}/qemu/{id}/config", seg(n)),
+                    &Params::new(),
+                )
                 .await
                 .unwrap_or(Value::Null);
-            let desc = cfg.get("description").and_then(Value::as_str).unwrap_or_default();
+            let desc = cfg
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if parse_marker(desc).is_some_and(|m| m.name == name) {
                 hit = Some(id);
                 break;
@@ -109,12 +126,26 @@ async fn node_copies(api: &Api, opts: &PveOptions, name: &str, node: &str) -> Ch
         }
     }
     if missing.is_empty() {
-        pass("template.nodes", format!("template {name} on every node: {}", found.join(", ")))
+        pass(
+            "template.nodes",
+            format!("template {name} on every node: {}", found.join(", ")),
+        )
     } else {
         fail(
             "template.nodes",
-            format!("{} is local storage and template {name} is missing on {}", opts.storage, missing.join(", ")),
-            format!("agentlab template install --name {name} {}", missing.iter().map(|n| format!("--node {n}")).collect::<Vec<_>>().join(" ")),
+            format!(
+                "{} is local storage and template {name} is missing on {}",
+                opts.storage,
+                missing.join(", ")
+            ),
+            format!(
+                "agentlab template install --name {name} {}",
+                missing
+                    .iter()
+                    .map(|n| format!("--node {n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
         )
     }
 }

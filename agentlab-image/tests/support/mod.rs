@@ -24,7 +24,8 @@ pub fn require(tools: &[(&str, &str)]) -> bool {
 /// The workspace's `agent-runner` binary (built with cargo when missing).
 pub fn runner_binary() -> PathBuf {
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| ws.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| ws.join("target"), PathBuf::from);
     let bin = target.join("debug/agent-runner");
     if !bin.is_file() {
         let st = Command::new(env!("CARGO"))

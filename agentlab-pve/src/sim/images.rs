@@ -48,9 +48,15 @@ pub fn upload(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
         .clone()
         .ok_or_else(|| ApiErr::internal("upload failed: no file in the request"))?;
     let filename = ctx.req("filename");
-    let ext = filename.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .unwrap_or_default();
     if content == "import" && !IMPORT_EXTS.contains(&ext) {
-        return Err(ApiErr::param("filename", "invalid filename or wrong extension"));
+        return Err(ApiErr::param(
+            "filename",
+            "invalid filename or wrong extension",
+        ));
     }
     if let Some(want) = ctx.get("checksum")
         && ctx.get("checksum-algorithm") == Some("sha256")
@@ -79,7 +85,9 @@ pub fn upload(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
             },
         );
     }
-    let upid = inner.spawn_task(node, "imgcopy", "", ctx.task_fault.clone(), async { Ok(()) });
+    let upid = inner.spawn_task(node, "imgcopy", "", ctx.task_fault.clone(), async {
+        Ok(())
+    });
     Ok((json!(upid), None))
 }
 
@@ -117,7 +125,10 @@ pub fn create(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
     let mut new_volumes = Vec::new();
     let mut disk_n = 0;
     for (k, v) in &ctx.params {
-        if matches!(k.as_str(), "node" | "vmid" | "start" | "storage" | "force" | "unique") {
+        if matches!(
+            k.as_str(),
+            "node" | "vmid" | "start" | "storage" | "force" | "unique"
+        ) {
             continue;
         }
         if !is_disk_key(k) {
@@ -144,10 +155,17 @@ pub fn create(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
             .filter(|o| !o.starts_with("import-from="))
             .collect();
         let (volid, size, media) = if what == "cloudinit" {
-            (format!("{store}:vm-{vmid}-cloudinit"), 4u64 << 20, ",media=cdrom")
+            (
+                format!("{store}:vm-{vmid}-cloudinit"),
+                4u64 << 20,
+                ",media=cdrom",
+            )
         } else if let Some(src) = import {
             if what != "0" {
-                return Err(ApiErr::param(k, "import-from requires the size 0 (STORAGE:0)"));
+                return Err(ApiErr::param(
+                    k,
+                    "import-from requires the size 0 (STORAGE:0)",
+                ));
             }
             let size = st
                 .volumes
@@ -238,10 +256,14 @@ pub fn template(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
         .ok_or_else(|| no_conf(node, vmid))?;
     check_exclusive(vm, vmid)?;
     if vm.is_template() {
-        return Err(ApiErr::internal("you can't convert a template to a template"));
+        return Err(ApiErr::internal(
+            "you can't convert a template to a template",
+        ));
     }
     if vm.power != Power::Stopped {
-        return Err(ApiErr::internal("you can't convert a running VM to a template"));
+        return Err(ApiErr::internal(
+            "you can't convert a running VM to a template",
+        ));
     }
     let mut config = vm.config.clone();
     let from = format!("vm-{vmid}-disk-");
@@ -262,6 +284,8 @@ pub fn template(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
         vm.config = config;
     }
     drop(st);
-    let upid = inner.spawn_task(node, "qmtemplate", vmid, ctx.task_fault.clone(), async { Ok(()) });
+    let upid = inner.spawn_task(node, "qmtemplate", vmid, ctx.task_fault.clone(), async {
+        Ok(())
+    });
     Ok((json!(upid), None))
 }

@@ -233,7 +233,11 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
     let path = path.to_owned();
     let multipart = super::multipart::boundary(&parts.headers);
     // pveproxy caps POST bodies at 512 KiB except file uploads, which it streams to disk.
-    let limit = if multipart.is_some() { 1 << 30 } else { 512 * 1024 };
+    let limit = if multipart.is_some() {
+        1 << 30
+    } else {
+        512 * 1024
+    };
     let body = axum::body::to_bytes(body, limit).await.unwrap_or_default();
     let has_body_method = parts.method == Method::GET || parts.method == Method::DELETE;
     let (params, upload) = match &multipart {

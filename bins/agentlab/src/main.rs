@@ -90,7 +90,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         Command::Doctor(a) => commands::doctor::run(a, ctx.json).await,
         Command::Local(a) => commands::local::run(a).await.map(|()| Code::Ok),
         Command::Image(a) => commands::image::run(a).await.map(|()| Code::Ok),
-        Command::Template(a) => commands::template::run(a, ctx.json).await.map(|()| Code::Ok),
+        Command::Template(a) => commands::template::run(a, ctx.json)
+            .await
+            .map(|()| Code::Ok),
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
     }

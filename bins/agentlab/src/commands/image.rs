@@ -100,7 +100,10 @@ pub async fn build(b: BuildArgs) -> anyhow::Result<()> {
         b.out.join("rootfs").display()
     );
     if !b.rootfs_only {
-        println!("Proxmox:     agentlab template install --image {}", b.out.display());
+        println!(
+            "Proxmox:     agentlab template install --image {}",
+            b.out.display()
+        );
     }
     Ok(())
 }

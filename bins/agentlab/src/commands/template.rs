@@ -72,7 +72,12 @@ pub async fn run(args: TemplateArgs, json: bool) -> anyhow::Result<()> {
         .outputs
         .get("disk.qcow2")
         .cloned()
-        .with_context(|| format!("{} has no disk.qcow2 (built with --rootfs-only?)", a.image.display()))?;
+        .with_context(|| {
+            format!(
+                "{} has no disk.qcow2 (built with --rootfs-only?)",
+                a.image.display()
+            )
+        })?;
     let spec = TemplateSpec {
         name: a.name,
         vmid: a.vmid,
@@ -89,7 +94,11 @@ pub async fn run(args: TemplateArgs, json: bool) -> anyhow::Result<()> {
         InstallStep::Step { node, what } => eprintln!("[{node}] {what}"),
         InstallStep::Upload { node, sent, total } => {
             let pct = if *total == 0 { 100 } else { sent * 100 / total };
-            eprint!("\r[{node}] upload {pct:>3}% ({} / {} MiB)", sent >> 20, total >> 20);
+            eprint!(
+                "\r[{node}] upload {pct:>3}% ({} / {} MiB)",
+                sent >> 20,
+                total >> 20
+            );
             if sent == total {
                 eprintln!();
             }
