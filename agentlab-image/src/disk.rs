@@ -153,6 +153,7 @@ pub fn build(
             .arg(mnt.join("boot/extlinux")),
     )?;
     drop(attached);
+    let _ = fs::remove_dir(&mnt);
     let mbr_file = mbr_path().ok_or_else(|| ImageError::MissingTool {
         tool: crate::tools::MBR_PATHS[0].to_owned(),
         package: "extlinux".to_owned(),

@@ -1,4 +1,5 @@
 //! The npm cache: a second install of the same packages works with the registry unreachable.
+#![cfg(test)] // integration-test crate; keeps clippy::tests_outside_test_module satisfied
 
 mod support;
 

@@ -34,5 +34,5 @@ pub use from_config::default_snippets_dir;
 pub use lifecycle::{GUEST_BOOTSTRAP_PATH, cleanup_stale_snippets};
 pub use options::{BootstrapDelivery, PollOptions, PveOptions, TlsOptions};
 pub use pve::{ClusterVm, ProxmoxHypervisor};
-pub use upload::UploadProgress;
+pub use upload::{Upload, UploadProgress};
 pub use volumes::WORKSPACE_DISK;

@@ -384,15 +384,15 @@ impl Ctx<'_> {
         });
         let upid = self
             .api
-            .upload(
+            .upload(crate::upload::Upload {
                 node,
                 storage,
-                "import",
-                &filename,
-                &self.spec.disk,
-                Some(hex),
-                report,
-            )
+                content: "import",
+                filename: &filename,
+                path: &self.spec.disk,
+                sha256: Some(hex),
+                progress: report,
+            })
             .await?;
         let call = format!("POST /nodes/{node}/storage/{storage}/upload");
         self.api.wait_task(&call, &upid, &self.opts.poll).await?;

@@ -62,19 +62,47 @@ mod body_stream {
     }
 }
 
+/// One file upload.
+#[derive(Clone)]
+pub struct Upload<'a> {
+    /// Node.
+    pub node: &'a str,
+    /// Storage.
+    pub storage: &'a str,
+    /// Content type (`import`, `iso`, `vztmpl`).
+    pub content: &'a str,
+    /// File name on the storage.
+    pub filename: &'a str,
+    /// Local file.
+    pub path: &'a Path,
+    /// sha256 (hex) PVE verifies.
+    pub sha256: Option<&'a str>,
+    /// Progress callback.
+    pub progress: UploadProgress,
+}
+
+impl std::fmt::Debug for Upload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("node", &self.node)
+            .field("storage", &self.storage)
+            .field("filename", &self.filename)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Api {
-    /// Uploads `path` as `filename` with `content` (`import`, `iso`, `vztmpl`) to `storage` on
-    /// `node`; returns the task's UPID. `sha256` (hex) lets PVE verify the file.
-    pub async fn upload(
-        &self,
-        node: &str,
-        storage: &str,
-        content: &str,
-        filename: &str,
-        path: &Path,
-        sha256: Option<&str>,
-        progress: UploadProgress,
-    ) -> Result<Value, PveError> {
+    /// Uploads a file; returns the task's UPID.
+    pub async fn upload(&self, u: Upload<'_>) -> Result<Value, PveError> {
+        let Upload {
+            node,
+            storage,
+            content,
+            filename,
+            path,
+            sha256,
+            progress,
+        } = u;
         let call = format!("POST /nodes/{node}/storage/{storage}/upload");
         let file = tokio::fs::File::open(path)
             .await

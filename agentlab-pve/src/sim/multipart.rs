@@ -37,10 +37,10 @@ fn disposition_param(headers: &str, key: &str) -> Option<String> {
 }
 
 /// Parameters and the uploaded file of a multipart body.
-pub fn parse(
-    body: &[u8],
-    boundary: &str,
-) -> Result<(Vec<(String, String)>, Option<UploadedFile>), String> {
+pub type Parsed = (Vec<(String, String)>, Option<UploadedFile>);
+
+/// Parses a multipart body into its parameters and file.
+pub fn parse(body: &[u8], boundary: &str) -> Result<Parsed, String> {
     let delim = format!("--{boundary}");
     let mut params = Vec::new();
     let mut file = None;
