@@ -48,6 +48,9 @@ pub struct RunnerConfig {
     pub git_bin: PathBuf,
     /// The `bwrap` binary.
     pub bwrap_bin: PathBuf,
+    /// Run clone and agent as this user (see [`crate::privdrop`]); the runner's own user when
+    /// `None`.
+    pub run_as: Option<crate::privdrop::RunAs>,
 }
 
 impl Default for RunnerConfig {
@@ -69,6 +72,7 @@ impl Default for RunnerConfig {
             agent_home: None,
             git_bin: PathBuf::from("git"),
             bwrap_bin: PathBuf::from("bwrap"),
+            run_as: None,
         }
     }
 }

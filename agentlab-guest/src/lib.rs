@@ -22,6 +22,7 @@ pub mod error;
 pub mod git;
 pub mod logs;
 mod outcome;
+pub mod privdrop;
 pub mod process;
 pub mod runner;
 pub mod secrets_dir;

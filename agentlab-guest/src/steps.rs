@@ -2,6 +2,7 @@
 //! `clone` and `agent`, each announced with a `RUNNING <step>` report. Errors come back as
 //! [`GuestError::Step`] naming the step that failed.
 
+use std::path::Path;
 use std::time::Duration;
 
 use agentlab_core::api::guest::{BootstrapPayload, StatusReport};
@@ -80,6 +81,11 @@ pub(crate) async fn steps(
     }
     let git = Git::new(&config.git_bin, job, secrets, payload.secrets.git.as_ref())
         .map_err(as_step("bootstrap"))?;
+    if let Some(run_as) = &config.run_as {
+        let mut dirs = vec![secrets.path().to_owned(), config.work_dir.clone()];
+        dirs.extend(paths.repo.parent().map(Path::to_path_buf));
+        run_as.hand_over_and_drop(&dirs)?;
+    }
 
     report_step(ctx, "clone").await?;
     let clone_limits = Limits {

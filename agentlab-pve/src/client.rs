@@ -91,9 +91,9 @@ impl PveCounters {
 /// The HTTP side of the backend.
 #[derive(Debug, Clone)]
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
-    auth: HeaderValue,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) auth: HeaderValue,
     inflight: Arc<tokio::sync::Semaphore>,
     /// Shared counters.
     pub counters: Arc<PveCounters>,

@@ -165,6 +165,9 @@ pub async fn doctor(opts: &PveOptions, template_vmid: u32) -> Vec<CheckResult> {
                         format!("qm set {template_vmid} --ide2 {}:cloudinit", opts.storage),
                     )
                 });
+                out.extend(
+                    crate::template_doctor::checks(&api, opts, template_vmid, node, &cfg).await,
+                );
             }
         },
     }

@@ -23,7 +23,10 @@ mod pve;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod task;
+pub mod template;
+mod template_doctor;
 pub mod tls;
+mod upload;
 mod volumes;
 
 pub use client::CounterSnapshot;
@@ -34,4 +37,5 @@ pub use from_config::default_snippets_dir;
 pub use lifecycle::{GUEST_BOOTSTRAP_PATH, cleanup_stale_snippets};
 pub use options::{BootstrapDelivery, PollOptions, PveOptions, TlsOptions};
 pub use pve::{ClusterVm, ProxmoxHypervisor};
+pub use upload::{Upload, UploadProgress};
 pub use volumes::WORKSPACE_DISK;

@@ -31,6 +31,10 @@ pub use super::control::{ErrorBody, ErrorInfo};
 use crate::ids::{JobId, Vmid};
 use crate::secrets::{SecretBundle, SecretValue};
 
+/// Version of this guest protocol. Images record the version their runner speaks
+/// (`manifest.json`, template marker) so `agentlab doctor` can compare it with the daemon's.
+pub const GUEST_PROTOCOL_VERSION: u32 = 1;
+
 /// Path of the bootstrap fetch route, relative to the controller URL.
 pub const BOOTSTRAP_FETCH_PATH: &str = "/v1/bootstrap/fetch";
 

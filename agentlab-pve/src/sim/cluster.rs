@@ -233,12 +233,26 @@ pub fn content(inner: &SimInner, ctx: &Ctx) -> HResult {
     let s = storage(inner, ctx.req("storage"))?;
     let st = inner.state();
     let prefix = format!("{}:", s.id);
+    let node_suffix = format!("@{}", ctx.req("node"));
     let list: Vec<Value> = st
         .volumes
         .iter()
         .filter(|(id, _)| id.starts_with(&prefix))
         .filter(|(_, v)| ctx.get("vmid").is_none_or(|id| id == v.owner.to_string()))
-        .map(|(id, v)| json!({"volid": id, "format": "raw", "size": v.size, "vmid": v.owner, "content": "images"}))
+        // Uploaded files on local storages are per node (`<volid>@<node>`, see images.rs).
+        .filter_map(|(id, v)| match id.split_once('@') {
+            Some((volid, _)) if id.ends_with(&node_suffix) => Some((volid, v)),
+            Some(_) => None,
+            None => Some((id.as_str(), v)),
+        })
+        .map(|(id, v)| {
+            let (content, format) = match id.split_once(":import/") {
+                Some((_, name)) => ("import", name.rsplit('.').next().unwrap_or("raw")),
+                None => ("images", "raw"),
+            };
+            json!({"volid": id, "format": format, "size": v.size, "vmid": v.owner, "content": content})
+        })
+        .filter(|v| ctx.get("content").is_none_or(|c| v["content"] == c))
         .collect();
     Ok((Value::Array(list), None))
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::qemu::HResult;
 use super::server::{ApiErr, Ctx, SimInner};
-use super::{acl, clone, cluster, power, qemu};
+use super::{acl, clone, cluster, images, power, qemu};
 
 /// Calls the handler for `method template`; 501 for schema methods the simulator lacks.
 pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) -> HResult {
@@ -46,6 +46,9 @@ pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) 
         ("GET", "/nodes/{node}/tasks/{upid}/status", _) => cluster::task(inner, ctx, false),
         ("GET", "/nodes/{node}/tasks/{upid}/log", _) => cluster::task(inner, ctx, true),
         ("GET", "/access/permissions", _) => cluster::permissions(inner),
+        ("POST", "/nodes/{node}/storage/{storage}/upload", _) => images::upload(inner, ctx),
+        ("POST", "/nodes/{node}/qemu", _) => images::create(inner, ctx),
+        ("POST", _, Some("/template")) => images::template(inner, ctx),
         ("DELETE", _, Some("")) => qemu::destroy(inner, ctx),
         ("POST", _, Some("/clone")) => clone::clone(inner, ctx),
         ("GET", _, Some("/config")) => qemu::get_config(inner, ctx),

@@ -16,6 +16,8 @@ mod cluster;
 mod dispatch;
 mod faults;
 mod formats;
+mod images;
+mod multipart;
 mod power;
 mod qemu;
 mod runner;
@@ -28,6 +30,7 @@ mod tls;
 mod validate;
 
 pub use faults::{FaultKind, FaultRule};
+pub use images::UploadedFile;
 pub use runner::process_boot_hook;
 pub use schema::{Lookup, MethodSchema, Schema, SchemaError};
 pub use server::RecordedRequest;

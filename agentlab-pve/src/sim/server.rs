@@ -132,6 +132,8 @@ pub struct Ctx {
     pub params: BTreeMap<String, String>,
     /// Injected task failure for the task this request starts.
     pub task_fault: Option<String>,
+    /// The file of a multipart upload.
+    pub upload: Option<super::images::UploadedFile>,
 }
 
 impl Ctx {
@@ -235,11 +237,22 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
         );
     };
     let path = path.to_owned();
-    let body = axum::body::to_bytes(body, 512 * 1024)
-        .await
-        .unwrap_or_default();
+    let multipart = super::multipart::boundary(&parts.headers);
+    // pveproxy caps POST bodies at 512 KiB except file uploads, which it streams to disk.
+    let limit = if multipart.is_some() {
+        1 << 30
+    } else {
+        512 * 1024
+    };
+    let body = axum::body::to_bytes(body, limit).await.unwrap_or_default();
     let has_body_method = parts.method == Method::GET || parts.method == Method::DELETE;
-    let params = parse_params(parts.uri.query(), &parts.headers, &body);
+    let (params, upload) = match &multipart {
+        Some(b) => match super::multipart::parse(&body, b) {
+            Ok((p, f)) => (Ok(p), f),
+            Err(e) => (Err(e), None),
+        },
+        None => (parse_params(parts.uri.query(), &parts.headers, &body), None),
+    };
     let (template, validation, outcome) = match (&params, inner.schema.lookup(&method, &path)) {
         (Err(e), _) => (
             None,
@@ -309,6 +322,7 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
         &path,
         template.as_deref(),
         outcome,
+        upload,
     )
     .await;
     let status = response.as_ref().map_or(0, |r| r.status().as_u16());
@@ -333,6 +347,7 @@ async fn run(
     path: &str,
     template: Option<&str>,
     outcome: Result<BTreeMap<String, String>, ApiErr>,
+    upload: Option<super::images::UploadedFile>,
 ) -> Option<Response> {
     if !authorized(inner, headers) {
         tokio::time::sleep(inner.config.auth_failure_delay).await;
@@ -378,7 +393,11 @@ async fn run(
             FaultKind::TaskFailure(msg) => task_fault = Some(msg),
         }
     }
-    let ctx = Ctx { params, task_fault };
+    let ctx = Ctx {
+        params,
+        task_fault,
+        upload,
+    };
     Some(match dispatch(inner, method, template, &ctx) {
         Ok((data, total)) => {
             let mut body = json!({ "data": data });

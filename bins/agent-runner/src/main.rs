@@ -60,10 +60,14 @@ struct Cli {
     /// The bubblewrap binary.
     #[arg(long, default_value = "bwrap")]
     bwrap: PathBuf,
+    /// Run clone and agent as this user (`agent` or `uid:gid`): the runner reads the bootstrap
+    /// and fills the secrets tmpfs as root, then drops to it (no groups, no_new_privs).
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
 }
 
 impl Cli {
-    fn config(self) -> RunnerConfig {
+    fn config(self, run_as: Option<agentlab_guest::privdrop::RunAs>) -> RunnerConfig {
         let defaults = RunnerConfig::default();
         RunnerConfig {
             bootstrap_paths: self.bootstrap.map_or(defaults.bootstrap_paths, |p| vec![p]),
@@ -79,6 +83,7 @@ impl Cli {
             agent_home: self.agent_home,
             git_bin: self.git,
             bwrap_bin: self.bwrap,
+            run_as,
             ..defaults
         }
     }
@@ -122,7 +127,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = cli.config();
+    // Before the runtime starts its threads: no_new_privs is inherited from this thread.
+    let run_as = match cli.run_as.as_deref().map(|u| {
+        agentlab_guest::privdrop::set_no_new_privs()?;
+        agentlab_guest::privdrop::RunAs::parse(u, std::path::Path::new("/etc/passwd"))
+    }) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            eprintln!("agent-runner: error: {}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let config = cli.config(run_as);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

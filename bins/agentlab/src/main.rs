@@ -51,8 +51,12 @@ enum Command {
     Completion(commands::completion::CompletionArgs),
     /// Check the Proxmox connection, templates, storage and token privileges.
     Doctor(commands::doctor::DoctorArgs),
-    /// Local backend tools: build a sandbox root filesystem.
+    /// Local backend tools: build a sandbox root filesystem (same as `image build`).
     Local(commands::local::LocalArgs),
+    /// Build guest images (rootfs, disk.qcow2, kernel, manifest) from an image spec.
+    Image(commands::image::ImageArgs),
+    /// Install images as Proxmox templates.
+    Template(commands::template::TemplateArgs),
     /// Network isolation: plan, apply and check the nftables policy.
     Net(commands::net::NetArgs),
     /// Manage age-encrypted secret bundles.
@@ -86,6 +90,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         }
         Command::Doctor(a) => commands::doctor::run(a, ctx.json).await,
         Command::Local(a) => commands::local::run(a).await.map(|()| Code::Ok),
+        Command::Image(a) => commands::image::run(a).await.map(|()| Code::Ok),
+        Command::Template(a) => commands::template::run(a, ctx.json)
+            .await
+            .map(|()| Code::Ok),
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
     }

@@ -1,9 +1,7 @@
-//! `agentlab local image build`: builds a read-only root filesystem for the `local` backend
-//! (set `local.rootfs` to it). Runs on the host, as root; does not talk to the daemon.
+//! `agentlab local image build`: the same command as `agentlab image build` (kept for the
+//! operators who learned it first). `local.rootfs` points at the output's `rootfs/`.
 
-use std::path::PathBuf;
-
-use agentlab_local::image::{self, ImageSpec};
+use crate::commands::image::{self, BuildArgs};
 
 /// Arguments of `agentlab local`.
 #[derive(Debug, clap::Args)]
@@ -23,49 +21,14 @@ enum LocalCommand {
 
 #[derive(Debug, clap::Subcommand)]
 enum ImageCommand {
-    /// Build a Debian root filesystem with mmdebstrap (or debootstrap) and prepare it for
-    /// AgentLab (agent user, /home/agent, /work).
-    Build {
-        /// Where to put it.
-        #[arg(long, default_value = "/var/lib/agentlab/rootfs")]
-        out: PathBuf,
-        /// Suite to install (default: the host's, from /etc/os-release).
-        #[arg(long)]
-        suite: Option<String>,
-        /// Extra packages (repeatable), besides git, ca-certificates, openssh-client, python3,
-        /// procps and bubblewrap.
-        #[arg(long = "package", value_name = "PKG")]
-        packages: Vec<String>,
-        /// Replace an existing image.
-        #[arg(long)]
-        force: bool,
-    },
+    /// Alias of `agentlab image build`.
+    Build(BuildArgs),
 }
 
 /// Runs `agentlab local …`.
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let LocalCommand::Image {
-        command:
-            ImageCommand::Build {
-                out,
-                suite,
-                packages,
-                force,
-            },
+        command: ImageCommand::Build(b),
     } = args.command;
-    let spec = ImageSpec {
-        out,
-        suite: suite.unwrap_or_else(image::host_suite),
-        extra_packages: packages,
-        force,
-    };
-    eprintln!(
-        "building a {} root filesystem in {} …",
-        spec.suite,
-        spec.out.display()
-    );
-    let built = tokio::task::spawn_blocking(move || image::build(&spec)).await??;
-    println!("image ready: {}", built.display());
-    println!("use it with:\n  local:\n    rootfs: {}", built.display());
-    Ok(())
+    image::build(b).await
 }

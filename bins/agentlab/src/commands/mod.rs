@@ -2,6 +2,7 @@
 
 pub mod completion;
 pub mod doctor;
+pub mod image;
 pub mod job;
 pub mod job_artifacts;
 pub mod job_run;
@@ -13,4 +14,5 @@ pub mod sandbox;
 pub mod sandbox_new;
 pub mod secrets;
 pub mod status;
+pub mod template;
 pub mod workspace;
