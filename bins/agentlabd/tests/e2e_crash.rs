@@ -5,7 +5,8 @@
 //! everything is destroyed no VM, volume, runner process or file may be left.
 //! Fake backend only: the local backend's points need its netlab (see the report in
 //! docs/ARCHITECTURE.md, "Crash safety").
-#![cfg(all(test, feature = "failpoints"))]
+#![cfg(test)]
+#![cfg(feature = "failpoints")]
 
 #[path = "e2e/harness.rs"]
 mod harness;
