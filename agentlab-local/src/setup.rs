@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn the_config_maps_onto_options_and_bridge() {
-        let yaml = "backend: local\ndata_dir: /var/lib/al\nnetwork:\n  bridge: agentlab0\n  subnet: 10.88.0.0/16\n  gateway: 10.88.0.1\n  subnet6: fd88::/64\nlocal:\n  runner_path: /opt/agent-runner\n";
+        let yaml = "backend: local\ndata_dir: /var/lib/al\nnetwork:\n  bridge: agentlab0\n  subnet: 10.88.0.0/16\n  gateway: 10.88.0.1\nlocal:\n  runner_path: /opt/agent-runner\n";
         let cfg = Config::from_yaml_str(yaml, "test").unwrap();
         let opts = LocalOptions::from_config(&cfg);
         assert_eq!(opts.state_dir, Path::new("/var/lib/al/local"));
@@ -94,7 +94,10 @@ mod tests {
         let net = bridge_net_config(&cfg);
         assert_eq!(net.bridge, "agentlab0");
         assert_eq!(net.gateway_v4.to_string(), "10.88.0.1");
-        assert_eq!(net.gateway_v6.unwrap().to_string(), "fd88::1");
+        assert_eq!(
+            net.gateway_v6, None,
+            "sandboxes get no IPv6 (network.subnet6 is refused)"
+        );
         net.validate().unwrap();
     }
 

@@ -22,6 +22,8 @@ fn sandbox() -> SandboxNet {
 #[tokio::test]
 async fn base_policy_is_one_batch_creating_agentlabs_tables() {
     let mut nft = MockNftRunner::new();
+    // After each change the firewall lists its tables to remember what it installed.
+    nft.expect_query().returning(|_| Ok(String::new()));
     nft.expect_apply()
         .withf(|script| {
             script.contains("table inet agentlab") && script.contains("table bridge agentlab")
@@ -35,6 +37,8 @@ async fn base_policy_is_one_batch_creating_agentlabs_tables() {
 #[tokio::test]
 async fn nft_rejection_is_a_typed_error_and_missing_nft_is_unavailable() {
     let mut nft = MockNftRunner::new();
+    // After each change the firewall lists its tables to remember what it installed.
+    nft.expect_query().returning(|_| Ok(String::new()));
     nft.expect_apply()
         .times(1)
         .returning(|_| Err(NetError::Rejected("syntax error at line 3".into())));
@@ -45,6 +49,8 @@ async fn nft_rejection_is_a_typed_error_and_missing_nft_is_unavailable() {
     }
 
     let mut nft = MockNftRunner::new();
+    // After each change the firewall lists its tables to remember what it installed.
+    nft.expect_query().returning(|_| Ok(String::new()));
     nft.expect_apply().returning(|_| {
         Err(NetError::Spawn {
             program: "nft".into(),
@@ -61,6 +67,8 @@ async fn nft_rejection_is_a_typed_error_and_missing_nft_is_unavailable() {
 #[tokio::test]
 async fn allow_touches_only_the_sandboxs_own_elements() {
     let mut nft = MockNftRunner::new();
+    // After each change the firewall lists its tables to remember what it installed.
+    nft.expect_query().returning(|_| Ok(String::new()));
     nft.expect_apply().times(1).returning(|_| Ok(()));
     nft.expect_apply()
         .withf(|script| {

@@ -24,6 +24,23 @@ async fn doctor_passes_on_a_good_setup() {
     let Some((sim, hv)) = setup(|_| {}).await else {
         return;
     };
+    // A template as `agentlab template install` leaves it: marked, on the profile's node.
+    let spec = agentlab_pve::template::TemplateSpec {
+        name: "tmpl-9000".into(),
+        vmid: Some(common::TEMPLATE),
+        disk: std::path::PathBuf::new(),
+        manifest_sha256: "sha256:00".into(),
+        disk_sha256: "sha256:00".into(),
+        guest_protocol: agentlab_core::api::guest::GUEST_PROTOCOL_VERSION,
+        import_storage: "local".into(),
+        memory_mb: 512,
+        cores: 1,
+        replace: false,
+    };
+    sim.add_vm(&agentlab_pve::sim::SeedVm {
+        description: Some(agentlab_pve::template::marker(&spec)),
+        ..agentlab_pve::sim::SeedVm::template(common::TEMPLATE, "pve1")
+    });
     let results = doctor(hv.options(), common::TEMPLATE).await;
     let failed: Vec<_> = results.iter().filter(|r| !r.ok).collect();
     assert!(failed.is_empty(), "{failed:?}");

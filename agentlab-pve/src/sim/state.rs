@@ -153,6 +153,8 @@ pub struct SeedVm {
     pub template: bool,
     /// `tags`.
     pub tags: Option<String>,
+    /// `description` (e.g. AgentLab's template marker).
+    pub description: Option<String>,
     /// Guest agent enabled.
     pub agent: bool,
     /// Has a cloud-init drive.
@@ -172,6 +174,7 @@ impl SeedVm {
             name: format!("tmpl-{vmid}"),
             template: true,
             tags: None,
+            description: None,
             agent: true,
             cloudinit: true,
             storage: "local-lvm".into(),
@@ -291,6 +294,9 @@ impl State {
         }
         if let Some(tags) = &seed.tags {
             config.insert("tags".into(), tags.clone());
+        }
+        if let Some(description) = &seed.description {
+            config.insert("description".into(), description.clone());
         }
         let power = if seed.running {
             Power::Running

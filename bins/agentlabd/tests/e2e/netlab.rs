@@ -520,7 +520,14 @@ impl NetLab {
         let in_table = table
             .split(|c: char| !(c.is_ascii_digit() || c == '.'))
             .any(|w| w == sip);
-        let cgroup = Path::new(CGROUP_ROOT).join(format!("agentlab/{vmid}"));
+        // cgroup v2: one directory; v1: one per controller (memory stands for all).
+        let v2 = Path::new(CGROUP_ROOT).join(format!("agentlab/{vmid}"));
+        let v1 = Path::new(CGROUP_ROOT).join(format!("memory/agentlab/{vmid}"));
+        let cgroup = if v1.parent().is_some_and(Path::exists) {
+            v1
+        } else {
+            v2
+        };
         let files = self.data_dir().join(format!("local/{vmid}"));
         vec![
             (format!("netns {netns} in `ip netns list`"), in_list),
