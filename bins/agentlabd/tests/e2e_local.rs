@@ -477,3 +477,43 @@ fn net_check_passes_against_the_live_daemon_setup() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_daemon_puts_its_tables_back_when_they_are_deleted_behind_its_back() {
+    if !privileged() {
+        return;
+    }
+    let lab = NetLab::start(&profile("true", 512), |_| Vec::new());
+    let before = lab.nft_table();
+    let nft = lab.nft.to_str().unwrap();
+    // What `agentlab net delete --force` (or anyone with nft) would do to a running host.
+    agentlab_net::netns::exec_in(&lab.router, nft, &["delete", "table", "inet", "agentlab"])
+        .unwrap();
+    agentlab_net::netns::exec_in(&lab.router, nft, &["delete", "table", "bridge", "agentlab"])
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let inet =
+            agentlab_net::netns::exec_in(&lab.router, nft, &["list", "table", "inet", "agentlab"]);
+        let bridge = agentlab_net::netns::exec_in(
+            &lab.router,
+            nft,
+            &["list", "table", "bridge", "agentlab"],
+        );
+        if inet.is_ok() && bridge.is_ok() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "tables not re-applied\nlog:\n{}",
+            lab.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(lab.nft_table(), before, "the same policy is back");
+    assert!(
+        lab.log().contains("re-applied"),
+        "the repair is logged\nlog:\n{}",
+        lab.log()
+    );
+}
