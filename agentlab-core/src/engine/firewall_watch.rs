@@ -22,18 +22,7 @@ impl Lab {
     /// sandbox is ever on the bridge unregistered while the daemon starts. Runs once per
     /// process, before any sandbox's own rules (see `Lab::firewall_base`).
     pub(crate) async fn restore_firewall(&self) -> Result<(), EngineError> {
-        let managed: HashSet<u32> = self
-            .deps
-            .hypervisor
-            .list_managed()
-            .await
-            .map_err(|source| EngineError::Hypervisor {
-                call: "list_managed",
-                source,
-            })?
-            .into_iter()
-            .map(|m| m.vmid.get())
-            .collect();
+        let managed = self.managed_ids().await?;
         let live = self
             .deps
             .store
@@ -74,6 +63,22 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// The ids of the VMs the hypervisor lists as AgentLab's.
+    pub(crate) async fn managed_ids(&self) -> Result<HashSet<u32>, EngineError> {
+        Ok(self
+            .deps
+            .hypervisor
+            .list_managed()
+            .await
+            .map_err(|source| EngineError::Hypervisor {
+                call: "list_managed",
+                source,
+            })?
+            .into_iter()
+            .map(|m| m.vmid.get())
+            .collect())
     }
 
     /// The firewall identity of a sandbox with a VM, as provisioning allowed it.

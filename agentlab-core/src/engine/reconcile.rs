@@ -33,18 +33,7 @@ use crate::store::SandboxFilter;
 impl Lab {
     /// Brings the store and the hypervisor back in line after a (re)start.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), EngineError> {
-        let managed: HashSet<u32> = self
-            .deps
-            .hypervisor
-            .list_managed()
-            .await
-            .map_err(|source| EngineError::Hypervisor {
-                call: "list_managed",
-                source,
-            })?
-            .into_iter()
-            .map(|m| m.vmid.get())
-            .collect();
+        let managed = self.managed_ids().await?;
         let used: HashSet<u32> = self
             .deps
             .hypervisor
