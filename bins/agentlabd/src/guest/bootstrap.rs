@@ -43,24 +43,34 @@ fn limit_token(st: &GuestState, token: &str, vmid: Vmid) -> Result<(), std::time
         .check_token(hash_token(&format!("{vmid}:{token}")), Instant::now())
 }
 
+/// The admission both bootstrap routes share: the per-address limit, the body, then the
+/// per-token limit. A refusal is the response to send.
+fn admit<T: serde::de::DeserializeOwned>(
+    st: &GuestState,
+    peer: SocketAddr,
+    body: &[u8],
+    key: impl Fn(&T) -> (&str, Vmid),
+) -> Result<T, Box<Response>> {
+    st.limiter
+        .check_address(peer.ip().to_canonical(), Instant::now())
+        .map_err(|w| Box::new(rate_limited(w)))?;
+    let req: T = parse_json(body).map_err(|e| Box::new(e.into_response()))?;
+    let (token, vmid) = key(&req);
+    limit_token(st, token, vmid).map_err(|w| Box::new(rate_limited(w)))?;
+    Ok(req)
+}
+
 pub async fn fetch(
     State(st): State<GuestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(wait) = st
-        .limiter
-        .check_address(peer.ip().to_canonical(), Instant::now())
-    {
-        return rate_limited(wait);
-    }
-    let req: BootstrapFetchRequest = match parse_json(&body) {
+    let req: BootstrapFetchRequest = match admit(&st, peer, &body, |r: &BootstrapFetchRequest| {
+        (r.token.expose(), r.vmid)
+    }) {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(refused) => return *refused,
     };
-    if let Err(wait) = limit_token(&st, req.token.expose(), req.vmid) {
-        return rate_limited(wait);
-    }
     let peer_ip = peer.ip().to_canonical();
     match st
         .lab
@@ -86,19 +96,13 @@ pub async fn abandon(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(wait) = st
-        .limiter
-        .check_address(peer.ip().to_canonical(), Instant::now())
-    {
-        return rate_limited(wait);
-    }
-    let req: BootstrapAbandonRequest = match parse_json(&body) {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    if let Err(wait) = limit_token(&st, req.token.expose(), req.vmid) {
-        return rate_limited(wait);
-    }
+    let req: BootstrapAbandonRequest =
+        match admit(&st, peer, &body, |r: &BootstrapAbandonRequest| {
+            (r.token.expose(), r.vmid)
+        }) {
+            Ok(r) => r,
+            Err(refused) => return *refused,
+        };
     match st
         .lab
         .bootstrap_abandon(
