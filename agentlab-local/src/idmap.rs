@@ -183,12 +183,6 @@ pub(crate) fn give_tree(root: &Path, range: IdRange, space: &Range<u32>) -> Resu
     strip_setid(root)
 }
 
-/// Gives one file to the agent of `range` (a file the sandbox reads through a bind mount).
-pub(crate) fn give_file(path: &Path, range: IdRange) -> Result<(), LocalError> {
-    std::os::unix::fs::chown(path, Some(range.agent()), Some(range.agent()))
-        .map_err(LocalError::io("chown", path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

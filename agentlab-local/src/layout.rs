@@ -1,5 +1,5 @@
 //! On-disk state: one directory per sandbox, `<state_dir>/<vmid>/`, holding `spec.json` (the
-//! [`Record`]), `bootstrap.json` (0600, bound read-only into the sandbox), `etc/` (the generated
+//! [`Record`]), `etc/` (the generated
 //! `/etc` files), `home/` (the sandbox's writable `/home/agent`) and `runner.log`; and one
 //! directory per workspace volume, `<state_dir>/volumes/<workspace>/` with `data/` and an
 //! `attached` file naming the sandbox using it.
@@ -53,7 +53,8 @@ impl Layout {
         self.vm_dir(vmid).join("spec.json")
     }
 
-    pub fn bootstrap_path(&self, vmid: Vmid) -> PathBuf {
+    /// Where versions before the stdin delivery kept the bootstrap data (removed at start).
+    pub fn legacy_bootstrap_path(&self, vmid: Vmid) -> PathBuf {
         self.vm_dir(vmid).join("bootstrap.json")
     }
 

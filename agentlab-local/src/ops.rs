@@ -134,9 +134,11 @@ impl Inner {
                 return Err(err.into());
             }
         }
+        agentlab_core::fail_point!("local:create:dir");
         let veth = LocalOptions::host_veth(vmid);
         let done = net::plumb(self.opts.bridge_netns.as_deref(), &netns, &veth, &net_spec)
             .and_then(|()| {
+                agentlab_core::fail_point!("local:create:plumbed");
                 record.netns_id = procs::ns_id(&procs::netns_path(&netns));
                 self.layout.save(&record)
             })
@@ -202,14 +204,10 @@ impl Inner {
         let range = self.range(self.slot(&mut record)?);
         let space = self.id_space();
         let l = &self.layout;
-        let bootstrap = l.bootstrap_path(vmid);
-        if let Some(data) = boot {
-            sandbox::write_bootstrap(&bootstrap, data)?;
-        }
-        if bootstrap.is_file() {
-            // 0600, readable by the sandbox's agent only.
-            idmap::give_file(&bootstrap, range)?;
-        }
+        // Bootstrap data never touches the host's disk (piped into the sandbox's tmpfs); a
+        // file an older version left is removed.
+        let bootstrap = boot.map(sandbox::bootstrap_json).transpose()?;
+        let _ = std::fs::remove_file(l.legacy_bootstrap_path(vmid));
         sandbox::write_etc(&l.etc_dir(vmid), &record.spec, &self.opts)?;
         let volume = record.volume.as_ref().map(|v| l.volume_dir(v).join("data"));
         if let Some(v) = &volume {
@@ -240,7 +238,7 @@ impl Inner {
                 .map_err(LocalError::io("chmod", &dir))?;
         }
         let mounts = Mounts::staged(
-            bootstrap.is_file(),
+            bootstrap.is_some(),
             volume.is_some(),
             self.opts.rootfs.is_some(),
             seccomp.is_some(),
@@ -268,8 +266,10 @@ impl Inner {
             userns: &userns.path(),
             vm_dir: &l.vm_dir(vmid),
             volume: volume.as_deref(),
+            bootstrap: bootstrap.as_ref().map(|b| b.as_slice()),
         };
         let mut child = sandbox::spawn(&enter, &args, &log, &self.opts)?;
+        agentlab_core::fail_point!("local:start:spawned");
         if let Ok(pid) = i32::try_from(child.id()) {
             l.write_pid(vmid, pid);
         }

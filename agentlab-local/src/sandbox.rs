@@ -4,6 +4,7 @@
 //! inside its cgroup before `bwrap` forks anything.
 
 use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,11 +13,13 @@ use agentlab_core::{BootstrapData, VmSpec, Vmid};
 use zeroize::Zeroizing;
 
 use crate::error::LocalError;
-use crate::layout::{Layout, write_atomic};
+use crate::layout::Layout;
 use crate::options::LocalOptions;
 
 /// Where the runner binary appears inside the sandbox.
 pub const RUNNER_PATH_INSIDE: &str = "/run/agentlab/bin/agent-runner";
+/// Where the runner finds the bootstrap data inside the sandbox.
+pub const BOOTSTRAP_PATH_INSIDE: &str = "/run/agentlab/bootstrap.json";
 
 /// Where the sandbox's init script appears inside the sandbox (run as `/bin/sh <it>`).
 pub const INIT_PATH_INSIDE: &str = "/run/agentlab/bin/init";
@@ -45,13 +48,16 @@ exit 0
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Writes the bootstrap data (0600, atomically) where `start` binds it from.
-pub(crate) fn write_bootstrap(path: &Path, data: &BootstrapData) -> Result<(), LocalError> {
-    let json = Zeroizing::new(serde_json::to_vec(data).map_err(|e| LocalError::Corrupt {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?);
-    write_atomic(path, &json)
+/// The bootstrap data as the runner reads it. It never touches the host's disk: [`spawn`]
+/// pipes it to bwrap, which writes it into the sandbox's own `/run` tmpfs (`--file 0`), where
+/// the runner deletes it after reading.
+pub(crate) fn bootstrap_json(data: &BootstrapData) -> Result<Zeroizing<Vec<u8>>, LocalError> {
+    serde_json::to_vec(data)
+        .map(Zeroizing::new)
+        .map_err(|e| LocalError::Corrupt {
+            path: PathBuf::from(BOOTSTRAP_PATH_INSIDE),
+            message: e.to_string(),
+        })
 }
 
 /// Writes the sandbox's `/etc` files into `dir`.
@@ -108,7 +114,8 @@ pub(crate) struct Mounts<'a> {
     /// The init script on the host (bound at [`INIT_PATH_INSIDE`]).
     pub init: &'a Path,
     pub home: &'a Path,
-    pub bootstrap: Option<&'a Path>,
+    /// Whether bootstrap data arrives on bwrap's stdin (see [`bootstrap_json`]).
+    pub bootstrap: bool,
     pub volume: Option<&'a Path>,
     /// The runner binary (bound at [`RUNNER_PATH_INSIDE`]).
     pub runner: &'a Path,
@@ -125,7 +132,7 @@ impl Mounts<'static> {
             etc: Path::new("/run/agentlab-local/vm/etc"),
             init: Path::new("/run/agentlab-local/vm/init.sh"),
             home: Path::new("/run/agentlab-local/vm/home"),
-            bootstrap: bootstrap.then_some(Path::new("/run/agentlab-local/vm/bootstrap.json")),
+            bootstrap,
             volume: volume.then_some(Path::new("/run/agentlab-local/volume")),
             runner: Path::new("/run/agentlab-local/runner"),
             rootfs: rootfs.then_some(Path::new("/run/agentlab-local/rootfs")),
@@ -207,12 +214,9 @@ pub(crate) fn bwrap_args(vmid: Vmid, m: &Mounts<'_>, opts: &LocalOptions) -> Vec
         "--tmpfs",
         "/run/agentlab/secrets",
     ]);
-    if let Some(b) = m.bootstrap {
-        push(&[
-            "--ro-bind",
-            &b.to_string_lossy(),
-            "/run/agentlab/bootstrap.json",
-        ]);
+    if m.bootstrap {
+        // Copied from stdin into the sandbox's /run tmpfs; the runner may delete it.
+        push(&["--perms", "0600", "--file", "0", BOOTSTRAP_PATH_INSIDE]);
     }
     push(&["--ro-bind", &m.runner.to_string_lossy(), RUNNER_PATH_INSIDE]);
     push(&["--ro-bind", &m.init.to_string_lossy(), INIT_PATH_INSIDE]);
@@ -323,6 +327,8 @@ pub(crate) struct Enter<'a> {
     pub vm_dir: &'a Path,
     /// The volume's `data` directory, staged at `<STAGE_DIR>/volume`.
     pub volume: Option<&'a Path>,
+    /// Bootstrap data, piped to bwrap's stdin (`--file 0`, see [`bootstrap_json`]).
+    pub bootstrap: Option<&'a [u8]>,
 }
 
 /// Spawns `sh -c WRAPPER sh <n> <cgroup.procs>… <seccomp> <userns> setsid nsenter
@@ -359,13 +365,30 @@ pub(crate) fn spawn(
         .arg(lossy(opts.rootfs.as_deref()).unwrap_or_default())
         .arg(&opts.bwrap_path)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if enter.bootstrap.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(out)
         .stderr(err);
-    cmd.spawn().map_err(|source| LocalError::Spawn {
+    let mut child = cmd.spawn().map_err(|source| LocalError::Spawn {
         program: "/bin/sh".to_owned(),
         source,
-    })
+    })?;
+    if let (Some(data), Some(mut pipe)) = (enter.bootstrap, child.stdin.take()) {
+        // A few hundred bytes: the pipe buffer takes them before bwrap reads. Dropping the
+        // pipe closes it, so bwrap sees the end of the data.
+        if let Err(source) = pipe.write_all(data) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LocalError::Spawn {
+                program: "bwrap (bootstrap data on stdin)".to_owned(),
+                source,
+            });
+        }
+    }
+    Ok(child)
 }
 
 /// The last ~20 lines of the log (bwrap's own errors end up there).
@@ -391,9 +414,8 @@ mod tests {
         assert!(!args.contains("--unshare-all") && !args.contains("--unshare-user"));
         assert!(args.starts_with("--seccomp 9 "));
         assert!(args.contains("--perms 0700 --tmpfs /run/agentlab/secrets"));
-        assert!(args.contains(
-            "--ro-bind /run/agentlab-local/vm/bootstrap.json /run/agentlab/bootstrap.json"
-        ));
+        assert!(args.contains("--perms 0600 --file 0 /run/agentlab/bootstrap.json"));
+        assert!(!args.contains("vm/bootstrap.json"), "no bootstrap file on the host");
         assert!(args.contains("--bind /run/agentlab-local/vm/home /home/agent"));
         assert!(args.contains("--ro-bind /run/agentlab-local/vm/etc/passwd /etc/passwd"));
         assert!(!args.contains("/work"));

@@ -98,11 +98,13 @@ impl Inner {
         let netns = self.opts.netns_name(vmid);
         let mut ids: Vec<NsId> = self.target(vmid, record.as_ref()).netns;
         self.kill_all(vmid, Duration::ZERO)?;
+        agentlab_core::fail_point!("local:destroy:killed");
         net::unplumb(
             self.opts.bridge_netns.as_deref(),
             &netns,
             &LocalOptions::host_veth(vmid),
         );
+        agentlab_core::fail_point!("local:destroy:unplumbed");
         ids.sort_unstable();
         ids.dedup();
         for id in &ids {
@@ -112,6 +114,7 @@ impl Inner {
             })?;
         }
         self.cgroups.remove(vmid)?;
+        agentlab_core::fail_point!("local:destroy:cgroups");
         let left = self.procs(vmid);
         if !left.is_empty() {
             return Err(LocalError::NotGone {

@@ -60,7 +60,8 @@ out=/home/agent/results.tmp
   echo secrets_fs=$(stat -f -c %T /run/agentlab/secrets)
   echo secrets_mode=$(stat -c %a /run/agentlab/secrets)
   if grep -q local-test-token-not-real /run/agentlab/bootstrap.json; then echo bootstrap=readable; else echo bootstrap=missing; fi
-  if echo x >> /run/agentlab/bootstrap.json 2>/dev/null; then echo bootstrap_rw=writable; else echo bootstrap_rw=readonly; fi
+  echo bootstrap_mode=$(stat -c %a /run/agentlab/bootstrap.json)
+  echo bootstrap_fs=$(stat -f -c %T /run/agentlab/bootstrap.json)
   if [ -e /etc/shadow ]; then echo shadow=present; else echo shadow=absent; fi
   echo hostname=$(hostname)
   echo addr=$(ip -4 -o addr show dev eth0 | awk '{print $4}')
@@ -123,7 +124,8 @@ wait
             ("secrets_fs", "tmpfs"),
             ("secrets_mode", "700"),
             ("bootstrap", "readable"),
-            ("bootstrap_rw", "readonly"),
+            ("bootstrap_mode", "600"),
+            ("bootstrap_fs", "tmpfs"),
             ("shadow", "absent"),
             ("hostname", "sandbox-900200"),
             ("addr", "10.77.0.42/16"),
@@ -211,7 +213,8 @@ wait
         }
         assert!(lab.router_has_link("al900400h"));
         assert_eq!(lab.sandbox_netns(), vec![lab.netns(900_400)]);
-        assert!(lab.vm_dir(900_400).join("bootstrap.json").is_file());
+        // The bootstrap data went into the sandbox's tmpfs, never onto the host's disk.
+        assert!(!lab.vm_dir(900_400).join("bootstrap.json").exists());
         hv.destroy(spec.vmid).await.unwrap();
         assert!(!lab.router_has_link("al900400h"), "veth left behind");
         assert!(lab.sandbox_netns().is_empty(), "netns left behind");
