@@ -179,3 +179,67 @@ async fn reconcile_leaves_this_processs_own_provisioning_alone() {
     r.lab.wait_idle().await;
     assert_eq!(r.state(sb.vmid).await, SandboxState::Ready);
 }
+
+/// The daemon dies after a guest's RUNNING report moved the job but before the sandbox left
+/// BOOTING (the state is written directly: the window is two store writes). The guest is up:
+/// the restart keeps the sandbox (RUNNING) instead of tearing it down under a RUNNING job.
+#[test]
+fn killed_between_the_jobs_and_the_sandboxs_update_keeps_the_reporting_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let hv = Arc::new(FakeHypervisor::new());
+    let clock = Arc::new(ManualClock::at_epoch());
+    // The guest step waits on the address, holding the sandbox's lock.
+    hv.set_latency(FakeOp::GuestAddress, Duration::from_secs(30));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (vmid, job_id) = rt.block_on(async {
+        let store = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let r = rig_with(store, hv.clone(), clock.clone()).await;
+        let req = JobRequest {
+            repo: "file:///r".into(),
+            task: "t".into(),
+            profile: "yolo-ephemeral".into(),
+            ..JobRequest::default()
+        };
+        let job = r.lab.run_job(req).await.unwrap();
+        let vmid = job.sandbox.unwrap();
+        for _ in 0..2000 {
+            if hv.calls_for(vmid).iter().any(|c| c.op == FakeOp::GuestAddress) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(r.state(vmid).await, SandboxState::Booting);
+        let token = r.tap.token_for(vmid);
+        r.lab.bootstrap_fetch(vmid, &token).await.unwrap();
+        // The state a kill leaves between `report_status`'s job write and its sandbox write.
+        let mut running = r.lab.job(&job.id).await.unwrap();
+        running.state = JobState::Running;
+        r.store.update_job(&running, JobState::Queued).await.unwrap();
+        assert_eq!(r.lab.job(&job.id).await.unwrap().state, JobState::Running);
+        assert_eq!(r.state(vmid).await, SandboxState::Booting);
+        (vmid, job.id)
+    });
+    rt.shutdown_background();
+    hv.set_latency(FakeOp::GuestAddress, Duration::ZERO);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let r = rig_with(store, hv.clone(), clock.clone()).await;
+        r.lab.wait_idle().await;
+        assert_eq!(r.state(vmid).await, SandboxState::Running);
+        assert_eq!(r.lab.job(&job_id).await.unwrap().state, JobState::Running);
+        assert_eq!(hv.owned_vm_ids(), vec![vmid], "the VM is kept");
+        assert!(
+            r.messages(vmid, EventKind::Reconciled)
+                .await
+                .iter()
+                .any(|m| m.contains("sandbox kept")),
+        );
+    });
+}

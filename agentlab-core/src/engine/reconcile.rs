@@ -149,6 +149,9 @@ impl Lab {
         if listed {
             sb.vm_created = true;
         }
+        if listed && self.keep_reported(&mut sb).await? {
+            return Ok(());
+        }
         let step = sb.state;
         crate::fail_point!("reconcile:teardown");
         self.note(
@@ -167,6 +170,18 @@ impl Lab {
             return Ok(());
         };
         let job = self.deps.store.get_job(&job_id).await?;
+        if job.state == JobState::Running {
+            let outcome = JobOutcome {
+                failed_step: Some("restart".into()),
+                error: Some(format!(
+                    "agentlabd restarted while sandbox {vmid} was {step}; it was cleaned up"
+                )),
+                ..JobOutcome::default()
+            };
+            self.finish_job_by_daemon(&job_id, JobState::Failed, outcome)
+                .await;
+            return Ok(());
+        }
         let due = job.deadline.is_some_and(|d| d <= self.now());
         if job.state != JobState::Queued || due {
             return Ok(());
@@ -205,6 +220,39 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// A BOOTING sandbox whose guest already reported (its job RUNNING or ended: the daemon
+    /// died between the job's and the sandbox's update) is up: it is kept and moved to the
+    /// state its job implies instead of being torn down. Called under the sandbox's lock.
+    async fn keep_reported(&self, sb: &mut Sandbox) -> Result<bool, EngineError> {
+        let Some(job_id) = sb.job.clone() else {
+            return Ok(false);
+        };
+        if sb.state != SandboxState::Booting {
+            return Ok(false);
+        }
+        let job = self.deps.store.get_job(&job_id).await?;
+        let to = match job.state {
+            JobState::Queued => return Ok(false),
+            JobState::Running => SandboxState::Running,
+            JobState::Completed => SandboxState::Completed,
+            JobState::Timeout => SandboxState::Timeout,
+            JobState::Failed | JobState::Cancelled => SandboxState::Failed,
+        };
+        self.note(
+            sb,
+            &format!("agentlabd restarted while BOOTING, but job {job_id} is {}; sandbox kept", job.state),
+        )
+        .await;
+        self.transition(sb, SandboxState::Ready, "guest reported before the restart")
+            .await?;
+        if to == SandboxState::Failed {
+            sb.last_error = Some(format!("job {job_id} ended {}", job.state));
+        }
+        self.transition(sb, to, "guest reported before the restart")
+            .await?;
+        Ok(true)
     }
 
     async fn mark_lost(&self, vmid: Vmid) -> Result<(), EngineError> {
