@@ -434,6 +434,36 @@ impl NetLab {
     pub fn spawn_daemon(&mut self) {
         let reconciled = |lab: &NetLab| lab.log().matches(RECONCILED).count();
         let before = reconciled(self);
+        self.launch_daemon(&[]);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if reconciled(self) > before && self.cli(&["status"]).status.success() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.daemon.as_mut().map(Child::try_wait) {
+                panic!("agentlabd exited ({status}); log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agentlabd did not come up; log:\n{}", self.log());
+    }
+
+    /// Starts the daemon with extra environment (e.g. `AGENTLAB_FAILPOINTS`) and waits only
+    /// until its socket answers: a fail point may kill it at any time after.
+    pub fn spawn_daemon_env(&mut self, env: &[(&str, &str)]) {
+        self.launch_daemon(env);
+        let t0 = Instant::now();
+        while !self.cli(&["status"]).status.success() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "agentlabd did not answer; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn launch_daemon(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -446,22 +476,30 @@ impl NetLab {
             .arg("--config")
             .arg(&self.config)
             .env("AGENTLAB_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.daemon = Some(child);
+    }
+
+    /// The daemon's pid, while it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `limit` for the daemon to exit; its status, or `None` if it still runs.
+    pub fn wait_daemon_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if reconciled(self) > before && self.cli(&["status"]).status.success() {
-                return;
-            }
+        while t0.elapsed() < limit {
             if let Some(Ok(Some(status))) = self.daemon.as_mut().map(Child::try_wait) {
-                panic!("agentlabd exited ({status}); log:\n{}", self.log());
+                self.daemon = None;
+                return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("agentlabd did not come up; log:\n{}", self.log());
+        None
     }
 
     /// SIGKILLs the daemon (nsenter execs it, so the child is the daemon itself).
