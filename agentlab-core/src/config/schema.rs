@@ -148,6 +148,10 @@ pub struct GuestListenerConfig {
     pub max_body_bytes: u64,
     /// Maximum size of one artifact upload in bytes (default 512 MiB).
     pub artifact_max_bytes: u64,
+    /// A connection with no request in flight for this long is closed, and request headers
+    /// must arrive within it (default 30 s). Connections from a sandbox are also closed when
+    /// the sandbox is destroyed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for GuestListenerConfig {
@@ -159,6 +163,7 @@ impl Default for GuestListenerConfig {
             fetch_rate_per_minute: 30,
             max_body_bytes: 1024 * 1024,
             artifact_max_bytes: 512 * 1024 * 1024,
+            idle_timeout_secs: 30,
         }
     }
 }

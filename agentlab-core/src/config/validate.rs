@@ -82,6 +82,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
     )?;
     at_least_one(g.max_body_bytes, "guest.max_body_bytes")?;
     at_least_one(g.artifact_max_bytes, "guest.artifact_max_bytes")?;
+    at_least_one(g.idle_timeout_secs, "guest.idle_timeout_secs")?;
 
     let r = c.vmid_range;
     let in_range = |v: u32| Vmid::new(v).is_ok();

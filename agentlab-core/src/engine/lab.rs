@@ -120,6 +120,8 @@ pub struct Lab {
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
+    /// Announces sandboxes whose guest is gone ([`Lab::subscribe_released`]).
+    pub(crate) released: tokio::sync::broadcast::Sender<crate::engine::Released>,
 }
 
 impl Lab {
@@ -136,6 +138,7 @@ impl Lab {
             alloc_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            released: crate::engine::released::channel(),
         })
     }
 
@@ -219,6 +222,7 @@ impl Lab {
         updated.updated_at = self.now();
         self.deps.store.update_sandbox(&updated, from).await?;
         *sb = updated;
+        self.announce_released(sb);
         let msg = if why.is_empty() {
             format!("{from} -> {next}")
         } else {

@@ -1,7 +1,6 @@
 //! Daemon start-up and shutdown: wiring, engine, both listeners, background loops.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,7 +72,9 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         redactors: Arc::new(Mutex::new(HashMap::new())),
         artifact_max_bytes: cfg.guest.artifact_max_bytes,
     };
-    let gapp = guest::router(gstate, max_body).into_make_service_with_connect_info::<SocketAddr>();
+    let gapp = guest::router(gstate, max_body);
+    let conns = Arc::new(guest::conns::Connections::default());
+    spawn_release_watch(&lab, Arc::clone(&conns), cancel.clone());
 
     let c1 = cancel.clone();
     let control_srv = tokio::spawn(async move {
@@ -82,11 +83,8 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
             .await
     });
     let c2 = cancel.clone();
-    let guest_srv = tokio::spawn(async move {
-        axum::serve(guest_listener, gapp)
-            .with_graceful_shutdown(async move { c2.cancelled().await })
-            .await
-    });
+    let idle = Duration::from_secs(cfg.guest.idle_timeout_secs);
+    let guest_srv = tokio::spawn(guest::conns::serve(guest_listener, gapp, conns, idle, c2));
 
     shutdown_signal().await;
     tracing::info!("shutting down: parking in-flight work");
@@ -100,6 +98,38 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Closes the guest-listener connections of every sandbox the engine releases (destroyed, or
+/// failed with its VM gone), so a sandbox that later gets the same address meets no stale
+/// socket.
+fn spawn_release_watch(
+    lab: &Arc<Lab>,
+    conns: Arc<guest::conns::Connections>,
+    cancel: CancellationToken,
+) {
+    let mut released = lab.subscribe_released();
+    tokio::spawn(async move {
+        loop {
+            let r = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = released.recv() => r,
+            };
+            match r {
+                Ok(rel) => {
+                    if let Some(ip) = rel.ip {
+                        let n = conns.close_peer(ip);
+                        tracing::debug!(sandbox = %rel.vmid, ip = %ip, connections = n,
+                            "closing the released sandbox's guest connections");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "fell behind the sandbox release announcements");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

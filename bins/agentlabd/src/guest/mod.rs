@@ -2,6 +2,9 @@
 //! runner routes. Only these routes exist here.
 
 mod bootstrap;
+pub mod conns;
+#[cfg(test)]
+mod conns_tests;
 pub mod ratelimit;
 mod runner;
 #[cfg(test)]
