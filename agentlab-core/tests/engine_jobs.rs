@@ -404,3 +404,45 @@ async fn missing_secret_bundle_fails_the_job_at_bootstrap() {
     assert_eq!(outcome.failed_step.as_deref(), Some("bootstrap:secrets"));
     assert!(outcome.error.unwrap().contains("missing"));
 }
+
+#[tokio::test]
+async fn the_ephemeral_destroy_waits_until_the_final_report_is_answered() {
+    let r = rig().await;
+    let mut released = r.lab.subscribe_released();
+    let (id, token, vmid) = fetched(&r, "yolo-ephemeral").await;
+    let (job, after) = r
+        .lab
+        .report_status_deferred(&id, &token, report(JobState::Completed, Some(0)))
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    let after = after.expect("an ephemeral job's end holds its destroy");
+    r.lab.wait_idle().await;
+    // Still there while the answer is being written.
+    assert_eq!(r.state(vmid).await, SandboxState::Completed);
+    assert_eq!(r.hv.owned_vm_ids(), vec![vmid]);
+    drop(after);
+    r.lab.wait_idle().await;
+    assert_eq!(r.state(vmid).await, SandboxState::Destroyed);
+    assert!(r.hv.owned_vm_ids().is_empty());
+    // The release is announced with the sandbox's address (the daemon closes its connections).
+    let rel = released.try_recv().expect("announced");
+    assert_eq!(rel.vmid, vmid);
+    assert!(rel.ip.is_some());
+}
+
+#[tokio::test]
+async fn a_lost_answer_still_ends_in_a_destroy_by_tick() {
+    let r = rig().await;
+    let (id, token, vmid) = fetched(&r, "yolo-ephemeral").await;
+    let (_, after) = r
+        .lab
+        .report_status_deferred(&id, &token, report(JobState::Failed, Some(1)))
+        .await
+        .unwrap();
+    // The process "dies" holding it: nothing runs its drop.
+    std::mem::forget(after);
+    r.lab.tick().await.unwrap();
+    r.lab.wait_idle().await;
+    assert_eq!(r.state(vmid).await, SandboxState::Destroyed);
+}

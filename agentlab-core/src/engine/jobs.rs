@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::after_report::AfterReport;
 use crate::engine::error::EngineError;
 use crate::engine::lab::Lab;
 use crate::engine::provision::SandboxRequest;
@@ -179,13 +180,30 @@ impl Lab {
         Ok(self.deps.store.get_job(id).await?)
     }
 
-    /// Applies a guest status report: RUNNING steps, or the final outcome.
+    /// Applies a guest status report: RUNNING steps, or the final outcome. The sandbox of a
+    /// finished job that is not kept alive is destroyed right away; a server answering the
+    /// guest over a connection uses [`Lab::report_status_deferred`] instead.
     pub async fn report_status(
         self: &Arc<Self>,
         id: &JobId,
         token: &str,
         report: GuestReport,
     ) -> Result<Job, EngineError> {
+        let (job, after) = self.report_status_deferred(id, token, report).await?;
+        drop(after);
+        Ok(job)
+    }
+
+    /// [`Lab::report_status`], but the ephemeral destroy a final report triggers begins only
+    /// when the returned [`AfterReport`] is dropped: a server keeps it until its answer to the
+    /// guest is written, so teardown never races the runner's read of that answer. If it is
+    /// never dropped in a runtime (or the process dies), `tick` destroys the sandbox anyway.
+    pub async fn report_status_deferred(
+        self: &Arc<Self>,
+        id: &JobId,
+        token: &str,
+        report: GuestReport,
+    ) -> Result<(Job, Option<AfterReport>), EngineError> {
         let mut job = self.authorize_runner(id, token).await?;
         crate::fail_point!(if report.state.is_terminal() {
             "job:finish"
@@ -215,7 +233,7 @@ impl Lab {
                     .payload(serde_json::json!({"vmid": vmid})),
             )
             .await;
-            return Ok(job);
+            return Ok((job, None));
         }
         if !report.state.is_terminal() || report.state == JobState::Cancelled {
             return Err(EngineError::Invalid(format!(
@@ -247,15 +265,14 @@ impl Lab {
             .payload(serde_json::to_value(&report.outcome).unwrap_or_default()),
         )
         .await;
-        if let (Some(v), false) = (vmid, job.keepalive) {
-            let lab = Arc::clone(self);
-            self.tasks.spawn(async move {
-                let _ = lab
-                    .destroy_with(v, lab.settings.shutdown_grace, "job finished (ephemeral)")
-                    .await;
-            });
-        }
-        Ok(job)
+        let after = match (vmid, job.keepalive) {
+            (Some(vmid), false) => Some(AfterReport {
+                lab: Arc::clone(self),
+                vmid,
+            }),
+            _ => None,
+        };
+        Ok((job, after))
     }
 
     /// Appends agent output lines to the job's log (bounded per job).
@@ -366,3 +383,4 @@ fn summary(o: &JobOutcome) -> String {
         parts.join("; ")
     }
 }
+

@@ -3,6 +3,7 @@
 //! the daemon is only one user of it.
 
 mod actions;
+mod after_report;
 pub mod alloc;
 mod bootstrap;
 mod destroy;
@@ -20,6 +21,7 @@ mod tick;
 mod workspaces;
 
 pub use error::{EngineError, chain};
+pub use after_report::AfterReport;
 pub use jobs::{BootstrapGrant, GuestReport, JobRequest};
 pub use lab::{Lab, LabDeps, LabSettings};
 pub use provision::SandboxRequest;

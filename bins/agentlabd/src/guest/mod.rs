@@ -3,6 +3,7 @@
 
 mod bootstrap;
 pub mod conns;
+mod hold;
 #[cfg(test)]
 mod conns_tests;
 pub mod ratelimit;

@@ -120,7 +120,7 @@ pub async fn status(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let auth = authorize(&st, &id, &headers).await?;
     let job = &auth.job;
     let r: StatusReport = parse_json(&body)?;
@@ -143,8 +143,9 @@ pub async fn status(
             error: redact(r.error),
         },
     };
-    st.lab
-        .report_status(&job.id, &auth.token, report)
+    let (_, after) = st
+        .lab
+        .report_status_deferred(&job.id, &auth.token, report)
         .await
         .map_err(map)?;
     if state != JobState::Running {
@@ -153,7 +154,8 @@ pub async fn status(
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&job.id);
     }
-    Ok(Json(serde_json::json!({})))
+    // The sandbox's destroy (an ephemeral job's end) begins once this answer is written.
+    Ok(crate::guest::hold::json_holding(&serde_json::json!({}), after))
 }
 
 pub async fn logs(
