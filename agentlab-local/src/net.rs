@@ -103,3 +103,12 @@ pub(crate) fn unplumb(bridge_ns: Option<&str>, netns: &str, veth: &str) {
         tracing::warn!(netns = %netns, error = %err, "cannot delete sandbox netns");
     }
 }
+
+/// Forgets the bridge's neighbour entry for a destroyed sandbox's address, so the next
+/// sandbox given that address (and MAC) starts from a clean ARP/NDP state; missing is fine.
+pub(crate) fn flush_neighbour(bridge_ns: Option<&str>, bridge: &str, addr: std::net::IpAddr) {
+    let addr = addr.to_string();
+    if let Err(err) = ip(bridge_ns, &["neigh", "flush", "to", &addr, "dev", bridge]) {
+        tracing::warn!(ip = %addr, bridge = %bridge, error = %err, "cannot flush the neighbour entry");
+    }
+}

@@ -104,6 +104,13 @@ impl Inner {
             &netns,
             &LocalOptions::host_veth(vmid),
         );
+        if let Some(r) = &record {
+            net::flush_neighbour(
+                self.opts.bridge_netns.as_deref(),
+                &self.opts.bridge,
+                r.spec.net.ip,
+            );
+        }
         agentlab_core::fail_point!("local:destroy:unplumbed");
         ids.sort_unstable();
         ids.dedup();

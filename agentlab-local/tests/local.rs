@@ -16,6 +16,8 @@ mod tests {
         BootstrapData, Hypervisor, HypervisorError, PowerState, SecretValue, Vmid, WorkspaceId,
     };
 
+    use agentlab_net::netns::ip;
+
     use super::support::{Lab, SLEEPER, privileged, wait_for_done};
 
     fn vmid(n: u32) -> Vmid {
@@ -215,7 +217,29 @@ wait
         assert_eq!(lab.sandbox_netns(), vec![lab.netns(900_400)]);
         // The bootstrap data went into the sandbox's tmpfs, never onto the host's disk.
         assert!(!lab.vm_dir(900_400).join("bootstrap.json").exists());
+        // What traffic from the sandbox leaves on the bridge: a neighbour entry for its address.
+        let router = Some(lab.router.name());
+        let neigh = |args: &[&str]| ip(router, args).unwrap();
+        neigh(&[
+            "neigh",
+            "replace",
+            "10.77.0.44",
+            "lladdr",
+            &spec.net.mac,
+            "dev",
+            "agentlab0",
+            "nud",
+            "reachable",
+        ]);
+        assert!(
+            neigh(&["neigh", "show", "to", "10.77.0.44", "dev", "agentlab0"]).contains("lladdr")
+        );
         hv.destroy(spec.vmid).await.unwrap();
+        assert_eq!(
+            neigh(&["neigh", "show", "to", "10.77.0.44", "dev", "agentlab0"]).trim(),
+            "",
+            "neighbour entry of the destroyed sandbox left behind"
+        );
         assert!(!lab.router_has_link("al900400h"), "veth left behind");
         assert!(lab.sandbox_netns().is_empty(), "netns left behind");
         assert!(!lab.vm_dir(900_400).exists(), "sandbox files left behind");
