@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentlab_core::{BootstrapData, HypervisorError, PowerState, VmSpec, Vmid};
 use tracing::{info, warn};
@@ -19,8 +19,6 @@ use crate::options::LocalOptions;
 use crate::procs::{self, Proc};
 use crate::sandbox::{self, Enter, INIT_PATH_INSIDE, Mounts};
 
-const POLL: Duration = Duration::from_millis(5);
-
 /// Shared state of a local hypervisor.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -32,6 +30,9 @@ pub(crate) struct Inner {
     /// Serialises uid slot allocation (create, and start of records without a slot).
     pub slot_lock: std::sync::Mutex<()>,
 }
+
+/// How long a failed start waits for the exiting process chain to be reaped.
+const REAP_LIMIT: Duration = Duration::from_secs(2);
 
 fn not_found(vmid: Vmid) -> HypervisorError {
     HypervisorError::NotFound(format!("Sandbox {vmid}"))
@@ -273,19 +274,21 @@ impl Inner {
         if let Ok(pid) = i32::try_from(child.id()) {
             l.write_pid(vmid, pid);
         }
-        let deadline = Instant::now() + self.opts.start_timeout;
-        let outcome = loop {
-            if sandbox_up(&self.procs(vmid)) {
-                break Ok(());
+        // The init says "up" on the readiness pipe; no /proc polling.
+        let outcome = match sandbox::wait_ready(child.stdout.take(), self.opts.start_timeout) {
+            sandbox::Readiness::Up => Ok(()),
+            sandbox::Readiness::Exited => {
+                // Reap it, so no exited process still counts as the sandbox's.
+                let t0 = std::time::Instant::now();
+                while matches!(child.try_wait(), Ok(None)) && t0.elapsed() < REAP_LIMIT {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(sandbox::log_tail(&log))
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                break Err(sandbox::log_tail(&log));
-            }
-            if Instant::now() > deadline {
+            sandbox::Readiness::TimedOut => {
                 let _ = self.kill_all(vmid, Duration::ZERO);
-                break Err(format!("not running after {:?}", self.opts.start_timeout));
+                Err(format!("not running after {:?}", self.opts.start_timeout))
             }
-            std::thread::sleep(POLL);
         };
         drop(userns);
         // Reap the outer process whenever it exits; the sandbox itself does not depend on us.

@@ -28,7 +28,8 @@ pub const INIT_PATH_INSIDE: &str = "/run/agentlab/bin/init";
 /// is restarted after 5 s when it exits 1 ("worth retrying"). SIGTERM/SIGINT are forwarded to
 /// the runner and end the sandbox once the runner is gone. After the runner is done (exit 0
 /// or 2), the sandbox stays up, like a VM whose runner finished, until it is stopped.
-pub(crate) const INIT_SCRIPT: &str = r#"stopping=0
+pub(crate) const INIT_SCRIPT: &str = r#"{ echo up >&7; } 2>/dev/null; exec 7>&-
+stopping=0
 pid=
 trap 'stopping=1; [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' TERM INT
 while :; do
@@ -292,7 +293,8 @@ pub(crate) fn proc_protection(host_proc: &Path) -> Vec<String> {
 /// The wrapper run before `bwrap`: joins the `$1` cgroups that follow (`cgroup.procs` files)
 /// so everything bwrap forks is inside, opens the seccomp program (if set) on fd 9 and the
 /// sandbox's user namespace on fd 8, then execs the rest.
-const WRAPPER: &str = r#"n=$1; shift
+const WRAPPER: &str = r#"exec 7>&1 1>&2
+n=$1; shift
 while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done
 if [ -n "$1" ]; then exec 9< "$1" || exit 97; fi
 exec 8< "$2" || exit 97
@@ -333,7 +335,8 @@ pub(crate) struct Enter<'a> {
 
 /// Spawns `sh -c WRAPPER sh <n> <cgroup.procs>… <seccomp> <userns> setsid nsenter
 /// --net=<netns> -- unshare --mount --propagation private -- sh -c STAGE sh <stage> <vm dir>
-/// <volume> <runner> <rootfs> bwrap <args>` with output appended to `log`. `setsid` execs in place (the
+/// <volume> <runner> <rootfs> bwrap <args>` with output appended to `log` and the child's stdout
+/// as the readiness pipe ([`wait_ready`]). `setsid` execs in place (the
 /// shell is not a group leader), so the child's pid stays the pid of `bwrap`.
 pub(crate) fn spawn(
     enter: &Enter<'_>,
@@ -341,13 +344,12 @@ pub(crate) fn spawn(
     log: &Path,
     opts: &LocalOptions,
 ) -> Result<Child, LocalError> {
-    let out = OpenOptions::new()
+    let err = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .open(log)
         .map_err(LocalError::io("open", log))?;
-    let err = out.try_clone().map_err(LocalError::io("open", log))?;
     let lossy = |p: Option<&Path>| p.map(|p| p.to_string_lossy().into_owned());
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", WRAPPER, "sh"])
@@ -370,7 +372,9 @@ pub(crate) fn spawn(
         } else {
             Stdio::null()
         })
-        .stdout(out)
+        // stdout is the readiness pipe: the wrapper moves it to fd 7, which the init writes
+        // "up" to and closes before anything else runs; output goes to the log.
+        .stdout(Stdio::piped())
         .stderr(err);
     let mut child = cmd.spawn().map_err(|source| LocalError::Spawn {
         program: "/bin/sh".to_owned(),
@@ -446,5 +450,41 @@ mod proc_tests {
             "--ro-bind /proc/sys /proc/sys --ro-bind /dev/null /proc/slabinfo \
              --tmpfs /proc/acpi --remount-ro /proc/acpi"
         );
+    }
+}
+
+/// What the readiness pipe said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// The init runs inside the sandbox.
+    Up,
+    /// Every writer closed the pipe without "up": bwrap (or the wrapper) exited.
+    Exited,
+    /// Nothing within the limit.
+    TimedOut,
+}
+
+/// Waits up to `limit` for the init's "up" line on the sandbox's readiness pipe (see
+/// [`spawn`]). The read runs on its own thread, which ends when the pipe closes.
+pub(crate) fn wait_ready(
+    pipe: Option<std::process::ChildStdout>,
+    limit: std::time::Duration,
+) -> Readiness {
+    let Some(pipe) = pipe else {
+        return Readiness::Exited;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let up = matches!(
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(pipe), &mut line),
+            Ok(n) if n > 0 && line.trim() == "up"
+        );
+        let _ = tx.send(up);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(true) => Readiness::Up,
+        Ok(false) => Readiness::Exited,
+        Err(_) => Readiness::TimedOut,
     }
 }
