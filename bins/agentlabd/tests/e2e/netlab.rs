@@ -144,6 +144,17 @@ while True:
         c.close()
 "#;
 
+/// Options of [`NetLab::start_with`].
+#[derive(Debug, Default, Clone)]
+pub struct LabOptions {
+    /// Sandbox ids (and addresses) in the lab's range; 3 when less.
+    pub ids: u32,
+    /// Appended to the daemon's config (top-level keys).
+    pub extra_config: String,
+    /// `vmid_range.quarantine_secs` (the daemon's default when `None`).
+    pub quarantine_secs: Option<u32>,
+}
+
 /// Everything a test needs: namespaces, servers, the daemon's directory and process.
 pub struct NetLab {
     /// Names are `al<pid>-<n>-…`.
@@ -171,6 +182,15 @@ impl NetLab {
     /// profile file, `{bridge}`/`{dir}` replaced), sets up the secrets bundle and the git
     /// repository holding the `files(&lab)` (name, content) pairs, and starts the daemon.
     pub fn start(profiles: &str, files: impl Fn(&NetLab) -> Vec<(String, String)>) -> NetLab {
+        Self::start_with(profiles, files, &LabOptions::default())
+    }
+
+    /// [`NetLab::start`] with a larger vmid range or extra config.
+    pub fn start_with(
+        profiles: &str,
+        files: impl Fn(&NetLab) -> Vec<(String, String)>,
+        opts: &LabOptions,
+    ) -> NetLab {
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("al{pid}-{n}");
@@ -182,7 +202,12 @@ impl NetLab {
         let [router, wan, lan] = names;
         // Unique per process and lab: no two concurrently running labs share a vmid
         // (namespace names `al-<vmid>` and cgroups are global) or a bridge name.
-        let vmid_start = 7_000_000 + (pid % 100_000) * 10 + (n % 3) * 3;
+        let vmid_start = match opts.ids {
+            0..=3 => 7_000_000 + (pid % 100_000) * 10 + (n % 3) * 3,
+            // Large labs live above every small lab's range (ids are global names).
+            _ => 8_000_000 + (pid % 10_000) * 100,
+        };
+        assert!(opts.ids <= 100, "at most 100 sandbox ids in a lab");
         let subnet24 = format!("10.231.{}", (pid + n) % 250 + 1);
         let mut lab = NetLab {
             bridge: format!("alb{}x{n}", pid % 1_000_000),
@@ -192,7 +217,7 @@ impl NetLab {
             lan,
             subnet24,
             vmid_start,
-            vmid_end: vmid_start + 2,
+            vmid_end: vmid_start + opts.ids.max(3) - 1,
             dir: tempfile::tempdir().unwrap(),
             socket: PathBuf::new(),
             config: PathBuf::new(),
@@ -202,7 +227,7 @@ impl NetLab {
             namespaces,
         };
         lab.wire();
-        lab.write_config(profiles);
+        lab.write_config(profiles, opts);
         lab.setup_secrets();
         let files = files(&lab);
         lab.setup_repo(&files);
@@ -300,7 +325,12 @@ impl NetLab {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
-    fn write_config(&mut self, profiles: &str) {
+    fn write_config(&mut self, profiles: &str, opts: &LabOptions) {
+        let extra = &opts.extra_config;
+        let quarantine = opts
+            .quarantine_secs
+            .map(|q| format!("  quarantine_secs: {q}\n"))
+            .unwrap_or_default();
         let d = self.dir.path().to_owned();
         let pdir = d.join("profiles");
         std::fs::create_dir_all(&pdir).unwrap();
@@ -313,11 +343,11 @@ impl NetLab {
         let text = format!(
             "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {pdir}\nbackend: local\n\
              guest:\n  listen: {gw}:{GUEST_PORT}\n\
-             vmid_range:\n  start: {start}\n  end: {end}\n\
+             vmid_range:\n  start: {start}\n  end: {end}\n{quarantine}\
              network:\n  bridge: {br}\n  subnet: {net}.0/24\n  gateway: {gw}\n  uplink: wan0\n  manage_firewall: true\n\
              local:\n  runner_path: {runner}\n  bridge: {br}\n\
              secrets:\n  dir: {dir}/secrets\n  identity: {dir}/age.key\n\
-             log:\n  level: debug\n",
+             log:\n  level: debug\n{extra}",
             sock = self.socket.display(),
             data = self.data_dir().display(),
             pdir = pdir.display(),
