@@ -28,13 +28,15 @@ use crate::validate::{validate_mac, validate_sandbox};
 /// The nftables firewall.
 #[derive(Debug)]
 pub struct NftFirewall {
-    cfg: NetConfig,
-    runner: Arc<dyn NftRunner>,
+    pub(crate) cfg: NetConfig,
+    pub(crate) runner: Arc<dyn NftRunner>,
     resolver: Arc<dyn DomainResolver>,
     /// Serialises batches so a base reset and an element change never interleave. An async
     /// mutex on purpose: it guards the order of `nft` invocations, not data.
-    gate: tokio::sync::Mutex<()>,
+    pub(crate) gate: tokio::sync::Mutex<()>,
     record: Mutex<BTreeMap<Vmid, Vec<SandboxNet>>>,
+    /// Element changes waiting for the gate (group commit, see `batch`).
+    queue: Mutex<Vec<crate::batch::Pending>>,
     /// Digest of both tables as the kernel listed them right after this firewall's last
     /// change; `None` before the first `ensure_base`/`restore` (nothing to enforce yet).
     installed: Mutex<Option<u64>>,
@@ -56,6 +58,7 @@ impl NftFirewall {
             resolver: Arc::new(SystemResolver),
             gate: tokio::sync::Mutex::new(()),
             record: Mutex::new(BTreeMap::new()),
+            queue: Mutex::new(Vec::new()),
             installed: Mutex::new(None),
         })
     }
@@ -109,7 +112,7 @@ impl NftFirewall {
     }
 
     /// Records what is live now as what this firewall installed (gate held).
-    async fn remember_installed(&self) {
+    pub(crate) async fn remember_installed(&self) {
         let digest = self.live_digest().await;
         *self
             .installed
@@ -126,11 +129,15 @@ impl NftFirewall {
         Ok(())
     }
 
-    fn lock_record(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vmid, Vec<SandboxNet>>> {
+    pub(crate) fn lock_record(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vmid, Vec<SandboxNet>>> {
         self.record.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn table_exists(&self) -> bool {
+    pub(crate) fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<crate::batch::Pending>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) async fn table_exists(&self) -> bool {
         self.runner
             .query(&["list", "table", "inet", &self.cfg.table])
             .await
@@ -151,7 +158,7 @@ impl NftFirewall {
     }
 }
 
-fn union(entries: &[SandboxNet]) -> Vec<Element> {
+pub(crate) fn union(entries: &[SandboxNet]) -> Vec<Element> {
     let set: BTreeSet<Element> = entries.iter().flat_map(sandbox_elements).collect();
     set.into_iter().collect()
 }
@@ -225,56 +232,11 @@ impl Firewall for NftFirewall {
         validate_sandbox(&self.cfg, sandbox)?;
         let mut sbx = resolve_allowlist(self.resolver.as_ref(), sandbox).await?;
         sbx.mac = validate_mac(&sbx.mac).map_err(NetError::Invalid)?;
-        let _order = self.gate.lock().await;
-        let (old, new) = {
-            let record = self.lock_record();
-            for (vmid, entries) in record.iter().filter(|(v, _)| **v != sbx.vmid) {
-                if let Some(e) = entries
-                    .iter()
-                    .find(|e| e.iface == sbx.iface || e.ip == sbx.ip)
-                {
-                    return Err(NetError::Invalid(format!(
-                        "Port {} / address {} already bound to sandbox {vmid}",
-                        e.iface, e.ip
-                    ))
-                    .into());
-                }
-            }
-            let old = record.get(&sbx.vmid).cloned().unwrap_or_default();
-            let mut new: Vec<SandboxNet> = old
-                .iter()
-                .filter(|e| e.iface == sbx.iface && e.mac == sbx.mac && !same_family(e.ip, sbx.ip))
-                .cloned()
-                .collect();
-            new.push(sbx.clone());
-            (old, new)
-        };
-        let (old_el, new_el) = (union(&old), union(&new));
-        let stale: Vec<Element> = old_el.into_iter().filter(|e| !new_el.contains(e)).collect();
-        self.runner
-            .apply(&render_elements(&self.cfg, &new_el, &stale))
-            .await?;
-        self.remember_installed().await;
-        tracing::info!(sandbox = %sbx.vmid, iface = %sbx.iface, ip = %sbx.ip, "sandbox network allowed");
-        self.lock_record().insert(sbx.vmid, new);
-        Ok(())
+        Ok(self.submit(crate::batch::Change::Allow(sbx)).await?)
     }
 
     async fn remove(&self, vmid: Vmid) -> Result<(), FirewallError> {
-        let _order = self.gate.lock().await;
-        let Some(entries) = self.lock_record().get(&vmid).cloned() else {
-            return Ok(());
-        };
-        let batch = render_elements(&self.cfg, &[], &union(&entries));
-        if let Err(e) = self.runner.apply(&batch).await
-            && self.table_exists().await
-        {
-            return Err(e.into());
-        }
-        self.lock_record().remove(&vmid);
-        self.remember_installed().await;
-        tracing::info!(sandbox = %vmid, "sandbox network removed");
-        Ok(())
+        Ok(self.submit(crate::batch::Change::Remove(vmid)).await?)
     }
 
     async fn describe(&self) -> Result<FirewallState, FirewallError> {
