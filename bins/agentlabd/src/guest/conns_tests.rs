@@ -83,7 +83,11 @@ async fn until_closed(s: &mut TcpStream, limit: Duration) -> Duration {
 async fn wait_count(conns: &Connections, n: usize) {
     let t0 = Instant::now();
     while conns.count() != n {
-        assert!(t0.elapsed() < Duration::from_secs(5), "{} open", conns.count());
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{} open",
+            conns.count()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -141,7 +145,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     get_keepalive(&mut s, "/peer").await;
     let waited = until_closed(&mut s, Duration::from_secs(5)).await;
-    assert!(waited >= Duration::from_millis(150), "closed too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(150),
+        "closed too early: {waited:?}"
+    );
     // A client that never sends a request is closed too (header timeout).
     let mut silent = TcpStream::connect(addr).await.expect("connect");
     until_closed(&mut silent, Duration::from_secs(5)).await;

@@ -76,6 +76,9 @@ mod tests {
         assert!(!dropped.load(Ordering::SeqCst));
         let bytes = body.collect().await.expect("body").to_bytes();
         assert_eq!(&bytes[..], br#"{"a":1}"#);
-        assert!(dropped.load(Ordering::SeqCst), "collect consumed and dropped the body");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "collect consumed and dropped the body"
+        );
     }
 }

@@ -3,9 +3,9 @@
 
 mod bootstrap;
 pub mod conns;
-mod hold;
 #[cfg(test)]
 mod conns_tests;
+mod hold;
 pub mod ratelimit;
 mod runner;
 #[cfg(test)]

@@ -155,7 +155,10 @@ pub async fn status(
             .remove(&job.id);
     }
     // The sandbox's destroy (an ephemeral job's end) begins once this answer is written.
-    Ok(crate::guest::hold::json_holding(&serde_json::json!({}), after))
+    Ok(crate::guest::hold::json_holding(
+        &serde_json::json!({}),
+        after,
+    ))
 }
 
 pub async fn logs(

@@ -11,8 +11,11 @@ pub fn bin(name: &str) -> PathBuf {
     let daemon = PathBuf::from(env!("CARGO_BIN_EXE_agentlabd"));
     let path = daemon.with_file_name(name);
     if !path.exists() {
+        // Benchmarks run from target/release: build the same profile there.
+        let release = daemon.components().any(|c| c.as_os_str() == "release");
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", name])
+            .args(release.then_some("--release"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo build");
