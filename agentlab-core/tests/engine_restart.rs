@@ -208,7 +208,11 @@ fn killed_between_the_jobs_and_the_sandboxs_update_keeps_the_reporting_sandbox()
         let job = r.lab.run_job(req).await.unwrap();
         let vmid = job.sandbox.unwrap();
         for _ in 0..2000 {
-            if hv.calls_for(vmid).iter().any(|c| c.op == FakeOp::GuestAddress) {
+            if hv
+                .calls_for(vmid)
+                .iter()
+                .any(|c| c.op == FakeOp::GuestAddress)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -219,7 +223,10 @@ fn killed_between_the_jobs_and_the_sandboxs_update_keeps_the_reporting_sandbox()
         // The state a kill leaves between `report_status`'s job write and its sandbox write.
         let mut running = r.lab.job(&job.id).await.unwrap();
         running.state = JobState::Running;
-        r.store.update_job(&running, JobState::Queued).await.unwrap();
+        r.store
+            .update_job(&running, JobState::Queued)
+            .await
+            .unwrap();
         assert_eq!(r.lab.job(&job.id).await.unwrap().state, JobState::Running);
         assert_eq!(r.state(vmid).await, SandboxState::Booting);
         (vmid, job.id)

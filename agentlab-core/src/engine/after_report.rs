@@ -15,7 +15,9 @@ pub struct AfterReport {
 
 impl std::fmt::Debug for AfterReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AfterReport").field("vmid", &self.vmid).finish()
+        f.debug_struct("AfterReport")
+            .field("vmid", &self.vmid)
+            .finish()
     }
 }
 
@@ -28,7 +30,11 @@ impl Drop for AfterReport {
         let (lab, vmid) = (Arc::clone(&self.lab), self.vmid);
         self.lab.tasks.spawn(async move {
             let _ = lab
-                .destroy_with(vmid, lab.settings.shutdown_grace, "job finished (ephemeral)")
+                .destroy_with(
+                    vmid,
+                    lab.settings.shutdown_grace,
+                    "job finished (ephemeral)",
+                )
                 .await;
         });
     }

@@ -41,9 +41,28 @@ pub fn mac_for(vmid: Vmid) -> String {
 }
 
 impl Lab {
+    /// The ids the hypervisor reports in use. Asked *before* taking the allocation lock, so
+    /// a slow backend call never serializes unrelated creates; an id taken in between is
+    /// caught by the clone ("already exists" moves the request to a new id).
+    pub(crate) async fn external_ids(&self) -> Result<Vec<Vmid>, EngineError> {
+        self.deps
+            .hypervisor
+            .used_ids()
+            .await
+            .map_err(|source| EngineError::Hypervisor {
+                call: "used_ids",
+                source,
+            })
+    }
+
     /// Picks the lowest free id in the range that is neither in the store (unless destroyed)
-    /// nor reported by the hypervisor, and not in `also_skip`.
-    pub(crate) async fn allocate_vmid(&self, also_skip: &[Vmid]) -> Result<Vmid, EngineError> {
+    /// nor in `external` (from [`Lab::external_ids`]), and not in `also_skip`. Called under
+    /// the allocation lock.
+    pub(crate) async fn allocate_vmid(
+        &self,
+        also_skip: &[Vmid],
+        external: &[Vmid],
+    ) -> Result<Vmid, EngineError> {
         let mut used: HashSet<u32> = also_skip.iter().map(|v| v.get()).collect();
         let all = SandboxFilter {
             include_destroyed: true,
@@ -58,15 +77,6 @@ impl Lab {
                 used.insert(sb.vmid.get());
             }
         }
-        let external =
-            self.deps
-                .hypervisor
-                .used_ids()
-                .await
-                .map_err(|source| EngineError::Hypervisor {
-                    call: "used_ids",
-                    source,
-                })?;
         used.extend(external.iter().map(|v| v.get()));
         let (start, end) = (self.settings.vmid_start, self.settings.vmid_end);
         let usable = |n: u32| {

@@ -383,4 +383,3 @@ fn summary(o: &JobOutcome) -> String {
         parts.join("; ")
     }
 }
-

@@ -20,8 +20,8 @@ mod teardown;
 mod tick;
 mod workspaces;
 
-pub use error::{EngineError, chain};
 pub use after_report::AfterReport;
+pub use error::{EngineError, chain};
 pub use jobs::{BootstrapGrant, GuestReport, JobRequest};
 pub use lab::{Lab, LabDeps, LabSettings};
 pub use provision::SandboxRequest;

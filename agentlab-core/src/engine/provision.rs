@@ -89,9 +89,10 @@ impl Lab {
             }
             None => None,
         };
+        let external = self.external_ids().await?;
         let now = self.now();
         let _alloc = self.alloc_lock.lock().await;
-        let vmid = self.allocate_vmid(&[]).await?;
+        let vmid = self.allocate_vmid(&[], &external).await?;
         let sb = Sandbox {
             vmid,
             name: req

@@ -242,7 +242,10 @@ impl Lab {
         };
         self.note(
             sb,
-            &format!("agentlabd restarted while BOOTING, but job {job_id} is {}; sandbox kept", job.state),
+            &format!(
+                "agentlabd restarted while BOOTING, but job {job_id} is {}; sandbox kept",
+                job.state
+            ),
         )
         .await;
         self.transition(sb, SandboxState::Ready, "guest reported before the restart")

@@ -227,11 +227,12 @@ impl Lab {
     /// Moves a sandbox whose vmid turned out to be taken to a fresh id: the old record becomes
     /// DESTROYED (nothing was created for it), a new REQUESTED record takes over (and the job).
     pub(crate) async fn rekey(self: &Arc<Self>, old: Vmid) -> Result<Vmid, EngineError> {
+        let external = self.external_ids().await?;
         let _alloc = self.alloc_lock.lock().await;
         let lock = self.lock_for(old);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(old).await?;
-        let new = self.allocate_vmid(&[old]).await?;
+        let new = self.allocate_vmid(&[old], &external).await?;
         let mut moved = sb.clone();
         moved.vmid = new;
         moved.name = if sb.name == format!("agentlab-{old}") {
