@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
         o.poll = PollOptions {
             task_interval_ms: 2,
             task_max_interval_ms: 10,
+            task_fine_interval_ms: 2,
             task_timeout_ms: 30_000,
             agent_interval_ms: 5,
             agent_timeout_ms: 30_000,
@@ -90,6 +91,7 @@ fn bench(c: &mut Criterion) {
             lock_backoff_ms: 5,
             request_timeout_ms: 10_000,
             max_inflight: 6,
+            ..PollOptions::default()
         };
         let hv = Arc::new(ProxmoxHypervisor::new(o).expect("backend"));
         (sim, hv)

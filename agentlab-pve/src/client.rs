@@ -95,6 +95,10 @@ pub struct Api {
     pub(crate) base: String,
     pub(crate) auth: HeaderValue,
     inflight: Arc<tokio::sync::Semaphore>,
+    /// Per-node request budgets (`/nodes/<node>/…`), created on first use.
+    per_node: Arc<crate::budget::NodeBudgets>,
+    /// Learned task durations by type, for polling near a task's expected end.
+    pub(crate) task_times: Arc<crate::task_times::TaskTimes>,
     /// Shared counters.
     pub counters: Arc<PveCounters>,
 }
@@ -131,6 +135,10 @@ impl Api {
             base,
             auth,
             inflight: Arc::new(tokio::sync::Semaphore::new(opts.poll.max_inflight.max(1))),
+            per_node: Arc::new(crate::budget::NodeBudgets::new(
+                opts.poll.max_inflight_per_node.max(1),
+            )),
+            task_times: Arc::default(),
             counters: Arc::default(),
         })
     }
@@ -178,14 +186,16 @@ impl Api {
 
     async fn once(&self, method: Method, path: &str, params: &Params) -> Result<Value, PveError> {
         let call = format!("{method} {path}");
-        let _permit = self
-            .inflight
-            .acquire()
-            .await
-            .map_err(|_| PveError::Connection {
-                call: call.clone(),
-                detail: "client closed".into(),
-            })?;
+        let closed = || PveError::Connection {
+            call: call.clone(),
+            detail: "client closed".into(),
+        };
+        // The node's budget first, so a busy node never holds global slots others could use.
+        let _node = match crate::budget::node_of(path) {
+            Some(node) => Some(self.per_node.acquire(node).await.map_err(|_| closed())?),
+            None => None,
+        };
+        let _permit = self.inflight.acquire().await.map_err(|_| closed())?;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let encoded = {
             let mut ser = form_urlencoded::Serializer::new(String::new());

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod budget;
 pub mod client;
 mod create;
 pub mod doctor;
@@ -23,6 +24,7 @@ mod pve;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod task;
+mod task_times;
 pub mod template;
 mod template_doctor;
 pub mod tls;

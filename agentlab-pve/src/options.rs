@@ -36,10 +36,15 @@ pub enum BootstrapDelivery {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollOptions {
-    /// First task-status poll interval; doubles up to `task_max_interval_ms`.
+    /// First task-status poll interval of a kind of task not seen yet; grows by half up to
+    /// `task_max_interval_ms`.
     pub task_interval_ms: u64,
     /// Largest task-status poll interval.
     pub task_max_interval_ms: u64,
+    /// Poll interval around a task's expected end (learned per task type, e.g. `qmclone`):
+    /// the first poll comes at 80% of the expected duration, then every this many ms, so
+    /// completion is seen within about this long of the task's end.
+    pub task_fine_interval_ms: u64,
     /// Give up waiting for a task after this long.
     pub task_timeout_ms: u64,
     /// First guest-agent ping interval; doubles up to 5 s.
@@ -54,13 +59,17 @@ pub struct PollOptions {
     pub request_timeout_ms: u64,
     /// Requests in flight at once (pvedaemon has 3 workers per node; blocking calls hold one).
     pub max_inflight: usize,
+    /// Requests in flight at once to one node (`/nodes/<node>/…`), so AgentLab never takes
+    /// every API worker of a node (default 3).
+    pub max_inflight_per_node: usize,
 }
 
 impl Default for PollOptions {
     fn default() -> Self {
         Self {
-            task_interval_ms: 200,
-            task_max_interval_ms: 2000,
+            task_interval_ms: 50,
+            task_max_interval_ms: 1000,
+            task_fine_interval_ms: 50,
             task_timeout_ms: 600_000,
             agent_interval_ms: 1000,
             agent_timeout_ms: 300_000,
@@ -68,6 +77,7 @@ impl Default for PollOptions {
             lock_backoff_ms: 500,
             request_timeout_ms: 60_000,
             max_inflight: 6,
+            max_inflight_per_node: 3,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Waiting for PVE worker tasks: parse the node out of the UPID, poll
-//! `/nodes/{node}/tasks/{upid}/status` with backoff (treating an early 400 "no such task" as
-//! "not visible yet"), and turn a failed `exitstatus` into [`PveError::Task`] with the log tail.
+//! `/nodes/{node}/tasks/{upid}/status` (sparsely while the task surely runs, every
+//! `task_fine_interval_ms` around the end expected from earlier tasks of its type, see
+//! `task_times`; treating an early 400 "no such task" as "not visible yet"), and turn a failed
+//! `exitstatus` into [`PveError::Task`] with the log tail.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,7 @@ use serde_json::Value;
 use crate::client::{Api, Counter, Params, seg};
 use crate::error::PveError;
 use crate::options::PollOptions;
+use crate::task_times::{next_poll, upid_kind};
 
 /// The node a UPID belongs to (`UPID:<node>:…`).
 pub fn upid_node(upid: &str) -> Option<&str> {
@@ -43,14 +46,27 @@ impl Api {
             detail: format!("not a UPID: {upid}"),
         })?;
         let path = format!("/nodes/{node}/tasks/{}", seg(upid));
-        let deadline = Instant::now() + Duration::from_millis(poll.task_timeout_ms);
-        let mut interval = Duration::from_millis(poll.task_interval_ms.max(1));
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(poll.task_timeout_ms);
+        let kind = upid_kind(upid).unwrap_or("task");
+        let expected = self.task_times.expected(kind);
+        let ms = |v: u64| Duration::from_millis(v.max(1));
+        let mut previous = None;
         loop {
+            let interval = next_poll(
+                started.elapsed(),
+                previous,
+                expected,
+                ms(poll.task_interval_ms),
+                ms(poll.task_fine_interval_ms),
+                ms(poll.task_max_interval_ms),
+            );
+            previous = Some(interval);
             tokio::time::sleep(interval).await;
-            interval = (interval * 2).min(Duration::from_millis(poll.task_max_interval_ms.max(1)));
             match self.get(&format!("{path}/status"), &Params::new()).await {
                 Ok(status) => {
                     if status.get("status").and_then(Value::as_str) == Some("stopped") {
+                        self.task_times.record(kind, started.elapsed());
                         let exit = status
                             .get("exitstatus")
                             .and_then(Value::as_str)

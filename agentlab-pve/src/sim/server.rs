@@ -80,6 +80,41 @@ pub struct SimInner {
     pub(crate) records: Mutex<Vec<RecordedRequest>>,
     pub(crate) hook: Mutex<Option<BootHook>>,
     pub(crate) storage_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Requests being answered per node (`/nodes/<node>/…`): (now, most at once).
+    pub(crate) inflight: Mutex<BTreeMap<String, (usize, usize)>>,
+}
+
+/// Counts one request to a node as in flight until dropped.
+struct InFlight<'a> {
+    inner: &'a SimInner,
+    node: Option<String>,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a SimInner, path: &str) -> Self {
+        let node = path
+            .strip_prefix("/nodes/")
+            .and_then(|p| p.split('/').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
+        if let Some(n) = &node {
+            let mut map = lock(&inner.inflight);
+            let e = map.entry(n.clone()).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(e.0);
+        }
+        Self { inner, node }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = &self.node
+            && let Some(e) = lock(&self.inner.inflight).get_mut(n)
+        {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
 }
 
 impl std::fmt::Debug for SimInner {
@@ -237,6 +272,10 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
         );
     };
     let path = path.to_owned();
+    let _inflight = InFlight::enter(&inner, &path);
+    if !inner.config.request_delay.is_zero() {
+        tokio::time::sleep(inner.config.request_delay).await;
+    }
     let multipart = super::multipart::boundary(&parts.headers);
     // pveproxy caps POST bodies at 512 KiB except file uploads, which it streams to disk.
     let limit = if multipart.is_some() {

@@ -130,6 +130,7 @@ impl Simulator {
             records: Mutex::new(Vec::new()),
             hook: Mutex::new(None),
             storage_locks: Mutex::new(BTreeMap::new()),
+            inflight: Mutex::new(BTreeMap::new()),
         });
         let app = Router::new()
             .fallback(handle)
@@ -225,6 +226,14 @@ impl Simulator {
                 };
                 problem.map(|p| format!("{} {}: {p}", r.method, r.path))
             })
+            .collect()
+    }
+
+    /// The most requests to each node (`/nodes/<node>/…`) answered at once so far.
+    pub fn max_inflight_by_node(&self) -> BTreeMap<String, usize> {
+        lock(&self.inner.inflight)
+            .iter()
+            .map(|(n, (_, most))| (n.clone(), *most))
             .collect()
     }
 

@@ -83,6 +83,9 @@ pub struct SimConfig {
     /// VMs the token lacks `VM.Audit` on: omitted from `/cluster/resources` (but still taken
     /// for `/cluster/nextid`, as in PVE).
     pub invisible_vms: Vec<u32>,
+    /// Every request takes at least this long to answer (a loaded pvedaemon worker), so
+    /// tests can see how many requests a client keeps in flight per node.
+    pub request_delay: Duration,
 }
 
 impl SimConfig {
@@ -136,6 +139,7 @@ impl SimConfig {
             auth_failure_delay: Duration::ZERO,
             legacy_errors: false,
             invisible_vms: Vec::new(),
+            request_delay: Duration::ZERO,
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn fast_poll() -> PollOptions {
     PollOptions {
         task_interval_ms: 2,
         task_max_interval_ms: 10,
+        task_fine_interval_ms: 2,
         task_timeout_ms: 20_000,
         agent_interval_ms: 5,
         agent_timeout_ms: 20_000,
@@ -38,6 +39,7 @@ pub fn fast_poll() -> PollOptions {
         lock_backoff_ms: 5,
         request_timeout_ms: 10_000,
         max_inflight: 6,
+        ..PollOptions::default()
     }
 }
 

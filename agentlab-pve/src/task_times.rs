@@ -1,0 +1,117 @@
+//! Learned task durations: an exponentially weighted mean per task type (the UPID's type
+//! field, e.g. `qmclone`, `qmstart`), so [`crate::client::Api::wait_task`] can poll sparsely
+//! while a task surely runs and densely around its expected end.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Mean durations by task type.
+#[derive(Debug, Default)]
+pub struct TaskTimes {
+    means: Mutex<HashMap<String, Duration>>,
+}
+
+impl TaskTimes {
+    /// The expected duration of a task of `kind`, once one was seen.
+    pub fn expected(&self, kind: &str) -> Option<Duration> {
+        self.means
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kind)
+            .copied()
+    }
+
+    /// Records that a task of `kind` took `took` (weight 1/4 for the new sample).
+    pub fn record(&self, kind: &str, took: Duration) {
+        let mut means = self.means.lock().unwrap_or_else(PoisonError::into_inner);
+        let mean = means.entry(kind.to_owned()).or_insert(took);
+        *mean = (*mean * 3 + took) / 4;
+    }
+}
+
+/// The task type of a UPID (`UPID:node:pid:pstart:starttime:TYPE:id:user:`).
+pub fn upid_kind(upid: &str) -> Option<&str> {
+    upid.split(':').nth(5).filter(|k| !k.is_empty())
+}
+
+/// When to poll a task next: `elapsed` since it was started, `previous` the last interval.
+/// Without an expectation the interval grows by half from `first` up to `max`; with one, the
+/// first poll comes at 80% of it and then every `fine` until twice the expectation, after
+/// which the interval grows again.
+pub fn next_poll(
+    elapsed: Duration,
+    previous: Option<Duration>,
+    expected: Option<Duration>,
+    first: Duration,
+    fine: Duration,
+    max: Duration,
+) -> Duration {
+    let grow = |p: Option<Duration>| {
+        p.map_or(first, |p| (p + p / 2).min(max))
+            .max(fine.min(first))
+    };
+    match expected {
+        Some(exp) if elapsed < exp * 4 / 5 => (exp * 4 / 5 - elapsed).max(fine.min(first)),
+        Some(exp) if elapsed < exp * 2 => fine,
+        Some(_) => grow(previous.map(|p| p.max(fine))),
+        None => grow(previous),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn kinds_and_means() {
+        let upid = "UPID:pve1:00000ACD:00006AE8:679A423B:qmclone:112:agentlab@pve!x:";
+        assert_eq!(upid_kind(upid), Some("qmclone"));
+        assert_eq!(upid_kind("UPID:pve1"), None);
+        let t = TaskTimes::default();
+        assert_eq!(t.expected("qmclone"), None);
+        t.record("qmclone", 400 * MS);
+        assert_eq!(t.expected("qmclone"), Some(400 * MS));
+        t.record("qmclone", 800 * MS);
+        assert_eq!(t.expected("qmclone"), Some(500 * MS));
+    }
+
+    #[test]
+    fn polls_are_sparse_before_and_dense_around_the_expected_end() {
+        let (first, fine, max) = (50 * MS, 50 * MS, 1000 * MS);
+        // Unknown kind: 50, 75, 112 … up to 1 s.
+        assert_eq!(
+            next_poll(Duration::ZERO, None, None, first, fine, max),
+            50 * MS
+        );
+        assert_eq!(
+            next_poll(50 * MS, Some(50 * MS), None, first, fine, max),
+            75 * MS
+        );
+        assert_eq!(
+            next_poll(9000 * MS, Some(900 * MS), None, first, fine, max),
+            max
+        );
+        // Expected 2 s: sleep straight to 1.6 s, then every 50 ms until 4 s.
+        let exp = Some(2000 * MS);
+        assert_eq!(
+            next_poll(Duration::ZERO, None, exp, first, fine, max),
+            1600 * MS
+        );
+        assert_eq!(
+            next_poll(1600 * MS, Some(1600 * MS), exp, first, fine, max),
+            fine
+        );
+        assert_eq!(
+            next_poll(3900 * MS, Some(fine), exp, first, fine, max),
+            fine
+        );
+        // Late: back off again.
+        assert_eq!(
+            next_poll(4100 * MS, Some(fine), exp, first, fine, max),
+            75 * MS
+        );
+    }
+}

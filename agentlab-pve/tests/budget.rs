@@ -1,0 +1,97 @@
+//! Per-node request budgets and learned task polling against the simulator.
+#![cfg(test)] // integration-test crate; keeps clippy::tests_outside_test_module satisfied
+
+mod common;
+
+use std::time::Duration;
+
+use agentlab_core::hypervisor::Hypervisor;
+use agentlab_pve::ProxmoxHypervisor;
+use common::{options, setup, spec};
+
+/// 12 creates and status calls at once against a slow API: requests to a node never exceed
+/// the node budget (3), and every create succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_to_a_node_stay_within_its_budget() {
+    let Some((sim, _)) = setup(|c| c.request_delay = Duration::from_millis(20)).await else {
+        return;
+    };
+    let mut o = options(&sim);
+    o.poll.max_inflight = 12;
+    o.poll.max_inflight_per_node = 3;
+    let hv = std::sync::Arc::new(ProxmoxHypervisor::new(o).expect("backend"));
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let hv = std::sync::Arc::clone(&hv);
+        set.spawn(async move { hv.create(&spec(9100 + n)).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("join").expect("create");
+    }
+    let most = sim.max_inflight_by_node();
+    assert!(
+        most.values().all(|m| *m <= 3),
+        "per-node requests in flight above the budget: {most:?}"
+    );
+    assert!(
+        most.values().any(|m| *m == 3),
+        "the budget was used: {most:?}"
+    );
+}
+
+/// The same load without a per-node budget (12) does exceed 3, so the test above measures
+/// the client's limit, not the simulator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_budget_a_node_sees_more() {
+    let Some((sim, _)) = setup(|c| c.request_delay = Duration::from_millis(20)).await else {
+        return;
+    };
+    let mut o = options(&sim);
+    o.poll.max_inflight = 12;
+    o.poll.max_inflight_per_node = 12;
+    let hv = std::sync::Arc::new(ProxmoxHypervisor::new(o).expect("backend"));
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let hv = std::sync::Arc::clone(&hv);
+        set.spawn(async move { hv.create(&spec(9100 + n)).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("join").expect("create");
+    }
+    let most = sim.max_inflight_by_node();
+    assert!(most.values().any(|m| *m > 3), "{most:?}");
+}
+
+/// Once a task type's duration is known, waiting for the next one polls around its end
+/// instead of all the way through: far fewer status requests for the same task.
+#[tokio::test]
+async fn a_known_task_type_is_polled_near_its_end() {
+    let Some((sim, _)) = setup(|c| c.clone_duration = Duration::from_millis(600)).await else {
+        return;
+    };
+    let mut o = options(&sim);
+    o.poll.task_interval_ms = 10;
+    o.poll.task_max_interval_ms = 10;
+    o.poll.task_fine_interval_ms = 10;
+    let hv = ProxmoxHypervisor::new(o).expect("backend");
+    let status_polls = |sim: &agentlab_pve::sim::Simulator| {
+        sim.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "GET" && r.path.contains("/tasks/") && r.path.ends_with("/status")
+            })
+            .count()
+    };
+    hv.create(&spec(9101)).await.expect("first clone");
+    let first = status_polls(&sim);
+    sim.clear_requests();
+    hv.create(&spec(9102)).await.expect("second clone");
+    let second = status_polls(&sim);
+    // Unknown: a poll every 10 ms through ~600 ms (~60). Known: sleep to ~480 ms, then
+    // every 10 ms until the end (~12).
+    assert!(first >= 15, "first clone polled {first} times");
+    assert!(
+        second * 2 < first,
+        "the second clone polled {second} times (first {first})"
+    );
+}
