@@ -15,6 +15,7 @@ pub mod error;
 mod from_config;
 mod hypervisor_impl;
 pub mod lifecycle;
+mod nodes;
 pub mod options;
 mod place;
 pub mod placement;

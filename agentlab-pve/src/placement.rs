@@ -175,6 +175,22 @@ pub fn candidates(
     Ok(usable.into_iter().map(|(_, p)| p).collect())
 }
 
+/// The nodes of a `/cluster/resources?type=node` answer.
+pub fn parse_nodes(list: &Value) -> Vec<NodeInfo> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            Some(NodeInfo {
+                name: n.get("node")?.as_str()?.to_owned(),
+                online: n.get("status").and_then(Value::as_str) == Some("online"),
+                maxmem: n.get("maxmem").and_then(lenient_u64).unwrap_or(0),
+                mem: n.get("mem").and_then(lenient_u64).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 fn storage_ids_of(config: &Value) -> BTreeSet<String> {
     config
         .as_object()
@@ -217,19 +233,7 @@ pub async fn cluster_view(
     let nodes = api
         .get("/cluster/resources", &vec![("type", "node".to_owned())])
         .await?;
-    let nodes = nodes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| {
-            Some(NodeInfo {
-                name: n.get("node")?.as_str()?.to_owned(),
-                online: n.get("status").and_then(Value::as_str) == Some("online"),
-                maxmem: n.get("maxmem").and_then(lenient_u64).unwrap_or(0),
-                mem: n.get("mem").and_then(lenient_u64).unwrap_or(0),
-            })
-        })
-        .collect();
+    let nodes = parse_nodes(&nodes);
     let storages = api
         .get("/cluster/resources", &vec![("type", "storage".to_owned())])
         .await?;

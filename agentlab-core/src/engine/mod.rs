@@ -11,6 +11,7 @@ mod firewall_watch;
 mod half_made;
 mod jobs;
 mod lab;
+mod nodes;
 mod provision;
 mod reconcile;
 pub mod spec;
