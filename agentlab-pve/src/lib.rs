@@ -14,6 +14,7 @@ mod doctor_nodes;
 pub mod error;
 mod from_config;
 mod hypervisor_impl;
+mod journal;
 pub mod lifecycle;
 mod nodes;
 pub mod options;
