@@ -297,6 +297,11 @@ impl Simulator {
             .and_then(|vm| vm.files.get(path).cloned())
     }
 
+    /// UPIDs of the tasks still running (sorted).
+    pub fn running_tasks(&self) -> Vec<String> {
+        self.inner.running_tasks()
+    }
+
     /// All volume ids with their owner vmid.
     pub fn volumes(&self) -> BTreeMap<String, u32> {
         self.inner

@@ -133,6 +133,19 @@ impl SimInner {
         Ok(Value::Null)
     }
 
+    /// UPIDs of the tasks still running, sorted.
+    pub fn running_tasks(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tasks()
+            .map
+            .iter()
+            .filter(|(_, t)| t.running)
+            .map(|(u, _)| u.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// `GET /nodes/{node}/tasks`: the node's tasks, newest first, filtered by `source`
     /// (`active`: running only; default `archive`: ended only; `all`), `typefilter` and
     /// `vmid` (the task id).
