@@ -84,7 +84,11 @@ impl ProxmoxHypervisor {
         let path = format!("/nodes/{node}/tasks/{}", seg(&upid));
         let mut unseen = 0;
         let running = loop {
-            match self.api.get(&format!("{path}/status"), &Params::new()).await {
+            match self
+                .api
+                .get(&format!("{path}/status"), &Params::new())
+                .await
+            {
                 Ok(st) => break st.get("status").and_then(Value::as_str) == Some("running"),
                 // "no such task" is transient right after a task starts; a task that stays
                 // unknown is gone (e.g. the node was reinstalled): nothing runs.

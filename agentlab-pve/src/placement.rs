@@ -194,7 +194,12 @@ async fn template_copies(
         .map(|m| m.name);
     let name = marked
         .clone()
-        .or_else(|| config.get("name").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            config
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| template.name.clone());
     if name.is_empty() {
         return Ok(BTreeMap::new());

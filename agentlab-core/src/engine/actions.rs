@@ -136,7 +136,9 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if sb.state.is_terminal() || matches!(sb.state, SandboxState::Destroying | SandboxState::Lost) {
+        if sb.state.is_terminal()
+            || matches!(sb.state, SandboxState::Destroying | SandboxState::Lost)
+        {
             return Err(EngineError::InvalidState(format!(
                 "Sandbox {vmid} is {}",
                 sb.state

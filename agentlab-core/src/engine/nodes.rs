@@ -38,8 +38,8 @@ impl Lab {
                 .node_checked
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let every = chrono::Duration::from_std(self.settings.node_check_interval)
-                .unwrap_or_default();
+            let every =
+                chrono::Duration::from_std(self.settings.node_check_interval).unwrap_or_default();
             if last.is_some_and(|t| t + every > now) {
                 return Ok(());
             }

@@ -214,7 +214,10 @@ async fn a_clone_left_running_by_a_killed_daemon_is_stopped_by_its_upid() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let upid = std::fs::read_to_string(&journal).unwrap();
-        assert!(upid.starts_with("UPID:pve1:") && upid.contains(":qmclone:9000:"), "{upid}");
+        assert!(
+            upid.starts_with("UPID:pve1:") && upid.contains(":qmclone:9000:"),
+            "{upid}"
+        );
         d.kill();
         let placeholder = sim.vm_config(vmid as u32).expect("the clone's placeholder");
         assert_eq!(placeholder.get("lock").map(String::as_str), Some("clone"));
@@ -237,11 +240,15 @@ async fn a_clone_left_running_by_a_killed_daemon_is_stopped_by_its_upid() {
             .filter(|r| r.method == "DELETE" && r.path.starts_with("/nodes/pve1/tasks/"))
             .collect();
         let upid_in_path = |p: &str| {
-            p.replace("%3A", ":").replace("%21", "!").replace("%40", "@")
+            p.replace("%3A", ":")
+                .replace("%21", "!")
+                .replace("%40", "@")
                 == format!("/nodes/pve1/tasks/{}", upid.trim())
         };
         assert!(
-            deletes.iter().any(|r| upid_in_path(&r.path) && r.status == 200),
+            deletes
+                .iter()
+                .any(|r| upid_in_path(&r.path) && r.status == 200),
             "the clone task was stopped by its UPID: {deletes:?}"
         );
         assert_eq!(sim.vm_ids(), vec![9000], "the half-made VM is gone");

@@ -40,7 +40,15 @@ fn init_repo(d: &Daemon) -> String {
 /// Starts a detached job and waits until it runs; returns (job id, sandbox vmid, node).
 fn running_job(d: &Daemon, repo: &str) -> (String, u64, String) {
     let job = d.json(&[
-        "job", "run", "--detach", "--repo", repo, "--task", "t", "--profile", "nodes",
+        "job",
+        "run",
+        "--detach",
+        "--repo",
+        repo,
+        "--task",
+        "t",
+        "--profile",
+        "nodes",
     ]);
     let id = job["id"].as_str().unwrap().to_owned();
     let t0 = Instant::now();

@@ -119,7 +119,14 @@ async fn a_job_runs_from_a_template_installed_per_node() {
         }
         let url = format!("file://{}", repo.display());
         let out = d.cli(&[
-            "job", "run", "--repo", &url, "--task", "hello", "--profile", "tmpl",
+            "job",
+            "run",
+            "--repo",
+            &url,
+            "--task",
+            "hello",
+            "--profile",
+            "tmpl",
         ]);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert_eq!(

@@ -55,7 +55,10 @@ fn nodes_table(nodes: &[NodeStatus]) -> String {
     let mut t = Table::new(&["NODE", "HEALTH", "FREE MEMORY", "CLONE TASKS"]);
     for n in nodes {
         let (health, free) = if n.online {
-            ("online", format!("{} of {}", gib(n.mem_free), gib(n.mem_total)))
+            (
+                "online",
+                format!("{} of {}", gib(n.mem_free), gib(n.mem_total)),
+            )
         } else {
             ("OFFLINE", "-".to_owned())
         };
@@ -106,7 +109,10 @@ mod tests {
         );
         assert!(out.contains("sandboxes:  READY 2, RUNNING 1"), "{out}");
         assert!(out.contains("jobs:       none"), "{out}");
-        assert!(!out.contains("NODE"), "no node table without node health: {out}");
+        assert!(
+            !out.contains("NODE"),
+            "no node table without node health: {out}"
+        );
     }
 
     #[test]
