@@ -32,7 +32,12 @@ struct TwoNodes {
 }
 
 fn node_of(vmid: Vmid) -> String {
-    if vmid.get() % 2 == 0 { "n1" } else { "n2" }.to_owned()
+    if vmid.get().is_multiple_of(2) {
+        "n1"
+    } else {
+        "n2"
+    }
+    .to_owned()
 }
 
 #[async_trait]
