@@ -188,5 +188,12 @@ async fn the_control_endpoint_takes_a_node_down_and_node_health_follows() {
     assert!(!nodes[1].online && nodes[1].mem_free == 0, "{nodes:?}");
     assert_eq!(post("online", true).await.unwrap().status(), 200);
     assert!(health.node_status().await.unwrap()[1].online);
+    // doctor reads the clone tasks PVE runs on each node.
+    let r = by_name(&doctor(&common::options(&sim), common::TEMPLATE).await);
+    let pve1 = &r["node.pve1"];
+    assert!(
+        pve1.ok && pve1.detail.contains("memory free, 0 clone tasks running"),
+        "{pve1:?}"
+    );
     assert_schema_clean(&sim);
 }
