@@ -54,6 +54,8 @@ pub enum EventKind {
     BootstrapRefused,
     /// The runner gave up its bootstrap fetch and said so (payload: reason).
     BootstrapAbandoned,
+    /// The sandbox's hypervisor node went offline; the sandbox is LOST (payload: node).
+    SandboxLost,
 }
 
 impl EventKind {
@@ -82,6 +84,7 @@ impl EventKind {
             FirewallRepaired => "firewall_repaired",
             BootstrapRefused => "bootstrap_refused",
             BootstrapAbandoned => "bootstrap_abandoned",
+            SandboxLost => "sandbox_lost",
         }
     }
 

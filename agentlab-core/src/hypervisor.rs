@@ -125,6 +125,32 @@ impl fmt::Display for VolumeId {
     }
 }
 
+/// Health and capacity of one hypervisor node (see [`NodeHealth`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub name: String,
+    /// Whether the node answers (an offline node's sandboxes are LOST).
+    pub online: bool,
+    /// Total memory in bytes (0 when unknown, e.g. offline).
+    pub mem_total: u64,
+    /// Free memory in bytes, as placement counts it (clones being made there count as used).
+    pub mem_free: u64,
+    /// Clone tasks this process is running on the node.
+    pub clone_tasks: u32,
+    /// Most clone tasks this process runs on the node at once.
+    pub clone_limit: u32,
+}
+
+/// Optional ability of backends that span several nodes: report every node's health and
+/// capacity. The engine watches it to mark sandboxes on an offline node LOST; `agentlab
+/// status` shows it. Reached through [`Hypervisor::node_health`].
+#[async_trait]
+pub trait NodeHealth: Send + Sync {
+    /// Every node of the cluster with its health and capacity.
+    async fn node_status(&self) -> Result<Vec<NodeStatus>, HypervisorError>;
+}
+
 /// Errors of a [`Hypervisor`].
 #[derive(Debug, thiserror::Error)]
 pub enum HypervisorError {
@@ -200,4 +226,8 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     async fn attach_volume(&self, vmid: Vmid, volume: &VolumeId) -> Result<(), HypervisorError>;
     /// Detaches the workspace volume from the VM without freeing it.
     async fn detach_volume(&self, vmid: Vmid, volume: &VolumeId) -> Result<(), HypervisorError>;
+    /// Optional: per-node health and capacity (multi-node backends); `None` by default.
+    fn node_health(&self) -> Option<&dyn NodeHealth> {
+        None
+    }
 }

@@ -32,6 +32,10 @@ pub enum SandboxState {
     Timeout,
     /// Powered off; can be started again.
     Stopped,
+    /// The hypervisor node holding the VM went offline: the sandbox is gone for its job (which
+    /// failed with that cause); when the node returns its VM is destroyed (DESTROYING, then
+    /// DESTROYED). Nothing else follows.
+    Lost,
     /// Destruction has begun and is persisted: the daemon (and a restarted daemon) retries
     /// until everything AgentLab created is gone, then DESTROYED. Nothing else follows.
     Destroying,
@@ -41,7 +45,7 @@ pub enum SandboxState {
 
 impl SandboxState {
     /// Every state, in lifecycle order.
-    pub const ALL: [SandboxState; 12] = [
+    pub const ALL: [SandboxState; 13] = [
         Self::Requested,
         Self::Provisioning,
         Self::Booting,
@@ -52,17 +56,22 @@ impl SandboxState {
         Self::Failed,
         Self::Timeout,
         Self::Stopped,
+        Self::Lost,
         Self::Destroying,
         Self::Destroyed,
     ];
 
     /// Whether the state machine allows `self → next`. Staying in the same state is not a
     /// transition and is not allowed here. Every live state may go to DESTROYING (a destroy
-    /// that has begun) and DESTROYING only to DESTROYED.
+    /// that has begun) and DESTROYING only to DESTROYED. Every state that may have a VM on a
+    /// node may become LOST (its node went offline); LOST only goes on to destruction.
     pub fn can_transition_to(self, next: SandboxState) -> bool {
         use SandboxState::*;
         if next == Destroying {
             return !matches!(self, Destroying | Destroyed);
+        }
+        if next == Lost {
+            return !matches!(self, Requested | Lost | Destroying | Destroyed);
         }
         matches!(
             (self, next),
@@ -82,6 +91,7 @@ impl SandboxState {
                 | (Failed, Stopped | Destroyed)
                 | (Timeout, Stopped | Destroyed)
                 | (Stopped, Booting | Destroyed)
+                | (Lost, Destroyed)
                 | (Destroying, Destroyed)
         )
     }
@@ -90,7 +100,12 @@ impl SandboxState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Failed | Self::Timeout | Self::Destroying | Self::Destroyed
+            Self::Completed
+                | Self::Failed
+                | Self::Timeout
+                | Self::Lost
+                | Self::Destroying
+                | Self::Destroyed
         )
     }
 
@@ -113,6 +128,7 @@ impl SandboxState {
             Failed => "FAILED",
             Timeout => "TIMEOUT",
             Stopped => "STOPPED",
+            Lost => "LOST",
             Destroying => "DESTROYING",
             Destroyed => "DESTROYED",
         }
@@ -243,6 +259,24 @@ mod tests {
             assert_eq!(Destroying.can_transition_to(s), s == Destroyed, "{s}");
         }
         assert!(Destroying.is_finished() && !Destroying.is_terminal());
+    }
+
+    #[test]
+    fn lost_comes_from_any_state_with_a_vm_and_only_ends_in_destruction() {
+        use SandboxState::*;
+        for s in SandboxState::ALL {
+            assert_eq!(
+                s.can_transition_to(Lost),
+                !matches!(s, Requested | Lost | Destroying | Destroyed),
+                "{s}"
+            );
+            assert_eq!(
+                Lost.can_transition_to(s),
+                matches!(s, Destroying | Destroyed),
+                "{s}"
+            );
+        }
+        assert!(Lost.is_finished() && !Lost.is_terminal());
     }
 
     #[test]

@@ -146,11 +146,29 @@ impl ProxmoxHypervisor {
                     .map_err(|_| HypervisorError::backend("clone permits closed"))?
             }
         };
-        self.with_lock_retry(|| async {
-            let upid = self.api.post(&path, &params).await?;
-            self.api.wait_task(&call, &upid, &self.opts.poll).await
-        })
-        .await?;
+        let cloned = self
+            .with_lock_retry(|| async {
+                let upid = self.api.post(&path, &params).await?;
+                // Recorded before waiting: a daemon killed now leaves the UPID for its
+                // successor (see `journal`).
+                if let Some(u) = upid.as_str() {
+                    self.journal.record(vmid, u).await;
+                }
+                self.api.wait_task(&call, &upid, &self.opts.poll).await
+            })
+            .await;
+        // The task ended (or never started): nothing to find later. Otherwise (PVE stopped
+        // answering mid-wait) the record stays for `destroy`.
+        let ended = match &cloned {
+            Ok(()) | Err(PveError::Task { .. }) => true,
+            // 595/596/599: the node did not answer; the task may still run.
+            Err(PveError::Api { status, .. }) => *status < 595,
+            Err(_) => false,
+        };
+        if ended {
+            self.journal.remove(vmid).await;
+        }
+        cloned?;
         drop(permit);
         self.remember_node(vmid, &target);
         // Mark it ours at once, so a failure before `configure` can still be cleaned up.

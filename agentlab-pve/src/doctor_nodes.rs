@@ -48,12 +48,35 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
-fn health(n: &NodeInfo) -> String {
-    if n.online {
-        format!("online, {} of {} memory free", gib(n.free()), gib(n.maxmem))
-    } else {
-        "offline".to_owned()
+fn health(n: &NodeInfo, clones: Option<usize>) -> String {
+    if !n.online {
+        return "offline".to_owned();
     }
+    let tasks = match clones {
+        Some(1) => ", 1 clone task running".to_owned(),
+        Some(c) => format!(", {c} clone tasks running"),
+        None => String::new(),
+    };
+    format!(
+        "online, {} of {} memory free{tasks}",
+        gib(n.free()),
+        gib(n.maxmem)
+    )
+}
+
+/// Clone tasks PVE runs on `node` (any client's); `None` when the list cannot be read.
+async fn running_clones(api: &Api, node: &str) -> Option<usize> {
+    let list = api
+        .get(
+            &format!("/nodes/{node}/tasks"),
+            &vec![
+                ("source", "active".to_owned()),
+                ("typefilter", "qmclone".to_owned()),
+            ],
+        )
+        .await
+        .ok()?;
+    Some(list.as_array().map_or(0, Vec::len))
 }
 
 /// One `node.<name>` result per node: health, capacity and the placement verdict. A node
@@ -76,9 +99,19 @@ pub(crate) async fn check_nodes(
     let full = false;
     let report = node_report(&view, &opts.storage, full);
     let usable = report.iter().filter(|(_, r)| r.is_ok()).count();
+    let mut clones = Vec::new();
+    for (n, _) in &report {
+        clones.push(if n.online {
+            running_clones(api, &n.name).await
+        } else {
+            None
+        });
+    }
     let mut out: Vec<CheckResult> = report
         .into_iter()
-        .map(|(n, verdict)| {
+        .zip(clones)
+        .map(|((n, verdict), clones)| {
+            let health = |n: &NodeInfo| health(n, clones);
             let name = format!("node.{}", n.name);
             let pinned = opts.node == n.name;
             match verdict {

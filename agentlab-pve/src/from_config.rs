@@ -46,6 +46,7 @@ impl PveOptions {
         o.max_clones_per_node = usize::try_from(pve.max_clones_per_node.max(1)).unwrap_or(1);
         o.agent_subnet = ipnet::IpNet::V4(cfg.network.subnet);
         o.bridge = Some(cfg.network.bridge.clone());
+        o.task_journal_dir = Some(cfg.data_dir.join("pve-tasks"));
         Ok(o)
     }
 }

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use agentlab_core::hypervisor::{
-    BootstrapData, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec, VolumeId,
+    BootstrapData, Hypervisor, HypervisorError, ManagedVm, NodeHealth, PowerState, VmHandle,
+    VmSpec, VolumeId,
 };
 use agentlab_core::ids::{Vmid, WorkspaceId};
 use async_trait::async_trait;
@@ -62,5 +63,8 @@ impl Hypervisor for ProxmoxHypervisor {
     }
     async fn detach_volume(&self, vmid: Vmid, volume: &VolumeId) -> Result<(), HypervisorError> {
         self.do_detach_volume(vmid.get(), volume).await
+    }
+    fn node_health(&self) -> Option<&dyn NodeHealth> {
+        Some(self)
     }
 }

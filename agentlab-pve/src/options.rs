@@ -158,6 +158,11 @@ pub struct PveOptions {
     /// Timings.
     #[serde(default)]
     pub poll: PollOptions,
+    /// Directory where the UPID of every running clone task is recorded, so a restarted
+    /// daemon can stop a clone it did not wait for (the daemon uses `<data_dir>/pve-tasks`;
+    /// `None`: not recorded).
+    #[serde(default)]
+    pub task_journal_dir: Option<PathBuf>,
 }
 
 impl PveOptions {
@@ -188,6 +193,7 @@ impl PveOptions {
             ciuser: None,
             ssh_public_keys: Vec::new(),
             poll: PollOptions::default(),
+            task_journal_dir: None,
         }
     }
 }

@@ -175,6 +175,85 @@ pub fn candidates(
     Ok(usable.into_iter().map(|(_, p)| p).collect())
 }
 
+/// The template's copies on other nodes, one per node (the lowest vmid): templates with the
+/// template's name, or — for templates installed by `agentlab template install` — VMs tagged
+/// `agentlab-template` whose config names them like the template's marker. Tags are live in
+/// `/cluster/resources` while names and the template flag lag behind for a fresh install (PVE
+/// fills them from its 10 s statistics), so a tagged VM whose listed name is empty is
+/// identified by its config.
+async fn template_copies(
+    api: &Api,
+    vms: &[ClusterVm],
+    template: &ClusterVm,
+    config: &Value,
+) -> Result<BTreeMap<String, u32>, PveError> {
+    let marked = config
+        .get("description")
+        .and_then(Value::as_str)
+        .and_then(crate::template::parse_marker)
+        .map(|m| m.name);
+    let name = marked
+        .clone()
+        .or_else(|| {
+            config
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| template.name.clone());
+    if name.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut others: Vec<&ClusterVm> = vms
+        .iter()
+        .filter(|v| v.vmid != template.vmid && v.node != template.node)
+        .collect();
+    others.sort_by_key(|v| v.vmid);
+    let mut copies = BTreeMap::new();
+    for v in others {
+        if copies.contains_key(&v.node) {
+            continue;
+        }
+        let tagged = v.tags.iter().any(|t| t == crate::template::TEMPLATE_TAG);
+        let same = if tagged && marked.is_some() {
+            let cfg = api
+                .get(
+                    &format!("/nodes/{}/qemu/{}/config", v.node, v.vmid),
+                    &Params::new(),
+                )
+                .await?;
+            let copy_marker = cfg
+                .get("description")
+                .and_then(Value::as_str)
+                .and_then(crate::template::parse_marker);
+            cfg.get("template").and_then(lenient_u64) == Some(1)
+                && copy_marker.is_some_and(|m| m.name == name)
+        } else {
+            v.template && v.name == name
+        };
+        if same {
+            copies.insert(v.node.clone(), v.vmid);
+        }
+    }
+    Ok(copies)
+}
+
+/// The nodes of a `/cluster/resources?type=node` answer.
+pub fn parse_nodes(list: &Value) -> Vec<NodeInfo> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            Some(NodeInfo {
+                name: n.get("node")?.as_str()?.to_owned(),
+                online: n.get("status").and_then(Value::as_str) == Some("online"),
+                maxmem: n.get("maxmem").and_then(lenient_u64).unwrap_or(0),
+                mem: n.get("mem").and_then(lenient_u64).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 fn storage_ids_of(config: &Value) -> BTreeSet<String> {
     config
         .as_object()
@@ -208,28 +287,10 @@ pub async fn cluster_view(
         .find(|v| v.vmid == template_vmid)
         .cloned()
         .ok_or_else(|| PveError::Setup(format!("template VM {template_vmid} not found")))?;
-    let copies = vms
-        .iter()
-        .filter(|v| v.template && v.vmid != template_vmid && v.node != template.node)
-        .filter(|v| !template.name.is_empty() && v.name == template.name)
-        .map(|v| (v.node.clone(), v.vmid))
-        .collect();
     let nodes = api
         .get("/cluster/resources", &vec![("type", "node".to_owned())])
         .await?;
-    let nodes = nodes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| {
-            Some(NodeInfo {
-                name: n.get("node")?.as_str()?.to_owned(),
-                online: n.get("status").and_then(Value::as_str) == Some("online"),
-                maxmem: n.get("maxmem").and_then(lenient_u64).unwrap_or(0),
-                mem: n.get("mem").and_then(lenient_u64).unwrap_or(0),
-            })
-        })
-        .collect();
+    let nodes = parse_nodes(&nodes);
     let storages = api
         .get("/cluster/resources", &vec![("type", "storage".to_owned())])
         .await?;
@@ -252,6 +313,7 @@ pub async fn cluster_view(
             &Params::new(),
         )
         .await?;
+    let copies = template_copies(api, vms, &template, &config).await?;
     Ok(ClusterView {
         nodes,
         storages,

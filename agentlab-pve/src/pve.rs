@@ -79,6 +79,7 @@ pub struct ProxmoxHypervisor {
     node_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     pub(crate) reserved: Mutex<std::collections::BTreeMap<String, u64>>,
     nodes: Mutex<HashMap<u32, String>>,
+    pub(crate) journal: crate::journal::TaskJournal,
 }
 
 impl ProxmoxHypervisor {
@@ -92,6 +93,7 @@ impl ProxmoxHypervisor {
         let api = Api::new(&opts)?;
         Ok(Self {
             api,
+            journal: crate::journal::TaskJournal::new(opts.task_journal_dir.clone()),
             opts,
             clone_permits: Mutex::default(),
             node_permits: Mutex::default(),

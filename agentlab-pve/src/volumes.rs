@@ -56,6 +56,7 @@ impl ProxmoxHypervisor {
     }
 
     pub(crate) async fn do_destroy(&self, vmid: u32) -> Result<(), HypervisorError> {
+        self.settle_clone_task(vmid).await?;
         let mut node = self.vm_node(vmid).await?;
         let config = loop {
             match self.vm_config(&node, vmid).await {

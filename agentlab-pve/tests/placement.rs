@@ -151,3 +151,49 @@ async fn per_node_clone_limit_spreads_concurrent_creates() {
     assert_eq!(from_copy, 3, "pve2 clones come from its local copy");
     assert_schema_clean(&sim);
 }
+
+/// The standalone simulator's control endpoint takes a node down and brings it back (with
+/// the token only); the backend's node health follows, with clone tasks and memory.
+#[tokio::test]
+async fn the_control_endpoint_takes_a_node_down_and_node_health_follows() {
+    use agentlab_core::hypervisor::Hypervisor as _;
+    let Some((sim, _)) = setup(|_| {}).await else {
+        return;
+    };
+    let hv = auto(&sim);
+    let health = hv.node_health().expect("PVE reports node health");
+    let nodes = health.node_status().await.unwrap();
+    let names: Vec<(&str, bool)> = nodes.iter().map(|n| (n.name.as_str(), n.online)).collect();
+    assert_eq!(names, [("pve1", true), ("pve2", true)]);
+    // 64 GiB, 8 GiB base load, and the foreign VM 100 running there with 2 GiB.
+    assert_eq!(nodes[1].mem_free, 54 << 30);
+    assert_eq!((nodes[0].clone_tasks, nodes[0].clone_limit), (0, 3));
+
+    let client = reqwest::Client::new();
+    let token = format!(
+        "PVEAPIToken={}={}",
+        sim.config().token_id,
+        sim.config().token_secret
+    );
+    let post = |what: &str, auth: bool| {
+        let mut r = client.post(format!("{}/_sim/nodes/pve2/{what}", sim.url()));
+        if auth {
+            r = r.header("Authorization", token.clone());
+        }
+        r.send()
+    };
+    assert_eq!(post("offline", false).await.unwrap().status(), 401);
+    assert_eq!(post("offline", true).await.unwrap().status(), 200);
+    let nodes = health.node_status().await.unwrap();
+    assert!(!nodes[1].online && nodes[1].mem_free == 0, "{nodes:?}");
+    assert_eq!(post("online", true).await.unwrap().status(), 200);
+    assert!(health.node_status().await.unwrap()[1].online);
+    // doctor reads the clone tasks PVE runs on each node.
+    let r = by_name(&doctor(&common::options(&sim), common::TEMPLATE).await);
+    let pve1 = &r["node.pve1"];
+    assert!(
+        pve1.ok && pve1.detail.contains("memory free, 0 clone tasks running"),
+        "{pve1:?}"
+    );
+    assert_schema_clean(&sim);
+}

@@ -140,6 +140,13 @@ pub struct StatusResponse {
     pub sandboxes: BTreeMap<String, u64>,
     /// Job counts per state (non-zero states only).
     pub jobs: BTreeMap<String, u64>,
+    /// Health and capacity per node, from backends spanning several nodes (Proxmox); absent
+    /// for single-host backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<crate::hypervisor::NodeStatus>>,
+    /// Why node health could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_error: Option<String>,
 }
 
 /// `GET /v1/profiles/{name}` and list items.

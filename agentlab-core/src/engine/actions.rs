@@ -67,7 +67,10 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if matches!(sb.state, SandboxState::Destroying | SandboxState::Destroyed) {
+        if matches!(
+            sb.state,
+            SandboxState::Lost | SandboxState::Destroying | SandboxState::Destroyed
+        ) {
             return Err(EngineError::InvalidState(format!(
                 "Sandbox {vmid} is {} and cannot be started",
                 sb.state
@@ -133,7 +136,9 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if sb.state.is_terminal() || sb.state == SandboxState::Destroying {
+        if sb.state.is_terminal()
+            || matches!(sb.state, SandboxState::Destroying | SandboxState::Lost)
+        {
             return Err(EngineError::InvalidState(format!(
                 "Sandbox {vmid} is {}",
                 sb.state

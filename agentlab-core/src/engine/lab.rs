@@ -60,6 +60,9 @@ pub struct LabSettings {
     pub destroy_retry_min: Duration,
     /// Longest wait between destroy retries.
     pub destroy_retry_max: Duration,
+    /// How often `tick` asks a multi-node backend for node health (sandboxes on an offline
+    /// node become LOST; default 5 s).
+    pub node_check_interval: Duration,
 }
 
 impl Default for LabSettings {
@@ -82,6 +85,7 @@ impl Default for LabSettings {
             bind_bootstrap_address: true,
             destroy_retry_min: Duration::from_secs(2),
             destroy_retry_max: Duration::from_secs(300),
+            node_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct Lab {
     /// Destroys that have begun: attempts made by this process and when the next is due.
     pub(crate) destroys: Mutex<HashMap<Vmid, crate::engine::destroy::DestroyRetry>>,
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+    /// When `tick` last asked the backend for node health.
+    pub(crate) node_checked: Mutex<Option<crate::time::Timestamp>>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
     /// Announces sandboxes whose guest is gone ([`Lab::subscribe_released`]).
@@ -136,6 +142,7 @@ impl Lab {
             destroys: Mutex::new(HashMap::new()),
             fw_base: tokio::sync::OnceCell::new(),
             alloc_lock: tokio::sync::Mutex::new(()),
+            node_checked: Mutex::new(None),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             released: crate::engine::released::channel(),

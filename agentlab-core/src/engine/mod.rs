@@ -12,6 +12,7 @@ mod firewall_watch;
 mod half_made;
 mod jobs;
 mod lab;
+mod nodes;
 mod provision;
 mod reconcile;
 mod released;

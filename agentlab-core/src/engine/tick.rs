@@ -16,6 +16,7 @@ impl Lab {
     /// Performs every time-driven action that is due now.
     pub async fn tick(self: &Arc<Self>) -> Result<(), EngineError> {
         let now = self.now();
+        self.watch_nodes(now).await?;
         self.fail_unfetched_jobs().await?;
         let jobs = self
             .deps
@@ -75,7 +76,10 @@ impl Lab {
             .list_sandboxes(&SandboxFilter::default())
             .await?;
         for sb in live {
-            if sb.state.is_terminal() || sb.state == SandboxState::Destroying {
+            // LOST ones wait for their node (`watch_nodes`), DESTROYING ones for their retry.
+            if sb.state.is_terminal()
+                || matches!(sb.state, SandboxState::Destroying | SandboxState::Lost)
+            {
                 continue;
             }
             if sb.lease.expires_at <= now {

@@ -91,7 +91,10 @@ impl Lab {
         let lock = self.lock_for(vmid);
         let _g = lock.lock().await;
         let mut sb = self.deps.store.get_sandbox(vmid).await?;
-        if !sb.vm_created || sb.state.is_terminal() || sb.state == SandboxState::Destroying {
+        if !sb.vm_created
+            || sb.state.is_terminal()
+            || matches!(sb.state, SandboxState::Destroying | SandboxState::Lost)
+        {
             return Err(EngineError::InvalidState(format!(
                 "Sandbox {vmid} is {} and has no VM",
                 sb.state

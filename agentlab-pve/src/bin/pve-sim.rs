@@ -2,7 +2,8 @@
 //!
 //! Usage: `pve-sim [--listen ADDR] [--schema PATH] [--template VMID] [--https --ca-out PATH]`.
 //! Prints the URL, the token to use and, with `--https`, the certificate fingerprint; the
-//! generated CA is written to `--ca-out`. Serves until interrupted.
+//! generated CA is written to `--ca-out`. Serves until interrupted. `POST /_sim/nodes/{node}/offline`
+//! (and `…/online`) with the token takes a node down and back.
 
 use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path};
 

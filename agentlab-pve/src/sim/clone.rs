@@ -116,8 +116,15 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
     }
     let storage_param = ctx.get("storage").map(str::to_owned);
     let (sim, node, src_id) = (Arc::clone(inner), node.to_owned(), vmid.to_owned());
+    let placeholder = Placeholder {
+        sim: Arc::clone(inner),
+        newid,
+        node: node.to_owned(),
+        armed: true,
+    };
     let work = async move {
         let _reader = reader;
+        let mut placeholder = placeholder;
         let lock_store = storage_param.clone().or_else(|| {
             disks
                 .first()
@@ -211,6 +218,7 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
                 .join(",");
         }
         config.remove("lock");
+        placeholder.armed = false;
         st.vms.insert(
             newid,
             Vm {
@@ -237,6 +245,30 @@ pub fn clone(inner: &Arc<SimInner>, ctx: &Ctx) -> HResult {
         }
     }
     Ok((json!(upid), None))
+}
+
+/// The `lock: clone` placeholder of the new VM: removed when the task ends without making
+/// the VM (failure, or the task killed through `DELETE /nodes/{node}/tasks/{upid}`), as PVE
+/// removes the config of a clone that failed.
+struct Placeholder {
+    sim: Arc<SimInner>,
+    newid: u32,
+    node: String,
+    armed: bool,
+}
+
+impl Drop for Placeholder {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut st = self.sim.state();
+        if st.vms.get(&self.newid).is_some_and(|vm| {
+            vm.node == self.node && vm.config.get("lock").is_some_and(|l| l == "clone")
+        }) {
+            st.vms.remove(&self.newid);
+        }
+    }
 }
 
 /// The clone's shared lock on its source, released when the task ends (or is dropped).

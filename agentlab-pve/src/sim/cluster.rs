@@ -65,7 +65,7 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
         for n in &inner.config.nodes {
             out.push(json!({
                 "id": format!("node/{}", n.name), "type": "node", "node": n.name,
-                "status": if is_online(&n.name) { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": n.mem, "maxcpu": 16,
+                "status": if is_online(&n.name) { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": node_mem(&st, n), "maxcpu": 16,
             }));
         }
     }
@@ -82,6 +82,24 @@ pub fn resources(inner: &SimInner, ctx: &Ctx) -> HResult {
         }
     }
     Ok((Value::Array(out), None))
+}
+
+/// A node's used memory: its base load plus the memory of the VMs running on it.
+fn node_mem(st: &super::state::State, n: &super::state::SimNode) -> u64 {
+    let vms: u64 = st
+        .vms
+        .values()
+        .filter(|vm| vm.node == n.name && vm.power != Power::Stopped)
+        .filter_map(|vm| {
+            let m = vm.config.get("memory")?;
+            let mib = m.split(',').find_map(|p| {
+                let v = p.strip_prefix("current=").unwrap_or(p);
+                v.parse::<u64>().ok()
+            })?;
+            Some(mib << 20)
+        })
+        .sum();
+    n.mem.saturating_add(vms).min(n.maxmem)
 }
 
 fn used_bytes(volumes: &std::collections::BTreeMap<String, Volume>, s: &SimStorage) -> u64 {
@@ -110,11 +128,19 @@ pub fn nextid(inner: &SimInner, ctx: &Ctx) -> HResult {
 
 /// `GET /nodes`.
 pub fn nodes(inner: &SimInner) -> HResult {
+    let online: Vec<bool> = inner
+        .config
+        .nodes
+        .iter()
+        .map(|n| inner.node_online(&n.name))
+        .collect();
+    let st = inner.state();
     let list: Vec<Value> = inner
         .config
         .nodes
         .iter()
-        .map(|n| json!({"node": n.name, "status": if inner.node_online(&n.name) { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": n.mem}))
+        .zip(online)
+        .map(|(n, on)| json!({"node": n.name, "status": if on { "online" } else { "offline" }, "maxmem": n.maxmem, "mem": node_mem(&st, n)}))
         .collect();
     Ok((Value::Array(list), None))
 }

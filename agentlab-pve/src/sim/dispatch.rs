@@ -45,6 +45,18 @@ pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) 
         }
         ("GET", "/nodes/{node}/tasks/{upid}/status", _) => cluster::task(inner, ctx, false),
         ("GET", "/nodes/{node}/tasks/{upid}/log", _) => cluster::task(inner, ctx, true),
+        ("DELETE", "/nodes/{node}/tasks/{upid}", _) => {
+            Ok((inner.stop_task(ctx.req("node"), ctx.req("upid"))?, None))
+        }
+        ("GET", "/nodes/{node}/tasks", _) => Ok((
+            inner.task_list(
+                ctx.req("node"),
+                ctx.get("source"),
+                ctx.get("typefilter"),
+                ctx.get("vmid"),
+            ),
+            None,
+        )),
         ("GET", "/access/permissions", _) => cluster::permissions(inner),
         ("POST", "/nodes/{node}/storage/{storage}/upload", _) => images::upload(inner, ctx),
         ("POST", "/nodes/{node}/qemu", _) => images::create(inner, ctx),

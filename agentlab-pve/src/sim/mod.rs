@@ -13,6 +13,7 @@ use std::sync::Arc;
 mod acl;
 mod clone;
 mod cluster;
+mod control;
 mod dispatch;
 mod faults;
 mod formats;

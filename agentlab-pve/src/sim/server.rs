@@ -240,7 +240,7 @@ fn parse_params(
     Ok(out)
 }
 
-fn authorized(inner: &SimInner, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(inner: &SimInner, headers: &HeaderMap) -> bool {
     let Some(h) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -261,6 +261,9 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_owned();
     let full_path = parts.uri.path().to_owned();
+    if let Some(r) = super::control::handle(&inner, &method, &full_path, &parts.headers) {
+        return r;
+    }
     let Some(path) = full_path.strip_prefix("/api2/json") else {
         return error_response(
             inner.config.legacy_errors,

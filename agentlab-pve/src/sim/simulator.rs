@@ -274,27 +274,11 @@ impl Simulator {
     /// Takes a node offline (`false`) or brings it back (`true`), as a node failure and its
     /// return would: while offline, calls proxied to it answer 595, `/cluster/resources`
     /// shows it `offline`, its VMs `unknown` and its storages `unknown`; its VMs stay (they
-    /// reappear, stopped, when it returns, as after a power loss).
+    /// reappear, stopped, when it returns, as after a power loss). A standalone `pve-sim` does
+    /// the same on `POST /_sim/nodes/{node}/offline` and `…/online` (with the simulator's
+    /// token).
     pub fn set_node_online(&self, node: &str, online: bool) {
-        let mut stopped = Vec::new();
-        {
-            let mut st = self.inner.state();
-            if online {
-                st.offline.remove(node);
-            } else {
-                st.offline.insert(node.to_owned());
-                for (id, vm) in st.vms.iter_mut().filter(|(_, vm)| vm.node == node) {
-                    if vm.power != Power::Stopped {
-                        stopped.push(*id);
-                    }
-                    vm.power = Power::Stopped;
-                    vm.agent_ready_at = None;
-                }
-            }
-        }
-        for vmid in stopped {
-            self.inner.emit(&super::BootEvent::Stopped { vmid });
-        }
+        self.inner.set_node_online(node, online);
     }
 
     /// A file written into the guest through the agent.
@@ -304,6 +288,11 @@ impl Simulator {
             .vms
             .get(&vmid)
             .and_then(|vm| vm.files.get(path).cloned())
+    }
+
+    /// UPIDs of the tasks still running (sorted).
+    pub fn running_tasks(&self) -> Vec<String> {
+        self.inner.running_tasks()
     }
 
     /// All volume ids with their owner vmid.

@@ -35,6 +35,8 @@ pub struct Task {
 #[derive(Debug, Default)]
 pub struct Tasks {
     map: HashMap<String, Task>,
+    /// Handles to kill running tasks (`DELETE /nodes/{node}/tasks/{upid}`).
+    aborts: HashMap<String, tokio::task::AbortHandle>,
 }
 
 static PID: AtomicU32 = AtomicU32::new(0x1000);
@@ -76,7 +78,8 @@ impl SimInner {
         let sim = Arc::clone(self);
         let key = upid.clone();
         let duration = self.config.task_duration;
-        tokio::spawn(async move {
+        let mut tasks = self.tasks();
+        let handle = tokio::spawn(async move {
             tokio::time::sleep(duration).await;
             let result = match fault {
                 Some(msg) => Err(msg),
@@ -97,8 +100,91 @@ impl SimInner {
                     }
                 }
             }
+            tasks.aborts.remove(&key);
         });
+        tasks.aborts.insert(upid.clone(), handle.abort_handle());
+        drop(tasks);
         upid
+    }
+
+    /// `DELETE /nodes/{node}/tasks/{upid}`: kills a running task as PVE's SIGTERM does (the
+    /// work is abandoned; a clone removes its half-made VM) and ends it with `interrupted by
+    /// signal` (`clone failed: interrupted by signal` for clones). A stopped task: no-op.
+    pub fn stop_task(&self, node: &str, upid: &str) -> Result<Value, ApiErr> {
+        let mut tasks = self.tasks();
+        let abort = tasks.aborts.remove(upid);
+        let Some(t) = tasks.map.get_mut(upid).filter(|t| t.node == node) else {
+            return Err(ApiErr::param("upid", "no such task"));
+        };
+        if t.running {
+            if let Some(a) = &abort {
+                a.abort();
+            }
+            let msg = if t.kind == "qmclone" {
+                "clone failed: interrupted by signal"
+            } else {
+                "interrupted by signal"
+            };
+            t.running = false;
+            t.log.push("received interrupt".into());
+            t.log.push(format!("TASK ERROR: {msg}"));
+            t.exitstatus = Some(msg.to_owned());
+        }
+        Ok(Value::Null)
+    }
+
+    /// UPIDs of the tasks still running, sorted.
+    pub fn running_tasks(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tasks()
+            .map
+            .iter()
+            .filter(|(_, t)| t.running)
+            .map(|(u, _)| u.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `GET /nodes/{node}/tasks`: the node's tasks, newest first, filtered by `source`
+    /// (`active`: running only; default `archive`: ended only; `all`), `typefilter` and
+    /// `vmid` (the task id).
+    pub fn task_list(
+        &self,
+        node: &str,
+        source: Option<&str>,
+        typefilter: Option<&str>,
+        vmid: Option<&str>,
+    ) -> Value {
+        let tasks = self.tasks();
+        let mut list: Vec<(&String, &Task)> = tasks
+            .map
+            .iter()
+            .filter(|(_, t)| t.node == node)
+            .filter(|(_, t)| match source.unwrap_or("archive") {
+                "active" => t.running,
+                "all" => true,
+                _ => !t.running,
+            })
+            .filter(|(_, t)| typefilter.is_none_or(|f| t.kind == f))
+            .filter(|(_, t)| vmid.is_none_or(|v| t.id == v))
+            .collect();
+        list.sort_by(|a, b| b.1.starttime.cmp(&a.1.starttime).then(b.0.cmp(a.0)));
+        Value::Array(
+            list.into_iter()
+                .map(|(upid, t)| {
+                    let mut v = json!({
+                        "upid": upid, "node": t.node, "type": t.kind, "id": t.id,
+                        "user": self.config.token_id, "pid": 0, "pstart": 0, "starttime": t.starttime,
+                    });
+                    if let Some(e) = &t.exitstatus {
+                        v["status"] = json!(e);
+                        v["endtime"] = json!(t.starttime);
+                    }
+                    v
+                })
+                .collect(),
+        )
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status`.

@@ -51,7 +51,7 @@ impl Code {
     /// The status after waiting for a sandbox to settle.
     pub fn for_sandbox(state: SandboxState) -> Self {
         match state {
-            SandboxState::Failed | SandboxState::Destroyed => Self::Failure,
+            SandboxState::Failed | SandboxState::Lost | SandboxState::Destroyed => Self::Failure,
             SandboxState::Timeout => Self::Timeout,
             _ => Self::Ok,
         }

@@ -167,3 +167,94 @@ async fn pve_failures_name_the_call_and_leave_nothing_behind() {
         sim.assert_all_valid();
     }
 }
+
+/// The daemon is SIGKILLed while PVE runs the clone task (a slow clone): the restarted daemon
+/// finds the clone by the UPID recorded before waiting, stops the task
+/// (`DELETE /nodes/{node}/tasks/{upid}`) instead of waiting for it, and the half-made VM is
+/// gone; the sandbox ends FAILED with the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clone_left_running_by_a_killed_daemon_is_stopped_by_its_upid() {
+    let schema = default_schema_path();
+    if !schema.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PVE schema missing at {} (required in CI)",
+            schema.display()
+        );
+        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+        return;
+    }
+    let mut cfg = SimConfig::new(schema);
+    cfg.clone_duration = std::time::Duration::from_secs(60);
+    let sim = Simulator::start(cfg, "127.0.0.1:0").await.unwrap();
+    sim.add_vm(&SeedVm::template(9000, "pve1"));
+    let pve = format!(
+        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
+        url = sim.url(),
+        id = sim.config().token_id,
+        secret = sim.config().token_secret,
+    );
+    let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\nagent:\n  command: \"true\"\n";
+    let sim = Arc::new(sim);
+    let sim2 = Arc::clone(&sim);
+    tokio::task::spawn_blocking(move || {
+        let sim = sim2;
+        let t0 = std::time::Instant::now();
+        let mut d = Daemon::start_backend(Some(profiles), "pve", &pve);
+        let sb = d.json(&["sandbox", "new", "--profile", "p"]);
+        let vmid = sb["vmid"].as_u64().unwrap();
+        let journal = d.dir.path().join(format!("data/pve-tasks/{vmid}.upid"));
+        while !journal.exists() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "no UPID recorded at {}\nlog:\n{}",
+                journal.display(),
+                d.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let upid = std::fs::read_to_string(&journal).unwrap();
+        assert!(
+            upid.starts_with("UPID:pve1:") && upid.contains(":qmclone:9000:"),
+            "{upid}"
+        );
+        d.kill();
+        let placeholder = sim.vm_config(vmid as u32).expect("the clone's placeholder");
+        assert_eq!(placeholder.get("lock").map(String::as_str), Some("clone"));
+
+        d.spawn();
+        let failed = d.wait_sandbox(vmid, |v| v["state"] == "FAILED");
+        assert!(
+            failed["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("restarted")),
+            "{failed}"
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(50),
+            "the restart must not wait for the 60 s clone"
+        );
+        let deletes: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE" && r.path.starts_with("/nodes/pve1/tasks/"))
+            .collect();
+        let upid_in_path = |p: &str| {
+            p.replace("%3A", ":")
+                .replace("%21", "!")
+                .replace("%40", "@")
+                == format!("/nodes/pve1/tasks/{}", upid.trim())
+        };
+        assert!(
+            deletes
+                .iter()
+                .any(|r| upid_in_path(&r.path) && r.status == 200),
+            "the clone task was stopped by its UPID: {deletes:?}"
+        );
+        assert_eq!(sim.vm_ids(), vec![9000], "the half-made VM is gone");
+        assert!(!journal.exists(), "the record is removed once settled");
+    })
+    .await
+    .unwrap();
+    sim.assert_all_valid();
+}

@@ -130,6 +130,7 @@ pub fn changes_state(kind: EventKind) -> bool {
             | EventKind::SandboxAction
             | EventKind::Reconciled
             | EventKind::LeaseExpired
+            | EventKind::SandboxLost
     )
 }
 

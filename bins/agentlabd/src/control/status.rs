@@ -30,6 +30,13 @@ pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, 
         *jobs.entry(j.state.to_string()).or_insert(0) += 1;
     }
     let probe = lab.deps().hypervisor.list_managed().await;
+    let (nodes, nodes_error) = match lab.deps().hypervisor.node_health() {
+        None => (None, None),
+        Some(h) => match h.node_status().await {
+            Ok(n) => (Some(n), None),
+            Err(e) => (None, Some(agentlab_core::engine::chain(&e))),
+        },
+    };
     Ok(Json(StatusResponse {
         version: st.version.to_owned(),
         backend: lab.deps().hypervisor.name().to_owned(),
@@ -37,5 +44,7 @@ pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, 
         backend_detail: probe.err().map(|e| agentlab_core::engine::chain(&e)),
         sandboxes,
         jobs,
+        nodes,
+        nodes_error,
     }))
 }
