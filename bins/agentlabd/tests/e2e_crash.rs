@@ -1,8 +1,8 @@
 //! The crash matrix on the fake backend (driver: `e2e/crash.rs`): SIGKILL at every kill
 //! point, restart, everything settles with a cause, and no VM, volume, runner process, VM
 //! directory or `.part` file is left.
-//! Fake backend only here: the local backend's points need its netlab (see the report in
-//! docs/ARCHITECTURE.md, "Crash safety"); the PVE simulator's are in `e2e_crash_pve.rs`.
+//! Fake backend here; the local backend's points are in `e2e_crash_local.rs` (in its netlab),
+//! the PVE simulator's in `e2e_crash_pve.rs`.
 #![cfg(test)]
 #![cfg(feature = "failpoints")]
 

@@ -11,8 +11,8 @@
 #![cfg(test)]
 #![cfg(feature = "failpoints")]
 
-#[path = "e2e/crash_checks.rs"]
-mod crash_checks;
+#[path = "e2e/crash.rs"]
+mod crash;
 #[path = "e2e/harness.rs"]
 mod harness;
 #[path = "e2e/netlab.rs"]
@@ -20,7 +20,7 @@ mod netlab;
 
 use std::time::{Duration, Instant};
 
-use crash_checks::{exited, files_ending, job_settled, sandbox_settled, tail};
+use crash::{is_zombie as exited, job_settled, sandbox_settled, tail};
 use netlab::{NetLab, privileged};
 
 /// A profile whose agent writes an artifact, so uploads have kill points too.
@@ -96,6 +96,23 @@ fn settle(
     }
 }
 
+/// `.part` files (half-written artifact uploads) under `root`.
+fn part_files(root: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".part") {
+                found.push(format!("file {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
 /// Everything of this lab left on the host once every sandbox is destroyed.
 fn leftovers(lab: &NetLab) -> Vec<String> {
     let mut left: Vec<String> = (lab.vmid_start..=lab.vmid_end)
@@ -110,7 +127,7 @@ fn leftovers(lab: &NetLab) -> Vec<String> {
             left.push(format!("sandbox dir {}", e.path().display()));
         }
     }
-    left.extend(files_ending(&lab.data_dir(), ".part"));
+    left.extend(part_files(&lab.data_dir()));
     // Processes started from a sandbox directory (the outer bwrap and what runs inside).
     let needle = state.display().to_string();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {

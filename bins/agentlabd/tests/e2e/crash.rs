@@ -1,5 +1,6 @@
 //! The crash matrix driver shared by the crash tests of each backend (`e2e_crash.rs`: fake,
-//! `e2e_crash_pve.rs`: the PVE simulator): the real daemon (built with the `failpoints`
+//! `e2e_crash_pve.rs`: the PVE simulator; `e2e_crash_local.rs` uses its checks with the
+//! netlab): the real daemon (built with the `failpoints`
 //! feature) is killed with SIGKILL at every provisioning step, job step, artifact upload and
 //! destroy step (fail points named after the engine's steps, env `AGENTLAB_FAILPOINTS`),
 //! then restarted. After the restart every sandbox and job must settle in a final state with
