@@ -35,14 +35,8 @@ impl Lab {
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), EngineError> {
         let managed = self.managed_ids().await?;
         let used: HashSet<u32> = self
-            .deps
-            .hypervisor
-            .used_ids()
-            .await
-            .map_err(|source| EngineError::Hypervisor {
-                call: "used_ids",
-                source,
-            })?
+            .external_ids()
+            .await?
             .into_iter()
             .map(|v| v.get())
             .collect();
