@@ -56,5 +56,13 @@ fn leftovers(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn sigkill_at_every_kill_point_then_restart_leaves_nothing() {
-    run_matrix(|point, scenario| run_point(start(), point, scenario, &leftovers));
+    run_matrix(|point, scenario| {
+        run_point(
+            &mut start(),
+            point,
+            scenario,
+            std::time::Duration::from_secs(150),
+            &leftovers,
+        )
+    });
 }

@@ -18,9 +18,9 @@ mod harness;
 #[path = "e2e/netlab.rs"]
 mod netlab;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crash::{is_zombie as exited, job_settled, sandbox_settled, tail};
+use crash::{Scenario, Target, is_zombie as exited, run_point, run_points};
 use netlab::{NetLab, privileged};
 
 /// A profile whose agent writes an artifact, so uploads have kill points too.
@@ -30,69 +30,41 @@ const PROFILE: &str = "name: crash\ntemplate_vmid: 9000\nnetwork:\n  bridge: {br
      repo:\n  clone_path: /home/agent/repo\n\
      agent:\n  command: \"echo crash-agent; echo x > $AGENTLAB_ARTIFACTS_DIR/out.txt\"\n";
 
-/// What the scenario does before the kill point fires.
-#[derive(Clone, Copy, Debug)]
-enum Scenario {
-    /// `sandbox new`.
-    Sandbox,
-    /// `job run --detach`.
-    Job,
-    /// `sandbox new`, wait READY, `sandbox destroy`.
-    Destroy,
-}
+/// The netlab as a crash-matrix target.
+struct Lab(NetLab);
 
-fn list(lab: &NetLab, what: &[&str]) -> Vec<serde_json::Value> {
-    lab.json(what).as_array().cloned().unwrap_or_default()
-}
-
-fn act(lab: &NetLab, s: Scenario) {
-    match s {
-        Scenario::Sandbox => {
-            let _ = lab.cli(&["sandbox", "new", "--profile", "crash"]);
-        }
-        Scenario::Job => {
-            let repo = lab.repo_url();
-            let _ = lab.cli(&[
-                "job",
-                "run",
-                "--detach",
-                "--repo",
-                &repo,
-                "--task",
-                "t",
-                "--profile",
-                "crash",
-            ]);
-        }
-        Scenario::Destroy => {
-            let out = lab.cli(&["--json", "sandbox", "new", "--profile", "crash"]);
-            let Ok(sb) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-                return;
-            };
-            let Some(vmid) = sb["vmid"].as_u64() else {
-                return;
-            };
-            lab.wait_sandbox(vmid, |v| v["state"] == "READY");
-            // The daemon dies during this call: its result does not matter.
-            let _ = lab.cli(&["sandbox", "destroy", &vmid.to_string()]);
-        }
+impl Target for Lab {
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.0.cli(args)
     }
-}
-
-/// Polls until `done` holds over (sandboxes, jobs), up to `limit`.
-fn settle(
-    lab: &NetLab,
-    limit: Duration,
-    done: impl Fn(&[serde_json::Value], &[serde_json::Value]) -> bool,
-) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-    let t0 = Instant::now();
-    loop {
-        let sbs = list(lab, &["sandbox", "list", "--all"]);
-        let jobs = list(lab, &["job", "list"]);
-        if done(&sbs, &jobs) || t0.elapsed() > limit {
-            return (sbs, jobs);
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        self.0.json(args)
+    }
+    fn log(&self) -> String {
+        self.0.log()
+    }
+    fn wait_sandbox(
+        &self,
+        vmid: u64,
+        pred: &dyn Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.0.wait_sandbox(vmid, pred)
+    }
+    fn repo_url(&self) -> String {
+        self.0.repo_url()
+    }
+    fn restart_with_failpoint(&mut self, point: &str) {
+        self.0.kill_daemon();
+        self.0.spawn_daemon_env(&[("AGENTLAB_FAILPOINTS", point)]);
+    }
+    fn pid(&self) -> Option<u32> {
+        self.0.daemon_pid()
+    }
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        self.0.wait_daemon_exit(limit)
+    }
+    fn restart(&mut self) {
+        self.0.spawn_daemon();
     }
 }
 
@@ -143,74 +115,6 @@ fn leftovers(lab: &NetLab) -> Vec<String> {
     left
 }
 
-/// Runs one kill point in a fresh lab; `Err` describes what was not clean.
-fn run_point(point: &str, scenario: Scenario) -> Result<(), String> {
-    let mut lab = NetLab::start(PROFILE, |_| Vec::new());
-    lab.kill_daemon();
-    lab.spawn_daemon_env(&[("AGENTLAB_FAILPOINTS", point)]);
-    let pid = lab.daemon_pid().expect("daemon running");
-    let reached = std::thread::scope(|s| {
-        let h = s.spawn(|| act(&lab, scenario));
-        let t0 = Instant::now();
-        while !exited(pid) && t0.elapsed() < Duration::from_secs(90) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = h.join();
-        exited(pid)
-    });
-    if !reached {
-        return Err(format!(
-            "kill point {point} was never reached\nlog tail:\n{}",
-            tail(&lab.log())
-        ));
-    }
-    let exit = lab.wait_daemon_exit(Duration::from_secs(5));
-    if !exit.is_some_and(|s| {
-        use std::os::unix::process::ExitStatusExt;
-        s.signal() == Some(9)
-    }) {
-        return Err(format!("{point}: daemon did not die by SIGKILL: {exit:?}"));
-    }
-    lab.spawn_daemon();
-    // Well before the job's 3-minute deadline: a crash must not leave a job waiting it out.
-    let (sbs, jobs) = settle(&lab, Duration::from_secs(100), |sbs, jobs| {
-        sbs.iter().all(sandbox_settled) && jobs.iter().all(job_settled)
-    });
-    let mut problems = Vec::new();
-    for s in sbs.iter().filter(|s| !sandbox_settled(s)) {
-        problems.push(format!(
-            "sandbox {} {} ({})",
-            s["vmid"], s["state"], s["last_error"]
-        ));
-    }
-    for j in jobs.iter().filter(|j| !job_settled(j)) {
-        problems.push(format!("job {} {} {}", j["id"], j["state"], j["outcome"]));
-    }
-    for s in &sbs {
-        if s["state"] != "DESTROYED" {
-            let _ = lab.cli(&["sandbox", "destroy", &s["vmid"].to_string()]);
-        }
-    }
-    let (sbs, _) = settle(&lab, Duration::from_secs(60), |sbs, _| {
-        sbs.iter().all(|s| s["state"] == "DESTROYED")
-    });
-    for s in sbs.iter().filter(|s| s["state"] != "DESTROYED") {
-        problems.push(format!(
-            "sandbox {} not destroyed: {} ({})",
-            s["vmid"], s["state"], s["last_error"]
-        ));
-    }
-    problems.extend(leftovers(&lab));
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{point}: {problems:?}\nlog tail:\n{}",
-            tail(&lab.log())
-        ))
-    }
-}
-
 /// Every kill point on the local backend, with the scenario that reaches it.
 const POINTS: &[(&str, Scenario)] = &[
     ("provision:clone", Scenario::Sandbox),
@@ -246,38 +150,11 @@ fn sigkill_at_every_local_kill_point_then_restart_leaves_nothing() {
     if !privileged() {
         return;
     }
-    let only = std::env::var("AGENTLAB_CRASH_POINTS").ok();
-    let mut clean = 0;
-    let mut failed = Vec::new();
-    let mut total = 0;
-    for (point, scenario) in POINTS {
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split(',').any(|p| p == *point))
-        {
-            continue;
-        }
-        total += 1;
-        let t0 = Instant::now();
-        match run_point(point, *scenario) {
-            Ok(()) => {
-                clean += 1;
-                println!(
-                    "kill point {point}: clean ({:.1}s)",
-                    t0.elapsed().as_secs_f32()
-                );
-            }
-            Err(e) => {
-                println!("kill point {point}: NOT CLEAN: {e}");
-                failed.push(e);
-            }
-        }
-    }
-    println!("{total} kill points, {clean} clean");
-    assert!(
-        failed.is_empty(),
-        "{} not clean:\n{}",
-        failed.len(),
-        failed.join("\n\n")
-    );
+    run_points(POINTS, |point, scenario| {
+        let mut lab = Lab(NetLab::start(PROFILE, |_| Vec::new()));
+        // Well before the job's 3-minute deadline: a crash must not leave a job waiting it out.
+        run_point(&mut lab, point, scenario, Duration::from_secs(100), &|l| {
+            leftovers(&l.0)
+        })
+    });
 }

@@ -14,6 +14,7 @@ mod harness;
 mod crash;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use agentlab_core::fake::boot::ProcessBootHook;
 use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path, process_boot_hook};
@@ -63,7 +64,7 @@ fn point(
         secret = sim.config().token_secret,
     );
     let agent = "echo crash-agent; echo x > \"$AGENTLAB_ARTIFACTS_DIR/out.txt\"";
-    let d = Daemon::start_backend(Some(&profile(agent)), "pve", &pve);
+    let mut d = Daemon::start_backend(Some(&profile(agent)), "pve", &pve);
     // The simulator's "boot" runs the real runner with the bootstrap file the backend wrote
     // through the guest agent; its work dirs live under the daemon's dir, so a runner left
     // running is found by `processes_under`.
@@ -73,7 +74,9 @@ fn point(
     );
     sim.set_boot_hook(process_boot_hook(Arc::new(hook)));
     init_repo(&d);
-    run_point(d, point, scenario, &|d| leftovers(&sim, d))?;
+    run_point(&mut d, point, scenario, Duration::from_secs(150), &|d| {
+        leftovers(&sim, d)
+    })?;
     let invalid: Vec<String> = sim
         .requests()
         .into_iter()

@@ -70,17 +70,86 @@ pub enum Scenario {
     Destroy,
 }
 
-pub fn list(d: &Daemon, what: &[&str]) -> Vec<serde_json::Value> {
+/// What the matrix drives: a daemon it can kill, restart and talk to (the fake/PVE
+/// [`Daemon`], or the local backend's netlab).
+pub trait Target: Sync {
+    /// `agentlab <args>`.
+    fn cli(&self, args: &[&str]) -> std::process::Output;
+    /// `agentlab --json <args>`, asserted to succeed.
+    fn json(&self, args: &[&str]) -> serde_json::Value;
+    /// The daemon's log.
+    fn log(&self) -> String;
+    /// Polls `sandbox show` until `pred` holds.
+    fn wait_sandbox(
+        &self,
+        vmid: u64,
+        pred: &dyn Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value;
+    /// The repository jobs clone.
+    fn repo_url(&self) -> String;
+    /// Kills the daemon and starts it with `AGENTLAB_FAILPOINTS=point`; returns once its
+    /// socket answers.
+    fn restart_with_failpoint(&mut self, point: &str);
+    /// The daemon's pid.
+    fn pid(&self) -> Option<u32>;
+    /// Waits for the daemon to exit.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus>;
+    /// Starts the daemon again (after it died).
+    fn restart(&mut self);
+}
+
+impl Target for Daemon {
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Daemon::cli(self, args)
+    }
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        Daemon::json(self, args)
+    }
+    fn log(&self) -> String {
+        Daemon::log(self)
+    }
+    fn wait_sandbox(
+        &self,
+        vmid: u64,
+        pred: &dyn Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        Daemon::wait_sandbox(self, vmid, pred)
+    }
+    fn repo_url(&self) -> String {
+        format!("file://{}", self.dir.path().join("repo").display())
+    }
+    fn restart_with_failpoint(&mut self, point: &str) {
+        self.kill();
+        self.spawn_env(&[("AGENTLAB_FAILPOINTS", point)]);
+        // The socket answers at once (recovery runs in the background).
+        let t0 = Instant::now();
+        while !Daemon::cli(self, &["status"]).status.success() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "{point}: no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn pid(&self) -> Option<u32> {
+        Daemon::pid(self)
+    }
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        Daemon::wait_exit(self, limit)
+    }
+    fn restart(&mut self) {
+        self.spawn();
+    }
+}
+
+pub fn list(d: &dyn Target, what: &[&str]) -> Vec<serde_json::Value> {
     d.json(what).as_array().cloned().unwrap_or_default()
 }
 
-pub fn act(d: &Daemon, s: Scenario) {
+pub fn act(d: &dyn Target, s: Scenario) {
     match s {
         Scenario::Sandbox => {
             d.json(&["sandbox", "new", "--profile", "crash"]);
         }
         Scenario::Job => {
-            let repo = format!("file://{}", d.dir.path().join("repo").display());
+            let repo = d.repo_url();
             let out = d.cli(&[
                 "job",
                 "run",
@@ -101,7 +170,7 @@ pub fn act(d: &Daemon, s: Scenario) {
         Scenario::Destroy => {
             let sb = d.json(&["sandbox", "new", "--profile", "crash"]);
             let vmid = sb["vmid"].as_u64().unwrap();
-            d.wait_sandbox(vmid, |v| v["state"] == "READY");
+            d.wait_sandbox(vmid, &|v| v["state"] == "READY");
             // The daemon dies during this call: its result does not matter.
             let _ = d.cli(&["sandbox", "destroy", &vmid.to_string()]);
         }
@@ -110,7 +179,7 @@ pub fn act(d: &Daemon, s: Scenario) {
 
 /// Polls until `done` holds over (sandboxes, jobs), up to `limit`.
 pub fn settle(
-    d: &Daemon,
+    d: &dyn Target,
     limit: Duration,
     done: impl Fn(&[serde_json::Value], &[serde_json::Value]) -> bool,
 ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
@@ -168,42 +237,34 @@ pub fn processes_under(dir: &Path) -> Vec<String> {
     found
 }
 
-/// Runs one kill point on the daemon `d` (started, its repo made with [`init_repo`]);
-/// `leftovers` lists what the backend still holds once everything is destroyed. `Err`
-/// describes what was not clean.
-pub fn run_point(
-    mut d: Daemon,
+/// Runs one kill point on `d` (started, with a repository for jobs); `leftovers` lists what
+/// the backend still holds once everything is destroyed, and everything must settle within
+/// `settle_limit` after the restart. `Err` describes what was not clean.
+pub fn run_point<T: Target>(
+    d: &mut T,
     point: &str,
     scenario: Scenario,
-    leftovers: &dyn Fn(&Daemon) -> Vec<String>,
+    settle_limit: Duration,
+    leftovers: &dyn Fn(&T) -> Vec<String>,
 ) -> Result<(), String> {
-    d.kill();
-    d.spawn_env(&[("AGENTLAB_FAILPOINTS", point)]);
-    // The socket answers at once (recovery runs in the background).
-    let t0 = Instant::now();
-    while !d.cli(&["status"]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{point}: no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let acting = std::thread::scope(|s| {
-        let h = s.spawn(|| act(&d, scenario));
-        let status = {
-            // `d` is borrowed by the acting thread; poll the process through /proc instead.
-            let pid = d_pid(&d);
-            let t0 = Instant::now();
-            while Path::new(&format!("/proc/{pid}")).exists()
-                && !is_zombie(pid)
-                && t0.elapsed() < Duration::from_secs(60)
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            t0.elapsed() < Duration::from_secs(60)
-        };
+    d.restart_with_failpoint(point);
+    let pid = d.pid().expect("daemon running");
+    let reached = std::thread::scope(|s| {
+        let target: &T = d;
+        let h = s.spawn(move || act(target, scenario));
+        // `d` is borrowed by the acting thread; poll the process through /proc instead.
+        let t0 = Instant::now();
+        while !is_zombie(pid) && t0.elapsed() < Duration::from_secs(90) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = h.join();
-        status
+        is_zombie(pid)
     });
-    if !acting {
-        return Err(format!("kill point {point} was never reached"));
+    if !reached {
+        return Err(format!(
+            "kill point {point} was never reached\nlog tail:\n{}",
+            tail(&d.log())
+        ));
     }
     let exit = d.wait_exit(Duration::from_secs(5));
     if !exit.is_some_and(|s| {
@@ -212,9 +273,9 @@ pub fn run_point(
     }) {
         return Err(format!("{point}: daemon did not die by SIGKILL: {exit:?}"));
     }
-    d.spawn();
+    d.restart();
     // Everything settles: a final state with a cause for every sandbox and job.
-    let (sbs, jobs) = settle(&d, Duration::from_secs(150), |sbs, jobs| {
+    let (sbs, jobs) = settle(d, settle_limit, |sbs, jobs| {
         sbs.iter().all(sandbox_settled) && jobs.iter().all(job_settled)
     });
     let mut problems = Vec::new();
@@ -233,19 +294,19 @@ pub fn run_point(
             let _ = d.cli(&["sandbox", "destroy", &s["vmid"].to_string()]);
         }
     }
-    let (sbs, _) = settle(&d, Duration::from_secs(30), |sbs, _| {
+    let (sbs, _) = settle(d, Duration::from_secs(60), |sbs, _| {
         sbs.iter().all(|s| s["state"] == "DESTROYED")
     });
     for s in sbs.iter().filter(|s| s["state"] != "DESTROYED") {
         problems.push(format!(
-            "sandbox {} not destroyed: {}",
-            s["vmid"], s["state"]
+            "sandbox {} not destroyed: {} ({})",
+            s["vmid"], s["state"], s["last_error"]
         ));
     }
-    for w in list(&d, &["workspace", "list"]) {
+    for w in list(d, &["workspace", "list"]) {
         let _ = d.cli(&["workspace", "delete", w["id"].as_str().unwrap_or_default()]);
     }
-    problems.extend(leftovers(&d));
+    problems.extend(leftovers(d));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -304,12 +365,20 @@ pub const POINTS: &[(&str, Scenario)] = &[
 /// Runs `run` for every point of [`POINTS`] (or the subset named in env
 /// `AGENTLAB_CRASH_POINTS`, comma-separated), prints a line per point and
 /// "N kill points, N clean", and fails when a point was not clean.
-pub fn run_matrix(mut run: impl FnMut(&str, Scenario) -> Result<(), String>) {
+pub fn run_matrix(run: impl FnMut(&str, Scenario) -> Result<(), String>) {
+    run_points(POINTS, run);
+}
+
+/// [`run_matrix`] over `points`.
+pub fn run_points(
+    points: &[(&str, Scenario)],
+    mut run: impl FnMut(&str, Scenario) -> Result<(), String>,
+) {
     let only = std::env::var("AGENTLAB_CRASH_POINTS").ok();
     let mut clean = 0;
     let mut failed = Vec::new();
     let mut total = 0;
-    for (point, scenario) in POINTS {
+    for (point, scenario) in points {
         if only
             .as_deref()
             .is_some_and(|o| !o.split(',').any(|p| p == *point))
