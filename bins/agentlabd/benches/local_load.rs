@@ -126,9 +126,11 @@ fn bare_round(lab: &NetLab, n: u32) -> Duration {
     at_once(n, |i| {
         let ns = format!("alref{pid}-{i}");
         let link = format!("rf{}x{i}", pid % 100_000);
+        // The peer gets its own name: `wan` has an `eth0` already.
+        let peer = format!("rfp{i}");
         ip(&["netns", "add", &ns]);
         ip(&[
-            "-n", &lab.wan, "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns",
+            "-n", &lab.wan, "link", "add", &link, "type", "veth", "peer", "name", &peer, "netns",
             &ns,
         ]);
         let (ours, theirs) = (format!("100.64.{i}.2/30"), format!("100.64.{i}.1"));
@@ -143,8 +145,8 @@ fn bare_round(lab: &NetLab, n: u32) -> Duration {
         ]);
         ip(&["-n", &lab.wan, "link", "set", &link, "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns, "addr", "add", &ours, "dev", "eth0"]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns, "addr", "add", &ours, "dev", &peer]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
         ip(&["-n", &ns, "route", "add", "default", "via", &theirs]);
         let url = format!("git://{WAN_IP}/repo");
         let ok = Command::new("ip")
