@@ -14,8 +14,8 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
-    TokenStatus, check_job_transition, check_sandbox_transition,
+    JobCursor, JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
+    StateStoreError, TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
 };
 use crate::time::Timestamp;
 use crate::token::token_matches;
@@ -105,6 +105,8 @@ impl StateStore for MemoryStore {
                 }
             })
             .filter(|s| filter.profile.as_ref().is_none_or(|p| &s.profile == p))
+            .filter(|s| filter.after.is_none_or(|a| s.vmid > a))
+            .take(filter.limit.map_or(usize::MAX, |l| l as usize))
             .cloned()
             .collect())
     }
@@ -153,20 +155,42 @@ impl StateStore for MemoryStore {
             })
     }
 
-    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError> {
+    async fn list_jobs_page(&self, filter: &JobFilter) -> Result<JobPage, StateStoreError> {
         let inner = self.lock();
-        let mut jobs: Vec<&(u64, Job)> = inner
+        let key = |seq: u64, j: &Job| JobCursor {
+            created_at: j.created_at,
+            seq: i64::try_from(seq).unwrap_or(i64::MAX),
+        };
+        let mut jobs: Vec<(JobCursor, &Job)> = inner
             .jobs
             .values()
             .filter(|(_, j)| filter.states.is_empty() || filter.states.contains(&j.state))
+            .map(|(seq, j)| (key(*seq, j), j))
+            .filter(|(k, _)| filter.after.is_none_or(|a| *k < a))
             .collect();
-        jobs.sort_by(|(sa, a), (sb, b)| b.created_at.cmp(&a.created_at).then(sb.cmp(sa)));
+        jobs.sort_by(|(a, _), (b, _)| b.cmp(a));
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
-        Ok(jobs
-            .into_iter()
-            .take(limit)
-            .map(|(_, j)| j.clone())
-            .collect())
+        let next = (limit > 0 && jobs.len() > limit).then(|| jobs[limit - 1].0);
+        Ok(JobPage {
+            jobs: jobs
+                .into_iter()
+                .take(limit)
+                .map(|(_, j)| j.clone())
+                .collect(),
+            next,
+        })
+    }
+
+    async fn counts(&self) -> Result<StateCounts, StateStoreError> {
+        let inner = self.lock();
+        let mut counts = StateCounts::default();
+        for sb in inner.sandboxes.values() {
+            *counts.sandboxes.entry(sb.state).or_insert(0) += 1;
+        }
+        for (_, job) in inner.jobs.values() {
+            *counts.jobs.entry(job.state).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 
     async fn update_job(&self, job: &Job, expected: JobState) -> Result<(), StateStoreError> {
