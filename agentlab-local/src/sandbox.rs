@@ -415,7 +415,10 @@ mod tests {
         assert!(args.starts_with("--seccomp 9 "));
         assert!(args.contains("--perms 0700 --tmpfs /run/agentlab/secrets"));
         assert!(args.contains("--perms 0600 --file 0 /run/agentlab/bootstrap.json"));
-        assert!(!args.contains("vm/bootstrap.json"), "no bootstrap file on the host");
+        assert!(
+            !args.contains("vm/bootstrap.json"),
+            "no bootstrap file on the host"
+        );
         assert!(args.contains("--bind /run/agentlab-local/vm/home /home/agent"));
         assert!(args.contains("--ro-bind /run/agentlab-local/vm/etc/passwd /etc/passwd"));
         assert!(!args.contains("/work"));

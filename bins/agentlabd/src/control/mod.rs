@@ -4,9 +4,11 @@
 pub mod error;
 mod events;
 pub mod extract;
+mod follow;
 mod jobs;
 pub mod limits;
 pub mod openapi;
+pub mod page;
 mod profiles;
 mod sandboxes;
 mod status;
