@@ -17,6 +17,8 @@ mod tests;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_pages;
+#[cfg(test)]
 mod tests_props;
 mod workspaces;
 
