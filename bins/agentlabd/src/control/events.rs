@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use agentlab_core::EventQuery;
-use agentlab_core::api::validate::in_range;
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
@@ -69,10 +68,6 @@ fn base(q: &EventsQuery) -> EventQuery {
 }
 
 async fn respond(st: AppState, mut query: EventQuery, follow: bool) -> Result<Response, ApiError> {
-    let max = st.limits.config.list_max_limit;
-    if let Some(tail) = query.tail {
-        in_range("tail", tail, 1, max)?;
-    }
     if !follow {
         let limit = page::limit(query.limit, &st.limits.config)?;
         query.limit = Some(limit);

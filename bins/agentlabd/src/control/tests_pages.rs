@@ -112,7 +112,6 @@ async fn list_limits_and_cursors_are_checked_with_typed_errors() {
     let t = setup_with(limits(10, 20)).await;
     let job = sample_job(t0());
     t.lab.deps().store.insert_job(&job).await.unwrap();
-    let tail = format!("/v1/jobs/{}/events?tail=21", job.id);
     let limit = format!("/v1/jobs/{}/events?limit=21", job.id);
     for uri in [
         "/v1/jobs?limit=21",
@@ -120,7 +119,6 @@ async fn list_limits_and_cursors_are_checked_with_typed_errors() {
         "/v1/sandboxes?limit=21",
         "/v1/workspaces?limit=100",
         "/v1/profiles?limit=0",
-        &tail,
         &limit,
     ] {
         let v = t
