@@ -138,39 +138,69 @@ impl Redactor {
                 }
             }
         }
+        self.matches_in(&joined, 0..joined.len(), |start, end| {
+            for &(si, bi) in &origin[start..end] {
+                masks[si][bi] = true;
+            }
+        });
+    }
+
+    /// Calls `hit(start, end)` for every match in `text` (line breaks already removed) that
+    /// starts at a byte offset in `starts`; the match may run past `starts.end`. Only the text
+    /// a match can span (`max_pattern_len` bytes from each start) is read, so checking each
+    /// start once over a stream costs time linear in the stream.
+    pub(super) fn matches_in(
+        &self,
+        text: &str,
+        starts: std::ops::Range<usize>,
+        mut hit: impl FnMut(usize, usize),
+    ) {
+        let bytes = text.as_bytes();
+        let end = starts.end.min(text.len());
         for pattern in &self.inner.patterns {
-            let mut from = 0;
-            while let Some(found) = joined
-                .get(from..)
-                .and_then(|rest| rest.find(pattern.as_str()))
-            {
+            // The haystack: every start in range plus the pattern's length after the last.
+            let stop = ceil_char(text, (end + pattern.len()).min(text.len()));
+            let mut from = ceil_char(text, starts.start.min(end));
+            while from < end {
+                let Some(found) = text
+                    .get(from..stop)
+                    .and_then(|rest| rest.find(pattern.as_str()))
+                else {
+                    break;
+                };
                 let start = from + found;
-                for &(si, bi) in &origin[start..start + pattern.len()] {
-                    masks[si][bi] = true;
+                if start >= end {
+                    break;
                 }
+                hit(start, start + pattern.len());
                 // Step one character so overlapping occurrences are found too.
-                from = start + joined[start..].chars().next().map_or(1, char::len_utf8);
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        let text = joined.as_bytes();
         for value in &self.inner.values {
             let Some(&first) = value.iter().find(|b| **b != b'\n' && **b != b'\r') else {
                 continue;
             };
-            for at in 0..text.len() {
-                if !escaped::can_start(first, text[at]) {
+            for at in starts.start..end {
+                if !escaped::can_start(first, bytes[at]) {
                     continue;
                 }
-                if let Some(end) = escaped::match_at(value, text, at)
-                    && end > at
+                if let Some(stop) = escaped::match_at(value, bytes, at)
+                    && stop > at
                 {
-                    for &(si, bi) in &origin[at..end] {
-                        masks[si][bi] = true;
-                    }
+                    hit(at, stop);
                 }
             }
         }
     }
+}
+
+/// The first char boundary of `text` at or after `i`.
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    while i < text.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i.min(text.len())
 }
 
 /// `text` with every run of masked bytes replaced by one [`PLACEHOLDER`].
