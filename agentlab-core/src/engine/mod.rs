@@ -8,6 +8,7 @@ mod bootstrap;
 mod destroy;
 pub mod error;
 mod firewall_watch;
+mod follow;
 mod half_made;
 mod jobs;
 mod lab;
@@ -20,6 +21,7 @@ mod tick;
 mod workspaces;
 
 pub use error::{EngineError, chain};
+pub use follow::FollowItem;
 pub use jobs::{BootstrapGrant, GuestReport, JobRequest};
 pub use lab::{Lab, LabDeps, LabSettings};
 pub use notify::Change;

@@ -26,6 +26,8 @@ struct Inner {
     values: Vec<Zeroizing<Vec<u8>>>,
     /// Fixed-string forms (base64, hex), without line breaks, longest first, deduplicated.
     patterns: Vec<Zeroizing<String>>,
+    /// For each byte value, the indexes of the patterns starting with it.
+    by_first: Vec<Vec<usize>>,
     /// Longest text a match can span, in bytes.
     max_len: usize,
 }
@@ -68,6 +70,7 @@ impl Redactor {
         Self {
             inner: Arc::new(Inner {
                 values: kept,
+                by_first: first_bytes(&patterns),
                 patterns,
                 max_len,
             }),
@@ -157,24 +160,14 @@ impl Redactor {
     ) {
         let bytes = text.as_bytes();
         let end = starts.end.min(text.len());
-        for pattern in &self.inner.patterns {
-            // The haystack: every start in range plus the pattern's length after the last.
-            let stop = ceil_char(text, (end + pattern.len()).min(text.len()));
-            let mut from = ceil_char(text, starts.start.min(end));
-            while from < end {
-                let Some(found) = text
-                    .get(from..stop)
-                    .and_then(|rest| rest.find(pattern.as_str()))
-                else {
-                    break;
-                };
-                let start = from + found;
-                if start >= end {
-                    break;
+        // Every start is checked against the patterns beginning with its byte: the cost per
+        // start does not depend on how long the patterns are.
+        for at in starts.start..end {
+            for &p in &self.inner.by_first[usize::from(bytes[at])] {
+                let pattern = self.inner.patterns[p].as_bytes();
+                if bytes[at..].starts_with(pattern) {
+                    hit(at, at + pattern.len());
                 }
-                hit(start, start + pattern.len());
-                // Step one character so overlapping occurrences are found too.
-                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
         for value in &self.inner.values {
@@ -195,12 +188,15 @@ impl Redactor {
     }
 }
 
-/// The first char boundary of `text` at or after `i`.
-fn ceil_char(text: &str, mut i: usize) -> usize {
-    while i < text.len() && !text.is_char_boundary(i) {
-        i += 1;
+/// For each byte value, the indexes of `patterns` that start with it.
+fn first_bytes(patterns: &[Zeroizing<String>]) -> Vec<Vec<usize>> {
+    let mut table = vec![Vec::new(); 256];
+    for (i, p) in patterns.iter().enumerate() {
+        if let Some(&b) = p.as_bytes().first() {
+            table[usize::from(b)].push(i);
+        }
     }
-    i.min(text.len())
+    table
 }
 
 /// `text` with every run of masked bytes replaced by one [`PLACEHOLDER`].

@@ -20,10 +20,14 @@ use super::redactor::{Redactor, render};
 pub struct LineRedactor {
     redactor: Redactor,
     held: Vec<HeldLine>,
-    /// The held lines' text without line breaks: what matches run over.
+    /// The held lines' text without line breaks: what matches run over. Its first `dead`
+    /// bytes belong to released lines (dropped in bulk, so a release does not move the
+    /// whole window).
     joined: Zeroizing<String>,
     /// For each byte of `joined`: the absolute number of its line and its byte in that line.
     origin: Vec<(u64, usize)>,
+    /// Bytes at the start of `joined` and `origin` that belong to released lines.
+    dead: usize,
     /// Absolute number of `held[0]`.
     first_line: u64,
     /// Start positions in `joined` below this were checked with every byte a match can span.
@@ -54,6 +58,7 @@ impl LineRedactor {
             held: Vec::new(),
             joined: Zeroizing::new(String::new()),
             origin: Vec::new(),
+            dead: 0,
             first_line: 0,
             checked: 0,
         }
@@ -102,6 +107,7 @@ impl LineRedactor {
         let out = self.release(true);
         self.joined.clear();
         self.origin.clear();
+        self.dead = 0;
         self.checked = 0;
         out
     }
@@ -123,8 +129,9 @@ impl LineRedactor {
         self.redactor
             .matches_in(&self.joined, self.checked..end, |start, stop| {
                 for &(line, bi) in &origin[start..stop] {
-                    if let Some(l) = usize::try_from(line - first)
-                        .ok()
+                    if let Some(l) = line
+                        .checked_sub(first)
+                        .and_then(|i| usize::try_from(i).ok())
                         .and_then(|i| held.get_mut(i))
                     {
                         l.mask[bi] = true;
@@ -151,9 +158,14 @@ impl LineRedactor {
             dropped += n;
         }
         self.first_line += count as u64;
-        self.joined.drain(..dropped);
-        self.origin.drain(..dropped);
-        self.checked = self.checked.saturating_sub(dropped);
+        self.dead += dropped;
+        self.checked = self.checked.max(self.dead);
+        if self.dead > self.joined.len() / 2 {
+            self.joined.drain(..self.dead);
+            self.origin.drain(..self.dead);
+            self.checked -= self.dead;
+            self.dead = 0;
+        }
         self.held
             .drain(..count)
             .filter(|l| !l.emitted)

@@ -3,7 +3,6 @@
 //! ends when the subject is done. A JSON array is one page (`limit`, default and maximum from
 //! `limits:`; the next page starts `after` the `x-next-cursor` id).
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -81,18 +80,6 @@ async fn respond(st: AppState, mut query: EventQuery, follow: bool) -> Result<Re
         }
         .into_response());
     }
-    // Subscribe before reading the backlog: nothing written in between is missed.
-    let rx = st.lab.subscribe_changes();
-    let backlog = match query.tail {
-        Some(_) => st.lab.events(&query).await?,
-        None => Vec::new(),
-    };
-    let (tx, lines) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
-    tokio::spawn(follow::run(st, query, backlog, rx, tx));
-    let stream = tokio_stream::wrappers::ReceiverStream::new(lines);
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let body = follow::body(st, query).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
