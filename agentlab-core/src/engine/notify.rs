@@ -1,8 +1,9 @@
-//! Push notification of store writes: [`Lab::new`] wraps the store in [`NotifyingStore`], which
-//! announces every appended event and every job or sandbox write on a broadcast channel
-//! ([`Lab::subscribe_changes`]). Followers (the daemon's NDJSON event streams) wake on the
-//! announcement instead of polling; what they send still comes from the store, so the order
-//! and completeness of a stream never depend on the channel.
+//! Push notification of store writes: [`crate::engine::Lab::new`] wraps the store in
+//! [`NotifyingStore`], which announces every appended event and every job or sandbox write on
+//! a broadcast channel ([`crate::engine::Lab::subscribe_changes`]). Followers (the daemon's
+//! NDJSON event streams) wake on the announcement instead of polling; what they send still
+//! comes from the store, so the order and completeness of a stream never depend on the
+//! channel.
 
 use std::sync::Arc;
 
