@@ -14,11 +14,13 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobCursor, JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
-    StateStoreError, TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
+    JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
+    TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
 };
 use crate::time::Timestamp;
 use crate::token::token_matches;
+
+mod query;
 
 /// An in-memory [`StateStore`] for tests and for embedding without a database.
 #[derive(Debug, Default)]
@@ -156,41 +158,11 @@ impl StateStore for MemoryStore {
     }
 
     async fn list_jobs_page(&self, filter: &JobFilter) -> Result<JobPage, StateStoreError> {
-        let inner = self.lock();
-        let key = |seq: u64, j: &Job| JobCursor {
-            created_at: j.created_at,
-            seq: i64::try_from(seq).unwrap_or(i64::MAX),
-        };
-        let mut jobs: Vec<(JobCursor, &Job)> = inner
-            .jobs
-            .values()
-            .filter(|(_, j)| filter.states.is_empty() || filter.states.contains(&j.state))
-            .map(|(seq, j)| (key(*seq, j), j))
-            .filter(|(k, _)| filter.after.is_none_or(|a| *k < a))
-            .collect();
-        jobs.sort_by(|(a, _), (b, _)| b.cmp(a));
-        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
-        let next = (limit > 0 && jobs.len() > limit).then(|| jobs[limit - 1].0);
-        Ok(JobPage {
-            jobs: jobs
-                .into_iter()
-                .take(limit)
-                .map(|(_, j)| j.clone())
-                .collect(),
-            next,
-        })
+        Ok(query::job_page(&self.lock(), filter))
     }
 
     async fn counts(&self) -> Result<StateCounts, StateStoreError> {
-        let inner = self.lock();
-        let mut counts = StateCounts::default();
-        for sb in inner.sandboxes.values() {
-            *counts.sandboxes.entry(sb.state).or_insert(0) += 1;
-        }
-        for (_, job) in inner.jobs.values() {
-            *counts.jobs.entry(job.state).or_insert(0) += 1;
-        }
-        Ok(counts)
+        Ok(query::counts(&self.lock()))
     }
 
     async fn update_job(&self, job: &Job, expected: JobState) -> Result<(), StateStoreError> {
