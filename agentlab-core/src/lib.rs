@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod sqlite;
 pub mod state;
 pub mod store;
+pub mod store_page;
 #[cfg(feature = "fake")]
 pub mod testkit;
 pub mod time;
@@ -46,7 +47,7 @@ pub use secrets::{
 };
 pub use state::{JobState, SandboxState};
 pub use store::{
-    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
-    TokenStatus,
+    JobCursor, JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
+    StateStoreError, TokenCheck, TokenStatus,
 };
 pub use time::{Clock, SystemClock, Timestamp};

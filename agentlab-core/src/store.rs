@@ -13,6 +13,7 @@ use crate::event::{Event, EventQuery, NewEvent};
 use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
+pub use crate::store_page::{CursorError, JobCursor, JobPage, StateCounts};
 use crate::time::Timestamp;
 
 /// Errors of a [`StateStore`].
@@ -116,6 +117,10 @@ pub struct SandboxFilter {
     pub profile: Option<String>,
     /// Include DESTROYED sandboxes (only when `states` is empty).
     pub include_destroyed: bool,
+    /// Only vmids greater than this (the cursor of the vmid-ordered listing).
+    pub after: Option<Vmid>,
+    /// At most this many.
+    pub limit: Option<u32>,
 }
 
 /// Filter for [`StateStore::list_jobs`].
@@ -125,6 +130,9 @@ pub struct JobFilter {
     pub states: Vec<JobState>,
     /// At most this many, newest first.
     pub limit: Option<u32>,
+    /// Only jobs after this position of the newest-first order (the previous page's
+    /// [`JobPage::next`]).
+    pub after: Option<JobCursor>,
 }
 
 /// Durable state. Every method runs its blocking work off the async threads.
@@ -151,7 +159,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Reads one job.
     async fn get_job(&self, id: &JobId) -> Result<Job, StateStoreError>;
     /// Lists jobs, newest first.
-    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError>;
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError> {
+        Ok(self.list_jobs_page(filter).await?.jobs)
+    }
+    /// One page of jobs, newest first, with the cursor of the next page (`None` when no job
+    /// matching the filter follows). An index range in the SQLite store.
+    async fn list_jobs_page(&self, filter: &JobFilter) -> Result<JobPage, StateStoreError>;
+    /// Sandboxes and jobs per state, without reading the records (maintained on every write).
+    async fn counts(&self) -> Result<StateCounts, StateStoreError>;
     /// Writes `job` if the stored state is `expected` and the transition is legal (or the same).
     async fn update_job(&self, job: &Job, expected: JobState) -> Result<(), StateStoreError>;
 

@@ -50,6 +50,21 @@ async fn opens_a_version_1_file_and_keeps_its_data() {
     let ws = store.get_workspace("fixture-ws").await.unwrap();
     assert_eq!(ws.attached_to, Some(vmid(9001)));
 
+    // Migration 3 counted the rows that were already there.
+    let all = agentlab_core::SandboxFilter {
+        include_destroyed: true,
+        ..Default::default()
+    };
+    let mut expected = agentlab_core::StateCounts::default();
+    for sb in store.list_sandboxes(&all).await.unwrap() {
+        *expected.sandboxes.entry(sb.state).or_insert(0) += 1;
+    }
+    for job in store.list_jobs(&Default::default()).await.unwrap() {
+        *expected.jobs.entry(job.state).or_insert(0) += 1;
+    }
+    assert!(!expected.jobs.is_empty() && !expected.sandboxes.is_empty());
+    assert_eq!(store.counts().await.unwrap(), expected);
+
     let events = store
         .events(&EventQuery {
             sandbox: Some(vmid(9001)),

@@ -35,6 +35,10 @@ pub struct LimitsConfig {
     /// Allow `file://` URLs and local paths as job repositories (default `false`; tests and
     /// single-host demos turn it on).
     pub allow_file_repos: bool,
+    /// Items per page of a list route when the request gives no `limit` (default 100).
+    pub list_default_limit: u32,
+    /// Largest `limit` a list route accepts (default 1000).
+    pub list_max_limit: u32,
 }
 
 impl Default for LimitsConfig {
@@ -50,6 +54,8 @@ impl Default for LimitsConfig {
             max_workspace_gb: 1024,
             repo_schemes: ["https", "http", "ssh", "git"].map(str::to_owned).to_vec(),
             allow_file_repos: false,
+            list_default_limit: 100,
+            list_max_limit: 1000,
         }
     }
 }
@@ -66,7 +72,7 @@ impl LimitsConfig {
 
 /// Checks the ranges of the `limits:` section.
 pub(super) fn validate_limits(l: &LimitsConfig) -> Result<(), Violation> {
-    let positive: [(u64, &'static str); 8] = [
+    let positive: [(u64, &'static str); 10] = [
         (l.max_body_bytes, "limits.max_body_bytes"),
         (l.max_profile_body_bytes, "limits.max_profile_body_bytes"),
         (to_u64(l.max_yaml_depth), "limits.max_yaml_depth"),
@@ -81,6 +87,8 @@ pub(super) fn validate_limits(l: &LimitsConfig) -> Result<(), Violation> {
         ),
         (l.max_ttl_minutes.into(), "limits.max_ttl_minutes"),
         (l.max_workspace_gb.into(), "limits.max_workspace_gb"),
+        (l.list_default_limit.into(), "limits.list_default_limit"),
+        (l.list_max_limit.into(), "limits.list_max_limit"),
     ];
     for (value, field) in positive {
         if value == 0 {
@@ -92,6 +100,15 @@ pub(super) fn validate_limits(l: &LimitsConfig) -> Result<(), Violation> {
         return Err(invalid(
             "limits.max_yaml_depth",
             "must be at most 128".to_owned(),
+        ));
+    }
+    if l.list_default_limit > l.list_max_limit {
+        return Err(invalid(
+            "limits.list_default_limit",
+            format!(
+                "must be at most limits.list_max_limit ({})",
+                l.list_max_limit
+            ),
         ));
     }
     const KNOWN: [&str; 4] = ["https", "http", "ssh", "git"];

@@ -227,7 +227,7 @@ impl Lab {
             .store
             .list_jobs(&JobFilter {
                 states: vec![JobState::Queued],
-                limit: None,
+                ..JobFilter::default()
             })
             .await?;
         for job in queued.into_iter().filter(|j| j.runner_token_hash.is_none()) {

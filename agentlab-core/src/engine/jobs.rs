@@ -156,6 +156,19 @@ impl Lab {
         Ok(self.deps.store.list_jobs(filter).await?)
     }
 
+    /// One page of jobs, newest first, with the next page's cursor.
+    pub async fn list_jobs_page(
+        &self,
+        filter: &JobFilter,
+    ) -> Result<crate::store::JobPage, EngineError> {
+        Ok(self.deps.store.list_jobs_page(filter).await?)
+    }
+
+    /// Sandboxes and jobs per state (kept by the store on every write).
+    pub async fn counts(&self) -> Result<crate::store::StateCounts, EngineError> {
+        Ok(self.deps.store.counts().await?)
+    }
+
     /// Cancels a job and destroys its sandbox unless it is kept alive.
     pub async fn cancel_job(self: &Arc<Self>, id: &JobId) -> Result<Job, EngineError> {
         let job = self.deps.store.get_job(id).await?;

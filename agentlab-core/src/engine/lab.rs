@@ -128,12 +128,17 @@ pub struct Lab {
     pub(crate) cancel: CancellationToken,
     /// Announces sandboxes whose guest is gone ([`Lab::subscribe_released`]).
     pub(crate) released: tokio::sync::broadcast::Sender<crate::engine::Released>,
+    /// The store as given, wrapped: announces writes to [`Lab::subscribe_changes`].
+    pub(crate) notifier: Arc<crate::engine::notify::NotifyingStore>,
 }
 
 impl Lab {
     /// Builds a lab. Call [`Lab::reconcile`] once before serving requests.
-    pub fn new(deps: LabDeps, settings: LabSettings, profiles: Profiles) -> Arc<Self> {
+    pub fn new(mut deps: LabDeps, settings: LabSettings, profiles: Profiles) -> Arc<Self> {
+        let notifier = Arc::new(crate::engine::notify::NotifyingStore::new(deps.store));
+        deps.store = Arc::clone(&notifier) as Arc<dyn StateStore>;
         Arc::new(Self {
+            notifier,
             deps,
             settings,
             profiles,
@@ -159,9 +164,16 @@ impl Lab {
         &self.settings
     }
 
-    /// The backends.
+    /// The backends. `store` is the given store wrapped so that its writes are announced
+    /// to [`Lab::subscribe_changes`].
     pub fn deps(&self) -> &LabDeps {
         &self.deps
+    }
+
+    /// Every store write made through this lab from now on (appended events, job and
+    /// sandbox writes), for followers that wake on changes instead of polling.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<crate::engine::Change> {
+        self.notifier.subscribe()
     }
 
     /// Stops accepting background work, cancels what runs (it parks safely: a restart's

@@ -23,7 +23,7 @@ impl Lab {
             .store
             .list_jobs(&JobFilter {
                 states: vec![JobState::Queued, JobState::Running],
-                limit: None,
+                ..JobFilter::default()
             })
             .await?;
         for job in jobs
@@ -70,11 +70,15 @@ impl Lab {
                 }
             }
         }
-        let live = self
-            .deps
-            .store
-            .list_sandboxes(&SandboxFilter::default())
-            .await?;
+        // Only rows that can still be due (an index range on `state`), never the whole table.
+        let live = SandboxFilter {
+            states: SandboxState::ALL
+                .into_iter()
+                .filter(|s| !s.is_terminal() && *s != SandboxState::Destroying)
+                .collect(),
+            ..SandboxFilter::default()
+        };
+        let live = self.deps.store.list_sandboxes(&live).await?;
         for sb in live {
             // LOST ones wait for their node (`watch_nodes`), DESTROYING ones for their retry.
             if sb.state.is_terminal()

@@ -14,11 +14,13 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
-    TokenStatus, check_job_transition, check_sandbox_transition,
+    JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
+    TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
 };
 use crate::time::Timestamp;
 use crate::token::token_matches;
+
+mod query;
 
 /// An in-memory [`StateStore`] for tests and for embedding without a database.
 #[derive(Debug, Default)]
@@ -105,6 +107,8 @@ impl StateStore for MemoryStore {
                 }
             })
             .filter(|s| filter.profile.as_ref().is_none_or(|p| &s.profile == p))
+            .filter(|s| filter.after.is_none_or(|a| s.vmid > a))
+            .take(filter.limit.map_or(usize::MAX, |l| l as usize))
             .cloned()
             .collect())
     }
@@ -153,20 +157,12 @@ impl StateStore for MemoryStore {
             })
     }
 
-    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError> {
-        let inner = self.lock();
-        let mut jobs: Vec<&(u64, Job)> = inner
-            .jobs
-            .values()
-            .filter(|(_, j)| filter.states.is_empty() || filter.states.contains(&j.state))
-            .collect();
-        jobs.sort_by(|(sa, a), (sb, b)| b.created_at.cmp(&a.created_at).then(sb.cmp(sa)));
-        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
-        Ok(jobs
-            .into_iter()
-            .take(limit)
-            .map(|(_, j)| j.clone())
-            .collect())
+    async fn list_jobs_page(&self, filter: &JobFilter) -> Result<JobPage, StateStoreError> {
+        Ok(query::job_page(&self.lock(), filter))
+    }
+
+    async fn counts(&self) -> Result<StateCounts, StateStoreError> {
+        Ok(query::counts(&self.lock()))
     }
 
     async fn update_job(&self, job: &Job, expected: JobState) -> Result<(), StateStoreError> {

@@ -26,6 +26,8 @@ struct Inner {
     values: Vec<Zeroizing<Vec<u8>>>,
     /// Fixed-string forms (base64, hex), without line breaks, longest first, deduplicated.
     patterns: Vec<Zeroizing<String>>,
+    /// For each byte value, the indexes of the patterns starting with it.
+    by_first: Vec<Vec<usize>>,
     /// Longest text a match can span, in bytes.
     max_len: usize,
 }
@@ -68,6 +70,7 @@ impl Redactor {
         Self {
             inner: Arc::new(Inner {
                 values: kept,
+                by_first: first_bytes(&patterns),
                 patterns,
                 max_len,
             }),
@@ -138,39 +141,62 @@ impl Redactor {
                 }
             }
         }
-        for pattern in &self.inner.patterns {
-            let mut from = 0;
-            while let Some(found) = joined
-                .get(from..)
-                .and_then(|rest| rest.find(pattern.as_str()))
-            {
-                let start = from + found;
-                for &(si, bi) in &origin[start..start + pattern.len()] {
-                    masks[si][bi] = true;
+        self.matches_in(&joined, 0..joined.len(), |start, end| {
+            for &(si, bi) in &origin[start..end] {
+                masks[si][bi] = true;
+            }
+        });
+    }
+
+    /// Calls `hit(start, end)` for every match in `text` (line breaks already removed) that
+    /// starts at a byte offset in `starts`; the match may run past `starts.end`. Only the text
+    /// a match can span (`max_pattern_len` bytes from each start) is read, so checking each
+    /// start once over a stream costs time linear in the stream.
+    pub(super) fn matches_in(
+        &self,
+        text: &str,
+        starts: std::ops::Range<usize>,
+        mut hit: impl FnMut(usize, usize),
+    ) {
+        let bytes = text.as_bytes();
+        let end = starts.end.min(text.len());
+        // Every start is checked against the patterns beginning with its byte: the cost per
+        // start does not depend on how long the patterns are.
+        for at in starts.start..end {
+            for &p in &self.inner.by_first[usize::from(bytes[at])] {
+                let pattern = self.inner.patterns[p].as_bytes();
+                if bytes[at..].starts_with(pattern) {
+                    hit(at, at + pattern.len());
                 }
-                // Step one character so overlapping occurrences are found too.
-                from = start + joined[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        let text = joined.as_bytes();
         for value in &self.inner.values {
             let Some(&first) = value.iter().find(|b| **b != b'\n' && **b != b'\r') else {
                 continue;
             };
-            for at in 0..text.len() {
-                if !escaped::can_start(first, text[at]) {
+            for at in starts.start..end {
+                if !escaped::can_start(first, bytes[at]) {
                     continue;
                 }
-                if let Some(end) = escaped::match_at(value, text, at)
-                    && end > at
+                if let Some(stop) = escaped::match_at(value, bytes, at)
+                    && stop > at
                 {
-                    for &(si, bi) in &origin[at..end] {
-                        masks[si][bi] = true;
-                    }
+                    hit(at, stop);
                 }
             }
         }
     }
+}
+
+/// For each byte value, the indexes of `patterns` that start with it.
+fn first_bytes(patterns: &[Zeroizing<String>]) -> Vec<Vec<usize>> {
+    let mut table = vec![Vec::new(); 256];
+    for (i, p) in patterns.iter().enumerate() {
+        if let Some(&b) = p.as_bytes().first() {
+            table[usize::from(b)].push(i);
+        }
+    }
+    table
 }
 
 /// `text` with every run of masked bytes replaced by one [`PLACEHOLDER`].

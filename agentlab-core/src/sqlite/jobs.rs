@@ -12,7 +12,7 @@ use super::error::{SqlResultExt as _, map_insert_err};
 use crate::ids::JobId;
 use crate::model::{Job, JobOutcome};
 use crate::state::JobState;
-use crate::store::{JobFilter, StateStoreError, check_job_transition};
+use crate::store::{JobCursor, JobFilter, JobPage, StateStoreError, check_job_transition};
 
 const COLUMNS: &str = "id, repo, git_ref, task, profile, agent, state, sandbox, keepalive, \
      ttl_minutes, workspace, deadline, runner_token_hash, step, outcome, created_at, \
@@ -107,22 +107,47 @@ pub(super) fn get(conn: &Connection, id: &JobId) -> Result<Job, StateStoreError>
         })
 }
 
-/// See [`crate::StateStore::list_jobs`]: newest first (creation time, then insertion order).
-pub(super) fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM jobs");
+/// See [`crate::StateStore::list_jobs_page`]: newest first (creation time, then insertion
+/// order, i.e. `rowid`), after the cursor, one row more than the limit to tell whether a next
+/// page exists. Served by the `jobs_created` / `jobs_state_created` indexes.
+pub(super) fn page(conn: &Connection, filter: &JobFilter) -> Result<JobPage, StateStoreError> {
+    let mut sql = format!("SELECT {COLUMNS}, rowid AS seq FROM jobs WHERE 1 = 1");
     let mut args: Vec<Value> = filter.states.iter().map(text).collect();
     if !args.is_empty() {
         let marks = vec!["?"; args.len()].join(", ");
-        sql.push_str(&format!(" WHERE state IN ({marks})"));
+        sql.push_str(&format!(" AND state IN ({marks})"));
+    }
+    if let Some(c) = filter.after {
+        sql.push_str(" AND (created_at, rowid) < (?, ?)");
+        args.push(ts(c.created_at));
+        args.push(Value::Integer(c.seq));
     }
     sql.push_str(" ORDER BY created_at DESC, rowid DESC");
     if let Some(limit) = filter.limit {
         sql.push_str(" LIMIT ?");
-        args.push(int(limit));
+        args.push(int(i64::from(limit) + 1));
     }
     let mut stmt = conn.prepare_cached(&sql).sql()?;
-    let rows = stmt.query_map(params_from_iter(args), from_row).sql()?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+    let rows = stmt
+        .query_map(params_from_iter(args), |row| {
+            Ok((from_row(row)?, row.get::<_, i64>("seq")?))
+        })
+        .sql()?;
+    let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>().sql()?;
+    let mut next = None;
+    if let Some(limit) = filter.limit
+        && rows.len() > limit as usize
+    {
+        rows.truncate(limit as usize);
+        next = rows.last().map(|(job, seq)| JobCursor {
+            created_at: job.created_at,
+            seq: *seq,
+        });
+    }
+    Ok(JobPage {
+        jobs: rows.into_iter().map(|(job, _)| job).collect(),
+        next,
+    })
 }
 
 /// See [`crate::StateStore::update_job`]: legality first, then compare-and-set.
@@ -146,4 +171,58 @@ pub(super) fn update(
     cas.run(conn, args, expected, |stored| {
         check_job_transition(&job.id, stored, expected, job.state)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::JobCursor;
+
+    /// The plan of every page query: an index range, never a scan of the table or a sort.
+    fn plan(conn: &Connection, filter: &JobFilter) -> String {
+        let mut sql =
+            format!("EXPLAIN QUERY PLAN SELECT {COLUMNS}, rowid AS seq FROM jobs WHERE 1 = 1");
+        let mut args: Vec<Value> = filter.states.iter().map(text).collect();
+        if !args.is_empty() {
+            sql.push_str(" AND state IN (?)");
+        }
+        if let Some(c) = filter.after {
+            sql.push_str(" AND (created_at, rowid) < (?, ?)");
+            args.push(ts(c.created_at));
+            args.push(Value::Integer(c.seq));
+        }
+        sql.push_str(" ORDER BY created_at DESC, rowid DESC LIMIT 21");
+        let mut stmt = conn.prepare(&sql).expect("prepare");
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .expect("plan");
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn job_pages_are_index_ranges() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        super::super::migrations::migrate_to(&mut conn, super::super::migrations::LATEST)
+            .expect("migrate");
+        let cursor = Some(JobCursor {
+            created_at: chrono::DateTime::from_timestamp_millis(1_000).expect("ts"),
+            seq: 7,
+        });
+        for filter in [
+            JobFilter::default(),
+            JobFilter {
+                after: cursor,
+                ..JobFilter::default()
+            },
+            JobFilter {
+                states: vec![JobState::Queued],
+                after: cursor,
+                ..JobFilter::default()
+            },
+        ] {
+            let plan = plan(&conn, &filter);
+            assert!(plan.contains("USING INDEX jobs_"), "{filter:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts: {plan}");
+        }
+    }
 }

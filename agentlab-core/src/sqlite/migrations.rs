@@ -98,8 +98,51 @@ CREATE INDEX artifacts_created ON artifacts (created_at);
 CREATE INDEX sandboxes_state ON sandboxes (state);
 ";
 
+/// Version 3: per-state counts kept by triggers (O(1) `GET /v1/status`) and indexes for the
+/// newest-first job listing, overall and per state (pages are index ranges).
+const V3: &str = r"
+CREATE TABLE state_counts (
+    kind  TEXT    NOT NULL,
+    state TEXT    NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (kind, state)
+) WITHOUT ROWID;
+INSERT INTO state_counts (kind, state, n)
+    SELECT 'sandbox', state, COUNT(*) FROM sandboxes GROUP BY state;
+INSERT INTO state_counts (kind, state, n)
+    SELECT 'job', state, COUNT(*) FROM jobs GROUP BY state;
+CREATE TRIGGER sandboxes_count_insert AFTER INSERT ON sandboxes BEGIN
+    INSERT INTO state_counts (kind, state, n) VALUES ('sandbox', NEW.state, 1)
+        ON CONFLICT (kind, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER sandboxes_count_update AFTER UPDATE OF state ON sandboxes
+    WHEN OLD.state <> NEW.state BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE kind = 'sandbox' AND state = OLD.state;
+    INSERT INTO state_counts (kind, state, n) VALUES ('sandbox', NEW.state, 1)
+        ON CONFLICT (kind, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER sandboxes_count_delete AFTER DELETE ON sandboxes BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE kind = 'sandbox' AND state = OLD.state;
+END;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO state_counts (kind, state, n) VALUES ('job', NEW.state, 1)
+        ON CONFLICT (kind, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF state ON jobs
+    WHEN OLD.state <> NEW.state BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE kind = 'job' AND state = OLD.state;
+    INSERT INTO state_counts (kind, state, n) VALUES ('job', NEW.state, 1)
+        ON CONFLICT (kind, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE kind = 'job' AND state = OLD.state;
+END;
+CREATE INDEX jobs_created ON jobs (created_at);
+CREATE INDEX jobs_state_created ON jobs (state, created_at);
+";
+
 /// Every migration, in order.
-const MIGRATIONS: [&str; 2] = [V1, V2];
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
 
 /// The schema version this code writes.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

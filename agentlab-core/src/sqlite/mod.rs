@@ -21,6 +21,7 @@ mod artifacts;
 mod cas;
 mod codec;
 mod conn;
+mod counts;
 mod error;
 mod events;
 mod jobs;

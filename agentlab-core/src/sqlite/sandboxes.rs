@@ -131,7 +131,15 @@ pub(super) fn list(
         sql.push_str(" AND profile = ?");
         args.push(text(profile));
     }
+    if let Some(after) = filter.after {
+        sql.push_str(" AND vmid > ?");
+        args.push(vmid(after));
+    }
     sql.push_str(" ORDER BY vmid");
+    if let Some(limit) = filter.limit {
+        sql.push_str(" LIMIT ?");
+        args.push(int(limit));
+    }
     let mut stmt = conn.prepare_cached(&sql).sql()?;
     let rows = stmt.query_map(params_from_iter(args), from_row).sql()?;
     rows.collect::<rusqlite::Result<Vec<_>>>().sql()

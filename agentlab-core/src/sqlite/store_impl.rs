@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 
 use super::conn::SqliteStore;
-use super::{artifacts, events, jobs, sandboxes, tokens, workspaces};
+use super::{artifacts, counts, events, jobs, sandboxes, tokens, workspaces};
 use crate::event::{Event, EventQuery, NewEvent};
 use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, RunnerTokenIssue, SandboxFilter, StateStore, StateStoreError, TokenCheck,
-    TokenStatus,
+    JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
+    TokenCheck, TokenStatus,
 };
 use crate::time::Timestamp;
 
@@ -53,9 +53,13 @@ impl StateStore for SqliteStore {
         self.run(move |c| jobs::get(c, &id)).await
     }
 
-    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StateStoreError> {
+    async fn list_jobs_page(&self, filter: &JobFilter) -> Result<JobPage, StateStoreError> {
         let filter = filter.clone();
-        self.run(move |c| jobs::list(c, &filter)).await
+        self.run(move |c| jobs::page(c, &filter)).await
+    }
+
+    async fn counts(&self) -> Result<StateCounts, StateStoreError> {
+        self.run(|c| counts::read(c)).await
     }
 
     async fn update_job(&self, job: &Job, expected: JobState) -> Result<(), StateStoreError> {

@@ -142,6 +142,7 @@ macro_rules! assert_err {
 
 mod events;
 mod jobs;
+mod pages;
 mod redeem;
 mod sandboxes;
 mod workspaces;
@@ -168,6 +169,8 @@ pub async fn state_store_conformance(store: &dyn StateStore) {
         ok(store.list_workspaces().await, "list_workspaces").is_empty(),
         "store not empty"
     );
+    pages::job_pages(store).await;
+    pages::counts(store).await;
     sandboxes::sandboxes(store).await;
     sandboxes::sandbox_listing(store).await;
     sandboxes::sandbox_race(store).await;
@@ -178,4 +181,6 @@ pub async fn state_store_conformance(store: &dyn StateStore) {
     events::events(store).await;
     events::job_log_trimming(store).await;
     jobs::artifacts(store).await;
+    pages::sandbox_pages(store).await;
+    pages::counts_match_records(store).await;
 }

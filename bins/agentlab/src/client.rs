@@ -110,6 +110,54 @@ impl Client {
         self.json(Method::GET, path, None).await
     }
 
+    /// `GET path` of a list route, following the `x-next-cursor` header page after page
+    /// (passed back as `cursor_param`) until the last page or until `max` items.
+    pub async fn get_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        cursor_param: &str,
+        max: Option<usize>,
+    ) -> Result<Vec<T>, ClientError> {
+        self.get_pages(path, path, cursor_param, max).await
+    }
+
+    /// Like [`Client::get_all`], but the pages after the first are read from `then` plus the
+    /// cursor (`events?tail=N` goes on as `events?after=…`).
+    pub async fn get_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        then: &str,
+        cursor_param: &str,
+        max: Option<usize>,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut items: Vec<T> = Vec::new();
+        let mut url = path.to_owned();
+        loop {
+            let resp = self.send(Method::GET, &url, None).await?;
+            let next = resp
+                .headers()
+                .get(NEXT_CURSOR)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let bytes = self.read_body(resp.into_body()).await?;
+            let page: Vec<T> = serde_json::from_slice(&bytes)
+                .map_err(|e| protocol(&url, format!("invalid JSON: {e}")))?;
+            items.extend(page);
+            if let Some(max) = max
+                && items.len() >= max
+            {
+                items.truncate(max);
+                return Ok(items);
+            }
+            let Some(next) = next else {
+                return Ok(items);
+            };
+            let sep = if then.contains('?') { '&' } else { '?' };
+            let cursor = with_query("", &[(cursor_param, Some(next))]);
+            url = format!("{then}{sep}{}", cursor.trim_start_matches('?'));
+        }
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -234,6 +282,9 @@ impl Client {
             })
     }
 }
+
+/// Response header of list routes naming the next page's cursor.
+pub const NEXT_CURSOR: &str = "x-next-cursor";
 
 /// Percent-encodes one path segment (a workspace name, artifact name, …).
 pub fn seg(s: &str) -> String {

@@ -65,6 +65,17 @@ fn reply(status: u16, body: impl Into<Bytes>) -> Response<Body> {
         .unwrap()
 }
 
+fn paged(body: &'static str, next: Option<&str>) -> Response<Body> {
+    let mut resp = reply(200, body);
+    if let Some(next) = next {
+        resp.headers_mut().insert(
+            NEXT_CURSOR,
+            hyper::header::HeaderValue::from_str(next).unwrap(),
+        );
+    }
+    resp
+}
+
 async fn route(req: Request<Incoming>, feed: Feed) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let target = parts
@@ -97,6 +108,12 @@ async fn route(req: Request<Incoming>, feed: Feed) -> Result<Response<Body>, Inf
             404,
             r#"{"error":{"code":"sandbox_not_found","message":"Sandbox 999 not found","details":{"vmid":999}}}"#,
         ),
+        // Three pages of names; the cursor is the last name of the previous page.
+        ("GET", "/v1/pages?x=1") => paged(r#"["a","b"]"#, Some("b")),
+        ("GET", "/v1/pages?x=1&cursor=b") => paged(r#"["c","d"]"#, Some("d w")),
+        ("GET", "/v1/pages?x=1&cursor=d+w") => paged(r#"["e"]"#, None),
+        ("GET", "/v1/tail?tail=3") => paged(r#"["x"]"#, Some("7")),
+        ("GET", "/v1/tail?after=7") => paged(r#"["y"]"#, None),
         ("GET", "/v1/plain-error") => reply(500, "boom"),
         ("GET", "/v1/empty-error") => reply(503, ""),
         ("GET", "/v1/bad-json") => reply(200, "not json"),
@@ -349,4 +366,23 @@ fn decode_error_falls_back_for_foreign_bodies() {
     assert_eq!(e.details, serde_json::Value::Null);
     let e = decode_error(404, b"");
     assert_eq!(e.to_string(), "HTTP 404 Not Found (http_404)");
+}
+
+#[tokio::test]
+async fn get_all_follows_next_cursors_to_the_last_page() {
+    let d = Daemon::start().await;
+    let c = d.client();
+    let all: Vec<String> = c.get_all("/v1/pages?x=1", "cursor", None).await.unwrap();
+    assert_eq!(all, ["a", "b", "c", "d", "e"]);
+    let some: Vec<String> = c.get_all("/v1/pages?x=1", "cursor", Some(3)).await.unwrap();
+    assert_eq!(some, ["a", "b", "c"], "stops once `max` items are read");
+    let tail: Vec<String> = c
+        .get_pages("/v1/tail?tail=3", "/v1/tail", "after", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        tail,
+        ["x", "y"],
+        "later pages continue from the cursor alone"
+    );
 }

@@ -29,7 +29,7 @@ pub enum JobCmd {
         /// Only these states (comma-separated, e.g. RUNNING,QUEUED).
         #[arg(long, value_delimiter = ',')]
         state: Vec<JobState>,
-        /// At most this many jobs.
+        /// At most this many jobs (all by default, read page by page).
         #[arg(long)]
         limit: Option<u32>,
     },
@@ -62,11 +62,10 @@ pub async fn run(ctx: &Ctx, args: JobArgs) -> anyhow::Result<Code> {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let query = [
-                ("state", (!states.is_empty()).then_some(states)),
-                ("limit", limit.map(|l| l.to_string())),
-            ];
-            let jobs: Vec<Job> = ctx.client.get(&with_query("/v1/jobs", &query)).await?;
+            let query = [("state", (!states.is_empty()).then_some(states))];
+            let path = with_query("/v1/jobs", &query);
+            let max = limit.map(|l| l as usize);
+            let jobs: Vec<Job> = ctx.client.get_all(&path, "cursor", max).await?;
             if ctx.json {
                 print_json(&jobs)?;
             } else if jobs.is_empty() {

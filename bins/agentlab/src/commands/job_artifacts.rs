@@ -45,7 +45,10 @@ pub async fn run(ctx: &Ctx, args: ArtifactsArgs) -> anyhow::Result<Code> {
     let (job, name, out) = match (args.cmd, args.job) {
         (Some(ArtifactsCmd::Download { job, name, out }), _) => (job, name, out),
         (None, Some(job)) => {
-            let list: Vec<Artifact> = ctx.client.get(&format!("/v1/jobs/{job}/artifacts")).await?;
+            let list: Vec<Artifact> = ctx
+                .client
+                .get_all(&format!("/v1/jobs/{job}/artifacts"), "cursor", None)
+                .await?;
             if ctx.json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -57,7 +60,10 @@ pub async fn run(ctx: &Ctx, args: ArtifactsArgs) -> anyhow::Result<Code> {
         }
         (None, None) => anyhow::bail!("Missing the job id"),
     };
-    let list: Vec<Artifact> = ctx.client.get(&format!("/v1/jobs/{job}/artifacts")).await?;
+    let list: Vec<Artifact> = ctx
+        .client
+        .get_all(&format!("/v1/jobs/{job}/artifacts"), "cursor", None)
+        .await?;
     let chosen: Vec<&Artifact> = match &name {
         Some(n) => vec![list.iter().find(|a| &a.name == n).with_context(|| {
             let names: Vec<_> = list.iter().map(|a| a.name.as_str()).collect();

@@ -86,7 +86,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Code> {
     let job = wait(ctx, &job.id, !ctx.json).await?;
     let artifacts: Vec<Artifact> = match ctx
         .client
-        .get(&format!("/v1/jobs/{}/artifacts", job.id))
+        .get_all(&format!("/v1/jobs/{}/artifacts", job.id), "cursor", None)
         .await
     {
         Ok(list) => list,

@@ -83,9 +83,10 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<Code> {
 pub async fn show(ctx: &Ctx, target: &Target, opts: &LogOpts) -> anyhow::Result<Option<i64>> {
     let tail = opts.tail.map(|n| n.to_string());
     if !opts.follow {
+        let path = with_query(&target.events_path(), &[("tail", tail)]);
         let events: Vec<Event> = ctx
             .client
-            .get(&with_query(&target.events_path(), &[("tail", tail)]))
+            .get_pages(&path, &target.events_path(), "after", None)
             .await?;
         if ctx.json {
             print_json(&events)?;

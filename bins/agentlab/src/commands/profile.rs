@@ -44,7 +44,8 @@ struct Validated {
 pub async fn run(ctx: &Ctx, args: ProfileArgs) -> anyhow::Result<Code> {
     match args.cmd {
         ProfileCmd::List => {
-            let list: Vec<ProfileSummary> = ctx.client.get("/v1/profiles").await?;
+            let list: Vec<ProfileSummary> =
+                ctx.client.get_all("/v1/profiles", "cursor", None).await?;
             if ctx.json {
                 print_json(&list)?;
             } else {

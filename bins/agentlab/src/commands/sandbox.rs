@@ -86,7 +86,7 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
                     ("all", all.then(|| "true".to_owned())),
                 ],
             );
-            let list: Vec<Sandbox> = c.get(&path).await?;
+            let list: Vec<Sandbox> = c.get_all(&path, "cursor", None).await?;
             return print_list(ctx, &list);
         }
         SandboxCmd::Show { vmid } => c.get(&format!("/v1/sandboxes/{vmid}")).await?,

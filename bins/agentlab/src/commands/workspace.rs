@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx, args: WorkspaceArgs) -> anyhow::Result<Code> {
                 .await?
         }
         WorkspaceCmd::List => {
-            let list: Vec<Workspace> = c.get("/v1/workspaces").await?;
+            let list: Vec<Workspace> = c.get_all("/v1/workspaces", "cursor", None).await?;
             if ctx.json {
                 print_json(&list)?;
             } else if list.is_empty() {

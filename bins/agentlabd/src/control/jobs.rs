@@ -9,11 +9,12 @@ use serde::Deserialize;
 
 use agentlab_core::api::control::RunJobRequest;
 use agentlab_core::engine::JobRequest;
-use agentlab_core::{Artifact, Job, JobFilter, JobState};
+use agentlab_core::{Artifact, Job, JobCursor, JobFilter, JobState};
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
 use crate::control::extract::{ApiJson, ApiPath, ApiQuery, job_id};
+use crate::control::page::{self, Paged};
 use crate::control::sandboxes::parse_states;
 
 /// Query of `GET /v1/jobs`.
@@ -22,6 +23,15 @@ use crate::control::sandboxes::parse_states;
 pub struct ListQuery {
     state: Option<String>,
     limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Query of `GET /v1/jobs/{id}/artifacts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 pub async fn create(
@@ -45,19 +55,30 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
+/// One page of jobs, newest first (an index range in the store, however many jobs exist).
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Job>>, ApiError> {
+) -> Result<Paged<Job>, ApiError> {
     let states: Vec<JobState> = parse_states(q.state.as_deref())?;
-    Ok(Json(
-        st.lab
-            .list_jobs(&JobFilter {
-                states,
-                limit: q.limit,
-            })
-            .await?,
-    ))
+    let limit = page::limit(q.limit, &st.limits.config)?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| c.parse::<JobCursor>().map_err(|_| page::bad_cursor(c)))
+        .transpose()?;
+    let page = st
+        .lab
+        .list_jobs_page(&JobFilter {
+            states,
+            limit: Some(limit),
+            after,
+        })
+        .await?;
+    Ok(Paged {
+        items: page.jobs,
+        next: page.next.map(|c| c.to_string()),
+    })
 }
 
 pub async fn show(
@@ -74,20 +95,25 @@ pub async fn cancel(
     Ok(Json(st.lab.cancel_job(&job_id(&id)?).await?))
 }
 
+/// One page of the job's artifacts, by name (a job holds few; the page is cut in memory).
 pub async fn artifacts(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Vec<Artifact>>, ApiError> {
+    ApiQuery(q): ApiQuery<ArtifactsQuery>,
+) -> Result<Paged<Artifact>, ApiError> {
     let id = job_id(&id)?;
+    let limit = page::limit(q.limit, &st.limits.config)?;
     st.lab.job(&id).await?;
-    Ok(Json(
-        st.lab
-            .deps()
-            .store
-            .list_artifacts(&id)
-            .await
-            .map_err(agentlab_core::engine::EngineError::from)?,
-    ))
+    let all = st
+        .lab
+        .deps()
+        .store
+        .list_artifacts(&id)
+        .await
+        .map_err(agentlab_core::engine::EngineError::from)?;
+    Ok(Paged::slice(all, q.cursor.as_deref(), limit, |a| {
+        a.name.clone()
+    }))
 }
 
 pub async fn download(

@@ -4,9 +4,11 @@
 pub mod error;
 mod events;
 pub mod extract;
+mod follow;
 mod jobs;
 pub mod limits;
 pub mod openapi;
+pub mod page;
 mod profiles;
 mod sandboxes;
 mod status;
@@ -14,6 +16,8 @@ mod status;
 mod tests;
 #[cfg(test)]
 mod tests_limits;
+#[cfg(test)]
+mod tests_pages;
 #[cfg(test)]
 mod tests_props;
 mod workspaces;

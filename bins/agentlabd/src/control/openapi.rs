@@ -44,7 +44,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/sandboxes",
-        "List sandboxes (query: state=A,B profile= all=true)",
+        "List sandboxes by vmid (query: state=A,B profile= all=true limit=N cursor=VMID; one page, \
+         x-next-cursor header when more follow)",
         None,
         200,
         "SandboxList",
@@ -92,7 +93,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/sandboxes/{vmid}/events",
-        "Events (query: tail after limit follow; follow streams NDJSON)",
+        "Events (query: tail after|cursor limit follow; one page of at most limit, x-next-cursor \
+         header when more follow; follow streams NDJSON pushed as events are appended)",
         None,
         200,
         "EventList",
@@ -108,7 +110,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/jobs",
-        "List jobs (query: state=A,B limit=N)",
+        "List jobs, newest first (query: state=A,B limit=N cursor=C; one page, x-next-cursor \
+         header when more follow)",
         None,
         200,
         "JobList",
@@ -125,7 +128,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/jobs/{id}/events",
-        "Job events and log lines (query: tail after limit follow)",
+        "Job events and log lines (query: tail after|cursor limit follow; one page, x-next-cursor \
+         header when more follow)",
         None,
         200,
         "EventList",
@@ -133,7 +137,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/jobs/{id}/artifacts",
-        "List artifacts",
+        "List artifacts by name (query: limit=N cursor=NAME; one page, x-next-cursor header when \
+         more follow)",
         None,
         200,
         "ArtifactList",
@@ -157,7 +162,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/workspaces",
-        "List workspaces",
+        "List workspaces by name (query: limit=N cursor=NAME; one page, x-next-cursor header when \
+         more follow)",
         None,
         200,
         "WorkspaceList",
@@ -205,7 +211,8 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/profiles",
-        "List profiles",
+        "List profiles by name (query: limit=N cursor=NAME; one page, x-next-cursor header when \
+         more follow)",
         None,
         200,
         "ProfileList",
@@ -233,7 +240,7 @@ const ERRORS: &[(u16, &str)] = &[
     (
         400,
         "Bad input: malformed_json (with line and column), invalid_body, invalid_query, \
-         invalid_path, invalid_vmid, invalid_job_id, invalid_state_filter, invalid_utf8, \
+         invalid_path, invalid_vmid, invalid_job_id, invalid_state_filter, invalid_cursor, invalid_utf8, \
          yaml_limit_exceeded (profile YAML nested deeper than limits.max_yaml_depth or opening \
          more than limits.max_yaml_flow_collections flow collections; not parsed)",
     ),
@@ -247,7 +254,8 @@ const ERRORS: &[(u16, &str)] = &[
     (
         422,
         "Validation failed: invalid_request, invalid_repo_url, invalid_git_ref, invalid_name, \
-         out_of_range (details: field, value, min, max), invalid_profile, too_complex (parse \
+         out_of_range (details: field, value, min, max; also limit outside \
+         1..=limits.list_max_limit), invalid_profile, too_complex (parse \
          over limits.yaml_parse_timeout_ms)",
     ),
     (

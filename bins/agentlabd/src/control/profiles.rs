@@ -10,7 +10,9 @@ use agentlab_core::yaml::ErrorKind;
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
-use crate::control::extract::{ApiBytes, ApiPath};
+use crate::control::extract::{ApiBytes, ApiPath, ApiQuery};
+use crate::control::page::{self, Paged};
+use crate::control::workspaces::NamePageQuery;
 
 fn summary(p: &Profile) -> ProfileSummary {
     ProfileSummary {
@@ -23,8 +25,17 @@ fn summary(p: &Profile) -> ProfileSummary {
     }
 }
 
-pub async fn list(State(st): State<AppState>) -> Json<Vec<ProfileSummary>> {
-    Json(st.lab.profiles().iter().map(summary).collect())
+/// One page of profiles by name.
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<NamePageQuery>,
+) -> Result<Paged<ProfileSummary>, ApiError> {
+    let limit = page::limit(q.limit, &st.limits.config)?;
+    let mut all: Vec<ProfileSummary> = st.lab.profiles().iter().map(summary).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Paged::slice(all, q.cursor.as_deref(), limit, |p| {
+        p.name.clone()
+    }))
 }
 
 pub async fn show(

@@ -8,11 +8,12 @@ use serde::Deserialize;
 use agentlab_core::api::control::{CreateSandboxRequest, RenewLeaseRequest};
 use agentlab_core::api::validate;
 use agentlab_core::engine::SandboxRequest;
-use agentlab_core::{Sandbox, SandboxFilter, SandboxState};
+use agentlab_core::{Sandbox, SandboxFilter, SandboxState, Vmid};
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
 use crate::control::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, parse_json, vmid};
+use crate::control::page::{self, Paged};
 
 /// Query of `GET /v1/sandboxes`.
 #[derive(Debug, Deserialize)]
@@ -25,6 +26,10 @@ pub struct ListQuery {
     /// Include destroyed sandboxes.
     #[serde(default)]
     all: bool,
+    /// Page size.
+    limit: Option<u32>,
+    /// The previous page's last vmid.
+    cursor: Option<String>,
 }
 
 /// Parses `READY,RUNNING` into states (400 `invalid_state_filter`).
@@ -63,17 +68,27 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(sb)))
 }
 
+/// One page of sandboxes by vmid; the cursor is the last vmid of the previous page.
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Sandbox>>, ApiError> {
+) -> Result<Paged<Sandbox>, ApiError> {
     let states: Vec<SandboxState> = parse_states(q.state.as_deref())?;
+    let limit = page::limit(q.limit, &st.limits.config)?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| c.parse::<Vmid>().map_err(|_| page::bad_cursor(c)))
+        .transpose()?;
     let filter = SandboxFilter {
         states,
         profile: q.profile,
         include_destroyed: q.all,
+        after,
+        limit: Some(limit + 1),
     };
-    Ok(Json(st.lab.list_sandboxes(&filter).await?))
+    let list = st.lab.list_sandboxes(&filter).await?;
+    Ok(Paged::from_extra(list, limit, |s| s.vmid.to_string()))
 }
 
 pub async fn show(

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 
 use agentlab_core::api::control::StatusResponse;
-use agentlab_core::{JobFilter, SandboxFilter};
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
@@ -17,18 +16,18 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
     let lab = &st.lab;
-    let all = SandboxFilter {
-        include_destroyed: true,
-        ..SandboxFilter::default()
-    };
-    let mut sandboxes = BTreeMap::new();
-    for sb in lab.list_sandboxes(&all).await? {
-        *sandboxes.entry(sb.state.to_string()).or_insert(0) += 1;
-    }
-    let mut jobs = BTreeMap::new();
-    for j in lab.list_jobs(&JobFilter::default()).await? {
-        *jobs.entry(j.state.to_string()).or_insert(0) += 1;
-    }
+    // Kept per state on every write: O(1) whatever the number of records.
+    let counts = lab.counts().await?;
+    let sandboxes: BTreeMap<String, u64> = counts
+        .sandboxes
+        .iter()
+        .map(|(s, n)| (s.to_string(), *n))
+        .collect();
+    let jobs: BTreeMap<String, u64> = counts
+        .jobs
+        .iter()
+        .map(|(s, n)| (s.to_string(), *n))
+        .collect();
     let probe = lab.deps().hypervisor.list_managed().await;
     let (nodes, nodes_error) = match lab.deps().hypervisor.node_health() {
         None => (None, None),

@@ -11,7 +11,8 @@ use agentlab_core::api::control::{
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
-use crate::control::extract::{ApiJson, ApiPath};
+use crate::control::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::control::page::{self, Paged};
 
 pub async fn create(
     State(st): State<AppState>,
@@ -24,8 +25,26 @@ pub async fn create(
     ))
 }
 
-pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Workspace>>, ApiError> {
-    Ok(Json(st.lab.list_workspaces().await?))
+/// Query of the name-ordered list routes (`/v1/workspaces`, `/v1/profiles`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamePageQuery {
+    /// Page size.
+    pub limit: Option<u32>,
+    /// The previous page's last name.
+    pub cursor: Option<String>,
+}
+
+/// One page of workspaces by name (few exist; the page is cut in memory).
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<NamePageQuery>,
+) -> Result<Paged<Workspace>, ApiError> {
+    let limit = page::limit(q.limit, &st.limits.config)?;
+    let all = st.lab.list_workspaces().await?;
+    Ok(Paged::slice(all, q.cursor.as_deref(), limit, |w| {
+        w.name.clone()
+    }))
 }
 
 pub async fn show(
