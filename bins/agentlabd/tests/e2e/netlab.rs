@@ -161,6 +161,8 @@ pub struct NetLab {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub nft: PathBuf,
+    /// The config's backend lines (`backend: …` and its section; `{bridge}` replaced).
+    pub backend: String,
     daemon: Option<Child>,
     servers: Vec<Child>,
     namespaces: Vec<Netns>,
@@ -171,6 +173,20 @@ impl NetLab {
     /// profile file, `{bridge}`/`{dir}` replaced), sets up the secrets bundle and the git
     /// repository holding the `files(&lab)` (name, content) pairs, and starts the daemon.
     pub fn start(profiles: &str, files: impl Fn(&NetLab) -> Vec<(String, String)>) -> NetLab {
+        let local = format!(
+            "backend: local\nlocal:\n  runner_path: {}\n  bridge: {{bridge}}\n",
+            bin("agent-runner").display()
+        );
+        Self::start_with(&local, profiles, files)
+    }
+
+    /// [`NetLab::start`] with another backend: `backend` holds the config's `backend:` line
+    /// and the backend's section (`{bridge}` replaced).
+    pub fn start_with(
+        backend: &str,
+        profiles: &str,
+        files: impl Fn(&NetLab) -> Vec<(String, String)>,
+    ) -> NetLab {
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("al{pid}-{n}");
@@ -197,6 +213,7 @@ impl NetLab {
             socket: PathBuf::new(),
             config: PathBuf::new(),
             nft: nft_path().unwrap(),
+            backend: backend.to_owned(),
             daemon: None,
             servers: Vec::new(),
             namespaces,
@@ -311,11 +328,10 @@ impl NetLab {
         self.socket = d.join("run/agentlabd.sock");
         self.config = d.join("config.yaml");
         let text = format!(
-            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {pdir}\nbackend: local\n\
+            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {pdir}\n{backend}\
              guest:\n  listen: {gw}:{GUEST_PORT}\n\
              vmid_range:\n  start: {start}\n  end: {end}\n\
              network:\n  bridge: {br}\n  subnet: {net}.0/24\n  gateway: {gw}\n  uplink: wan0\n  manage_firewall: true\n\
-             local:\n  runner_path: {runner}\n  bridge: {br}\n\
              secrets:\n  dir: {dir}/secrets\n  identity: {dir}/age.key\n\
              log:\n  level: debug\n",
             sock = self.socket.display(),
@@ -326,7 +342,7 @@ impl NetLab {
             end = self.vmid_end,
             br = self.bridge,
             net = self.subnet24,
-            runner = bin("agent-runner").display(),
+            backend = self.backend.replace("{bridge}", &self.bridge),
             dir = d.display(),
         );
         std::fs::write(&self.config, text).unwrap();
