@@ -89,12 +89,13 @@ pub fn build(a: &VmArgs<'_>) -> Vec<String> {
         "driver=qcow2,node-name=root,file.driver=file,file.filename={},discard=unmap",
         p("root.qcow2")
     );
-    let root_dev = format!("{},drive=root,serial=agentlab-root", dev("blk"));
+    let boot_index = if !microvm && a.boot == Boot::Disk {
+        ",bootindex=0"
+    } else {
+        ""
+    };
+    let root_dev = format!("{},drive=root,serial=agentlab-root{boot_index}", dev("blk"));
     push(&["-blockdev", &root, "-device", &root_dev]);
-    if !microvm && a.boot == Boot::Disk {
-        v.last_mut().map(|d| d.push_str(",bootindex=0"));
-    }
-    let mut push = |items: &[&str]| v.extend(items.iter().map(|s| (*s).to_owned()));
     if let Some(vol) = &a.volume {
         let node = format!(
             "driver=qcow2,node-name=workspace,file.driver=file,file.filename={}",

@@ -21,7 +21,7 @@ pub(crate) fn running_pid(dir: &Path, vmid: u32) -> Option<i32> {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let name = format!("{},process={}", vm_name(vmid), vm_name(vmid));
     let dir_text = dir.display().to_string();
-    let ours = args.iter().any(|a| *a == name.as_bytes())
+    let ours = args.contains(&name.as_bytes())
         && args
             .iter()
             .any(|a| String::from_utf8_lossy(a).contains(&dir_text));
