@@ -93,7 +93,11 @@ fn boot(c: &mut Criterion) {
         let mut rss = rss.into_inner().unwrap();
         rss.sort_unstable();
         if let Some(median) = rss.get(rss.len() / 2) {
-            eprintln!("qemu_tcg/{machine}: QEMU RSS median {} MiB over {} VMs", median / 1024, rss.len());
+            eprintln!(
+                "qemu_tcg/{machine}: QEMU RSS median {} MiB over {} VMs",
+                median / 1024,
+                rss.len()
+            );
         }
     }
     group.finish();

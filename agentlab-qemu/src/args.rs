@@ -72,13 +72,36 @@ pub fn build(a: &VmArgs<'_>) -> Vec<String> {
     let smp = a.spec.resources.cores.max(1).to_string();
     let mem = format!("{}M", a.spec.resources.memory_mb.max(128));
     push(&[
-        "-name", &name, "-machine", &machine, "-accel", a.accel.as_str(), "-cpu", cpu, "-smp",
-        &smp, "-m", &mem, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-name",
+        &name,
+        "-machine",
+        &machine,
+        "-accel",
+        a.accel.as_str(),
+        "-cpu",
+        cpu,
+        "-smp",
+        &smp,
+        "-m",
+        &mem,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
     ]);
     let serial = format!("file:{}", p("console.log"));
     let qmp = format!("unix:{},server=on,wait=off", p("qmp.sock"));
     let pidfile = p("qemu.pid");
-    push(&["-serial", &serial, "-qmp", &qmp, "-pidfile", &pidfile, "-daemonize"]);
+    push(&[
+        "-serial",
+        &serial,
+        "-qmp",
+        &qmp,
+        "-pidfile",
+        &pidfile,
+        "-daemonize",
+    ]);
     if a.boot == Boot::Kernel
         && let Some((kernel, initrd)) = &a.kernel
     {
@@ -134,8 +157,8 @@ pub fn build(a: &VmArgs<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentlab_core::testkit::hypervisor::ConformanceEnv;
     use agentlab_core::Vmid;
+    use agentlab_core::testkit::hypervisor::ConformanceEnv;
 
     fn args(machine: QemuMachine, boot: Boot) -> Vec<String> {
         let spec = ConformanceEnv::fake().spec(Vmid::new(9100).expect("vmid"));
@@ -157,15 +180,36 @@ mod tests {
     #[test]
     fn q35_boots_the_disk_with_pci_devices() {
         let v = args(QemuMachine::Q35, Boot::Disk).join(" ");
-        assert!(v.contains("-name agentlab-9100,process=agentlab-9100"), "{v}");
-        assert!(v.contains("-machine q35 -accel tcg -cpu max -smp 1 -m 512M"), "{v}");
+        assert!(
+            v.contains("-name agentlab-9100,process=agentlab-9100"),
+            "{v}"
+        );
+        assert!(
+            v.contains("-machine q35 -accel tcg -cpu max -smp 1 -m 512M"),
+            "{v}"
+        );
         assert!(!v.contains("-kernel"), "{v}");
-        assert!(v.contains("virtio-blk-pci,drive=root,serial=agentlab-root,bootindex=0"), "{v}");
+        assert!(
+            v.contains("virtio-blk-pci,drive=root,serial=agentlab-root,bootindex=0"),
+            "{v}"
+        );
         assert!(v.contains("file.filename=/v/ws.qcow2"), "{v}");
-        assert!(v.contains("tap,id=net0,ifname=alq9100,script=no,downscript=no"), "{v}");
-        assert!(v.contains("virtio-net-pci,netdev=net0,mac=02:00:00:00:23:8c"), "{v}");
-        assert!(v.contains("path=/var/lib/agentlab/qemu/9100/qga.sock"), "{v}");
-        assert!(v.contains("-qmp unix:/var/lib/agentlab/qemu/9100/qmp.sock"), "{v}");
+        assert!(
+            v.contains("tap,id=net0,ifname=alq9100,script=no,downscript=no"),
+            "{v}"
+        );
+        assert!(
+            v.contains("virtio-net-pci,netdev=net0,mac=02:00:00:00:23:8c"),
+            "{v}"
+        );
+        assert!(
+            v.contains("path=/var/lib/agentlab/qemu/9100/qga.sock"),
+            "{v}"
+        );
+        assert!(
+            v.contains("-qmp unix:/var/lib/agentlab/qemu/9100/qmp.sock"),
+            "{v}"
+        );
         assert!(v.contains("-daemonize"), "{v}");
     }
 
@@ -173,7 +217,10 @@ mod tests {
     fn microvm_boots_the_kernel_with_mmio_devices() {
         let v = args(QemuMachine::Microvm, Boot::Kernel).join(" ");
         assert!(v.contains("-machine microvm"), "{v}");
-        assert!(v.contains("-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0"), "{v}");
+        assert!(
+            v.contains("-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0"),
+            "{v}"
+        );
         assert!(v.contains("virtio-blk-device,drive=root"), "{v}");
         assert!(v.contains("virtio-net-device"), "{v}");
         assert!(!v.contains("-pci"), "{v}");

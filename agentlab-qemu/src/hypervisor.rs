@@ -218,14 +218,8 @@ impl Hypervisor for QemuHypervisor {
     }
 
     async fn used_ids(&self) -> Result<Vec<Vmid>, HypervisorError> {
-        self.run(|i| {
-            Ok(i.layout
-                .dirs()?
-                .into_iter()
-                .map(|(v, _)| v)
-                .collect())
-        })
-        .await
+        self.run(|i| Ok(i.layout.dirs()?.into_iter().map(|(v, _)| v).collect()))
+            .await
     }
 
     async fn create_volume(

@@ -167,7 +167,10 @@ impl Inner {
         let want = u64::from(gb) << 30;
         if want > size {
             let o = overlay.display().to_string();
-            run_tool(&self.opts.qemu_img, &["resize", "-q", &o, &format!("{gb}G")])?;
+            run_tool(
+                &self.opts.qemu_img,
+                &["resize", "-q", &o, &format!("{gb}G")],
+            )?;
         }
         Ok(())
     }
@@ -206,9 +209,10 @@ impl Inner {
     /// Creates the tap and launches QEMU (which daemonizes once its devices are set up).
     /// Blocking.
     pub fn launch(&self, vmid: Vmid) -> Result<(), QemuError> {
-        let rec = self.layout.load(vmid)?.ok_or_else(|| {
-            QemuError::Missing(format!("VM {vmid} has no record"))
-        })?;
+        let rec = self
+            .layout
+            .load(vmid)?
+            .ok_or_else(|| QemuError::Missing(format!("VM {vmid} has no record")))?;
         let dir = self.dir(vmid);
         for f in ["qmp.sock", "qga.sock", "qemu.pid"] {
             let _ = std::fs::remove_file(dir.join(f));
@@ -405,7 +409,9 @@ impl Inner {
         };
         let addrs = agent.addresses().await.unwrap_or_default();
         let n = &rec.spec.net;
-        Ok(addrs.into_iter().find(|ip| same_subnet(*ip, n.ip, n.prefix_len)))
+        Ok(addrs
+            .into_iter()
+            .find(|ip| same_subnet(*ip, n.ip, n.prefix_len)))
     }
 }
 
@@ -413,11 +419,15 @@ impl Inner {
 fn same_subnet(a: IpAddr, b: IpAddr, len: u8) -> bool {
     match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,

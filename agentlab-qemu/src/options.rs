@@ -95,7 +95,8 @@ mod tests {
         assert_eq!(o.boot, Boot::Kernel);
         assert_eq!(o.accel, QemuAccel::Tcg);
         assert_eq!(o.boot_timeout, Duration::from_secs(90));
-        let d = QemuOptions::from_config(&Config::from_yaml_str("backend: qemu\n", "t").expect("c"));
+        let d =
+            QemuOptions::from_config(&Config::from_yaml_str("backend: qemu\n", "t").expect("c"));
         assert_eq!(d.boot, Boot::Disk);
         assert_eq!(d.accel, QemuAccel::Auto);
     }

@@ -84,7 +84,12 @@ impl Qga {
             }),
         )
         .await;
-        let closed = call(self.vmid, t, self.svc.execute(qga::guest_file_close { handle })).await;
+        let closed = call(
+            self.vmid,
+            t,
+            self.svc.execute(qga::guest_file_close { handle }),
+        )
+        .await;
         let w = written?;
         closed?;
         if usize::try_from(w.count).ok() != Some(content.len()) {

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use qapi::qmp;
 use qapi::futures::QmpStreamTokio;
+use qapi::qmp;
 
 use crate::error::QemuError;
 
@@ -20,7 +20,9 @@ fn err(vmid: u32, message: impl std::fmt::Display) -> QemuError {
 macro_rules! with_qmp {
     ($sock:expr, $vmid:expr, $limit:expr, |$s:ident| $body:expr) => {
         tokio::time::timeout($limit, async {
-            let neg = QmpStreamTokio::open_uds($sock).await.map_err(|e| err($vmid, e))?;
+            let neg = QmpStreamTokio::open_uds($sock)
+                .await
+                .map_err(|e| err($vmid, e))?;
             let mut $s = neg.negotiate().await.map_err(|e| err($vmid, e))?;
             $body
         })

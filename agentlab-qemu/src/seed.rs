@@ -59,7 +59,10 @@ pub fn cmdline(base: &str, spec: &VmSpec, tsc_khz: Option<u64>, extra: Option<&s
     if !base.contains("console=ttyS0") {
         add("console=ttyS0");
     }
-    add(&format!("agentlab.ip={}/{} agentlab.gw={}", n.ip, n.prefix_len, n.gateway));
+    add(&format!(
+        "agentlab.ip={}/{} agentlab.gw={}",
+        n.ip, n.prefix_len, n.gateway
+    ));
     if let Some(khz) = tsc_khz {
         add(&format!("tsc_early_khz={khz}"));
     }

@@ -32,7 +32,11 @@ impl Inner {
     }
 
     /// Blocking.
-    pub fn create_volume(&self, ws: &WorkspaceId, size_gb: u32) -> Result<VolumeId, HypervisorError> {
+    pub fn create_volume(
+        &self,
+        ws: &WorkspaceId,
+        size_gb: u32,
+    ) -> Result<VolumeId, HypervisorError> {
         let vol = VolumeId(ws.to_string());
         let path = self.layout.volume_path(&vol);
         if path.exists() {
@@ -41,7 +45,10 @@ impl Inner {
         Layout::mkdir(&self.layout.volumes_dir())?;
         let p = path.display().to_string();
         let size = format!("{}G", size_gb.max(1));
-        run_tool(&self.opts.qemu_img, &["create", "-q", "-f", "qcow2", &p, &size])?;
+        run_tool(
+            &self.opts.qemu_img,
+            &["create", "-q", "-f", "qcow2", &p, &size],
+        )?;
         Ok(vol)
     }
 

@@ -73,7 +73,11 @@ mod tests {
         );
         assert_eq!(second.qemu_pid(spec.vmid), Some(pid));
         let managed = second.list_managed().await.expect("list");
-        assert!(managed.iter().any(|m| m.vmid == spec.vmid && m.power == PowerState::Running));
+        assert!(
+            managed
+                .iter()
+                .any(|m| m.vmid == spec.vmid && m.power == PowerState::Running)
+        );
         assert_eq!(
             second.guest_address(spec.vmid).await.expect("address"),
             Some(env.guest_ip)
@@ -92,16 +96,29 @@ mod tests {
         }
         let mut lab = Lab::new("t", QemuMachine::Microvm);
         // The kernel finds no init and panics into a halt (no reboot): no agent ever answers.
-        lab.opts.kernel_cmdline = Some("quiet rdinit=/nonexistent init=/nonexistent panic=0".to_owned());
+        lab.opts.kernel_cmdline =
+            Some("quiet rdinit=/nonexistent init=/nonexistent panic=0".to_owned());
         lab.opts.boot_timeout = Duration::from_secs(8);
         let hv = lab.hv();
         let spec = lab.env().spec(vmid(9302));
         hv.create(&spec).await.expect("create");
         let began = Instant::now();
         let err = hv.start(spec.vmid, None).await.expect_err("no agent");
-        assert!(matches!(err, HypervisorError::Timeout(_) | HypervisorError::Backend(_)), "{err:?}");
-        assert!(began.elapsed() < Duration::from_secs(60), "deadline not kept");
-        assert_eq!(hv.status(spec.vmid).await.expect("status"), PowerState::Stopped);
+        assert!(
+            matches!(
+                err,
+                HypervisorError::Timeout(_) | HypervisorError::Backend(_)
+            ),
+            "{err:?}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "deadline not kept"
+        );
+        assert_eq!(
+            hv.status(spec.vmid).await.expect("status"),
+            PowerState::Stopped
+        );
         assert!(lab.qemu_procs().is_empty(), "QEMU left running");
         assert!(lab.taps().is_empty(), "taps left: {:?}", lab.taps());
         hv.destroy(spec.vmid).await.expect("destroy");

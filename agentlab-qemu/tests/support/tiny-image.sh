@@ -13,6 +13,7 @@ cd "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
+apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -qq
 kpkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)
 [ -n "$kpkg" ] || { echo "no kernel package behind linux-image-cloud-amd64 (apt-get update?)" >&2; exit 1; }
 apt-get download -q "$kpkg" qemu-guest-agent >/dev/null 2>&1 || apt-get download "$kpkg" qemu-guest-agent

@@ -113,7 +113,12 @@ fn job_json(lab: &NetLab, id: &str) -> serde_json::Value {
     lab.json(&["job", "show", id])
 }
 
-fn wait_job(lab: &NetLab, id: &str, limit: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_job(
+    lab: &NetLab,
+    id: &str,
+    limit: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let t0 = Instant::now();
     loop {
         let j = job_json(lab, id);
@@ -162,18 +167,63 @@ fn traces(lab: &NetLab, vmid: u64) -> Vec<(String, bool)> {
             format!("tap {tap} in {}", lab.router),
             agentlab_net::netns::link_exists(Some(&lab.router), &tap),
         ),
-        (format!("overlay {}/root.qcow2", dir.display()), dir.join("root.qcow2").exists()),
-        (format!("QMP socket in {}", dir.display()), dir.join("qmp.sock").exists()),
-        (format!("agent socket in {}", dir.display()), dir.join("qga.sock").exists()),
+        (
+            format!("overlay {}/root.qcow2", dir.display()),
+            dir.join("root.qcow2").exists(),
+        ),
+        (
+            format!("QMP socket in {}", dir.display()),
+            dir.join("qmp.sock").exists(),
+        ),
+        (
+            format!("agent socket in {}", dir.display()),
+            dir.join("qga.sock").exists(),
+        ),
         (format!("{sip} in nft table inet agentlab"), in_table),
     ]
+}
+
+/// Kills this lab's QEMU processes when the test ends (also when it panics): a VM is not a
+/// child of the test and would outlive the lab's namespaces.
+struct KillVms(String);
+
+impl Drop for KillVms {
+    fn drop(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in dir
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("qemu-system") && c.contains(&self.0)
+            }) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
 }
 
 fn download_artifacts(lab: &NetLab, id: &str) -> PathBuf {
     let out_dir = lab.dir.path().join("downloaded");
     std::fs::create_dir_all(&out_dir).expect("mkdir");
-    let dl = lab.cli(&["job", "artifacts", "download", id, "--out", out_dir.to_str().expect("utf8")]);
-    assert!(dl.status.success(), "{}", String::from_utf8_lossy(&dl.stderr));
+    let dl = lab.cli(&[
+        "job",
+        "artifacts",
+        "download",
+        id,
+        "--out",
+        out_dir.to_str().expect("utf8"),
+    ]);
+    assert!(
+        dl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dl.stderr)
+    );
     let unpacked = lab.dir.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).expect("mkdir");
     for entry in std::fs::read_dir(&out_dir).expect("read") {
@@ -208,25 +258,46 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         vec![("probe.sh".to_owned(), text)]
     };
     let mut lab = NetLab::start_with(&backend, &profile(), script);
+    let _vms = KillVms(lab.data_dir().display().to_string());
     lab.secrets(&["set-env", "E2E_SECRET"], Some(SECRET));
     lab.secrets(&["add-file", "--path", "e2e/secret.txt"], Some(SECRET));
     // Positive controls from the router: the servers the guest must not reach are up.
-    assert_eq!(lab.fetch_from(&lab.router, LAN_IP, SERVER_PORT).as_deref(), Some("lan-banner"));
+    assert_eq!(
+        lab.fetch_from(&lab.router, LAN_IP, SERVER_PORT).as_deref(),
+        Some("lan-banner")
+    );
 
     let url = lab.repo_url();
     let started = lab.json(&[
-        "job", "run", "--detach", "--repo", &url, "--task", "probe", "--profile", "e2e",
+        "job",
+        "run",
+        "--detach",
+        "--repo",
+        &url,
+        "--task",
+        "probe",
+        "--profile",
+        "e2e",
     ]);
     let job_id = started["id"]
         .as_str()
         .map(str::to_owned)
-        .or_else(|| lab.json(&["job", "list"])[0]["id"].as_str().map(str::to_owned))
+        .or_else(|| {
+            lab.json(&["job", "list"])[0]["id"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| panic!("no job id: {started}"));
     let t0 = Instant::now();
     let running = wait_job(&lab, &job_id, Duration::from_secs(600), |j| {
         j["state"] == "RUNNING" || j["state"] == "COMPLETED" || j["state"] == "FAILED"
     });
-    assert_eq!(running["state"], "RUNNING", "{running}\nlog:\n{}", lab.log());
+    assert_eq!(
+        running["state"],
+        "RUNNING",
+        "{running}\nlog:\n{}",
+        lab.log()
+    );
     let vmid = running["sandbox"].as_u64().expect("sandbox");
     eprintln!("job RUNNING after {:?}", t0.elapsed());
     // The agent is in its sleep once the probes ran (the runner streams logs meanwhile).
@@ -236,23 +307,46 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
 
     lab.kill_daemon();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(qemu_pids(&lab), before, "the VM does not depend on the daemon process");
+    assert_eq!(
+        qemu_pids(&lab),
+        before,
+        "the VM does not depend on the daemon process"
+    );
     lab.spawn_daemon();
     let shown = lab.json(&["sandbox", "show", &vmid.to_string()]);
-    assert_ne!(shown["state"], "DESTROYED", "after restart: {shown}\nlog:\n{}", lab.log());
+    assert_ne!(
+        shown["state"],
+        "DESTROYED",
+        "after restart: {shown}\nlog:\n{}",
+        lab.log()
+    );
 
     let done = wait_job(&lab, &job_id, Duration::from_secs(600), |j| {
         ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&j["state"].as_str().unwrap_or(""))
     });
     eprintln!("job finished after {:?}: {done}", t0.elapsed());
     let unpacked = download_artifacts(&lab, &job_id);
-    let probes = std::fs::read_to_string(unpacked.join("artifacts/probes.txt")).unwrap_or_else(|e| {
-        let log = std::fs::read_to_string(unpacked.join("runner.log")).unwrap_or_default();
-        panic!("no probes.txt ({e}); job {done}\nrunner.log:\n{log}\ndaemon log:\n{}", lab.log())
-    });
+    let probes =
+        std::fs::read_to_string(unpacked.join("artifacts/probes.txt")).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(unpacked.join("runner.log")).unwrap_or_default();
+            panic!(
+                "no probes.txt ({e}); job {done}\nrunner.log:\n{log}\ndaemon log:\n{}",
+                lab.log()
+            )
+        });
     eprintln!("probes from inside VM {vmid}:\n{probes}");
-    assert_eq!(done["state"], "COMPLETED", "{done}\nprobes:\n{probes}\nlog:\n{}", lab.log());
-    assert!(done["outcome"]["commit"].as_str().is_some_and(|c| c.len() == 40), "{done}");
+    assert_eq!(
+        done["state"],
+        "COMPLETED",
+        "{done}\nprobes:\n{probes}\nlog:\n{}",
+        lab.log()
+    );
+    assert!(
+        done["outcome"]["commit"]
+            .as_str()
+            .is_some_and(|c| c.len() == 40),
+        "{done}"
+    );
     let p = parse_kv(&probes);
     let expect = [
         ("uid", "1000"),
@@ -271,7 +365,10 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         .map(|(k, v)| format!("{k}: expected {v}, got {:?}", p.get(*k)))
         .collect();
     assert!(wrong.is_empty(), "probes failed:\n{}", wrong.join("\n"));
-    assert!(p["secret_in_tmpfs"].parse::<u32>().expect("count") >= 1, "{probes}");
+    assert!(
+        p["secret_in_tmpfs"].parse::<u32>().expect("count") >= 1,
+        "{probes}"
+    );
 
     lab.wait_sandbox(vmid, |v| v["state"] == "DESTROYED");
     let left: Vec<String> = traces(&lab, vmid)
@@ -279,6 +376,10 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         .filter(|(_, present)| *present)
         .map(|(what, _)| what)
         .collect();
-    assert!(left.is_empty(), "VM {vmid} left traces: {left:?}\nlog:\n{}", lab.log());
+    assert!(
+        left.is_empty(),
+        "VM {vmid} left traces: {left:?}\nlog:\n{}",
+        lab.log()
+    );
     assert!(!Path::new(&lab.data_dir().join(format!("qemu/{vmid}"))).exists());
 }
