@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use agentlab_core::config::QemuMachine;
 use agentlab_core::{BootstrapData, Hypervisor, SecretValue, Vmid};
 use agentlab_qemu::{Boot, QemuHypervisor};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 
 use support::Lab;
 
@@ -67,10 +67,12 @@ fn boot(c: &mut Criterion) {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("qemu_tcg");
+    // One boot per sample: ten boots (criterion's minimum) plus one warm-up per machine.
     group.sample_size(10);
-    group.measurement_time(Duration::from_secs(60));
+    group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(1));
     group.warm_up_time(Duration::from_millis(1));
-    for machine in [QemuMachine::Microvm, QemuMachine::Q35] {
+    for machine in [QemuMachine::Q35, QemuMachine::Microvm] {
         let lab = lab(machine);
         let hv = lab.hv();
         let n = AtomicU32::new(0);

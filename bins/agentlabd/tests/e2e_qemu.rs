@@ -242,8 +242,10 @@ fn download_artifacts(lab: &NetLab, id: &str) -> PathBuf {
 #[test]
 fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
     let Some(image) = image() else { return };
+    // `AGENTLAB_QEMU_E2E_MACHINE=microvm` runs the same job with direct kernel boot.
+    let machine = std::env::var("AGENTLAB_QEMU_E2E_MACHINE").unwrap_or_else(|_| "q35".to_owned());
     let backend = format!(
-        "backend: qemu\nqemu:\n  image: {}\n  accel: tcg\n  machine: q35\n  boot_timeout_secs: 300\n",
+        "backend: qemu\nqemu:\n  image: {}\n  accel: tcg\n  machine: {machine}\n  boot_timeout_secs: 300\n",
         image.display()
     );
     let script = |lab: &NetLab| {
@@ -299,7 +301,7 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         lab.log()
     );
     let vmid = running["sandbox"].as_u64().expect("sandbox");
-    eprintln!("job RUNNING after {:?}", t0.elapsed());
+    eprintln!("{machine}: job RUNNING after {:?}", t0.elapsed());
     // The agent is in its sleep once the probes ran (the runner streams logs meanwhile).
     std::thread::sleep(Duration::from_secs(15));
     let before = qemu_pids(&lab);
@@ -324,7 +326,7 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
     let done = wait_job(&lab, &job_id, Duration::from_secs(600), |j| {
         ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&j["state"].as_str().unwrap_or(""))
     });
-    eprintln!("job finished after {:?}: {done}", t0.elapsed());
+    eprintln!("{machine}: job finished after {:?}: {done}", t0.elapsed());
     let unpacked = download_artifacts(&lab, &job_id);
     let probes =
         std::fs::read_to_string(unpacked.join("artifacts/probes.txt")).unwrap_or_else(|e| {
