@@ -1,5 +1,6 @@
 //! Boot to ready (create → start returns: the guest agent answered and the bootstrap file is
-//! written; each VM is destroyed after the measurement) under TCG, for `microvm` and `q35`, plus the
+//! written; each VM is destroyed after the measurement) under TCG (`AGENTLAB_QEMU_TEST_ACCEL=kvm`
+//! or `auto` for KVM), for `microvm` and `q35`, plus the
 //! QEMU process's RSS per sandbox (printed). Boots the tiny test image by default; with
 //! `AGENTLAB_QEMU_BENCH_IMAGE=<dir of agentlab image build>` the real image (q35 booting its
 //! disk, microvm its kernel, cloud-init seed attached). Needs root and QEMU; prints a message
@@ -66,7 +67,7 @@ fn boot(c: &mut Criterion) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut group = c.benchmark_group("qemu_tcg");
+    let mut group = c.benchmark_group("qemu");
     // One boot per sample: ten boots (criterion's minimum) plus one warm-up per machine.
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
@@ -77,7 +78,8 @@ fn boot(c: &mut Criterion) {
         let hv = lab.hv();
         let n = AtomicU32::new(0);
         let rss = Mutex::new(Vec::new());
-        group.bench_function(format!("boot_to_ready/{machine}"), |b| {
+        let accel = hv.accel().as_str();
+        group.bench_function(format!("boot_to_ready/{machine}/{accel}"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let (lab, hv, rss) = (&lab, &hv, &rss);
                 let base = (n.fetch_add(1, Ordering::Relaxed) + 1) * 1000;

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use agentlab_core::config::QemuMachine;
+use agentlab_core::config::{QemuAccel, QemuMachine};
 use agentlab_core::testkit::hypervisor::ConformanceEnv;
 use agentlab_net::NetConfig;
 use agentlab_net::netns::{Netns, ip};
-use agentlab_qemu::accel::Accel;
+use agentlab_qemu::accel::{self, Accel};
 use agentlab_qemu::{Boot, QemuHypervisor, QemuOptions};
 
 /// Skips (printing why) or, under `CI`, fails.
@@ -105,8 +105,15 @@ impl Lab {
         Self { dir, opts, router }
     }
 
+    /// The backend; TCG unless `AGENTLAB_QEMU_TEST_ACCEL` says `kvm` or `auto` (resolved as
+    /// `qemu.accel` would be).
     pub fn hv(&self) -> QemuHypervisor {
-        QemuHypervisor::new(self.opts.clone(), Accel::Tcg)
+        let accel = match std::env::var("AGENTLAB_QEMU_TEST_ACCEL").as_deref() {
+            Ok("kvm") => accel::choose(QemuAccel::Kvm).unwrap(),
+            Ok("auto") => accel::choose(QemuAccel::Auto).unwrap(),
+            _ => Accel::Tcg,
+        };
+        QemuHypervisor::new(self.opts.clone(), accel)
     }
 
     /// Conformance settings on this lab's bridge (10.77.0.0/16, guest 10.77.0.100).
