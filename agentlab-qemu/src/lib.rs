@@ -20,6 +20,7 @@ pub mod args;
 mod error;
 mod hypervisor;
 mod layout;
+mod lifecycle;
 mod net;
 mod ops;
 mod options;
