@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(err.details.suggestion.as_deref(), Some("backend"));
         let err = parse("backend: proxmox\n").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnknownVariant);
-        assert_eq!(err.details.expected, vec!["pve", "local", "fake"]);
+        assert_eq!(err.details.expected, vec!["pve", "local", "qemu", "fake"]);
 
         let err = Config::load(&dir.path().join("absent.yaml")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Io);

@@ -60,6 +60,8 @@ fn agent_ports(cfg: &Config) -> Vec<String> {
     let ids = cfg.vmid_range.start..=cfg.vmid_range.end;
     match cfg.backend {
         BackendKind::Local => ids.map(|v| format!("al{v}h")).collect(),
+        // QEMU: the VM's tap (`agentlab_qemu`'s `tap_name`).
+        BackendKind::Qemu => ids.map(|v| format!("alq{v}")).collect(),
         // Proxmox: the VM's tap, or the firewall bridge's port when the PVE firewall is on.
         BackendKind::Pve => ids
             .flat_map(|v| [format!("tap{v}i*"), format!("fwpr{v}p*")])
@@ -97,6 +99,9 @@ mod tests {
         let pve = "backend: pve\npve: {url: https://pve:8006, token_id: a@pve!b, token_secret_file: /s, node: n1}\nvmid_range: {start: 9100, end: 9100}\nnetwork: {uplink: eth9}\n";
         let net = NetConfig::from_daemon(&Config::from_yaml_str(pve, "t").unwrap()).unwrap();
         assert_eq!(net.agent_ports, ["tap9100i*", "fwpr9100p*"]);
+        let qemu = "backend: qemu\nvmid_range: {start: 9100, end: 9101}\nnetwork: {uplink: eth9}\n";
+        let net = NetConfig::from_daemon(&Config::from_yaml_str(qemu, "t").unwrap()).unwrap();
+        assert_eq!(net.agent_ports, ["alq9100", "alq9101"]);
     }
 
     #[test]

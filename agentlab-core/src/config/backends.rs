@@ -1,4 +1,4 @@
-//! Backend sections of the [`Config`](super::Config): `pve`, `local` and `fake`.
+//! Backend sections of the [`Config`](super::Config): `pve`, `local`, `qemu` and `fake`.
 
 use std::path::PathBuf;
 
@@ -196,4 +196,61 @@ pub struct FakeConfig {
     pub faults: std::collections::BTreeMap<String, String>,
     /// Added latency per operation in milliseconds (same names). For tests.
     pub latency_ms: std::collections::BTreeMap<String, u64>,
+}
+
+yaml_enum!(
+    /// `qemu.accel`: how QEMU executes the guest.
+    QemuAccel {
+        /// KVM when the CPU has vmx/svm and `/dev/kvm` opens (and a probe VM runs), else TCG.
+        #[default]
+        Auto => "auto",
+        /// Hardware virtualisation; refused at start-up when unavailable.
+        Kvm => "kvm",
+        /// QEMU's software emulation (slow, works everywhere).
+        Tcg => "tcg",
+    }
+);
+
+yaml_enum!(
+    /// `qemu.machine`: the QEMU machine type.
+    QemuMachine {
+        /// A PC (SeaBIOS) booting the image's `disk.qcow2`, like a Proxmox template.
+        #[default]
+        Q35 => "q35",
+        /// QEMU's minimal machine: direct boot of the image's kernel and initrd.
+        Microvm => "microvm",
+    }
+);
+
+/// `qemu:` the QEMU backend (real VMs on this host, driven over QMP and the guest agent).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QemuConfig {
+    /// Image directory from `agentlab image build` (`disk.qcow2`, `vmlinuz`, `initrd.img`,
+    /// `manifest.json`; default `/var/lib/agentlab/images/default`).
+    pub image: PathBuf,
+    /// The QEMU binary (default `qemu-system-x86_64`, looked up in `PATH`).
+    pub binary: PathBuf,
+    /// Acceleration (default `auto`).
+    pub accel: QemuAccel,
+    /// Machine type (default `q35`).
+    pub machine: QemuMachine,
+    /// Seconds a boot may take until the guest agent answers before the VM is killed
+    /// (default 300, the engine's boot timeout).
+    pub boot_timeout_secs: u64,
+    /// Extra kernel command-line arguments for direct kernel boot (`microvm`).
+    pub kernel_args: Option<String>,
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        Self {
+            image: PathBuf::from("/var/lib/agentlab/images/default"),
+            binary: PathBuf::from("qemu-system-x86_64"),
+            accel: QemuAccel::Auto,
+            machine: QemuMachine::Q35,
+            boot_timeout_secs: 300,
+            kernel_args: None,
+        }
+    }
 }

@@ -13,7 +13,9 @@ mod load;
 mod schema;
 mod validate;
 
-pub use backends::{BootstrapDelivery, FakeConfig, LocalConfig, PveConfig};
+pub use backends::{
+    BootstrapDelivery, FakeConfig, LocalConfig, PveConfig, QemuAccel, QemuConfig, QemuMachine,
+};
 pub use limits::LimitsConfig;
 pub use load::{CONFIG_ENV, ConfigError, DEFAULT_CONFIG_PATH, resolve_path};
 pub use schema::{

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::ids::Vmid;
 use crate::yaml::yaml_enum;
 
-use super::backends::{FakeConfig, LocalConfig, PveConfig};
+use super::backends::{FakeConfig, LocalConfig, PveConfig, QemuConfig};
 use super::limits::LimitsConfig;
 
 yaml_enum!(
@@ -20,6 +20,8 @@ yaml_enum!(
         Pve => "pve",
         /// Local namespaces + bubblewrap sandboxes on this host.
         Local => "local",
+        /// Real VMs run by QEMU on this host (the `qemu` section).
+        Qemu => "qemu",
         /// The in-memory fake (offline demos and tests).
         Fake => "fake",
     }
@@ -64,6 +66,8 @@ pub struct Config {
     pub pve: Option<PveConfig>,
     /// Local backend settings.
     pub local: LocalConfig,
+    /// QEMU backend settings.
+    pub qemu: QemuConfig,
     /// Fake backend settings.
     pub fake: FakeConfig,
     /// Secret bundle store.
@@ -91,6 +95,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             pve: None,
             local: LocalConfig::default(),
+            qemu: QemuConfig::default(),
             fake: FakeConfig::default(),
             secrets: SecretsConfig::default(),
             retention: RetentionConfig::default(),

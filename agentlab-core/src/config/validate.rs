@@ -121,6 +121,8 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
     check(end <= 1 << 31, "local.uid_slots", || {
         format!("uid_base + uid_slots * 65536 = {end} exceeds 2147483648")
     })?;
+    absolute_opt(Some(c.qemu.image.as_path()), "qemu.image")?;
+    at_least_one(c.qemu.boot_timeout_secs, "qemu.boot_timeout_secs")?;
     if let Some(cmd) = &c.fake.boot_command {
         check(
             cmd.first().is_some_and(|p| !p.trim().is_empty()),

@@ -36,6 +36,12 @@ pub async fn build(cfg: &Config, profiles: &Profiles) -> anyhow::Result<LabDeps>
                 .context("setting up the local backend")?;
             (Arc::new(local), net_firewall(cfg)?)
         }
+        BackendKind::Qemu => {
+            let qemu = agentlab_qemu::QemuHypervisor::from_config(cfg)
+                .await
+                .context("setting up the qemu backend")?;
+            (Arc::new(qemu), net_firewall(cfg)?)
+        }
     };
     let secrets = Arc::new(agentlab_secrets::AgeSecretStore::new(
         &cfg.secrets.dir,

@@ -153,6 +153,9 @@ pub struct LabOptions {
     pub extra_config: String,
     /// `vmid_range.quarantine_secs` (the daemon's default when `None`).
     pub quarantine_secs: Option<u32>,
+    /// The config's `backend:` line and the backend's section (`{bridge}` replaced);
+    /// `None`: the local backend with the workspace's `agent-runner`.
+    pub backend: Option<String>,
 }
 
 /// Everything a test needs: namespaces, servers, the daemon's directory and process.
@@ -172,6 +175,8 @@ pub struct NetLab {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub nft: PathBuf,
+    /// The config's backend lines (`backend: …` and its section; `{bridge}` replaced).
+    pub backend: String,
     daemon: Option<Child>,
     servers: Vec<Child>,
     namespaces: Vec<Netns>,
@@ -185,7 +190,7 @@ impl NetLab {
         Self::start_with(profiles, files, &LabOptions::default())
     }
 
-    /// [`NetLab::start`] with a larger vmid range or extra config.
+    /// [`NetLab::start`] with another backend, a larger vmid range or extra config.
     pub fn start_with(
         profiles: &str,
         files: impl Fn(&NetLab) -> Vec<(String, String)>,
@@ -222,6 +227,12 @@ impl NetLab {
             socket: PathBuf::new(),
             config: PathBuf::new(),
             nft: nft_path().unwrap(),
+            backend: opts.backend.clone().unwrap_or_else(|| {
+                format!(
+                    "backend: local\nlocal:\n  runner_path: {}\n  bridge: {{bridge}}\n",
+                    bin("agent-runner").display()
+                )
+            }),
             daemon: None,
             servers: Vec::new(),
             namespaces,
@@ -341,11 +352,10 @@ impl NetLab {
         self.socket = d.join("run/agentlabd.sock");
         self.config = d.join("config.yaml");
         let text = format!(
-            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {pdir}\nbackend: local\n\
+            "socket: {sock}\ndata_dir: {data}\nprofiles_dir: {pdir}\n{backend}\
              guest:\n  listen: {gw}:{GUEST_PORT}\n\
              vmid_range:\n  start: {start}\n  end: {end}\n{quarantine}\
              network:\n  bridge: {br}\n  subnet: {net}.0/24\n  gateway: {gw}\n  uplink: wan0\n  manage_firewall: true\n\
-             local:\n  runner_path: {runner}\n  bridge: {br}\n\
              secrets:\n  dir: {dir}/secrets\n  identity: {dir}/age.key\n\
              log:\n  level: debug\n{extra}",
             sock = self.socket.display(),
@@ -356,7 +366,7 @@ impl NetLab {
             end = self.vmid_end,
             br = self.bridge,
             net = self.subnet24,
-            runner = bin("agent-runner").display(),
+            backend = self.backend.replace("{bridge}", &self.bridge),
             dir = d.display(),
         );
         std::fs::write(&self.config, text).unwrap();
