@@ -189,6 +189,9 @@ mod tests {
                 &format!("token_secret: {SECRET}"),
                 &format!("token_secret: {SECRET}: x"),
             ),
+            // The whole `pve:` section turned into one string (a stray `|`), found by the
+            // fuzz test: serde would quote the string, secret included.
+            with_secret.replace("pve:\n", "pve: |\n"),
         ];
         for (i, text) in cases.iter().enumerate() {
             let err = parse(text).expect_err(&format!("case {i} should fail"));

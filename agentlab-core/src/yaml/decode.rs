@@ -49,13 +49,20 @@ pub fn decode<T: DeserializeOwned>(
     let inner = err.into_inner();
     let message = clean(&inner.to_string(), &path);
     let mut details = classify(&message, &path, file, doc);
-    let sensitive_hit = details.field.as_deref().is_some_and(|f| {
-        sensitive
-            .iter()
-            .any(|s| f == *s || f.starts_with(&format!("{s}.")))
-    });
-    if sensitive_hit && matches!(details.kind, ErrorKind::InvalidType | ErrorKind::Invalid) {
-        details.reason = SECRET_REASON.to_owned();
+    let field = details.field.as_deref().unwrap_or_default();
+    let sensitive_hit = sensitive
+        .iter()
+        .any(|s| field == *s || field.starts_with(&format!("{s}.")));
+    // A value at an ancestor of a secret (e.g. `pve:` written as one string) may hold it.
+    let holds_secret = sensitive
+        .iter()
+        .any(|s| field.is_empty() || s.starts_with(&format!("{field}.")));
+    if matches!(details.kind, ErrorKind::InvalidType | ErrorKind::Invalid) {
+        if sensitive_hit {
+            details.reason = SECRET_REASON.to_owned();
+        } else if holds_secret {
+            details.reason = without_value(&details.reason);
+        }
     }
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         details.reason = details.reason.replace(secret.as_str(), "[REDACTED]");
@@ -119,6 +126,24 @@ fn set_location(
             details.column = Some(c);
         }
         (None, None) => {}
+    }
+}
+
+/// serde's `invalid type: string "…", expected X` without the value: `invalid type: string,
+/// expected X (value not shown: it may hold a secret)`.
+fn without_value(message: &str) -> String {
+    let (head, rest) = message
+        .split_once(": ")
+        .unwrap_or(("invalid value", message));
+    let what = rest
+        .split(|c: char| c == ' ' || c == ',')
+        .next()
+        .unwrap_or("value");
+    match rest.rsplit_once(", expected ") {
+        Some((_, expected)) => {
+            format!("{head}: {what}, expected {expected} (value not shown: it may hold a secret)")
+        }
+        None => format!("{head}: {what} (value not shown: it may hold a secret)"),
     }
 }
 
