@@ -39,6 +39,9 @@ pub struct VmArgs<'a> {
     pub seed: Option<PathBuf>,
 }
 
+/// The `-sandbox` (seccomp) setting of every sandbox's QEMU.
+pub const SANDBOX: &str = "on,obsolete=deny,resourcecontrol=deny";
+
 /// The `-name` of a sandbox's QEMU; also how a restarted daemon recognises its process.
 pub fn vm_name(vmid: u32) -> String {
     format!("agentlab-{vmid}")
@@ -89,6 +92,11 @@ pub fn build(a: &VmArgs<'_>) -> Vec<String> {
         "-display",
         "none",
         "-no-reboot",
+        // QEMU's seccomp filter: the default deny list (reboot, swapon, mount, module and
+        // kexec calls …) plus obsolete and resource-control calls. `spawn` and
+        // `elevateprivileges` stay allowed: `-daemonize` forks after the filter is in place.
+        "-sandbox",
+        SANDBOX,
     ]);
     let serial = format!("file:{}", p("console.log"));
     let qmp = format!("unix:{},server=on,wait=off", p("qmp.sock"));
@@ -211,6 +219,10 @@ mod tests {
             "{v}"
         );
         assert!(v.contains("-daemonize"), "{v}");
+        assert!(
+            v.contains("-sandbox on,obsolete=deny,resourcecontrol=deny"),
+            "{v}"
+        );
     }
 
     #[test]

@@ -64,6 +64,14 @@ mod tests {
         let pid = first.qemu_pid(spec.vmid).expect("pid");
         let rss = first.qemu_rss_kib(spec.vmid).expect("rss");
         assert!(rss > 10_000, "QEMU RSS {rss} KiB");
+        // QEMU runs under its seccomp filter (`-sandbox`): mode 2 in every thread's status.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"]),
+            "QEMU runs without its seccomp filter:\n{status}"
+        );
         drop(first);
 
         let second = lab.hv();
