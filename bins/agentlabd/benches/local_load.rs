@@ -180,6 +180,9 @@ fn bare_round(lab: &NetLab, n: u32) -> Duration {
             .unwrap()
             .success();
         assert!(ok, "bare clone {i}");
+        // Deleting the link first is synchronous; a namespace's devices go asynchronously,
+        // and the next round reuses the names.
+        ip(&["-n", &lab.wan, "link", "del", &link]);
         ip(&["netns", "del", &ns]);
     });
     t0.elapsed()
