@@ -136,7 +136,7 @@ fn without_value(message: &str) -> String {
         .split_once(": ")
         .unwrap_or(("invalid value", message));
     let what = rest
-        .split(|c: char| c == ' ' || c == ',')
+        .split([' ', ','])
         .next()
         .unwrap_or("value");
     match rest.rsplit_once(", expected ") {
