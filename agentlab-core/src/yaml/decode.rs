@@ -135,10 +135,7 @@ fn without_value(message: &str) -> String {
     let (head, rest) = message
         .split_once(": ")
         .unwrap_or(("invalid value", message));
-    let what = rest
-        .split([' ', ','])
-        .next()
-        .unwrap_or("value");
+    let what = rest.split([' ', ',']).next().unwrap_or("value");
     match rest.rsplit_once(", expected ") {
         Some((_, expected)) => {
             format!("{head}: {what}, expected {expected} (value not shown: it may hold a secret)")
