@@ -151,6 +151,26 @@ pub trait NodeHealth: Send + Sync {
     async fn node_status(&self) -> Result<Vec<NodeStatus>, HypervisorError>;
 }
 
+/// What a running sandbox's VM process uses on the host (see [`ProcessUsage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VmUsage {
+    /// The host process (e.g. QEMU).
+    pub pid: u32,
+    /// Resident memory in bytes.
+    pub rss_bytes: u64,
+    /// CPU time used so far (user + system), in seconds.
+    pub cpu_seconds: f64,
+}
+
+/// Optional ability of backends whose VMs are host processes (QEMU): report a running
+/// sandbox's memory and CPU use; `agentlab sandbox show` shows it. Reached through
+/// [`Hypervisor::process_usage`].
+#[async_trait]
+pub trait ProcessUsage: Send + Sync {
+    /// The VM process's use, or `None` when the sandbox is not running.
+    async fn usage(&self, vmid: Vmid) -> Result<Option<VmUsage>, HypervisorError>;
+}
+
 /// Errors of a [`Hypervisor`].
 #[derive(Debug, thiserror::Error)]
 pub enum HypervisorError {
@@ -228,6 +248,10 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     async fn detach_volume(&self, vmid: Vmid, volume: &VolumeId) -> Result<(), HypervisorError>;
     /// Optional: per-node health and capacity (multi-node backends); `None` by default.
     fn node_health(&self) -> Option<&dyn NodeHealth> {
+        None
+    }
+    /// Optional: memory and CPU of a sandbox's VM process (QEMU); `None` by default.
+    fn process_usage(&self) -> Option<&dyn ProcessUsage> {
         None
     }
 }

@@ -37,8 +37,8 @@ pub mod yaml;
 pub use event::{Event, EventKind, EventQuery, NewEvent};
 pub use firewall::{Egress, Firewall, FirewallError, FirewallState, SandboxNet};
 pub use hypervisor::{
-    BootstrapData, Hypervisor, HypervisorError, ManagedVm, NetAttachment, PowerState, Resources,
-    VmHandle, VmSpec, VolumeId,
+    BootstrapData, Hypervisor, HypervisorError, ManagedVm, NetAttachment, PowerState, ProcessUsage,
+    Resources, VmHandle, VmSpec, VmUsage, VolumeId,
 };
 pub use ids::{IdError, JobId, Vmid, WorkspaceId};
 pub use model::{Artifact, BootstrapToken, Job, JobOutcome, Lease, Sandbox, Workspace};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use agentlab_core::config::Config;
 use agentlab_core::{
-    BootstrapData, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec, Vmid,
-    VolumeId, WorkspaceId,
+    BootstrapData, Hypervisor, HypervisorError, ManagedVm, PowerState, ProcessUsage, VmHandle,
+    VmSpec, VmUsage, Vmid, VolumeId, WorkspaceId,
 };
 use async_trait::async_trait;
 
@@ -129,6 +129,22 @@ fn check_tools(o: &QemuOptions) -> Result<(), QemuError> {
 }
 
 #[async_trait]
+impl ProcessUsage for QemuHypervisor {
+    async fn usage(&self, vmid: Vmid) -> Result<Option<VmUsage>, HypervisorError> {
+        self.run(move |inner| {
+            Ok(inner.pid(vmid).and_then(|pid| {
+                Some(VmUsage {
+                    pid: u32::try_from(pid).ok()?,
+                    rss_bytes: crate::proc::rss_kib(pid)? * 1024,
+                    cpu_seconds: crate::proc::cpu_seconds(pid)?,
+                })
+            }))
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl Hypervisor for QemuHypervisor {
     fn name(&self) -> &'static str {
         "qemu"
@@ -220,6 +236,10 @@ impl Hypervisor for QemuHypervisor {
     async fn used_ids(&self) -> Result<Vec<Vmid>, HypervisorError> {
         self.run(|i| Ok(i.layout.dirs()?.into_iter().map(|(v, _)| v).collect()))
             .await
+    }
+
+    fn process_usage(&self) -> Option<&dyn ProcessUsage> {
+        Some(self)
     }
 
     async fn create_volume(

@@ -66,3 +66,31 @@ pub(crate) fn rss_kib(pid: i32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// CPU time (user + system) of `pid` in seconds, from `/proc/<pid>/stat` (fields 14 and 15,
+/// in clock ticks of 1/100 s: Linux's fixed `USER_HZ` for /proc).
+pub(crate) fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces), starting at field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    let (utime, stime) = (ticks(11)?, ticks(12)?);
+    Some((utime + stime) as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_has_rss_and_cpu_time() {
+        let pid = i32::try_from(std::process::id()).expect("pid");
+        assert!(super::rss_kib(pid).is_some_and(|k| k > 0));
+        // Burn a little CPU so the figure is above zero on any clock.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(super::cpu_seconds(pid).is_some_and(|s| s > 0.0));
+    }
+}

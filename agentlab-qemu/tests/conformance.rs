@@ -64,6 +64,17 @@ mod tests {
         let pid = first.qemu_pid(spec.vmid).expect("pid");
         let rss = first.qemu_rss_kib(spec.vmid).expect("rss");
         assert!(rss > 10_000, "QEMU RSS {rss} KiB");
+        // The same figures through the engine's optional ability (`sandbox show`).
+        let usage = first
+            .process_usage()
+            .expect("qemu reports process usage")
+            .usage(spec.vmid)
+            .await
+            .expect("usage")
+            .expect("running");
+        assert_eq!(i64::from(usage.pid), i64::from(pid));
+        assert!(usage.rss_bytes > 10_000 * 1024, "{usage:?}");
+        assert!(usage.cpu_seconds > 0.0, "{usage:?}");
         // QEMU runs under its seccomp filter (`-sandbox`): mode 2 in every thread's status.
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         assert!(

@@ -26,6 +26,18 @@ pub struct ErrorInfo {
     pub details: serde_json::Value,
 }
 
+/// `GET /v1/sandboxes/{vmid}`: the sandbox and, where the backend reports it (QEMU), what
+/// its running VM process uses on the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxDetail {
+    /// The sandbox record.
+    #[serde(flatten)]
+    pub sandbox: crate::model::Sandbox,
+    /// Memory and CPU of the VM process; absent when not running or not reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::hypervisor::VmUsage>,
+}
+
 /// `POST /v1/sandboxes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

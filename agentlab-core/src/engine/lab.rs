@@ -292,4 +292,17 @@ impl Lab {
     pub async fn sandbox(&self, vmid: Vmid) -> Result<Sandbox, EngineError> {
         Ok(self.deps.store.get_sandbox(vmid).await?)
     }
+
+    /// What a sandbox's VM process uses on the host, when the backend reports it and the
+    /// sandbox runs; a backend error is logged and reads as `None` (it is only a display).
+    pub async fn sandbox_usage(&self, vmid: Vmid) -> Option<crate::hypervisor::VmUsage> {
+        let usage = self.deps.hypervisor.process_usage()?;
+        match usage.usage(vmid).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(sandbox = %vmid, error = %e, "no process usage");
+                None
+            }
+        }
+    }
 }

@@ -29,6 +29,19 @@ pub fn sandbox_table(list: &[Sandbox], now: &Timestamp) -> String {
     t.render()
 }
 
+/// The `usage` line of `sandbox show`: the VM process's memory and CPU time.
+pub fn usage_line(u: &agentlab_core::VmUsage) -> String {
+    kv(&[(
+        "usage",
+        format!(
+            "pid {}, {:.0} MiB resident, {:.1} s CPU",
+            u.pid,
+            u.rss_bytes as f64 / (1024.0 * 1024.0),
+            u.cpu_seconds
+        ),
+    )])
+}
+
 /// One sandbox in detail; `last_error` comes right after the state so a failure cause is
 /// the first thing a reader sees.
 pub fn sandbox_detail(s: &Sandbox, now: &Timestamp) -> String {

@@ -1,6 +1,6 @@
 //! `agentlab sandbox list|show|start|stop|destroy|lease renew` (and `new`, in `sandbox_new`).
 
-use agentlab_core::api::control::RenewLeaseRequest;
+use agentlab_core::api::control::{RenewLeaseRequest, SandboxDetail};
 use agentlab_core::{Sandbox, SandboxState, Vmid};
 
 use super::sandbox_new::{self, NewArgs};
@@ -89,7 +89,21 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
             let list: Vec<Sandbox> = c.get_all(&path, "cursor", None).await?;
             return print_list(ctx, &list);
         }
-        SandboxCmd::Show { vmid } => c.get(&format!("/v1/sandboxes/{vmid}")).await?,
+        SandboxCmd::Show { vmid } => {
+            let detail: SandboxDetail = c.get(&format!("/v1/sandboxes/{vmid}")).await?;
+            if ctx.json {
+                print_json(&detail)?;
+            } else {
+                print!(
+                    "{}",
+                    view::sandbox_detail(&detail.sandbox, &chrono::Utc::now())
+                );
+                if let Some(u) = &detail.usage {
+                    print!("{}", view::usage_line(u));
+                }
+            }
+            return Ok(Code::Ok);
+        }
         SandboxCmd::Start { vmid } => c.post_empty(&format!("/v1/sandboxes/{vmid}/start")).await?,
         SandboxCmd::Stop { vmid } => c.post_empty(&format!("/v1/sandboxes/{vmid}/stop")).await?,
         SandboxCmd::Destroy { vmid } => c.delete(&format!("/v1/sandboxes/{vmid}")).await?,

@@ -53,10 +53,11 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/sandboxes/{vmid}",
-        "Show a sandbox",
+        "Show a sandbox (with `usage`: pid, rss_bytes, cpu_seconds of its VM process where the \
+         backend reports it, e.g. qemu)",
         None,
         200,
-        "Sandbox",
+        "SandboxDetail",
     ),
     (
         "delete",
@@ -299,7 +300,7 @@ pub fn document() -> Value {
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
-            "Health": obj, "Status": obj, "Object": obj, "Sandbox": obj, "Job": obj, "Workspace": obj,
+            "Health": obj, "Status": obj, "Object": obj, "Sandbox": obj, "SandboxDetail": obj, "Job": obj, "Workspace": obj,
             "RebindResponse": obj, "CreateSandboxRequest": obj, "RunJobRequest": obj, "RenewLeaseRequest": obj,
             "CreateWorkspaceRequest": obj, "AttachWorkspaceRequest": obj, "RebindWorkspaceRequest": obj,
             "SandboxList": list, "JobList": list, "EventList": list, "ArtifactList": list, "WorkspaceList": list, "ProfileList": list,

@@ -94,8 +94,14 @@ pub async fn list(
 pub async fn show(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Sandbox>, ApiError> {
-    Ok(Json(st.lab.sandbox(vmid(&id)?).await?))
+) -> Result<Json<agentlab_core::api::control::SandboxDetail>, ApiError> {
+    let vmid = vmid(&id)?;
+    let sandbox = st.lab.sandbox(vmid).await?;
+    let usage = st.lab.sandbox_usage(vmid).await;
+    Ok(Json(agentlab_core::api::control::SandboxDetail {
+        sandbox,
+        usage,
+    }))
 }
 
 pub async fn start(
