@@ -215,3 +215,40 @@ fn missing_prerequisites_are_named() {
         assert!(err.unwrap_err().to_string().contains("root"));
     }
 }
+
+/// Two builds of the same spec from the same package versions (one CI run, one mirror state)
+/// list the same packages with the same versions in their manifests: a second, rootfs-only
+/// build of the shared test image's spec (the same `SOURCE_DATE_EPOCH`).
+#[test]
+fn a_second_build_of_the_same_spec_lists_the_same_packages() {
+    let Some(dir) = image() else { return };
+    let first = Manifest::load(&dir).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let opts = agentlab_image::BuildOptions {
+        spec: agentlab_image::ImageSpec::from_yaml(
+            agentlab_image::testing::TEST_SPEC,
+            "<test spec>",
+        )
+        .unwrap(),
+        out: out.path().join("again"),
+        runner: support::runner_binary(),
+        npm: agentlab_image::npm::NpmOptions {
+            cache: agentlab_image::testing::cache_root().join("npm-cache"),
+            ..agentlab_image::npm::NpmOptions::default()
+        },
+        force: true,
+        rootfs_only: true,
+        source_date_epoch: Some(first.source_date_epoch),
+    };
+    agentlab_image::build(&opts, &mut |p| eprintln!("{p}")).unwrap();
+    let second = Manifest::load(&out.path().join("again")).unwrap();
+    assert_eq!(second.spec_hash, first.spec_hash);
+    let names = |m: &Manifest| {
+        m.packages
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect::<Vec<_>>()
+    };
+    assert!(!first.packages.is_empty());
+    assert_eq!(names(&first), names(&second), "package lists differ");
+}
