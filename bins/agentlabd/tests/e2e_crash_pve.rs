@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentlab_core::fake::boot::ProcessBootHook;
-use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path, process_boot_hook};
+use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, process_boot_hook};
 use crash::{init_repo, part_files, processes_under, profile, run_matrix, run_point};
 use harness::{Daemon, bin};
 
@@ -95,16 +95,9 @@ fn point(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_at_every_kill_point_on_the_pve_simulator_leaves_nothing() {
-    let schema = default_schema_path();
-    if !schema.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PVE schema missing at {} (required in CI)",
-            schema.display()
-        );
-        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    let Some(schema) = harness::pve_schema_or_skip() else {
         return;
-    }
+    };
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         run_matrix(|p, scenario| point(&rt, &schema, p, scenario));

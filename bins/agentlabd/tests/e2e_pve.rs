@@ -6,27 +6,17 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use agentlab_core::fake::boot::ProcessBootHook;
-use agentlab_pve::sim::{
-    FaultKind, FaultRule, SeedVm, SimConfig, Simulator, default_schema_path, process_boot_hook,
-};
+use agentlab_pve::sim::{FaultKind, FaultRule, SeedVm, SimConfig, Simulator, process_boot_hook};
 use harness::{Daemon, bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn job_runs_end_to_end_on_the_pve_simulator() {
-    let schema = default_schema_path();
-    if !schema.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PVE schema missing at {} (required in CI)",
-            schema.display()
-        );
-        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    let Some(schema) = harness::pve_schema_or_skip() else {
         return;
-    }
+    };
     let sim = Simulator::start(SimConfig::new(schema), "127.0.0.1:0")
         .await
         .unwrap();
@@ -50,21 +40,7 @@ async fn job_runs_end_to_end_on_the_pve_simulator() {
     );
     let (d, url) = tokio::task::spawn_blocking(move || {
         let d = Daemon::start_backend(Some(profiles), "pve", &pve);
-        let repo = d.dir.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        for args in [
-            &["init", "-q", "-b", "main"][..],
-            &["commit", "-q", "--allow-empty", "-m", "init"],
-        ] {
-            let ok = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-                .args(args)
-                .current_dir(&repo)
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
-        let url = format!("file://{}", repo.display());
+        let url = harness::empty_repo(&d);
         (d, url)
     })
     .await
@@ -114,16 +90,9 @@ async fn job_runs_end_to_end_on_the_pve_simulator() {
 /// call, and the simulator holds nothing AgentLab created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pve_failures_name_the_call_and_leave_nothing_behind() {
-    let schema = default_schema_path();
-    if !schema.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PVE schema missing at {} (required in CI)",
-            schema.display()
-        );
-        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    let Some(schema) = harness::pve_schema_or_skip() else {
         return;
-    }
+    };
     let cases = [
         ("POST", "/clone", "clone"),
         ("PUT", "/resize", "configure"),
@@ -174,16 +143,9 @@ async fn pve_failures_name_the_call_and_leave_nothing_behind() {
 /// gone; the sandbox ends FAILED with the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clone_left_running_by_a_killed_daemon_is_stopped_by_its_upid() {
-    let schema = default_schema_path();
-    if !schema.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PVE schema missing at {} (required in CI)",
-            schema.display()
-        );
-        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    let Some(schema) = harness::pve_schema_or_skip() else {
         return;
-    }
+    };
     let mut cfg = SimConfig::new(schema);
     cfg.clone_duration = std::time::Duration::from_secs(60);
     let sim = Simulator::start(cfg, "127.0.0.1:0").await.unwrap();

@@ -8,34 +8,15 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentlab_core::fake::boot::ProcessBootHook;
-use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path, process_boot_hook};
+use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, process_boot_hook};
 use harness::{Daemon, bin};
 use serde_json::Value;
 
 const GIB: u64 = 1 << 30;
-
-fn init_repo(d: &Daemon) -> String {
-    let repo = d.dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["commit", "-q", "--allow-empty", "-m", "init"],
-    ] {
-        let ok = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .current_dir(&repo)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    format!("file://{}", repo.display())
-}
 
 /// Starts a detached job and waits until it runs; returns (job id, sandbox vmid, node).
 fn running_job(d: &Daemon, repo: &str) -> (String, u64, String) {
@@ -92,16 +73,9 @@ fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_node_fails_its_jobs_only_and_its_vms_go_when_it_returns() {
-    let schema = default_schema_path();
-    if !schema.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PVE schema missing at {} (required in CI)",
-            schema.display()
-        );
-        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    let Some(schema) = harness::pve_schema_or_skip() else {
         return;
-    }
+    };
     let mut cfg = SimConfig::new(schema);
     // pve1 has the most free memory at first: 56 GiB free against pve2's 48.
     cfg.nodes[0].mem = 8 * GIB;
@@ -132,7 +106,7 @@ async fn a_lost_node_fails_its_jobs_only_and_its_vms_go_when_it_returns() {
     tokio::task::spawn_blocking(move || {
         let sim = sim2;
         let d = Daemon::start_backend(Some(profiles), "pve", &pve);
-        let repo = init_repo(&d);
+        let repo = harness::empty_repo(&d);
 
         // Spread by free memory: pve1 (56 free) → pve2 (48 vs 40) → pve1 (40 vs 32).
         let a = running_job(&d, &repo);

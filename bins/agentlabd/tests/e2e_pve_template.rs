@@ -9,13 +9,12 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 
 use agentlab_core::fake::boot::ProcessBootHook;
 use agentlab_image::manifest::{RunnerInfo, file_sha256};
 use agentlab_image::{ImageSpec, Manifest};
-use agentlab_pve::sim::{SimConfig, Simulator, default_schema_path, process_boot_hook};
+use agentlab_pve::sim::{SimConfig, Simulator, process_boot_hook};
 use harness::{Daemon, bin};
 
 /// An image directory as `agentlab image build` leaves it (the simulator does not boot the
@@ -48,16 +47,9 @@ fn image_dir(dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_runs_from_a_template_installed_per_node() {
-    let schema = default_schema_path();
-    if !schema.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PVE schema missing at {} (required in CI)",
-            schema.display()
-        );
-        eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    let Some(schema) = harness::pve_schema_or_skip() else {
         return;
-    }
+    };
     let mut cfg = SimConfig::new(schema);
     for s in &mut cfg.storages {
         if s.id == "local" {
@@ -103,21 +95,7 @@ async fn a_job_runs_from_a_template_installed_per_node() {
         let copy = installed[1]["vmid"].as_u64().unwrap();
         assert_ne!(copy, 8000);
 
-        let repo = d.dir.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        for args in [
-            &["init", "-q", "-b", "main"][..],
-            &["commit", "-q", "--allow-empty", "-m", "init"],
-        ] {
-            let ok = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-                .args(args)
-                .current_dir(&repo)
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
-        let url = format!("file://{}", repo.display());
+        let url = harness::empty_repo(&d);
         let out = d.cli(&[
             "job",
             "run",

@@ -278,3 +278,38 @@ pub fn terminate(mut c: Child) {
     let _ = c.kill();
     let _ = c.wait();
 }
+
+/// A repository with one empty commit under the daemon's dir; its `file://` URL.
+pub fn empty_repo(d: &Daemon) -> String {
+    let repo = d.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["commit", "-q", "--allow-empty", "-m", "init"],
+    ] {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    format!("file://{}", repo.display())
+}
+
+/// The PVE schema the simulator validates against, or `None` (printed `SKIP:`) when it is
+/// missing outside CI; panics under `CI`.
+pub fn pve_schema_or_skip() -> Option<PathBuf> {
+    let schema = agentlab_pve::sim::default_schema_path();
+    if schema.exists() {
+        return Some(schema);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "PVE schema missing at {} (required in CI)",
+        schema.display()
+    );
+    eprintln!("SKIP: PVE schema not found at {}", schema.display());
+    None
+}
