@@ -433,7 +433,8 @@ impl NetLab {
             .args(["netns", "exec", &self.wan, "git", "daemon", "--export-all"])
             .arg(format!("--base-path={}", srv.display()))
             .arg(format!("--listen={WAN_IP}"))
-            .args(["--port=9418", "--reuseaddr"])
+            // Unlimited clients: the stress test clones 50 at once (git daemon refuses above 32).
+            .args(["--port=9418", "--reuseaddr", "--max-connections=0"])
             .arg(format!("--pid-file={}", self.git_daemon_pid().display()))
             .arg(&srv)
             .stdout(Stdio::null())
