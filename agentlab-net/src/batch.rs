@@ -90,16 +90,20 @@ impl NftFirewall {
         if queued.is_empty() {
             return;
         }
-        self.apply_group(queued).await;
-        self.remember_installed().await;
+        // The tables are listed again only when something reached nft (removing a sandbox
+        // that never had entries changes nothing).
+        if self.apply_group(queued).await {
+            self.remember_installed().await;
+        }
     }
 
     /// Applies `group` as one batch; if nft refuses it, each half on its own (so a refused
-    /// change costs O(log n) extra transactions and fails alone). Gate held.
+    /// change costs O(log n) extra transactions and fails alone). Gate held. Returns whether
+    /// any script was sent to nft.
     fn apply_group(
         &self,
         group: Vec<Pending>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
         Box::pin(async move {
             let mut record = self.lock_record().clone();
             let mut script = String::new();
@@ -123,7 +127,7 @@ impl NftFirewall {
                     }
                     let _ = p.done.send(r);
                 }
-                return;
+                return !script.is_empty();
             }
             if script.is_empty() || self.runner.apply(&script).await.is_ok() {
                 *self.lock_record() = record;
@@ -135,7 +139,7 @@ impl NftFirewall {
                     log_done(&p.change);
                     let _ = p.done.send(Ok(()));
                 }
-                return;
+                return !script.is_empty();
             }
             tracing::warn!(
                 changes = planned.len(),
@@ -144,6 +148,8 @@ impl NftFirewall {
             let second = planned.split_off(planned.len() / 2);
             self.apply_group(planned).await;
             self.apply_group(second).await;
+            // The refused batch itself reached nft.
+            true
         })
     }
 
