@@ -100,38 +100,6 @@ fn run_job(lab: &NetLab) -> (Option<i32>, String, serde_json::Value) {
     (out.status.code(), text, job)
 }
 
-/// Downloads the job's artifact bundle and unpacks it into `<dir>/unpacked`.
-fn download_artifacts(lab: &NetLab, id: &str) -> std::path::PathBuf {
-    let out_dir = lab.dir.path().join("downloaded");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let dl = lab.cli(&[
-        "job",
-        "artifacts",
-        "download",
-        id,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        dl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dl.stderr)
-    );
-    let unpacked = lab.dir.path().join("unpacked");
-    std::fs::create_dir_all(&unpacked).unwrap();
-    for entry in std::fs::read_dir(&out_dir).unwrap() {
-        let ok = Command::new("tar")
-            .arg("xzf")
-            .arg(entry.unwrap().path())
-            .arg("-C")
-            .arg(&unpacked)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    unpacked
-}
-
 /// Every regular file under `root` except the bundle store and the identity must not contain
 /// `needle`.
 fn assert_not_on_disk(root: &Path, needle: &str) -> usize {
@@ -229,7 +197,7 @@ fn job_in_a_local_sandbox_is_isolated_and_leaves_no_trace() {
     let vmid = job["sandbox"].as_u64().unwrap();
     lab.wait_sandbox(vmid, |v| v["state"] == "DESTROYED");
 
-    let unpacked = download_artifacts(&lab, job["id"].as_str().unwrap());
+    let unpacked = lab.download_artifacts(job["id"].as_str().unwrap());
     let probes_text = std::fs::read_to_string(unpacked.join("artifacts/probes.txt"))
         .unwrap_or_else(|e| {
             let log = std::fs::read_to_string(unpacked.join("runner.log")).unwrap_or_default();

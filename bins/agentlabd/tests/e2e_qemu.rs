@@ -210,37 +210,6 @@ impl Drop for KillVms {
     }
 }
 
-fn download_artifacts(lab: &NetLab, id: &str) -> PathBuf {
-    let out_dir = lab.dir.path().join("downloaded");
-    std::fs::create_dir_all(&out_dir).expect("mkdir");
-    let dl = lab.cli(&[
-        "job",
-        "artifacts",
-        "download",
-        id,
-        "--out",
-        out_dir.to_str().expect("utf8"),
-    ]);
-    assert!(
-        dl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dl.stderr)
-    );
-    let unpacked = lab.dir.path().join("unpacked");
-    std::fs::create_dir_all(&unpacked).expect("mkdir");
-    for entry in std::fs::read_dir(&out_dir).expect("read") {
-        let ok = Command::new("tar")
-            .arg("xzf")
-            .arg(entry.expect("entry").path())
-            .arg("-C")
-            .arg(&unpacked)
-            .status()
-            .expect("tar");
-        assert!(ok.success());
-    }
-    unpacked
-}
-
 #[test]
 fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
     let Some(image) = image() else { return };
@@ -333,7 +302,7 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&j["state"].as_str().unwrap_or(""))
     });
     eprintln!("{machine}: job finished after {:?}: {done}", t0.elapsed());
-    let unpacked = download_artifacts(&lab, &job_id);
+    let unpacked = lab.download_artifacts(&job_id);
     let probes =
         std::fs::read_to_string(unpacked.join("artifacts/probes.txt")).unwrap_or_else(|e| {
             let log = std::fs::read_to_string(unpacked.join("runner.log")).unwrap_or_default();

@@ -463,6 +463,32 @@ impl NetLab {
         }
     }
 
+    /// Downloads job `id`'s artifact bundle with the CLI and unpacks it into `<dir>/unpacked`.
+    pub fn download_artifacts(&self, id: &str) -> PathBuf {
+        let out_dir = self.dir.path().join("downloaded");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = out_dir.to_str().unwrap();
+        let dl = self.cli(&["job", "artifacts", "download", id, "--out", out]);
+        assert!(
+            dl.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dl.stderr)
+        );
+        let unpacked = self.dir.path().join("unpacked");
+        std::fs::create_dir_all(&unpacked).unwrap();
+        for entry in std::fs::read_dir(&out_dir).unwrap() {
+            let ok = Command::new("tar")
+                .arg("xzf")
+                .arg(entry.unwrap().path())
+                .arg("-C")
+                .arg(&unpacked)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        unpacked
+    }
+
     /// The daemon's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agentlabd.log")).unwrap_or_default()
