@@ -17,7 +17,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 echo "==> cargo build (all targets, incl. examples and benches)"
 cargo build --workspace --all-targets --all-features
 
-echo "==> tests"
+echo "==> tests ($(df -h --output=avail . | tail -1 | tr -d ' ') free on the disk)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast
 else

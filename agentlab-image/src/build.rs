@@ -65,6 +65,30 @@ impl fmt::Display for Progress {
     }
 }
 
+/// What a build needs free next to its output: the root file system (under 1 GiB for the
+/// default spec) plus, for a full build, the raw disk's written blocks and the qcow2 at once
+/// (each about the root file system's size) — 3 GiB, or 1 GiB for `--rootfs-only`.
+fn needed_bytes(opts: &BuildOptions) -> u64 {
+    const GIB: u64 = 1 << 30;
+    if opts.rootfs_only { GIB } else { 3 * GIB }
+}
+
+/// Refuses to start when `dir`'s file system has less than `needed` bytes available, so a
+/// build does not fail half-way with "No space left on device".
+fn check_space(dir: &Path, needed: u64) -> Result<(), ImageError> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| ImageError::io(dir, std::io::Error::from_raw_os_error(e as i32)))?;
+    let free = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
+    if free < needed {
+        return Err(ImageError::NoSpace {
+            dir: dir.to_path_buf(),
+            free_bytes: free,
+            needed_bytes: needed,
+        });
+    }
+    Ok(())
+}
+
 /// Removes the temporary directory unless the build finished (and never while something is
 /// mounted under it).
 struct TempDir(Option<PathBuf>);
@@ -126,6 +150,7 @@ pub fn build(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| ImageError::io(parent, e))?;
+    check_space(parent, needed_bytes(opts))?;
     let name = opts
         .out
         .file_name()
@@ -263,4 +288,29 @@ pub fn uuid_from(hash: &str) -> String {
         &s[16..20],
         &s[20..32]
     )
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::*;
+
+    #[test]
+    fn too_little_space_is_a_typed_error_naming_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        check_space(dir.path(), 0).unwrap();
+        match check_space(dir.path(), u64::MAX) {
+            Err(ImageError::NoSpace {
+                dir: named,
+                free_bytes,
+                needed_bytes,
+            }) => {
+                assert_eq!(named, dir.path());
+                assert!(free_bytes > 0 && free_bytes < u64::MAX);
+                assert_eq!(needed_bytes, u64::MAX);
+            }
+            other => panic!("expected NoSpace, got {other:?}"),
+        }
+        let msg = check_space(dir.path(), u64::MAX).unwrap_err().to_string();
+        assert!(msg.contains("MiB free"), "{msg}");
+    }
 }

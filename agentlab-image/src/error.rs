@@ -24,6 +24,19 @@ pub enum ImageError {
     /// The output exists and replacing it was not asked for.
     #[error("{} exists; pass --force to replace it", .0.display())]
     Exists(PathBuf),
+    /// The file system holding the output has too little free space for the build.
+    #[error(
+        "{} has {} MiB free; building this image needs about {} MiB (free some space or pass another --out)",
+        dir.display(), free_bytes >> 20, needed_bytes >> 20
+    )]
+    NoSpace {
+        /// The directory the build writes into (the output's parent).
+        dir: PathBuf,
+        /// Bytes available (statvfs `f_bavail × f_frsize`).
+        free_bytes: u64,
+        /// The estimate the build needs.
+        needed_bytes: u64,
+    },
     /// A build step failed.
     #[error("Image build step {step} failed: {reason}")]
     Step {
