@@ -56,6 +56,18 @@ pub enum EventKind {
     BootstrapAbandoned,
     /// The sandbox's hypervisor node went offline; the sandbox is LOST (payload: node).
     SandboxLost,
+    /// The sandbox's guest agent opened its channel (payload: peer).
+    ChannelConnected,
+    /// The sandbox's guest agent's channel ended (payload: reason).
+    ChannelDisconnected,
+    /// A channel upgrade was refused (payload: reason `unknown`/`gone`/`wrong_key`/
+    /// `wrong_address`, peer).
+    ChannelRefused,
+    /// An exec, shell, copy or forward began (payload: id, kind, user, program or path or
+    /// port, client; never the data).
+    StreamOpened,
+    /// It ended (payload: id, kind, exit_code, error, duration_ms, bytes_in, bytes_out).
+    StreamClosed,
 }
 
 impl EventKind {
@@ -85,6 +97,11 @@ impl EventKind {
             BootstrapRefused => "bootstrap_refused",
             BootstrapAbandoned => "bootstrap_abandoned",
             SandboxLost => "sandbox_lost",
+            ChannelConnected => "channel_connected",
+            ChannelDisconnected => "channel_disconnected",
+            ChannelRefused => "channel_refused",
+            StreamOpened => "stream_opened",
+            StreamClosed => "stream_closed",
         }
     }
 

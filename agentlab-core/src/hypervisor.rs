@@ -89,6 +89,10 @@ pub struct BootstrapData {
     pub token: SecretValue,
     /// The VM id the token is bound to.
     pub vmid: Vmid,
+    /// Key of the sandbox's channel (see [`crate::api::channel`]); `None` when the daemon
+    /// offers no channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_key: Option<SecretValue>,
 }
 
 /// Power state of a VM.

@@ -82,7 +82,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootstrapData, GuestError> {
         return Err(bad("expected a JSON object".to_owned()));
     };
     for key in map.keys() {
-        if !matches!(key.as_str(), "controller_url" | "token" | "vmid") {
+        if !matches!(
+            key.as_str(),
+            "controller_url" | "token" | "vmid" | "channel_key"
+        ) {
             return Err(bad(format!("unknown field {key:?}")));
         }
     }
@@ -109,7 +112,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootstrapData, GuestError> {
         .and_then(|v| u32::try_from(v).ok())
         .and_then(|v| Vmid::new(v).ok())
         .ok_or_else(|| bad("field \"vmid\" must be a number in 100..=999999999".to_owned()))?;
+    let channel_key = match map.get("channel_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) if !k.is_empty() => Some(SecretValue::new(k.as_str())),
+        Some(_) => {
+            return Err(bad(
+                "field \"channel_key\" must be a non-empty string".to_owned()
+            ));
+        }
+    };
     Ok(BootstrapData {
+        channel_key,
         controller_url: controller_url.trim_end_matches('/').to_owned(),
         token: SecretValue::new(token),
         vmid,
@@ -130,6 +143,23 @@ mod tests {
         assert_eq!(d.controller_url, "http://10.77.0.1:8844");
         assert_eq!(d.token.expose(), "tok-123456");
         assert_eq!(d.vmid.get(), 9001);
+        assert!(d.channel_key.is_none());
+        let d = parse(
+            Path::new("/b.json"),
+            br#"{"controller_url":"http://x","token":"t","vmid":9001,"channel_key":"ck-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            d.channel_key.as_ref().map(SecretValue::expose),
+            Some("ck-1")
+        );
+        let err = parse(
+            Path::new("/b.json"),
+            br#"{"controller_url":"http://x","token":"t","vmid":9001,"channel_key":7}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("channel_key"), "{err}");
     }
 
     #[test]

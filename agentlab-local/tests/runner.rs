@@ -98,6 +98,7 @@ server.serve_forever()
         let spec = lab.spec(900_800, 48);
         hv.create(&spec).await.unwrap();
         let boot = BootstrapData {
+            channel_key: None,
             controller_url: "http://10.77.0.1:8844".to_owned(),
             token: SecretValue::new("local-runner-test-token"),
             vmid: spec.vmid,

@@ -73,6 +73,7 @@ async fn runner_receives_its_bootstrap_through_the_guest_agent() {
     hv.create(&s).await.unwrap();
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
+        channel_key: None,
         controller_url: controller,
         token: SecretValue::new("e2e-boot-token"),
         vmid: s.vmid,

@@ -199,6 +199,7 @@ async fn failures_at_each_later_step_are_typed() {
     assert_eq!(sim.power(9103), Some(Power::Stopped));
 
     let boot = BootstrapData {
+        channel_key: None,
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("t0k"),
         vmid: s.vmid,
@@ -283,6 +284,7 @@ async fn agent_that_never_answers_times_out() {
     hv.create(&s).await.unwrap();
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
+        channel_key: None,
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("t"),
         vmid: s.vmid,
@@ -373,6 +375,7 @@ async fn missing_privileges_are_rejected_naming_the_call() {
     hv.create(&s).await.unwrap();
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
+        channel_key: None,
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("t"),
         vmid: s.vmid,

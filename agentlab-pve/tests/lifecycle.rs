@@ -13,6 +13,7 @@ use common::{assert_schema_clean, setup, spec};
 
 fn bootstrap(vmid: u32) -> BootstrapData {
     BootstrapData {
+        channel_key: None,
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("tok-secret-123"),
         vmid: Vmid::new(vmid).unwrap(),

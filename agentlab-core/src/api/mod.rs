@@ -1,9 +1,11 @@
 //! Wire types shared by agentlabd, the `agentlab` CLI and `agent-runner`.
 //!
-//! `control` holds the control API (Unix socket) bodies and the error envelope; `guest` holds
+//! `channel` and `frame` are the sandbox channel (exec, shell, copy, forward); `control` holds the control API (Unix socket) bodies and the error envelope; `guest` holds
 //! the guest API (TCP listener) bodies; `validate` checks control bodies against the
 //! daemon's `limits:`.
 
+pub mod channel;
 pub mod control;
+pub mod frame;
 pub mod guest;
 pub mod validate;

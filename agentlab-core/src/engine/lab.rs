@@ -63,6 +63,9 @@ pub struct LabSettings {
     /// How often `tick` asks a multi-node backend for node health (sandboxes on an offline
     /// node become LOST; default 5 s).
     pub node_check_interval: Duration,
+    /// Secret the sandboxes' channel keys are derived from ([`crate::channel_key`]); `None`
+    /// gives guests no channel key (no exec, shell, copy or forward).
+    pub channel_secret: Option<crate::channel_key::ChannelSecret>,
 }
 
 impl Default for LabSettings {
@@ -86,6 +89,7 @@ impl Default for LabSettings {
             destroy_retry_min: Duration::from_secs(2),
             destroy_retry_max: Duration::from_secs(300),
             node_check_interval: Duration::from_secs(5),
+            channel_secret: None,
         }
     }
 }

@@ -6,6 +6,7 @@ mod actions;
 mod after_report;
 pub mod alloc;
 mod bootstrap;
+mod channel;
 mod destroy;
 pub mod error;
 mod firewall_watch;
@@ -24,6 +25,7 @@ mod tick;
 mod workspaces;
 
 pub use after_report::AfterReport;
+pub use channel::{ChannelRefusal, StreamRecord};
 pub use error::{EngineError, chain};
 pub use follow::FollowItem;
 pub use jobs::{BootstrapGrant, GuestReport, JobRequest};

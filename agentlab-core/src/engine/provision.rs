@@ -376,6 +376,11 @@ impl Lab {
             sb = cur;
         }
         let boot = BootstrapData {
+            channel_key: self
+                .settings
+                .channel_secret
+                .as_ref()
+                .map(|s| s.key_for(vmid, &sb.created_at)),
             controller_url: self.settings.controller_url.clone(),
             token,
             vmid,

@@ -216,6 +216,7 @@ pub async fn hypervisor_conformance(h: &dyn Hypervisor, env: &ConformanceEnv) {
     volumes(h, vmid, env).await;
 
     let bootstrap = BootstrapData {
+        channel_key: None,
         controller_url: format!("http://{}:8844", env.gateway),
         token: SecretValue::new("conformance-not-a-real-token"),
         vmid,
