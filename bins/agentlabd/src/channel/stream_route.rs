@@ -47,9 +47,10 @@ pub async fn stream(
                 .map_or_else(|| "unknown client".to_owned(), |c| c.0.to_string());
             let lab = Arc::clone(&st.lab);
             let hub = Arc::clone(&st.channels);
+            let copy_max = st.limits.config.copy_max_bytes;
             tokio::spawn(async move {
                 match on_upgrade.await {
-                    Ok(up) => relay(lab, hub, vmid, TokioIo::new(up), client).await,
+                    Ok(up) => relay(lab, hub, vmid, TokioIo::new(up), client, copy_max).await,
                     Err(e) => tracing::warn!(sandbox = %vmid, error = %e, "stream upgrade failed"),
                 }
             });
@@ -128,8 +129,14 @@ fn describe(r: &StreamRequest) -> (String, &'static str) {
     }
 }
 
-async fn relay<T>(lab: Arc<Lab>, hub: Arc<ChannelHub>, vmid: Vmid, io: T, client: String)
-where
+async fn relay<T>(
+    lab: Arc<Lab>,
+    hub: Arc<ChannelHub>,
+    vmid: Vmid,
+    io: T,
+    client: String,
+    copy_max: u64,
+) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut client_io = Framed::new(io, FrameCodec);
@@ -155,6 +162,11 @@ where
     }
     let id = hub.next_stream_id();
     let kind = request.kind();
+    let limit = matches!(
+        request,
+        StreamRequest::CopyIn(_) | StreamRequest::CopyOut(_)
+    )
+    .then_some(copy_max);
     let (what, user) = describe(&request);
     lab.record_stream_opened(vmid, id, kind, user, &what, &client)
         .await;
@@ -179,7 +191,7 @@ where
                 record.error = Some(format!("sending the request: {e}"));
                 let _ = client_io.send(Frame::Error(e.to_string())).await;
             } else {
-                pump(client_io, guest_io, &mut record).await;
+                pump(client_io, guest_io, &mut record, limit).await;
             }
         }
     }
@@ -187,9 +199,15 @@ where
     lab.record_stream_closed(vmid, &record).await;
 }
 
+/// The error of a copy over `limits.copy_max_bytes`.
+fn over_limit(max: u64) -> String {
+    format!("the copy is larger than limits.copy_max_bytes ({max} bytes); stopped")
+}
+
 /// Relays frames both ways until the guest side ends. When the client goes away first,
 /// the guest stream is closed (the guest then stops what runs) and given a moment to end.
-async fn pump<C, G>(client: C, guest: G, record: &mut StreamRecord)
+/// `limit` caps the data bytes of a copy, either way.
+async fn pump<C, G>(client: C, guest: G, record: &mut StreamRecord, limit: Option<u64>)
 where
     C: futures::Stream<Item = Result<Frame, agentlab_core::api::frame::FrameError>>
         + futures::Sink<Frame, Error = agentlab_core::api::frame::FrameError>
@@ -201,13 +219,20 @@ where
     let (mut c_tx, mut c_rx) = client.split();
     let (mut g_tx, mut g_rx) = guest.split();
     let bytes_in = std::sync::atomic::AtomicU64::new(0);
+    let limit_hit = std::sync::atomic::AtomicBool::new(false);
     let up = async {
         while let Some(Ok(f)) = c_rx.next().await {
             if matches!(f, Frame::Request(_)) {
                 break;
             }
             if let Frame::Stdin(b) | Frame::Data(b) = &f {
-                bytes_in.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                let total = bytes_in
+                    .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                    + b.len() as u64;
+                if limit.is_some_and(|max| total > max) {
+                    limit_hit.store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
             }
             if g_tx.send(f).await.is_err() {
                 break;
@@ -228,16 +253,39 @@ where
                     break;
                 }
             };
+            let f = match f {
+                // The client's copy went over the limit: the guest's complaint about the cut
+                // stream is replaced by the reason.
+                Frame::Error(_) | Frame::Exit(_)
+                    if limit_hit.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    Frame::Error(over_limit(limit.unwrap_or_default()))
+                }
+                f => f,
+            };
             match &f {
                 Frame::Stdout(b) | Frame::Stderr(b) | Frame::Data(b) => out += b.len() as u64,
                 Frame::Exit(x) => exit = Some(x.code),
                 Frame::Error(m) => error = Some(m.clone()),
                 _ => {}
             }
+            if let (Some(max), Frame::Data(_)) = (limit, &f)
+                && out > max
+            {
+                error = Some(over_limit(max));
+                let _ = c_tx.send(Frame::Error(over_limit(max))).await;
+                break;
+            }
             if c_tx.send(f).await.is_err() {
                 error.get_or_insert_with(|| "the client went away".to_owned());
                 break;
             }
+        }
+        if limit_hit.load(std::sync::atomic::Ordering::Relaxed) && error.is_none() {
+            error = Some(over_limit(limit.unwrap_or_default()));
+            let _ = c_tx
+                .send(Frame::Error(over_limit(limit.unwrap_or_default())))
+                .await;
         }
         let _ = c_tx.close().await;
         (out, exit, error)

@@ -48,6 +48,10 @@ impl Drop for Env {
 }
 
 async fn env() -> Env {
+    env_with(Default::default()).await
+}
+
+async fn env_with(limits: agentlab_core::config::LimitsConfig) -> Env {
     let hv = Arc::new(FakeHypervisor::new());
     let deps = LabDeps {
         hypervisor: hv.clone(),
@@ -99,7 +103,7 @@ async fn env() -> Env {
         artifacts: ArtifactStore::new(dir.path().join("a")),
         version: "test",
         cancel: cancel.clone(),
-        limits: Arc::new(control::limits::ApiLimits::new(Default::default())),
+        limits: Arc::new(control::limits::ApiLimits::new(limits)),
         channels: Arc::clone(&channels),
     });
     let c = cancel.clone();
@@ -287,7 +291,30 @@ mod yamux_ctl {
 
     async fn serve_stream(stream: yamux::Stream) {
         let mut f = Framed::new(stream.compat(), FrameCodec);
-        let Some(Ok(Frame::Request(StreamRequest::Exec(e)))) = f.next().await else {
+        let first = f.next().await;
+        if let Some(Ok(Frame::Request(StreamRequest::CopyIn(_)))) = first {
+            let _ = f.send(Frame::Ready).await;
+            loop {
+                match f.next().await {
+                    Some(Ok(Frame::Data(_))) => {}
+                    Some(Ok(Frame::DataEnd(_))) => {
+                        let _ = f
+                            .send(Frame::Exit(ExitInfo {
+                                code: 0,
+                                signal: None,
+                                timed_out: false,
+                            }))
+                            .await;
+                        return;
+                    }
+                    _ => {
+                        let _ = f.send(Frame::Error("the data stream was cut".into())).await;
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(Ok(Frame::Request(StreamRequest::Exec(e)))) = first else {
             let _ = f.send(Frame::Error("only exec here".into())).await;
             return;
         };
@@ -515,5 +542,63 @@ async fn a_guest_cannot_open_streams_toward_the_host() {
     match c.next().await {
         Some(Ok(Frame::Error(m))) => assert!(m.contains("argv"), "{m}"),
         other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_over_the_configured_limit_is_stopped_with_the_key_named() {
+    let env = env_with(agentlab_core::config::LimitsConfig {
+        copy_max_bytes: 100_000,
+        ..Default::default()
+    })
+    .await;
+    let (vmid, key) = env.sandbox().await;
+    let _agent = agent(env.guest, vmid, &key).await.expect("accepted");
+    let copy = || {
+        Frame::Request(StreamRequest::CopyIn(
+            agentlab_core::api::channel::CopyInRequest {
+                path: "/tmp".into(),
+                user: ExecUser::Agent,
+            },
+        ))
+    };
+    // Within the limit: accepted.
+    let mut c = client(&env.sock, vmid).await.expect("stream");
+    c.send(copy()).await.expect("send");
+    assert_eq!(c.next().await.expect("frame").expect("ok"), Frame::Ready);
+    c.send(Frame::Data(Bytes::from(vec![0u8; 60_000])))
+        .await
+        .expect("data");
+    c.send(Frame::DataEnd(None)).await.expect("end");
+    assert!(matches!(c.next().await, Some(Ok(Frame::Exit(x))) if x.code == 0));
+    // Over it: an error naming the key.
+    let mut c = client(&env.sock, vmid).await.expect("stream");
+    c.send(copy()).await.expect("send");
+    assert_eq!(c.next().await.expect("frame").expect("ok"), Frame::Ready);
+    for _ in 0..3 {
+        let _ = c.send(Frame::Data(Bytes::from(vec![0u8; 60_000]))).await;
+    }
+    let mut got = None;
+    while let Some(Ok(f)) = c.next().await {
+        if let Frame::Error(m) = f {
+            got = Some(m);
+            break;
+        }
+    }
+    let m = got.expect("an error frame");
+    assert!(m.contains("limits.copy_max_bytes"), "{m}");
+    loop {
+        let ev = env.events(vmid, EventKind::StreamClosed).await;
+        if ev.len() == 2 {
+            assert!(
+                ev[1].payload["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("copy_max_bytes")),
+                "{:?}",
+                ev[1].payload
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
