@@ -198,6 +198,7 @@ async fn relay(stream: SandboxStream, tty: bool) -> anyhow::Result<Code> {
                     return Ok(Code::Remote(u8::try_from(x.code.clamp(0, 255)).unwrap_or(255)));
                 }
                 Some(Ok(Frame::Error(m))) => bail!("{m}"),
+                Some(Ok(Frame::Notice(m))) => eprintln!("agentlab: {m}"),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("the stream into the sandbox broke off: {e}"),
                 None => bail!("the sandbox closed the stream before the command ended (was it stopped or destroyed?)"),
