@@ -103,6 +103,28 @@ pub async fn wait_channel_file(
     }
 }
 
+/// The channel process: waits for the channel file at `path`, then keeps the channel up
+/// until `cancel` fires. Errors only for an unreadable channel file.
+pub async fn serve_from_file(
+    path: &Path,
+    config: super::ChannelConfig,
+    cancel: CancellationToken,
+) -> Result<(), GuestError> {
+    let target = match wait_channel_file(path, Duration::from_millis(200), &cancel).await {
+        None => return Ok(()),
+        Some(t) => t?,
+    };
+    tracing::info!(sandbox = %target.vmid, url = %target.controller_url, "serving the sandbox channel");
+    super::run_channel(
+        target,
+        std::sync::Arc::new(config),
+        super::ChannelBackoff::default(),
+        cancel,
+    )
+    .await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

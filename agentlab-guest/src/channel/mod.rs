@@ -16,6 +16,8 @@ pub mod stream;
 pub mod user;
 
 pub use connect::{ChannelBackoff, ChannelTarget, run_channel, serve_connection};
-pub use handoff::{DEFAULT_CHANNEL_FILE, read_channel_file, wait_channel_file, write_channel_file};
+pub use handoff::{
+    DEFAULT_CHANNEL_FILE, read_channel_file, serve_from_file, wait_channel_file, write_channel_file,
+};
 pub use stream::serve_stream;
 pub use user::{ChannelConfig, Identity};
