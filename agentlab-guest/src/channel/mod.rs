@@ -2,8 +2,8 @@
 //!
 //! [`run_channel`] ([`connect`]) keeps an authenticated yamux connection to the guest listener
 //! and serves every stream the daemon opens with [`serve_stream`] ([`stream`]): an exec
-//! ([`exec`], or [`pty`] with a terminal), a copy in or out ([`copy`]) or a TCP forward
-//! ([`forward`]). [`user`] decides who a request runs as; [`handoff`] is the file through
+//! (`exec`, or `pty` with a terminal), a copy in or out (`copy`) or a TCP forward
+//! (`forward`). [`user`] decides who a request runs as; [`handoff`] is the file through
 //! which the job runner hands the channel key to the channel process.
 
 pub mod connect;

@@ -1,5 +1,5 @@
 //! One inbound stream: read the [`Frame::Request`], validate it, run it
-//! ([`super::exec`], [`super::pty`], [`super::copy`], [`super::forward`]), and answer
+//! (`exec`, `pty`, `copy`, `forward`), and answer
 //! [`Frame::Error`] on any failure.
 
 use std::pin::Pin;

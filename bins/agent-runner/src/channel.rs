@@ -97,10 +97,7 @@ impl Supervisor {
     pub async fn finish(mut self, stop: &CancellationToken) {
         if !stop.is_cancelled() && self.file.exists() {
             tracing::info!("job runner done; keeping the sandbox channel until stopped");
-            loop {
-                let Some(child) = self.child.as_mut() else {
-                    break;
-                };
+            while let Some(child) = self.child.as_mut() {
                 tokio::select! {
                     status = child.wait() => {
                         tracing::warn!(?status, "the channel process ended; restarting it");

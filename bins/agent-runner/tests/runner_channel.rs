@@ -43,7 +43,7 @@ mod tests {
                         chan.send(Frame::StdinEof).await.expect("eof");
                     }
                     Frame::Stdout(b) | Frame::Stderr(b) => {
-                        out.push_str(&String::from_utf8_lossy(&b))
+                        out.push_str(&String::from_utf8_lossy(&b));
                     }
                     Frame::Exit(e) => code = Some(e.code),
                     Frame::Error(e) => panic!("exec refused: {e}"),
