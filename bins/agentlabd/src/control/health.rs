@@ -4,7 +4,7 @@
 //! calls that arrive while a probe runs wait for that probe instead of starting their own
 //! (single flight). A failed probe is cached like a healthy one: it is reported as failed
 //! until the window ends, and the next call after that probes again. Time comes from the
-//! engine's clock (`LabDeps::clock`).
+//! engine's clock (`LabDeps::clock`); a clock set back also ends the window.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -52,9 +52,11 @@ impl HealthCache {
         let clock = &lab.deps().clock;
         let slot = {
             let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            let stale = slot
-                .get()
-                .is_some_and(|(at, _)| clock.now().signed_duration_since(*at) >= self.ttl);
+            // A clock that went back (wall time is set) also ends the window.
+            let stale = slot.get().is_some_and(|(at, _)| {
+                let age = clock.now().signed_duration_since(*at);
+                age >= self.ttl || age < chrono::Duration::zero()
+            });
             if stale {
                 *slot = Arc::default();
             }
@@ -86,6 +88,7 @@ async fn probe(lab: &Lab) -> Health {
 mod tests {
     use super::*;
 
+    use agentlab_core::Clock;
     use agentlab_core::engine::{LabDeps, LabSettings};
     use agentlab_core::fake::hypervisor::{FakeOp, Fault, FaultKind};
     use agentlab_core::fake::{
@@ -112,7 +115,7 @@ mod tests {
     }
 
     /// Twenty status calls at once and more inside the window cause one `list_managed`; the
-    /// first call after the window probes again.
+    /// first call after the window (or after the clock was set back) probes again.
     #[tokio::test]
     async fn calls_inside_the_window_share_one_probe() {
         let hv = Arc::new(FakeHypervisor::new());
@@ -143,6 +146,9 @@ mod tests {
             2,
             "the first call after the window probes again"
         );
+        clock.set(clock.now() - chrono::Duration::seconds(3600));
+        assert_eq!(cache.get(&lab).await.backend, Ok(()));
+        assert_eq!(probes(&hv), 3, "a clock set back ends the window too");
     }
 
     /// A failing probe is reported as failing, for the window only; then the next probe sees
