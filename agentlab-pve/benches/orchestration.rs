@@ -20,7 +20,7 @@
 //! concurrent creates use short tasks (20 ms, clone 40 ms: the simulator serialises clones on
 //! a storage lock, so 1.5 s clones would take minutes) and the same 3 ms requests.
 //!
-//! Run: `cargo bench -p agentlab-pve --features sim --bench orchestration` (about a minute;
+//! Run: `cargo bench -p agentlab-pve --features sim --bench orchestration` (runs about 30 s;
 //! `AGENTLAB_PVE_CYCLES`, default 6, sets the number of sequential cycles; skips without the
 //! schema subset in `agentlab-pve/schema/`).
 
