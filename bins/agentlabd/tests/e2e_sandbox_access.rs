@@ -480,3 +480,98 @@ sys.stdout.write("\nEXIT=%d\n" % os.waitstatus_to_exitcode(status))
     );
     assert!(t.contains("EXIT=5"), "{t}");
 }
+
+#[test]
+fn ssh_reaches_an_ssh_server_in_the_sandbox_through_the_channel_and_forward_stdio_pipes() {
+    if !privileged() {
+        return;
+    }
+    if !Path::new("/usr/sbin/sshd").exists() || !Path::new("/usr/bin/ssh-keygen").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install openssh-server and openssh-client"
+        );
+        eprintln!("SKIP: no /usr/sbin/sshd or ssh-keygen (install openssh-server)");
+        return;
+    }
+    let lab = NetLab::start(PROFILE, |_| Vec::new());
+    let vmid = sandbox(&lab);
+    let v = vmid.as_str();
+    let work = tempfile::tempdir().expect("dir");
+    let keys = work.path().join("ssh");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    for (name, kind) in [("host_key", "ed25519"), ("client", "ed25519")] {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-f"])
+            .arg(keys.join(name))
+            .status()
+            .expect("ssh-keygen");
+        assert!(ok.success());
+    }
+    std::fs::copy(keys.join("client.pub"), keys.join("authorized_keys")).expect("copy");
+    std::fs::write(
+        keys.join("sshd_config"),
+        "Port 2222\nListenAddress 127.0.0.1\nHostKey /home/agent/ssh/host_key\n\
+         AuthorizedKeysFile /home/agent/ssh/authorized_keys\nPidFile /home/agent/ssh/sshd.pid\n\
+         UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+    )
+    .expect("config");
+    let out = lab.cli(&[
+        "sandbox",
+        "cp",
+        keys.to_str().expect("p"),
+        &format!("{v}:/home/agent"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // An unprivileged sshd for the agent user, as a person debugging the sandbox might run.
+    let out = lab.cli(&[
+        "sandbox",
+        "exec",
+        v,
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /run/sshd 2>/dev/null; setsid -f /usr/sbin/sshd -D -e -f /home/agent/ssh/sshd_config </dev/null >/home/agent/ssh/log 2>&1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let client_key = keys.join("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = lab.cli(&[
+            "sandbox",
+            "ssh",
+            v,
+            "-p",
+            "2222",
+            "-i",
+            client_key.to_str().expect("p"),
+            "--",
+            "-o",
+            "BatchMode=yes",
+            "echo",
+            "via-ssh",
+            "$((6*7))",
+        ]);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = lab.cli(&["sandbox", "exec", v, "--", "cat", "/home/agent/ssh/log"]);
+    assert!(
+        out.status.success(),
+        "ssh failed: {}\nsshd log: {}",
+        text(&out.stderr),
+        text(&log.stdout)
+    );
+    assert_eq!(text(&out.stdout), "via-ssh 42\n");
+
+    // forward --stdio alone: the SSH banner comes back on stdout.
+    let out = cli_stdin(&lab, &["sandbox", "forward", v, "--stdio", "2222"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("SSH-2.0-"),
+        "{}",
+        text(&out.stdout)
+    );
+}
