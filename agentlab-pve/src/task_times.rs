@@ -35,8 +35,16 @@ pub fn upid_kind(upid: &str) -> Option<&str> {
     upid.split(':').nth(5).filter(|k| !k.is_empty())
 }
 
+/// How long a task of a type not seen yet is polled at most every [`UNKNOWN_CAP`]: long
+/// enough for the clones and starts AgentLab runs, so the first of each type is seen within
+/// about 80 ms too.
+pub const UNKNOWN_WINDOW: Duration = Duration::from_secs(10);
+/// Longest interval while a task of an unknown type is younger than [`UNKNOWN_WINDOW`].
+pub const UNKNOWN_CAP: Duration = Duration::from_millis(80);
+
 /// When to poll a task next: `elapsed` since it was started, `previous` the last interval.
-/// Without an expectation the interval grows by half from `first` up to `max`; with one, the
+/// Without an expectation the interval grows by half from `first` up to [`UNKNOWN_CAP`]
+/// during the task's first [`UNKNOWN_WINDOW`], then up to `max`; with one, the
 /// first poll comes at 80% of it and then every `fine` until twice the expectation, after
 /// which the interval grows again.
 pub fn next_poll(
@@ -55,6 +63,7 @@ pub fn next_poll(
         Some(exp) if elapsed < exp * 4 / 5 => (exp * 4 / 5 - elapsed).max(fine.min(first)),
         Some(exp) if elapsed < exp * 2 => fine,
         Some(_) => grow(previous.map(|p| p.max(fine))),
+        None if elapsed < UNKNOWN_WINDOW => grow(previous).min(UNKNOWN_CAP.max(first)),
         None => grow(previous),
     }
 }
@@ -79,9 +88,29 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_type_is_polled_at_most_every_80_ms_for_its_first_10_s() {
+        let (first, fine, max) = (50 * MS, 25 * MS, 1000 * MS);
+        let mut t = Duration::ZERO;
+        let mut prev = None;
+        while t < UNKNOWN_WINDOW {
+            let i = next_poll(t, prev, None, first, fine, max);
+            assert!(i <= UNKNOWN_CAP, "{i:?} at {t:?}");
+            t += i;
+            prev = Some(i);
+        }
+        // Later it grows to the maximum again.
+        for _ in 0..20 {
+            let i = next_poll(t, prev, None, first, fine, max);
+            t += i;
+            prev = Some(i);
+        }
+        assert_eq!(prev, Some(max));
+    }
+
+    #[test]
     fn polls_are_sparse_before_and_dense_around_the_expected_end() {
         let (first, fine, max) = (50 * MS, 50 * MS, 1000 * MS);
-        // Unknown kind: 50, 75, 112 … up to 1 s.
+        // Unknown kind: 50, 75, 80 … for 10 s, then up to 1 s.
         assert_eq!(
             next_poll(Duration::ZERO, None, None, first, fine, max),
             50 * MS
@@ -91,7 +120,11 @@ mod tests {
             75 * MS
         );
         assert_eq!(
-            next_poll(9000 * MS, Some(900 * MS), None, first, fine, max),
+            next_poll(75 * MS, Some(75 * MS), None, first, fine, max),
+            UNKNOWN_CAP
+        );
+        assert_eq!(
+            next_poll(19000 * MS, Some(900 * MS), None, first, fine, max),
             max
         );
         // Expected 2 s: sleep straight to 1.6 s, then every 50 ms until 4 s.
