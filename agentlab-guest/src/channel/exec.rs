@@ -96,7 +96,7 @@ pub(crate) async fn run(
                     if !output_open {
                         break;
                     }
-                    watch.linger_until = Some(Instant::now() + config.output_linger);
+                    watch.ended(config.output_linger);
                 }
                 () = watch.next(), if status.is_none() || watch.linger_until.is_some() => {
                     if status.is_some() {
@@ -142,6 +142,13 @@ impl Watch {
             linger_until: None,
             timed_out: false,
         }
+    }
+
+    /// The process ended: from now on only the output linger counts.
+    pub(crate) fn ended(&mut self, linger: std::time::Duration) {
+        self.deadline = None;
+        self.kill_at = None;
+        self.linger_until = Some(Instant::now() + linger);
     }
 
     /// Resolves at the next deadline (never when there is none).

@@ -161,7 +161,7 @@ pub(crate) async fn run(
                     if !output_open {
                         break;
                     }
-                    watch.linger_until = Some(Instant::now() + config.output_linger);
+                    watch.ended(config.output_linger);
                 }
                 () = watch.next(), if status.is_none() || watch.linger_until.is_some() => {
                     if status.is_some() {
