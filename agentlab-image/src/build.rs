@@ -78,6 +78,8 @@ fn needed_bytes(opts: &BuildOptions) -> u64 {
 fn check_space(dir: &Path, needed: u64) -> Result<(), ImageError> {
     let st = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| ImageError::io(dir, std::io::Error::from_raw_os_error(e as i32)))?;
+    // fsblkcnt_t and c_ulong are u64 on x86_64 but u32 on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
     let free = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
     if free < needed {
         return Err(ImageError::NoSpace {

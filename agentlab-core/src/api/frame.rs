@@ -45,6 +45,9 @@ pub enum Frame {
     Data(Bytes),
     /// No more data from this side (with a summary for copies).
     DataEnd(Option<DataSummary>),
+    /// A note for the person at the client (e.g. that the exec ran through the hypervisor's
+    /// guest agent); not part of the command's output.
+    Notice(String),
 }
 
 impl Frame {
@@ -62,6 +65,7 @@ impl Frame {
             Self::Exit(_) => 10,
             Self::Data(_) => 11,
             Self::DataEnd(_) => 12,
+            Self::Notice(_) => 13,
         }
     }
 }
@@ -124,6 +128,7 @@ impl Decoder for FrameCodec {
             11 => Frame::Data(p),
             12 if p.is_empty() => Frame::DataEnd(None),
             12 => Frame::DataEnd(Some(json(&p, "data end")?)),
+            13 => Frame::Notice(String::from_utf8_lossy(&p).into_owned()),
             t => return Err(FrameError::Malformed(format!("type {t} ({len} bytes)"))),
         };
         Ok(Some(frame))
@@ -139,7 +144,7 @@ impl Encoder<Frame> for FrameCodec {
             Frame::Request(r) => to_json(r)?.into(),
             Frame::Exit(e) => to_json(e)?.into(),
             Frame::DataEnd(Some(s)) => to_json(s)?.into(),
-            Frame::Error(m) => Bytes::copy_from_slice(m.as_bytes()),
+            Frame::Error(m) | Frame::Notice(m) => Bytes::copy_from_slice(m.as_bytes()),
             Frame::Stdin(b) | Frame::Stdout(b) | Frame::Stderr(b) | Frame::Data(b) => b.clone(),
             Frame::Signal(s) => Bytes::copy_from_slice(&s.to_be_bytes()),
             Frame::Resize(t) => {
@@ -204,6 +209,7 @@ mod tests {
                 bytes: 4,
                 sha256: "ab".into(),
             })),
+            Frame::Notice("ran through the guest agent".into()),
         ];
         let mut buf = BytesMut::new();
         for f in &frames {

@@ -39,6 +39,8 @@ pub struct LimitsConfig {
     pub list_default_limit: u32,
     /// Largest `limit` a list route accepts (default 1000).
     pub list_max_limit: u32,
+    /// Most bytes one `sandbox cp` may move, either way (tar stream size; default 10 GiB).
+    pub copy_max_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -56,6 +58,7 @@ impl Default for LimitsConfig {
             allow_file_repos: false,
             list_default_limit: 100,
             list_max_limit: 1000,
+            copy_max_bytes: 10 << 30,
         }
     }
 }
@@ -72,7 +75,7 @@ impl LimitsConfig {
 
 /// Checks the ranges of the `limits:` section.
 pub(super) fn validate_limits(l: &LimitsConfig) -> Result<(), Violation> {
-    let positive: [(u64, &'static str); 10] = [
+    let positive: [(u64, &'static str); 11] = [
         (l.max_body_bytes, "limits.max_body_bytes"),
         (l.max_profile_body_bytes, "limits.max_profile_body_bytes"),
         (to_u64(l.max_yaml_depth), "limits.max_yaml_depth"),
@@ -89,6 +92,7 @@ pub(super) fn validate_limits(l: &LimitsConfig) -> Result<(), Violation> {
         (l.max_workspace_gb.into(), "limits.max_workspace_gb"),
         (l.list_default_limit.into(), "limits.list_default_limit"),
         (l.list_max_limit.into(), "limits.list_max_limit"),
+        (l.copy_max_bytes, "limits.copy_max_bytes"),
     ];
     for (value, field) in positive {
         if value == 0 {

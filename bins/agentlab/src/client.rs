@@ -268,6 +268,14 @@ impl Client {
         sender.send_request(req).await.map_err(ClientError::Http)
     }
 
+    /// The error for a failed connect to the socket.
+    pub(crate) fn unreachable(&self, e: &std::io::Error) -> ClientError {
+        ClientError::Unreachable {
+            socket: self.socket.clone(),
+            reason: unreachable_reason(e),
+        }
+    }
+
     async fn read_body(&self, body: Incoming) -> Result<Bytes, ClientError> {
         let collected = self.within(body.collect()).await?;
         Ok(collected.map_err(ClientError::Http)?.to_bytes())

@@ -22,6 +22,8 @@ pub enum Code {
     Cancelled,
     /// 69 (`EX_UNAVAILABLE`): agentlabd could not be reached.
     Unavailable,
+    /// A command's own exit code (`sandbox exec`, `sandbox shell`).
+    Remote(u8),
 }
 
 impl Code {
@@ -34,6 +36,7 @@ impl Code {
             Self::Timeout => 3,
             Self::Cancelled => 4,
             Self::Unavailable => 69,
+            Self::Remote(c) => c,
         }
     }
 

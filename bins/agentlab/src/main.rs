@@ -5,6 +5,7 @@
 //! in `docs/cli.md` (see [`exit::Code`]).
 
 mod client;
+mod client_stream;
 mod commands;
 mod ctx;
 mod exit;

@@ -3,6 +3,7 @@
 
 mod artifact_scan;
 mod artifacts;
+mod channel;
 mod control;
 mod guest;
 mod server;

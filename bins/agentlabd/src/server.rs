@@ -30,7 +30,14 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         profiles = profiles.len(),
         "backends ready"
     );
-    let lab = Lab::new(deps, wiring::settings(&cfg), profiles);
+    let mut settings = wiring::settings(&cfg);
+    let secret_path = cfg.data_dir.join("channel.secret");
+    settings.channel_secret = Some(
+        agentlab_core::channel_key::ChannelSecret::load_or_create(&secret_path)
+            .with_context(|| format!("channel secret {}", secret_path.display()))?,
+    );
+    let lab = Lab::new(deps, settings, profiles);
+    let channels = Arc::new(crate::channel::ChannelHub::default());
     let cancel = CancellationToken::new();
     let artifacts = ArtifactStore::new(cfg.artifact_dir());
 
@@ -64,6 +71,7 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         version,
         cancel: cancel.clone(),
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
+        channels: Arc::clone(&channels),
     });
     let gstate = GuestState {
         lab: Arc::clone(&lab),
@@ -71,16 +79,21 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         limiter: Arc::new(RateLimiter::new(cfg.guest.fetch_rate_per_minute)),
         redactors: Arc::new(Mutex::new(HashMap::new())),
         artifact_max_bytes: cfg.guest.artifact_max_bytes,
+        channels: Arc::clone(&channels),
+        cancel: cancel.clone(),
     };
     let gapp = guest::router(gstate, max_body);
     let conns = Arc::new(guest::conns::Connections::default());
-    spawn_release_watch(&lab, Arc::clone(&conns), cancel.clone());
+    spawn_release_watch(&lab, Arc::clone(&conns), channels, cancel.clone());
 
     let c1 = cancel.clone();
     let control_srv = tokio::spawn(async move {
-        axum::serve(control_listener, app)
-            .with_graceful_shutdown(async move { c1.cancelled().await })
-            .await
+        axum::serve(
+            control_listener,
+            app.into_make_service_with_connect_info::<socket::PeerCred>(),
+        )
+        .with_graceful_shutdown(async move { c1.cancelled().await })
+        .await
     });
     let c2 = cancel.clone();
     let idle = Duration::from_secs(cfg.guest.idle_timeout_secs);
@@ -106,6 +119,7 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
 fn spawn_release_watch(
     lab: &Arc<Lab>,
     conns: Arc<guest::conns::Connections>,
+    channels: Arc<crate::channel::ChannelHub>,
     cancel: CancellationToken,
 ) {
     let mut released = lab.subscribe_released();
@@ -117,6 +131,9 @@ fn spawn_release_watch(
             };
             match r {
                 Ok(rel) => {
+                    if channels.release(rel.vmid) {
+                        tracing::debug!(sandbox = %rel.vmid, "closed the released sandbox's channel");
+                    }
                     if let Some(ip) = rel.ip {
                         let n = conns.close_peer(ip);
                         tracing::debug!(sandbox = %rel.vmid, ip = %ip, connections = n,

@@ -37,6 +37,37 @@ pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListen
     Ok(listener)
 }
 
+/// Who is on the other end of a control connection (`SO_PEERCRED`), for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// The client's uid.
+    pub uid: Option<u32>,
+    /// The client's pid.
+    pub pid: Option<i32>,
+}
+
+impl std::fmt::Display for PeerCred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.uid, self.pid) {
+            (Some(u), Some(p)) => write!(f, "uid {u} (pid {p})"),
+            (Some(u), None) => write!(f, "uid {u}"),
+            _ => f.write_str("unknown client"),
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>
+    for PeerCred
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        let cred = stream.io().peer_cred().ok();
+        Self {
+            uid: cred.map(|c| c.uid()),
+            pid: cred.and_then(|c| c.pid()),
+        }
+    }
+}
+
 /// Looks a group up in `/etc/group` (or accepts a numeric gid).
 fn gid_of(group: &str) -> anyhow::Result<u32> {
     if let Ok(n) = group.parse() {

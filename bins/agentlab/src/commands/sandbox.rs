@@ -1,4 +1,5 @@
-//! `agentlab sandbox list|show|start|stop|destroy|lease renew` (and `new`, in `sandbox_new`).
+//! `agentlab sandbox list|show|start|stop|destroy|lease renew` (and `new`, in `sandbox_new`;
+//! `exec`, `shell`, `cp` and `forward` in their own files).
 
 use agentlab_core::api::control::{RenewLeaseRequest, SandboxDetail};
 use agentlab_core::{Sandbox, SandboxState, Vmid};
@@ -44,6 +45,14 @@ pub enum SandboxCmd {
     /// Destroy a sandbox and everything AgentLab created for it.
     #[command(visible_alias = "rm")]
     Destroy { vmid: Vmid },
+    /// Run a command in a running sandbox (exit code = the command's).
+    Exec(super::sandbox_exec::ExecArgs),
+    /// An interactive terminal in a running sandbox.
+    Shell(super::sandbox_exec::ShellArgs),
+    /// Copy files or directories into or out of a running sandbox (`<vmid>:/path`).
+    Cp(super::sandbox_cp::CpArgs),
+    /// Forward a local TCP port to a port inside a running sandbox.
+    Forward(super::sandbox_forward::ForwardArgs),
     /// Manage the sandbox's lease.
     Lease {
         #[command(subcommand)]
@@ -68,6 +77,10 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
     let destroy = matches!(args.cmd, SandboxCmd::Destroy { .. });
     let sandbox: Sandbox = match args.cmd {
         SandboxCmd::New(a) => return sandbox_new::run(ctx, a).await,
+        SandboxCmd::Exec(a) => return super::sandbox_exec::exec(ctx, a).await,
+        SandboxCmd::Shell(a) => return super::sandbox_exec::shell(ctx, a).await,
+        SandboxCmd::Cp(a) => return super::sandbox_cp::run(ctx, a).await,
+        SandboxCmd::Forward(a) => return super::sandbox_forward::run(ctx, a).await,
         SandboxCmd::List {
             state,
             profile,

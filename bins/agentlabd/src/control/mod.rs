@@ -49,6 +49,8 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// Request bounds (`limits:`).
     pub limits: Arc<ApiLimits>,
+    /// The sandboxes' channels (exec, shell, copy, forward).
+    pub channels: Arc<crate::channel::ChannelHub>,
 }
 
 /// The control router. Every route's body is bounded: `limits.max_body_bytes` for JSON
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sandboxes/{vmid}/stop", post(sandboxes::stop))
         .route("/v1/sandboxes/{vmid}/lease/renew", post(sandboxes::renew))
         .route("/v1/sandboxes/{vmid}/events", get(events::for_sandbox))
+        .route(
+            "/v1/sandboxes/{vmid}/stream",
+            post(crate::channel::stream_route::stream),
+        )
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

@@ -102,6 +102,17 @@ const ROUTES: &[Route] = &[
     ),
     (
         "post",
+        "/v1/sandboxes/{vmid}/stream",
+        "Exec, shell, copy or forward into a running sandbox: send Connection: upgrade and \
+         Upgrade: agentlab-stream/1; after 101 Switching Protocols both sides speak the frame \
+         protocol of docs/sandbox-access.md (first client frame: the request). 404 \
+         sandbox_not_found, 409 sandbox_gone or agent_not_connected, 400 upgrade_required",
+        None,
+        101,
+        "Empty",
+    ),
+    (
+        "post",
         "/v1/jobs",
         "Run a job",
         Some("RunJobRequest"),
@@ -271,7 +282,14 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, summary, body, status, schema) in ROUTES {
         let mut responses = serde_json::Map::new();
-        responses.insert(status.to_string(), json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}));
+        if *status == 101 {
+            responses.insert(
+                status.to_string(),
+                json!({"description": "Switching Protocols: the connection carries frames"}),
+            );
+        } else {
+            responses.insert(status.to_string(), json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}));
+        }
         for (code, text) in ERRORS {
             responses.insert(code.to_string(), json!({"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
         }

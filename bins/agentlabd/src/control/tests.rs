@@ -62,6 +62,7 @@ pub(super) async fn setup_with(limits: LimitsConfig) -> T {
         version: "test",
         cancel: tokio_util::sync::CancellationToken::new(),
         limits: Arc::new(ApiLimits::new(limits)),
+        channels: Arc::default(),
     };
     T {
         app: router(state),

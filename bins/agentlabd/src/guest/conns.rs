@@ -171,7 +171,9 @@ async fn serve_one(
         });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(idle);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+        .with_upgrades();
     tokio::pin!(conn);
     let check = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut closing: Option<(Instant, &'static str)> = None;

@@ -39,6 +39,10 @@ pub struct GuestState {
     pub redactors: Arc<Mutex<HashMap<JobId, Arc<Redactor>>>>,
     /// Daemon-wide artifact cap per job.
     pub artifact_max_bytes: u64,
+    /// The sandboxes' channels.
+    pub channels: Arc<crate::channel::ChannelHub>,
+    /// Fires on shutdown (ends the channels).
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// The guest router. `max_body` limits JSON bodies; artifact uploads are limited per job.
@@ -48,6 +52,10 @@ pub fn router(state: GuestState, max_body: usize) -> Router {
         .route("/v1/bootstrap/abandon", post(bootstrap::abandon))
         .route("/v1/jobs/{id}/status", post(runner::status))
         .route("/v1/jobs/{id}/logs", post(runner::logs))
+        .route(
+            agentlab_core::api::channel::CHANNEL_PATH,
+            axum::routing::get(crate::channel::guest_route::channel),
+        )
         .layer(DefaultBodyLimit::max(max_body));
     let uploads = Router::new()
         .route("/v1/jobs/{id}/artifacts/{name}", put(runner::artifact))

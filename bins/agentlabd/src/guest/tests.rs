@@ -76,6 +76,8 @@ pub(super) async fn setup_with(rate: u32, artifact_max: u64, bind: bool) -> G {
         limiter: Arc::new(RateLimiter::new(rate)),
         redactors: redactors.clone(),
         artifact_max_bytes: artifact_max,
+        channels: Arc::default(),
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
     G {
         app: router(state.clone(), 64 * 1024),
