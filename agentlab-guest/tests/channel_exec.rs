@@ -217,17 +217,27 @@ mod tests {
     async fn a_background_process_holding_stdout_does_not_hold_the_exit() {
         let dir = tempfile::tempdir().expect("dir");
         let (client, _cancel) = guest(config(dir.path()));
-        // The background sleep keeps stdout open for 20 s; the exit is sent once the output
-        // linger (2 s) passed.
+        let shared = agent_dir();
+        let after = shared.path().join("after");
+        // The background job keeps stdout open and writes to it after the exit was sent (the
+        // output linger is 2 s); it must not get EPIPE (or SIGPIPE) for that.
+        let script = format!(
+            "(sleep 3; echo late; echo late >&2; touch {}) & echo done; exit 5",
+            after.display()
+        );
         let out = tokio::time::timeout(
             std::time::Duration::from_secs(15),
-            run(
-                &client,
-                exec_req(&["sh", "-c", "sleep 20 & echo done; exit 5"]),
-            ),
+            run(&client, exec_req(&["sh", "-c", &script])),
         )
         .await
         .expect("the exit does not wait for the background process");
         assert_eq!((out.out().as_str(), out.code()), ("done\n", 5));
+        for _ in 0..100 {
+            if after.exists() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the background job died writing to its stdout after the exit");
     }
 }
