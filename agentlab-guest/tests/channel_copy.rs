@@ -267,6 +267,15 @@ mod tests {
         }
     }
 
+    /// Unmounts on drop, also when the test fails.
+    struct Unmount(std::path::PathBuf);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
     #[tokio::test]
     async fn a_full_disk_is_a_clear_error() {
         if !is_root() {
@@ -285,6 +294,7 @@ mod tests {
             .arg(mnt.path())
             .status()
             .is_ok_and(|s| s.success());
+        let _unmount = Unmount(mnt.path().to_owned());
         if !ok {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -301,11 +311,9 @@ mod tests {
         h.set_cksum();
         b.append_data(&mut h, "big.bin", &data[..]).expect("tar");
         let tar = b.into_inner().expect("tar");
-        let result = copy_in(&client, mnt.path(), &tar, summary(&tar)).await;
-        let _ = std::process::Command::new("umount")
-            .arg(mnt.path())
-            .status();
-        let err = result.expect_err("disk full");
+        let err = copy_in(&client, mnt.path(), &tar, summary(&tar))
+            .await
+            .expect_err("disk full");
         assert!(err.contains("No space left on device"), "{err}");
         assert!(err.contains("big.bin"), "{err}");
     }

@@ -28,12 +28,12 @@ mod tests {
         assert_eq!(out.code(), 7);
         assert_eq!(out.err(), "err\n");
         assert!(out.out().starts_with("out\n"), "{}", out.out());
-        let id = run(&client, exec_req(&["id", "-u"])).await;
+        let id = run(&client, exec_req(&["sh", "-c", "id -u; id -G"])).await;
         if is_root() {
             assert_eq!(
-                id.out().trim(),
-                "1000",
-                "agent execs drop to the agent user"
+                id.out(),
+                "1000\n1000\n",
+                "agent execs drop to the agent user, without root's groups"
             );
             assert!(out.out().contains("/tmp C.UTF-8"), "{}", out.out());
             let mut req = exec_req(&["sh", "-c", "id -u; pwd; echo $FOO"]);
@@ -43,7 +43,10 @@ mod tests {
             let r = run(&client, req).await;
             assert_eq!(r.out(), "0\n/\nbar\n");
         } else {
-            assert_eq!(id.out().trim(), nix::unistd::geteuid().to_string());
+            assert!(
+                id.out()
+                    .starts_with(&format!("{}\n", nix::unistd::geteuid()))
+            );
             let mut chan = client.open().await;
             let mut req = exec_req(&["true"]);
             req.user = ExecUser::Root;
@@ -208,5 +211,33 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("the background sleep {pid} survived its client");
+    }
+
+    #[tokio::test]
+    async fn a_background_process_holding_stdout_does_not_hold_the_exit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (client, _cancel) = guest(config(dir.path()));
+        let shared = agent_dir();
+        let after = shared.path().join("after");
+        // The background job keeps stdout open and writes to it after the exit was sent (the
+        // output linger is 2 s); it must not get EPIPE (or SIGPIPE) for that.
+        let script = format!(
+            "(sleep 3; echo late; echo late >&2; touch {}) & echo done; exit 5",
+            after.display()
+        );
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            run(&client, exec_req(&["sh", "-c", &script])),
+        )
+        .await
+        .expect("the exit does not wait for the background process");
+        assert_eq!((out.out().as_str(), out.code()), ("done\n", 5));
+        for _ in 0..100 {
+            if after.exists() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the background job died writing to its stdout after the exit");
     }
 }

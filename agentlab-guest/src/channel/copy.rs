@@ -150,7 +150,7 @@ pub(crate) async fn copy_in(
     req: CopyInRequest,
     config: &ChannelConfig,
     sink: &mut FrameSink,
-    mut frames: FrameStream,
+    frames: &mut FrameStream,
 ) -> Result<(), String> {
     let who = resolve(config, req.user)?;
     let dest = PathBuf::from(&req.path);
@@ -179,17 +179,17 @@ pub(crate) async fn copy_in(
     send(sink, Frame::Ready).await?;
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
-    let mut tx = Some(tx);
     let summary = loop {
         match frames.next().await {
             Some(Ok(Frame::Data(b))) => {
                 hasher.update(&b);
                 bytes += b.len() as u64;
-                // A closed channel means the unpacking failed: its error is reported below.
-                if let Some(t) = &tx
-                    && t.send(b).await.is_err()
-                {
-                    tx = None;
+                // A closed channel means the unpacking failed: report its error now.
+                if tx.send(b).await.is_err() {
+                    drop(tx);
+                    done.await
+                        .map_err(|_| "the copy thread ended early".to_owned())??;
+                    return Err("the unpacking ended before the tar stream".to_owned());
                 }
             }
             Some(Ok(Frame::DataEnd(summary))) => break summary,

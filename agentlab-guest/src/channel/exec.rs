@@ -5,7 +5,8 @@
 //! go straight to the group), output is read by one task per pipe, and the stream's loop
 //! forwards output with backpressure, watches the process, the timeout and the client. The
 //! [`Frame::Exit`] goes out after the output: once the process ended, output is read until
-//! both pipes close or [`ChannelConfig::output_linger`] passed.
+//! both pipes close or [`ChannelConfig::output_linger`] passed; what background processes
+//! write there later is read and dropped.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
@@ -63,12 +64,11 @@ pub(crate) async fn run(
         .ok_or("the process ended before it could be watched")?;
     tracing::info!(argv0 = %req.argv[0], user = %who.name, pid = pgid.as_raw(), "exec started");
     let (out_tx, mut out_rx) = mpsc::channel::<Frame>(4);
-    let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(out, Frame::Stdout, out_tx.clone())));
+        tokio::spawn(pump(out, Frame::Stdout, out_tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(err, Frame::Stderr, out_tx)));
+        tokio::spawn(pump(err, Frame::Stderr, out_tx));
     }
     let gone = CancellationToken::new();
     let input = tokio::spawn(client_input(frames, child.stdin.take(), pgid, gone.clone()));
@@ -96,7 +96,7 @@ pub(crate) async fn run(
                     if !output_open {
                         break;
                     }
-                    watch.linger_until = Some(Instant::now() + config.output_linger);
+                    watch.ended(config.output_linger);
                 }
                 () = watch.next(), if status.is_none() || watch.linger_until.is_some() => {
                     if status.is_some() {
@@ -115,9 +115,8 @@ pub(crate) async fn run(
         signal_group(pgid, Signal::SIGKILL);
     }
     input.abort();
-    for p in pumps {
-        p.abort();
-    }
+    // The pumps end by themselves when the pipes close (after a kill, or when background
+    // processes that hold them exit).
     result
 }
 
@@ -142,6 +141,13 @@ impl Watch {
             linger_until: None,
             timed_out: false,
         }
+    }
+
+    /// The process ended: from now on only the output linger counts.
+    pub(crate) fn ended(&mut self, linger: std::time::Duration) {
+        self.deadline = None;
+        self.kill_at = None;
+        self.linger_until = Some(Instant::now() + linger);
     }
 
     /// Resolves at the next deadline (never when there is none).
@@ -209,19 +215,22 @@ pub(crate) fn exit_info(status: ExitStatus, timed_out: bool) -> ExitInfo {
     }
 }
 
-/// Reads one pipe into frames of at most [`CHUNK`] bytes.
+/// Reads one pipe into frames of at most [`CHUNK`] bytes. Once nobody takes them (the exec
+/// was answered), reads and drops the rest until the pipe closes, so a background process
+/// that still writes there does not get `EPIPE`.
 async fn pump<R: AsyncRead + Unpin>(mut r: R, wrap: fn(Bytes) -> Frame, tx: mpsc::Sender<Frame>) {
     let mut buf = vec![0u8; CHUNK];
+    let mut tx = Some(tx);
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if tx
-                    .send(wrap(Bytes::copy_from_slice(&buf[..n])))
-                    .await
-                    .is_err()
+                if let Some(t) = &tx
+                    && t.send(wrap(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
                 {
-                    break;
+                    tx = None;
                 }
             }
         }

@@ -15,7 +15,7 @@ use super::stream::{FrameSink, FrameStream, send};
 pub(crate) async fn run(
     req: ForwardRequest,
     sink: &mut FrameSink,
-    frames: FrameStream,
+    frames: &mut FrameStream,
 ) -> Result<(), String> {
     let tcp = TcpStream::connect(("127.0.0.1", req.port))
         .await
@@ -43,7 +43,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-async fn client_to_port(mut frames: FrameStream, mut write: OwnedWriteHalf) -> Result<(), String> {
+async fn client_to_port(frames: &mut FrameStream, mut write: OwnedWriteHalf) -> Result<(), String> {
     loop {
         match frames.next().await {
             None => return Err("client went away".to_owned()),

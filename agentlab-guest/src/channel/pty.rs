@@ -117,14 +117,17 @@ pub(crate) async fn run(
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(4);
     std::thread::spawn(move || {
         let mut buf = vec![0u8; CHUNK];
-        // Ends with EIO once no process has the terminal open.
+        let mut out_tx = Some(out_tx);
+        // Ends with EIO once no process has the terminal open; output nobody takes any more
+        // (the exec was answered) is dropped.
         while let Ok(n) = reader.read(&mut buf) {
-            if n == 0
-                || out_tx
-                    .blocking_send(Bytes::copy_from_slice(&buf[..n]))
-                    .is_err()
-            {
+            if n == 0 {
                 break;
+            }
+            if let Some(tx) = &out_tx
+                && tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err()
+            {
+                out_tx = None;
             }
         }
     });
@@ -161,7 +164,7 @@ pub(crate) async fn run(
                     if !output_open {
                         break;
                     }
-                    watch.linger_until = Some(Instant::now() + config.output_linger);
+                    watch.ended(config.output_linger);
                 }
                 () = watch.next(), if status.is_none() || watch.linger_until.is_some() => {
                     if status.is_some() {

@@ -47,11 +47,13 @@ where
     let kind = request.kind();
     let started = Instant::now();
     let result = match request {
-        StreamRequest::Exec(e) if e.tty.is_some() => pty::run(e, &config, &mut sink, frames).await,
-        StreamRequest::Exec(e) => exec::run(e, &config, &mut sink, frames).await,
-        StreamRequest::CopyIn(c) => copy::copy_in(c, &config, &mut sink, frames).await,
+        StreamRequest::Exec(e) if e.tty.is_some() => {
+            pty::run(e, &config, &mut sink, take(&mut frames)).await
+        }
+        StreamRequest::Exec(e) => exec::run(e, &config, &mut sink, take(&mut frames)).await,
+        StreamRequest::CopyIn(c) => copy::copy_in(c, &config, &mut sink, &mut frames).await,
         StreamRequest::CopyOut(c) => copy::copy_out(c, &config, &mut sink).await,
-        StreamRequest::Forward(f) => forward::run(f, &mut sink, frames).await,
+        StreamRequest::Forward(f) => forward::run(f, &mut sink, &mut frames).await,
     };
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match result {
@@ -59,10 +61,33 @@ where
         Err(msg) => {
             tracing::info!(kind, duration_ms = ms, error = %msg, "channel stream failed");
             fail(&mut sink, msg).await;
+            drain(&mut frames).await;
         }
     }
     let _ = sink.close().await;
 }
+
+/// The client's frames, leaving an empty stream in their place.
+fn take(frames: &mut FrameStream) -> FrameStream {
+    std::mem::replace(frames, Box::pin(futures::stream::empty()))
+}
+
+/// After an error: reads (and drops) what the client still sends, up to its `DataEnd` and
+/// for at most [`DRAIN_LIMIT`], so a client that sends everything before it reads is not
+/// left blocked on a full window and gets to read the error.
+async fn drain(frames: &mut FrameStream) {
+    let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+        while let Some(Ok(f)) = frames.next().await {
+            if matches!(f, Frame::DataEnd(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Longest drain after an error.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Sends `Frame::Error(msg)` (best effort: the client may be gone).
 async fn fail(sink: &mut FrameSink, msg: String) {
