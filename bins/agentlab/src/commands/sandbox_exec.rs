@@ -203,12 +203,14 @@ async fn relay(stream: SandboxStream, tty: bool) -> anyhow::Result<Code> {
                 Some(Err(e)) => bail!("the stream into the sandbox broke off: {e}"),
                 None => bail!("the sandbox closed the stream before the command ended (was it stopped or destroyed?)"),
             },
-            Some(f) = in_rx.recv() => { tx.send(f).await?; }
-            _ = int.recv() => { tx.send(Frame::Signal(2)).await?; }
-            _ = term.recv() => { tx.send(Frame::Signal(15)).await?; }
+            // A failed send means the sandbox's side already ended: keep reading for the
+            // exit it sent.
+            Some(f) = in_rx.recv() => { let _ = tx.send(f).await; }
+            _ = int.recv() => { let _ = tx.send(Frame::Signal(2)).await; }
+            _ = term.recv() => { let _ = tx.send(Frame::Signal(15)).await; }
             _ = winch.recv(), if tty => {
                 if let Ok((cols, rows)) = crossterm::terminal::size() {
-                    tx.send(Frame::Resize(TtySize { cols, rows })).await?;
+                    let _ = tx.send(Frame::Resize(TtySize { cols, rows })).await;
                 }
             }
         }
