@@ -49,8 +49,8 @@ mod faults;
 #[path = "hypervisor_ops.rs"]
 mod ops;
 
-pub(crate) use faults::FaultPlan;
 pub use exec::GuestExecReply;
+pub(crate) use faults::FaultPlan;
 pub use faults::{FakeOp, Fault, FaultKind};
 
 /// Node name the fake reports when the spec does not name one.

@@ -12,7 +12,8 @@ use super::{
 };
 use crate::fake::boot::BootEvent;
 use crate::hypervisor::{
-    BootstrapData, GuestExec, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec, VolumeId,
+    BootstrapData, GuestExec, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec,
+    VolumeId,
 };
 use crate::ids::{Vmid, WorkspaceId};
 
