@@ -1,5 +1,5 @@
 //! [`GuestExec`] through the QEMU guest agent: `guest-exec` (argv, stdin as `input-data`,
-//! `capture-output: true`), then `guest-exec-status` polled (100 ms, growing by half up to
+//! `capture-output: true`), then `guest-exec-status` polled (20 ms, growing by half up to
 //! 1 s) until `exited`. Each call is its own short agent session (the agent socket takes one
 //! client at a time, so a long command does not lock out the address polls); a busy socket is
 //! retried until the deadline. QGA keeps at most 16 MiB of each output stream and says when
@@ -18,7 +18,7 @@ use crate::hypervisor::QemuHypervisor;
 use crate::qga::Qga;
 
 /// First `guest-exec-status` poll interval.
-const FIRST_POLL: Duration = Duration::from_millis(100);
+const FIRST_POLL: Duration = Duration::from_millis(20);
 /// Largest poll interval.
 const MAX_POLL: Duration = Duration::from_secs(1);
 /// How long one agent session may take to connect and sync.
