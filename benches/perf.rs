@@ -14,12 +14,16 @@
 //! | `AGENTLAB_PERF_LOGGERS` | 50 | jobs logging at once while followed |
 //! | `AGENTLAB_PERF_LINES` | 100 | lines per logger |
 //! | `AGENTLAB_PERF_SANDBOXES` | `1,50,200` | idle sandbox counts for the memory rows |
+//! | `AGENTLAB_PERF_API_RATE` | 1000 | requests per second offered to each control API read route |
+//! | `AGENTLAB_PERF_API_SECS` | 3 | seconds of load per route |
 //!
 //! The synthetic rows go through the real `SqliteStore` code (`insert_job`, `append_event`),
 //! in a temporary directory.
 
 use std::time::{Duration, Instant};
 
+#[path = "perf/api.rs"]
+mod api;
 #[path = "perf/follow.rs"]
 mod follow;
 #[path = "perf/mem.rs"]
@@ -139,6 +143,7 @@ fn main() {
     rows.extend(rt.block_on(store::run()));
     rows.extend(rt.block_on(follow::run()));
     rows.extend(text::run());
+    rows.extend(rt.block_on(api::run()));
     rows.extend(rt.block_on(mem::run()));
     print(&rows);
     println!("\n(suite took {:.1} s)", started.elapsed().as_secs_f64());

@@ -51,6 +51,9 @@ pub struct RunnerConfig {
     /// Run clone and agent as this user (see [`crate::privdrop`]); the runner's own user when
     /// `None`.
     pub run_as: Option<crate::privdrop::RunAs>,
+    /// Where to hand the bootstrap's channel key to the channel process (see
+    /// [`crate::channel::handoff`]); `None`: the key is not handed on.
+    pub channel_file: Option<PathBuf>,
 }
 
 impl Default for RunnerConfig {
@@ -73,6 +76,7 @@ impl Default for RunnerConfig {
             git_bin: PathBuf::from("git"),
             bwrap_bin: PathBuf::from("bwrap"),
             run_as: None,
+            channel_file: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod artifacts;
 pub mod bootstrap;
+pub mod channel;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -92,6 +92,29 @@ impl RunAs {
     }
 }
 
+/// Becomes `uid`/`gid` (no supplementary groups) and executes `argv` in place (looked up in
+/// `PATH`): the `drop-exec` helper through which a terminal exec runs as another user. Returns
+/// only on failure.
+pub fn exec_as(uid: u32, gid: u32, argv: &[String]) -> GuestError {
+    let run = || -> Result<std::convert::Infallible, String> {
+        let args = argv
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "argv must not contain NUL bytes".to_owned())?;
+        let prog = args.first().ok_or("argv must name a program")?;
+        nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups([]) failed: {e}"))?;
+        let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+        nix::unistd::setresgid(g, g, g).map_err(|e| format!("setresgid({gid}) failed: {e}"))?;
+        nix::unistd::setresuid(u, u, u).map_err(|e| format!("setresuid({uid}) failed: {e}"))?;
+        nix::unistd::execvp(prog, &args).map_err(|e| format!("cannot run {:?}: {e}", argv[0]))
+    };
+    match run() {
+        Ok(never) => match never {},
+        Err(reason) => GuestError::step("exec", reason),
+    }
+}
+
 /// Sets `no_new_privs` on the calling thread (inherited by threads and children it creates).
 pub fn set_no_new_privs() -> Result<(), GuestError> {
     nix::sys::prctl::set_no_new_privs()

@@ -127,6 +127,11 @@ async fn obtain_payload(
                     return Err(e);
                 }
             };
+            if let Some(file) = &config.channel_file
+                && let Err(e) = crate::channel::write_channel_file(file, &data)
+            {
+                tracing::warn!(error = %e, "cannot hand the channel key on; no channel");
+            }
             secrets.cache_bootstrap(&data)?;
             bootstrap::remove_file(&path);
             tracing::info!(path = %path.display(), sandbox = %data.vmid, "fetching bootstrap payload");

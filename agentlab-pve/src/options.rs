@@ -69,7 +69,7 @@ impl Default for PollOptions {
         Self {
             task_interval_ms: 50,
             task_max_interval_ms: 1000,
-            task_fine_interval_ms: 50,
+            task_fine_interval_ms: 25,
             task_timeout_ms: 600_000,
             agent_interval_ms: 1000,
             agent_timeout_ms: 300_000,

@@ -1,7 +1,8 @@
 //! Waiting for PVE worker tasks: parse the node out of the UPID, poll
 //! `/nodes/{node}/tasks/{upid}/status` (sparsely while the task surely runs, every
 //! `task_fine_interval_ms` around the end expected from earlier tasks of its type, see
-//! `task_times`; treating an early 400 "no such task" as "not visible yet"), and turn a failed
+//! `task_times`, which learns from the middle of the last poll interval, where the task
+//! ended; treating an early 400 "no such task" as "not visible yet"), and turn a failed
 //! `exitstatus` into [`PveError::Task`] with the log tail.
 
 use std::time::{Duration, Instant};
@@ -52,6 +53,9 @@ impl Api {
         let expected = self.task_times.expected(kind);
         let ms = |v: u64| Duration::from_millis(v.max(1));
         let mut previous = None;
+        // When a status answer last said the task still ran: it ended between that and the
+        // answer that says it stopped.
+        let mut seen_running = Duration::ZERO;
         loop {
             let interval = next_poll(
                 started.elapsed(),
@@ -66,7 +70,11 @@ impl Api {
             match self.get(&format!("{path}/status"), &Params::new()).await {
                 Ok(status) => {
                     if status.get("status").and_then(Value::as_str) == Some("stopped") {
-                        self.task_times.record(kind, started.elapsed());
+                        // The middle of the window the end lies in, not the time it was
+                        // seen: a coarse poll would otherwise teach a late expectation.
+                        let seen = started.elapsed();
+                        self.task_times
+                            .record(kind, seen_running + (seen - seen_running) / 2);
                         let exit = status
                             .get("exitstatus")
                             .and_then(Value::as_str)
@@ -83,6 +91,7 @@ impl Api {
                             log_tail,
                         });
                     }
+                    seen_running = started.elapsed();
                 }
                 Err(PveError::Api {
                     status: 400,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::{Row, env_usize};
 
-fn binary() -> Option<PathBuf> {
+/// The release `agentlabd` to run, if there is one.
+pub fn binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("AGENTLABD_BIN") {
         return Some(PathBuf::from(p));
     }
@@ -33,7 +34,13 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 /// One HTTP/1.1 request over the control socket; returns the status line.
-fn request(socket: &Path, method: &str, path: &str, body: &str) -> String {
+pub fn request(socket: &Path, method: &str, path: &str, body: &str) -> String {
+    let out = request_full(socket, method, path, body);
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+/// One HTTP/1.1 request over the control socket; returns the whole response.
+pub fn request_full(socket: &Path, method: &str, path: &str, body: &str) -> String {
     let Ok(mut s) = UnixStream::connect(socket) else {
         return String::new();
     };
@@ -45,10 +52,11 @@ fn request(socket: &Path, method: &str, path: &str, body: &str) -> String {
     );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.lines().next().unwrap_or_default().to_owned()
+    out
 }
 
-struct Daemon(Child);
+/// A running `agentlabd`, killed when dropped.
+pub struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -57,7 +65,9 @@ impl Drop for Daemon {
     }
 }
 
-fn settle(socket: &Path, want: usize) {
+/// Waits (up to 60 s) until `want` sandboxes are READY (for 0: until status answers; it
+/// lists non-zero states only).
+pub fn settle(socket: &Path, want: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let mut s = String::new();
@@ -68,7 +78,8 @@ fn settle(socket: &Path, want: usize) {
             );
             let _ = c.read_to_string(&mut s);
         }
-        if s.contains(&format!("\"READY\":{want}")) {
+        let answered = s.starts_with("HTTP/1.1 200");
+        if (want == 0 && answered) || s.contains(&format!("\"READY\":{want}")) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -89,9 +100,9 @@ pub async fn run() -> Vec<Row> {
         .unwrap_or_default()
 }
 
-fn measure(bin: &Path) -> Vec<Row> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// Starts `bin` on the fake backend with its files in `d`; returns it and its control
+/// socket once it answers.
+pub fn start(bin: &Path, d: &Path) -> (Daemon, PathBuf) {
     let socket = d.join("run/agentlabd.sock");
     let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
     let config = d.join("config.yaml");
@@ -115,8 +126,14 @@ fn measure(bin: &Path) -> Vec<Row> {
         .spawn()
         .expect("spawn agentlabd");
     let daemon = Daemon(child);
-    let pid = daemon.0.id();
     settle(&socket, 0);
+    (daemon, socket)
+}
+
+fn measure(bin: &Path) -> Vec<Row> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (daemon, socket) = start(bin, dir.path());
+    let pid = daemon.0.id();
     std::thread::sleep(Duration::from_secs(2));
     let idle = rss_mib(pid);
     let mut rows = vec![Row::new("daemon idle RSS", idle, "MiB").target("< 30 MiB")];

@@ -41,6 +41,7 @@ pub use simulator::{
     SimError, Simulator, default_schema_path, full_schema_paths, pve84_schema_path,
 };
 pub use state::{Power, SeedVm, SimConfig, SimNode, SimStorage};
+pub use tasks::TaskTiming;
 pub use tls::{SimTls, TlsSetupError};
 pub use validate::validate;
 

@@ -15,7 +15,7 @@ use super::faults::FaultRule;
 use super::schema::{Lookup, Schema, SchemaError};
 use super::server::{RecordedRequest, SimInner, handle, lock};
 use super::state::{Power, SeedVm, SimConfig, State};
-use super::tasks::Tasks;
+use super::tasks::{TaskTiming, Tasks};
 use super::tls::{SimTls, TlsSetupError};
 use super::validate::validate;
 
@@ -295,6 +295,12 @@ impl Simulator {
             .vms
             .get(&vmid)
             .and_then(|vm| vm.files.get(path).cloned())
+    }
+
+    /// Start, end and first reported end (a status poll answering `stopped`) of every task
+    /// so far, in start order.
+    pub fn task_timings(&self) -> Vec<TaskTiming> {
+        self.inner.task_timings()
     }
 
     /// UPIDs of the tasks still running (sorted).

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -29,6 +30,23 @@ pub struct Task {
     pub polls: u32,
     /// Start time (epoch seconds).
     pub starttime: u64,
+    /// When it was started, when it ended and when a status poll first answered `stopped`.
+    pub timing: TaskTiming,
+}
+
+/// When a task ran and when its end was first reported ([`crate::sim::Simulator::task_timings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTiming {
+    /// The task's UPID.
+    pub upid: String,
+    /// Type (`qmclone`, `qmstart`, …).
+    pub kind: String,
+    /// When the task was created.
+    pub started: Instant,
+    /// When it ended (`None` while running).
+    pub ended: Option<Instant>,
+    /// When `GET …/tasks/{upid}/status` first answered `stopped` (`None` until then).
+    pub seen_stopped: Option<Instant>,
 }
 
 /// All tasks by UPID.
@@ -73,6 +91,13 @@ impl SimInner {
             log: vec![format!("starting task {kind} {id}")],
             polls: 0,
             starttime,
+            timing: TaskTiming {
+                upid: upid.clone(),
+                kind: kind.to_owned(),
+                started: Instant::now(),
+                ended: None,
+                seen_stopped: None,
+            },
         };
         self.tasks().map.insert(upid.clone(), task);
         let sim = Arc::clone(self);
@@ -88,6 +113,7 @@ impl SimInner {
             let mut tasks = sim.tasks();
             if let Some(t) = tasks.map.get_mut(&key) {
                 t.running = false;
+                t.timing.ended = Some(Instant::now());
                 match result {
                     Ok(()) => {
                         t.log.push("TASK OK".into());
@@ -126,6 +152,7 @@ impl SimInner {
                 "interrupted by signal"
             };
             t.running = false;
+            t.timing.ended = Some(Instant::now());
             t.log.push("received interrupt".into());
             t.log.push(format!("TASK ERROR: {msg}"));
             t.exitstatus = Some(msg.to_owned());
@@ -198,6 +225,9 @@ impl SimInner {
         if t.polls <= hidden {
             return Err(ApiErr::param("upid", "no such task"));
         }
+        if !t.running && t.timing.seen_stopped.is_none() {
+            t.timing.seen_stopped = Some(Instant::now());
+        }
         let mut v = json!({
             "upid": upid, "node": t.node, "type": t.kind, "id": t.id, "user": self.config.token_id,
             "pid": 0, "pstart": 0, "starttime": t.starttime,
@@ -230,6 +260,18 @@ impl SimInner {
             .map(|(i, l)| json!({"n": i + 1, "t": l}))
             .collect();
         Ok((Value::Array(lines), t.log.len()))
+    }
+
+    /// Start, end and first reported end of every task, in start order.
+    pub fn task_timings(&self) -> Vec<TaskTiming> {
+        let mut v: Vec<TaskTiming> = self
+            .tasks()
+            .map
+            .values()
+            .map(|t| t.timing.clone())
+            .collect();
+        v.sort_by_key(|t| t.started);
+        v
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {

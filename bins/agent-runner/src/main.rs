@@ -6,6 +6,14 @@
 //! 2 for everything else (bad bootstrap file, refused token, non-tmpfs secrets dir, stopped
 //! before a job) — use `RestartPreventExitStatus=2` in the systemd unit. SIGTERM/SIGINT stop
 //! the current step; a job in progress is still bundled and reported (`FAILED`).
+//!
+//! The runner is also the sandbox's long-lived guest agent: it starts its own `channel`
+//! subcommand as a child (before dropping privileges) and, when the bootstrap data carried a
+//! channel key, keeps it running after the job until SIGTERM/SIGINT (see `channel.rs` and
+//! `docs/guest-runner.md`).
+
+mod channel;
+mod drop_exec;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +72,42 @@ struct Cli {
     /// and fills the secrets tmpfs as root, then drops to it (no groups, no_new_privs).
     #[arg(long, value_name = "USER")]
     run_as: Option<String>,
+    /// Where the channel key is handed to the channel process.
+    #[arg(long, value_name = "PATH", default_value = agentlab_guest::channel::DEFAULT_CHANNEL_FILE)]
+    channel_file: PathBuf,
+    /// Do not start the channel process.
+    #[arg(long)]
+    no_channel: bool,
+    /// The passwd file users are looked up in.
+    #[arg(long, value_name = "PATH", default_value = "/etc/passwd")]
+    passwd: PathBuf,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Serve the sandbox channel (started by the runner itself).
+    Channel {
+        /// The channel file to wait for.
+        #[arg(long, value_name = "PATH", default_value = agentlab_guest::channel::DEFAULT_CHANNEL_FILE)]
+        channel_file: PathBuf,
+        /// The passwd file the `agent` user is looked up in.
+        #[arg(long, value_name = "PATH", default_value = "/etc/passwd")]
+        passwd: PathBuf,
+    },
+    /// Become a user and execute a command in place (terminal execs as another user).
+    DropExec {
+        /// User id.
+        #[arg(long)]
+        uid: u32,
+        /// Group id.
+        #[arg(long)]
+        gid: u32,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 impl Cli {
@@ -84,6 +128,7 @@ impl Cli {
             git_bin: self.git,
             bwrap_bin: self.bwrap,
             run_as,
+            channel_file: (!self.no_channel).then_some(self.channel_file),
             ..defaults
         }
     }
@@ -101,7 +146,7 @@ fn error_chain(e: &GuestError) -> String {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn wait_for_stop_signal() {
+pub(crate) async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
@@ -118,7 +163,7 @@ async fn wait_for_stop_signal() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -127,10 +172,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    match cli.command.take() {
+        Some(Sub::Channel {
+            channel_file,
+            passwd,
+        }) => return channel::serve(&channel_file, passwd),
+        Some(Sub::DropExec { uid, gid, argv }) => return drop_exec::run(uid, gid, &argv),
+        None => {}
+    }
     // Before the runtime starts its threads: no_new_privs is inherited from this thread.
     let run_as = match cli.run_as.as_deref().map(|u| {
         agentlab_guest::privdrop::set_no_new_privs()?;
-        agentlab_guest::privdrop::RunAs::parse(u, std::path::Path::new("/etc/passwd"))
+        agentlab_guest::privdrop::RunAs::parse(u, &cli.passwd)
     }) {
         None => None,
         Some(Ok(r)) => Some(r),
@@ -139,6 +192,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let passwd = cli.passwd.clone();
     let config = cli.config(run_as);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -148,24 +202,43 @@ fn main() -> ExitCode {
         }
     };
     let cancel = CancellationToken::new();
-    let outcome = rt.block_on(async {
+    rt.block_on(async {
         let stop = cancel.clone();
         tokio::spawn(async move {
             wait_for_stop_signal().await;
             tracing::warn!("stop requested; stopping the current step and reporting");
             stop.cancel();
         });
-        agentlab_guest::run_until_stopped(&config, &cancel).await
-    });
+        // Started before the run drops privileges, so root execs stay possible.
+        let supervisor = config
+            .channel_file
+            .clone()
+            .map(|f| channel::Supervisor::start(f, passwd));
+        let outcome = agentlab_guest::run_until_stopped(&config, &cancel).await;
+        let (code, retry) = exit_code(&outcome);
+        if let Some(mut s) = supervisor {
+            if retry {
+                s.stop().await;
+            } else {
+                s.finish(&cancel).await;
+            }
+        }
+        code
+    })
+}
+
+/// The exit code of a run (and whether it asks for a restart).
+fn exit_code(outcome: &Result<RunOutcome, GuestError>) -> (ExitCode, bool) {
     match outcome {
         Ok(RunOutcome::Reported(state)) => {
             tracing::info!(?state, "job reported");
-            ExitCode::SUCCESS
+            (ExitCode::SUCCESS, false)
         }
-        Ok(RunOutcome::NoJob) => ExitCode::SUCCESS,
+        Ok(RunOutcome::NoJob) => (ExitCode::SUCCESS, false),
         Err(e) => {
-            eprintln!("agent-runner: error: {}", error_chain(&e));
-            ExitCode::from(if e.is_retryable() { 1 } else { 2 })
+            eprintln!("agent-runner: error: {}", error_chain(e));
+            let retry = e.is_retryable();
+            (ExitCode::from(if retry { 1 } else { 2 }), retry)
         }
     }
 }

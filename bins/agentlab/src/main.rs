@@ -64,16 +64,26 @@ enum Command {
     Secrets(commands::secrets::SecretsArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli).await {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Code::Failure.into();
+        }
+    };
+    let code = match rt.block_on(dispatch(cli)) {
         Ok(code) => code.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
             Code::for_error(&e).into()
         }
-    }
+    };
+    // A read of the terminal (`sandbox exec`/`shell` forward stdin) may still block a
+    // runtime thread: do not wait for it.
+    rt.shutdown_background();
+    code
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<Code> {

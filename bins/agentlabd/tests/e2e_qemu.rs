@@ -73,7 +73,7 @@ git commit -q -m hello
 echo probes-done
 "#;
 
-const SLEEP_SECS: u64 = 40;
+const SLEEP_SECS: u64 = 100;
 
 fn profile() -> String {
     "name: e2e\ntemplate_vmid: 9000\nnetwork:\n  bridge: {bridge}\n  mode: nat\n\
@@ -297,6 +297,54 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         "after restart: {shown}\nlog:\n{}",
         lab.log()
     );
+
+    // The guest agent's channel reconnects to the restarted daemon: exec and cp into the
+    // VM while its job runs (docs/sandbox-access.md).
+    let v = vmid.to_string();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let user = loop {
+        let out = lab.cli(&["sandbox", "exec", &v, "--", "id", "-un"]);
+        // Until the channel is back, the exec may run through the QEMU guest agent instead
+        // (the fallback, marked by its notice): wait for the channel.
+        let fallback = String::from_utf8_lossy(&out.stderr).contains("hypervisor's guest agent");
+        if out.status.success() && !fallback {
+            break String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exec never worked in the VM: {}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(user, "agent");
+    eprintln!(
+        "{machine}: exec through the channel after {:?}",
+        t0.elapsed()
+    );
+    let out = lab.cli(&["sandbox", "exec", &v, "--user", "root", "--", "id", "-u"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let local = lab.dir.path().join("to-vm.txt");
+    std::fs::write(&local, "copied into the VM\n").expect("write");
+    let out = lab.cli(&[
+        "sandbox",
+        "cp",
+        local.to_str().expect("path"),
+        &format!("{v}:/tmp/in"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = lab.cli(&["sandbox", "exec", &v, "--", "cat", "/tmp/in/to-vm.txt"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "copied into the VM\n");
 
     let done = wait_job(&lab, &job_id, Duration::from_secs(600), |j| {
         ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&j["state"].as_str().unwrap_or(""))

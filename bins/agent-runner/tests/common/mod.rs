@@ -380,6 +380,8 @@ impl Env {
             .arg(self.secrets_dir())
             .arg("--agent-home")
             .arg(&home)
+            .arg("--channel-file")
+            .arg(self.path("channel.json"))
             .args([
                 "--bootstrap-wait-secs",
                 "5",

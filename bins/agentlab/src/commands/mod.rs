@@ -15,6 +15,7 @@ pub mod sandbox_cp;
 pub mod sandbox_exec;
 pub mod sandbox_forward;
 pub mod sandbox_new;
+pub mod sandbox_ssh;
 pub mod secrets;
 pub mod status;
 pub mod template;

@@ -53,6 +53,8 @@ pub enum SandboxCmd {
     Cp(super::sandbox_cp::CpArgs),
     /// Forward a local TCP port to a port inside a running sandbox.
     Forward(super::sandbox_forward::ForwardArgs),
+    /// SSH into a sandbox through its channel (the sandbox must run an SSH server).
+    Ssh(super::sandbox_ssh::SshArgs),
     /// Manage the sandbox's lease.
     Lease {
         #[command(subcommand)]
@@ -81,6 +83,7 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
         SandboxCmd::Shell(a) => return super::sandbox_exec::shell(ctx, a).await,
         SandboxCmd::Cp(a) => return super::sandbox_cp::run(ctx, a).await,
         SandboxCmd::Forward(a) => return super::sandbox_forward::run(ctx, a).await,
+        SandboxCmd::Ssh(a) => return super::sandbox_ssh::run(ctx, a).await,
         SandboxCmd::List {
             state,
             profile,

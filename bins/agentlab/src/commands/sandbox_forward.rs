@@ -1,6 +1,8 @@
 //! `agentlab sandbox forward <vmid> [[ADDR:]LOCAL:]REMOTE`: a TCP port forward from the host
 //! (127.0.0.1 unless an address is given) to a port on the sandbox's loopback, through the
 //! sandbox's channel. Every accepted connection is its own stream; it runs until Ctrl-C.
+//! With `--stdio` there is no listener: the CLI's stdin and stdout are one connection to the
+//! port (for `ssh -o ProxyCommand=…`, which `agentlab sandbox ssh` uses).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -25,6 +27,9 @@ pub struct ForwardArgs {
     pub vmid: Vmid,
     /// `REMOTE`, `LOCAL:REMOTE` or `ADDR:LOCAL:REMOTE` (ports; ADDR defaults to 127.0.0.1).
     pub spec: String,
+    /// Connect stdin and stdout to REMOTE instead of listening (a ProxyCommand).
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// The local address and the remote port of a forward spec.
@@ -61,6 +66,20 @@ pub fn parse_spec(spec: &str) -> anyhow::Result<(SocketAddr, u16)> {
 /// Runs `agentlab sandbox forward` until Ctrl-C.
 pub async fn run(ctx: &Ctx, a: ForwardArgs) -> anyhow::Result<Code> {
     let (addr, remote) = parse_spec(&a.spec)?;
+    if a.stdio {
+        if a.spec.contains(':') {
+            bail!("with --stdio give only the remote port");
+        }
+        pipe(
+            &ctx.client,
+            a.vmid,
+            remote,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        )
+        .await?;
+        return Ok(Code::Ok);
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -98,11 +117,26 @@ async fn one(
     port: u16,
     tcp: tokio::net::TcpStream,
 ) -> anyhow::Result<()> {
+    let (r, w) = tcp.into_split();
+    pipe(client, vmid, port, r, w).await
+}
+
+/// One forwarded connection: `r` → the sandbox's port → `w`.
+async fn pipe<R, W>(
+    client: &Client,
+    vmid: Vmid,
+    port: u16,
+    mut r: R,
+    mut w: W,
+) -> anyhow::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let stream = client
         .open_stream(vmid, StreamRequest::Forward(ForwardRequest { port }))
         .await?;
     let (mut tx, mut rx) = stream.split();
-    let (mut r, mut w) = tcp.into_split();
     let up = async {
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -118,7 +152,10 @@ async fn one(
     let down = async {
         while let Some(f) = rx.next().await {
             match f? {
-                Frame::Data(b) => w.write_all(&b).await?,
+                Frame::Data(b) => {
+                    w.write_all(&b).await?;
+                    w.flush().await?;
+                }
                 Frame::DataEnd(_) => {
                     w.shutdown().await?;
                     return anyhow::Ok(());

@@ -172,6 +172,7 @@ async fn the_channel_wins_when_the_runner_is_connected() {
     env.hv.enable_guest_exec(echo());
     let (vmid, key) = env.sandbox().await;
     let _agent = agent(env.guest, vmid, &key).await.expect("accepted");
+    env.connected(vmid).await;
     let mut c = client(&env.sock, vmid).await.expect("stream");
     c.send(exec(&["true"])).await.expect("send");
     c.send(Frame::StdinEof).await.expect("eof");

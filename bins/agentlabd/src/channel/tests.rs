@@ -34,6 +34,7 @@ use crate::guest::{self, GuestState, ratelimit::RateLimiter};
 
 pub(super) struct Env {
     pub(super) lab: Arc<Lab>,
+    pub(super) channels: Arc<ChannelHub>,
     pub(super) hv: Arc<FakeHypervisor>,
     pub(super) guest: SocketAddr,
     pub(super) sock: PathBuf,
@@ -131,6 +132,7 @@ async fn env_with(limits: agentlab_core::config::LimitsConfig) -> Env {
     });
     Env {
         lab,
+        channels,
         hv,
         guest,
         sock,
@@ -167,6 +169,23 @@ impl Env {
             .and_then(|b| b.channel_key)
             .expect("the bootstrap data carries a channel key");
         (sb.vmid, key.expose().to_owned())
+    }
+
+    /// Waits until `vmid`'s channel is registered and its connection recorded (both happen
+    /// just after the `101`).
+    pub(super) async fn connected(&self, vmid: Vmid) {
+        for _ in 0..500 {
+            if self.channels.is_connected(vmid)
+                && !self
+                    .events(vmid, EventKind::ChannelConnected)
+                    .await
+                    .is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("sandbox {vmid}'s channel never registered");
     }
 
     pub(super) async fn events(&self, vmid: Vmid, kind: EventKind) -> Vec<agentlab_core::Event> {
@@ -381,6 +400,7 @@ async fn an_exec_is_relayed_both_ways_and_recorded_without_its_arguments() {
     let _agent = agent(env.guest, vmid, &key)
         .await
         .expect("channel accepted");
+    env.connected(vmid).await;
     assert_eq!(env.events(vmid, EventKind::ChannelConnected).await.len(), 1);
     let mut c = client(&env.sock, vmid).await.expect("stream");
     c.send(exec(&["printf", "s3cr3t-argument"]))
@@ -499,6 +519,7 @@ async fn keys_bind_to_their_sandbox_and_die_with_it() {
     );
     // A's own key works; destroying A closes the channel and the key is dead after.
     let agent_a = agent(env.guest, a, &key_a).await.expect("accepted");
+    env.connected(a).await;
     env.lab.destroy_sandbox(a).await.expect("destroy");
     tokio::time::timeout(Duration::from_secs(10), agent_a.ended)
         .await
@@ -520,6 +541,7 @@ async fn a_guest_cannot_open_streams_toward_the_host() {
     let env = env().await;
     let (vmid, key) = env.sandbox().await;
     let agent = agent(env.guest, vmid, &key).await.expect("accepted");
+    env.connected(vmid).await;
     let (tx, rx) = tokio::sync::oneshot::channel();
     agent.open.send(tx).await.expect("ask");
     assert!(
@@ -558,6 +580,7 @@ async fn a_copy_over_the_configured_limit_is_stopped_with_the_key_named() {
     .await;
     let (vmid, key) = env.sandbox().await;
     let _agent = agent(env.guest, vmid, &key).await.expect("accepted");
+    env.connected(vmid).await;
     let copy = || {
         Frame::Request(StreamRequest::CopyIn(
             agentlab_core::api::channel::CopyInRequest {

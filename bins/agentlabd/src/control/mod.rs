@@ -5,6 +5,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod follow;
+mod health;
 mod jobs;
 pub mod limits;
 pub mod openapi;
@@ -58,9 +59,13 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body();
     let max_profile = state.limits.max_profile_body();
+    let health = Arc::new(health::HealthCache::new(health::HEALTH_TTL));
     Router::new()
         .route("/healthz", get(status::healthz))
-        .route("/v1/status", get(status::status))
+        .route(
+            "/v1/status",
+            get(move |st| status::status(st, Arc::clone(&health))),
+        )
         .route("/v1/openapi.json", get(openapi::serve))
         .route(
             "/v1/sandboxes",

@@ -1,7 +1,6 @@
 //! The OpenAPI 3.1 document of the control API, built from one route table. A test keeps
 //! `docs/openapi.json` identical to what `/v1/openapi.json` serves.
 
-use axum::Json;
 use serde_json::{Value, json};
 
 /// (method, path, summary, request body schema, success status, response schema).
@@ -327,6 +326,16 @@ pub fn document() -> Value {
     })
 }
 
-pub async fn serve() -> Json<Value> {
-    Json(document())
+/// Serves the document, built once per process (it never changes while the daemon runs).
+pub async fn serve() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = BODY
+        .get_or_init(|| bytes::Bytes::from(document().to_string()))
+        .clone();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

@@ -1,6 +1,7 @@
 //! `/v1/status` and `/healthz`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -9,12 +10,18 @@ use agentlab_core::api::control::StatusResponse;
 
 use crate::control::AppState;
 use crate::control::error::ApiError;
+use crate::control::health::HealthCache;
 
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true}))
 }
 
-pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
+/// Counts from the store on every call; the backend's health from `health` (one probe per
+/// `HEALTH_TTL`, shared by concurrent calls).
+pub async fn status(
+    State(st): State<AppState>,
+    health: Arc<HealthCache>,
+) -> Result<Json<StatusResponse>, ApiError> {
     let lab = &st.lab;
     // Kept per state on every write: O(1) whatever the number of records.
     let counts = lab.counts().await?;
@@ -28,19 +35,17 @@ pub async fn status(State(st): State<AppState>) -> Result<Json<StatusResponse>, 
         .iter()
         .map(|(s, n)| (s.to_string(), *n))
         .collect();
-    let probe = lab.deps().hypervisor.list_managed().await;
-    let (nodes, nodes_error) = match lab.deps().hypervisor.node_health() {
+    let health = health.get(lab).await;
+    let (nodes, nodes_error) = match health.nodes {
         None => (None, None),
-        Some(h) => match h.node_status().await {
-            Ok(n) => (Some(n), None),
-            Err(e) => (None, Some(agentlab_core::engine::chain(&e))),
-        },
+        Some(Ok(n)) => (Some(n), None),
+        Some(Err(e)) => (None, Some(e)),
     };
     Ok(Json(StatusResponse {
         version: st.version.to_owned(),
         backend: lab.deps().hypervisor.name().to_owned(),
-        backend_healthy: probe.is_ok(),
-        backend_detail: probe.err().map(|e| agentlab_core::engine::chain(&e)),
+        backend_healthy: health.backend.is_ok(),
+        backend_detail: health.backend.err(),
         sandboxes,
         jobs,
         nodes,
