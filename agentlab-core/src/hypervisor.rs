@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use crate::guest_exec::{GuestExec, GuestExecError, GuestExecOutput, GuestExecRequest};
 use crate::ids::{Vmid, WorkspaceId};
 use crate::secrets::SecretValue;
 
@@ -256,6 +257,11 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     }
     /// Optional: memory and CPU of a sandbox's VM process (QEMU); `None` by default.
     fn process_usage(&self) -> Option<&dyn ProcessUsage> {
+        None
+    }
+    /// Optional: run a command through the hypervisor's guest agent (Proxmox VE, QEMU), the
+    /// fallback when the sandbox's own guest agent is not connected; `None` by default.
+    fn guest_exec(&self) -> Option<&dyn GuestExec> {
         None
     }
 }

@@ -19,6 +19,7 @@ pub mod failpoint;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod firewall;
+pub mod guest_exec;
 pub mod hypervisor;
 pub mod ids;
 pub mod model;

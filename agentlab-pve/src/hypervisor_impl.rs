@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use agentlab_core::hypervisor::{
-    BootstrapData, Hypervisor, HypervisorError, ManagedVm, NodeHealth, PowerState, VmHandle,
-    VmSpec, VolumeId,
+    BootstrapData, GuestExec, Hypervisor, HypervisorError, ManagedVm, NodeHealth, PowerState,
+    VmHandle, VmSpec, VolumeId,
 };
 use agentlab_core::ids::{Vmid, WorkspaceId};
 use async_trait::async_trait;
@@ -65,6 +65,9 @@ impl Hypervisor for ProxmoxHypervisor {
         self.do_detach_volume(vmid.get(), volume).await
     }
     fn node_health(&self) -> Option<&dyn NodeHealth> {
+        Some(self)
+    }
+    fn guest_exec(&self) -> Option<&dyn GuestExec> {
         Some(self)
     }
 }

@@ -14,6 +14,7 @@ pub mod doctor;
 mod doctor_nodes;
 pub mod error;
 mod from_config;
+pub mod guest_exec;
 mod hypervisor_impl;
 mod journal;
 pub mod lifecycle;

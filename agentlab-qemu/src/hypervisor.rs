@@ -94,6 +94,19 @@ impl QemuHypervisor {
             .await
             .map_err(|e| HypervisorError::Backend(Box::new(e)))?
     }
+
+    /// The VM's directory and whether its QEMU process runs; `NotFound` when it does not
+    /// exist.
+    pub(crate) async fn vm_dir_and_running(
+        &self,
+        vmid: Vmid,
+    ) -> Result<(std::path::PathBuf, bool), HypervisorError> {
+        self.run(move |i| {
+            i.record(vmid)?;
+            Ok((i.dir(vmid), i.pid(vmid).is_some()))
+        })
+        .await
+    }
 }
 
 /// Fails naming the missing piece and how to get it.
@@ -239,6 +252,10 @@ impl Hypervisor for QemuHypervisor {
     }
 
     fn process_usage(&self) -> Option<&dyn ProcessUsage> {
+        Some(self)
+    }
+
+    fn guest_exec(&self) -> Option<&dyn agentlab_core::hypervisor::GuestExec> {
         Some(self)
     }
 

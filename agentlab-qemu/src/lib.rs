@@ -2,7 +2,7 @@
 //!
 //! The `qemu` [`Hypervisor`](agentlab_core::Hypervisor) backend: each sandbox is a real VM run
 //! by `qemu-system-x86_64` on this host, driven over QMP (power, status) and the QEMU guest
-//! agent (bootstrap file, guest address), both through the `qapi` crate.
+//! agent (bootstrap file, guest address, the exec fallback), both through the `qapi` crate.
 //!
 //! - [`QemuOptions`]: image, machine, acceleration, state directory, bridge namespace.
 //! - [`QemuHypervisor`]: implements the trait. A sandbox is a directory under
@@ -18,6 +18,7 @@
 pub mod accel;
 pub mod args;
 mod error;
+mod guest_exec;
 mod hypervisor;
 mod layout;
 mod lifecycle;

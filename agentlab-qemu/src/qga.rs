@@ -117,6 +117,38 @@ impl Qga {
             .collect())
     }
 
+    /// Starts `argv` with `input` as its whole stdin, capturing stdout and stderr
+    /// (`guest-exec`); returns the guest pid. The error is the agent's own message.
+    pub async fn exec(&self, argv: &[String], input: Option<&[u8]>) -> Result<i64, QemuError> {
+        let (path, args) = argv
+            .split_first()
+            .ok_or_else(|| err(self.vmid, "empty command"))?;
+        let started = call(
+            self.vmid,
+            Duration::from_secs(10),
+            self.svc.execute(qga::guest_exec {
+                path: path.clone(),
+                arg: Some(args.to_vec()),
+                env: None,
+                input_data: input.map(<[u8]>::to_vec),
+                capture_output: Some(qga::GuestExecCaptureOutput::flag(true)),
+            }),
+        )
+        .await?;
+        Ok(started.pid)
+    }
+
+    /// The state of a `guest-exec` process (`guest-exec-status`; an exited one is reported
+    /// once, then forgotten by the agent).
+    pub async fn exec_status(&self, pid: i64) -> Result<qga::GuestExecStatus, QemuError> {
+        call(
+            self.vmid,
+            Duration::from_secs(10),
+            self.svc.execute(qga::guest_exec_status { pid }),
+        )
+        .await
+    }
+
     /// Asks the guest to power off (`guest-shutdown` has no answer; sent, not awaited).
     pub async fn shutdown(&self) {
         let _ = tokio::time::timeout(

@@ -46,11 +46,33 @@ impl ChannelRefusal {
     }
 }
 
+/// Which way a stream reaches into the sandbox (the `via` of its events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamVia {
+    /// The sandbox's channel to its guest agent (`agent-runner`).
+    #[default]
+    Channel,
+    /// The hypervisor's guest agent (an exec fallback when the channel is not connected).
+    GuestAgent,
+}
+
+impl StreamVia {
+    /// `channel` or `guest_agent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Channel => "channel",
+            Self::GuestAgent => "guest_agent",
+        }
+    }
+}
+
 /// What the daemon records when a stream ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRecord {
     /// Stream id (unique per daemon run).
     pub id: u64,
+    /// Which way it went.
+    pub via: StreamVia,
     /// `exec`, `shell`, `copy_in`, `copy_out` or `forward`.
     pub kind: &'static str,
     /// Exit code of an exec or shell.
@@ -169,15 +191,37 @@ impl Lab {
         what: &str,
         client: &str,
     ) {
+        self.record_stream_opened_via(vmid, id, kind, user, what, client, StreamVia::Channel)
+            .await;
+    }
+
+    /// [`Lab::record_stream_opened`] for a stream that goes `via` another way than the
+    /// channel (the payload's `via`; the message says so).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_stream_opened_via(
+        &self,
+        vmid: Vmid,
+        id: u64,
+        kind: &'static str,
+        user: &str,
+        what: &str,
+        client: &str,
+        via: StreamVia,
+    ) {
+        let through = match via {
+            StreamVia::Channel => "",
+            StreamVia::GuestAgent => " (through the hypervisor's guest agent)",
+        };
         self.event(
             NewEvent::new(
                 self.now(),
                 EventKind::StreamOpened,
-                format!("{kind} #{id} opened by {client} as {user}: {what}"),
+                format!("{kind} #{id} opened by {client} as {user}: {what}{through}"),
             )
             .sandbox(vmid)
             .payload(serde_json::json!({
                 "id": id, "kind": kind, "user": user, "what": what, "client": client,
+                "via": via.as_str(),
             })),
         )
         .await;
@@ -207,7 +251,7 @@ impl Lab {
             .payload(serde_json::json!({
                 "id": r.id, "kind": r.kind, "exit_code": r.exit_code, "error": r.error,
                 "duration_ms": u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
-                "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
+                "bytes_in": r.bytes_in, "bytes_out": r.bytes_out, "via": r.via.as_str(),
             })),
         )
         .await;

@@ -25,7 +25,7 @@ mod tick;
 mod workspaces;
 
 pub use after_report::AfterReport;
-pub use channel::{ChannelRefusal, StreamRecord};
+pub use channel::{ChannelRefusal, StreamRecord, StreamVia};
 pub use error::{EngineError, chain};
 pub use follow::FollowItem;
 pub use jobs::{BootstrapGrant, GuestReport, JobRequest};

@@ -23,7 +23,8 @@
 //! [`FakeHypervisor::persistent`] keeps VMs and volumes in a JSON file (rewritten atomically
 //! after every change, bootstrap data left out), so `agentlabd` with `backend: fake` can be
 //! killed and restarted and still see what it created. Files: this one (state, inspection,
-//! configuration), `hypervisor_faults.rs` (faults) and `hypervisor_ops.rs` (the trait verbs).
+//! configuration), `hypervisor_faults.rs` (faults), `hypervisor_exec.rs` (the optional guest
+//! exec) and `hypervisor_ops.rs` (the trait verbs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -41,11 +42,14 @@ use crate::hypervisor::Hypervisor;
 use crate::hypervisor::{BootstrapData, HypervisorError, PowerState, VmSpec, VolumeId};
 use crate::ids::{Vmid, WorkspaceId};
 
+#[path = "hypervisor_exec.rs"]
+mod exec;
 #[path = "hypervisor_faults.rs"]
 mod faults;
 #[path = "hypervisor_ops.rs"]
 mod ops;
 
+pub use exec::GuestExecReply;
 pub(crate) use faults::FaultPlan;
 pub use faults::{FakeOp, Fault, FaultKind};
 
@@ -128,6 +132,7 @@ struct Inner {
     address_delay_polls: u32,
     boot_hook: Option<Arc<dyn BootHook>>,
     state_file: Option<PathBuf>,
+    exec: exec::ExecState,
 }
 
 /// What [`FakeHypervisor::persistent`] keeps on disk.

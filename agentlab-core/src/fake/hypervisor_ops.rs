@@ -12,7 +12,8 @@ use super::{
 };
 use crate::fake::boot::BootEvent;
 use crate::hypervisor::{
-    BootstrapData, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec, VolumeId,
+    BootstrapData, GuestExec, Hypervisor, HypervisorError, ManagedVm, PowerState, VmHandle, VmSpec,
+    VolumeId,
 };
 use crate::ids::{Vmid, WorkspaceId};
 
@@ -29,6 +30,10 @@ async fn run_hook<T: Send + 'static>(
 impl Hypervisor for FakeHypervisor {
     fn name(&self) -> &'static str {
         "fake"
+    }
+
+    fn guest_exec(&self) -> Option<&dyn GuestExec> {
+        self.offers_guest_exec().then_some(self as &dyn GuestExec)
     }
 
     async fn create(&self, spec: &VmSpec) -> Result<VmHandle, HypervisorError> {

@@ -58,6 +58,9 @@ fn needs(method: &str, template: &str, ctx: &Ctx) -> Vec<(String, &'static str)>
         ("DELETE", Some("")) => vec![(vm, "VM.Allocate")],
         ("GET", Some("/config" | "/status/current")) => vec![(vm, "VM.Audit")],
         ("POST", Some("/agent/file-write")) => vec![(vm, "VM.GuestAgent.FileWrite")],
+        ("POST", Some("/agent/exec")) | ("GET", Some("/agent/exec-status")) => {
+            vec![(vm, "VM.GuestAgent.Unrestricted")]
+        }
         ("POST" | "GET", Some(r)) if r.starts_with("/agent/") => vec![(vm, "VM.GuestAgent.Audit")],
         ("POST", None) if template.ends_with("/storage/{storage}/content") => {
             vec![(store, "Datastore.AllocateSpace")]

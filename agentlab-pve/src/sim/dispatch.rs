@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::qemu::HResult;
 use super::server::{ApiErr, Ctx, SimInner};
-use super::{acl, clone, cluster, images, power, qemu};
+use super::{acl, clone, cluster, guest_exec, images, power, qemu};
 
 /// Calls the handler for `method template`; 501 for schema methods the simulator lacks.
 pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) -> HResult {
@@ -74,6 +74,8 @@ pub fn dispatch(inner: &Arc<SimInner>, method: &str, template: &str, ctx: &Ctx) 
         ("POST", _, Some("/agent/ping")) => power::ping(inner, ctx),
         ("GET", _, Some("/agent/network-get-interfaces")) => power::interfaces(inner, ctx),
         ("POST", _, Some("/agent/file-write")) => power::file_write(inner, ctx),
+        ("POST", _, Some("/agent/exec")) => guest_exec::exec(inner, ctx),
+        ("GET", _, Some("/agent/exec-status")) => guest_exec::exec_status(inner, ctx),
         _ => Err(ApiErr {
             status: 501,
             message: format!("Method '{method} {template}' not implemented in the simulator"),

@@ -17,6 +17,7 @@ mod control;
 mod dispatch;
 mod faults;
 mod formats;
+mod guest_exec;
 mod images;
 mod multipart;
 mod power;
@@ -31,6 +32,7 @@ mod tls;
 mod validate;
 
 pub use faults::{FaultKind, FaultRule};
+pub use guest_exec::{GuestExecHandler, SimExecCall, SimExecResult, echo_handler};
 pub use images::UploadedFile;
 pub use runner::process_boot_hook;
 pub use schema::{Lookup, MethodSchema, Schema, SchemaError};

@@ -107,7 +107,7 @@ pub fn power(inner: &Arc<SimInner>, ctx: &Ctx, action: &'static str) -> HResult 
     Ok((json!(upid), None))
 }
 
-fn agent_ready(inner: &SimInner, ctx: &Ctx) -> Result<(), ApiErr> {
+pub(super) fn agent_ready(inner: &SimInner, ctx: &Ctx) -> Result<(), ApiErr> {
     let (node, vmid) = (ctx.req("node"), ctx.req("vmid"));
     check_node(inner, node)?;
     let mut st = inner.state();

@@ -82,6 +82,8 @@ pub struct SimInner {
     pub(crate) storage_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Requests being answered per node (`/nodes/<node>/…`): (now, most at once).
     pub(crate) inflight: Mutex<BTreeMap<String, (usize, usize)>>,
+    /// The simulated guest agent's commands.
+    pub(crate) execs: Mutex<super::guest_exec::GuestExecs>,
 }
 
 /// Counts one request to a node as in flight until dropped.
@@ -169,6 +171,8 @@ pub struct Ctx {
     pub task_fault: Option<String>,
     /// The file of a multipart upload.
     pub upload: Option<super::images::UploadedFile>,
+    /// The request's parameters as sent (every value of an array parameter).
+    pub raw: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -180,6 +184,15 @@ impl Ctx {
     /// A required parameter (present after validation).
     pub fn req(&self, k: &str) -> &str {
         self.get(k).unwrap_or_default()
+    }
+
+    /// Every value of a (possibly repeated) parameter, in order.
+    pub fn all(&self, k: &str) -> Vec<&str> {
+        self.raw
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A boolean parameter (`1`).
@@ -363,7 +376,7 @@ pub async fn handle(State(inner): State<Arc<SimInner>>, req: Request) -> Respons
         &method,
         &path,
         template.as_deref(),
-        outcome,
+        (outcome, params.unwrap_or_default()),
         upload,
     )
     .await;
@@ -382,13 +395,19 @@ fn dropped_connection() -> Response {
     Response::new(Body::from_stream(stream))
 }
 
+/// The validated parameters (or the error to answer) and the parameters as sent.
+type Outcome = (
+    Result<BTreeMap<String, String>, ApiErr>,
+    Vec<(String, String)>,
+);
+
 async fn run(
     inner: &Arc<SimInner>,
     headers: &HeaderMap,
     method: &str,
     path: &str,
     template: Option<&str>,
-    outcome: Result<BTreeMap<String, String>, ApiErr>,
+    (outcome, raw): Outcome,
     upload: Option<super::images::UploadedFile>,
 ) -> Option<Response> {
     if !authorized(inner, headers) {
@@ -439,6 +458,7 @@ async fn run(
         params,
         task_fault,
         upload,
+        raw,
     };
     Some(match dispatch(inner, method, template, &ctx) {
         Ok((data, total)) => {

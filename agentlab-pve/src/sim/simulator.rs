@@ -131,6 +131,7 @@ impl Simulator {
             hook: Mutex::new(None),
             storage_locks: Mutex::new(BTreeMap::new()),
             inflight: Mutex::new(BTreeMap::new()),
+            execs: Mutex::default(),
         });
         let app = Router::new()
             .fallback(handle)
@@ -170,6 +171,12 @@ impl Simulator {
     /// Sets the boot hook (VM started/stopped, guest-agent file written).
     pub fn set_boot_hook(&self, hook: BootHook) {
         *lock(&self.inner.hook) = Some(hook);
+    }
+
+    /// Sets how the simulated guest agent's `agent/exec` commands end (default:
+    /// [`super::echo_handler`]).
+    pub fn set_guest_exec(&self, handler: super::GuestExecHandler) {
+        lock(&self.inner.execs).handler = Some(handler);
     }
 
     /// Adds a fault-injection rule.

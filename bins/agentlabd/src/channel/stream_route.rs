@@ -7,6 +7,11 @@
 //! guest-side failure comes back as [`Frame::Error`]. Each stream is a `stream_opened` and a
 //! `stream_closed` event on the sandbox (who, what, exit code, duration, bytes — never the
 //! data, and for an exec only the program name and the number of arguments).
+//!
+//! When the channel is not connected but the backend can run commands through the
+//! hypervisor's guest agent, the upgrade is accepted anyway: an exec without a PTY then runs
+//! through [`super::fallback`] (events carry `"via": "guest_agent"`), anything else gets an
+//! `agent_not_connected: …` error frame.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,10 +26,10 @@ use tokio_util::codec::Framed;
 use agentlab_core::Vmid;
 use agentlab_core::api::channel::{STREAM_PROTOCOL, StreamRequest};
 use agentlab_core::api::frame::{Frame, FrameCodec};
-use agentlab_core::engine::{ChannelRefusal, Lab, StreamRecord};
+use agentlab_core::engine::{ChannelRefusal, Lab, StreamRecord, StreamVia};
 
-use crate::channel::ChannelHub;
 use crate::channel::guest_route::{switching, wants_upgrade};
+use crate::channel::{ChannelHub, fallback};
 use crate::control::AppState;
 use crate::control::error::ApiError;
 use crate::control::extract::{ApiPath, vmid as parse_vmid};
@@ -90,14 +95,10 @@ async fn admit(
             ));
         }
     }
-    if !st.channels.is_connected(vmid) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "agent_not_connected",
-            format!(
-                "Sandbox {vmid}'s guest agent is not connected (the sandbox is stopped, still booting, or its agent-runner is not running)"
-            ),
-        ));
+    // Without a channel, an exec may still run through the hypervisor's guest agent
+    // (fallback.rs): the request (known only after the upgrade) decides.
+    if !st.channels.is_connected(vmid) && st.lab.deps().hypervisor.guest_exec().is_none() {
+        return Err(not_connected(vmid));
     }
     req.extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
@@ -109,6 +110,16 @@ async fn admit(
                 "This connection cannot be upgraded",
             )
         })
+}
+
+fn not_connected(vmid: Vmid) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "agent_not_connected",
+        format!(
+            "Sandbox {vmid}'s guest agent is not connected (the sandbox is stopped, still booting, or its agent-runner is not running)"
+        ),
+    )
 }
 
 /// What an event may say about a request: the program and the argument count, a path or a
@@ -160,6 +171,17 @@ async fn relay<T>(
             .await;
         return;
     }
+    let via = if hub.is_connected(vmid) {
+        StreamVia::Channel
+    } else if fallback::applies(&request) {
+        StreamVia::GuestAgent
+    } else {
+        let e = not_connected(vmid);
+        let _ = client_io
+            .send(Frame::Error(format!("{}: {}", e.code, e.message)))
+            .await;
+        return;
+    };
     let id = hub.next_stream_id();
     let kind = request.kind();
     let limit = matches!(
@@ -168,11 +190,12 @@ async fn relay<T>(
     )
     .then_some(copy_max);
     let (what, user) = describe(&request);
-    lab.record_stream_opened(vmid, id, kind, user, &what, &client)
+    lab.record_stream_opened_via(vmid, id, kind, user, &what, &client, via)
         .await;
     let started = Instant::now();
     let mut record = StreamRecord {
         id,
+        via,
         kind,
         exit_code: None,
         error: None,
@@ -180,6 +203,12 @@ async fn relay<T>(
         bytes_in: 0,
         bytes_out: 0,
     };
+    if let (StreamVia::GuestAgent, StreamRequest::Exec(e)) = (via, &request) {
+        fallback::run(&lab, vmid, e, &mut client_io, &mut record).await;
+        record.duration = started.elapsed();
+        lab.record_stream_closed(vmid, &record).await;
+        return;
+    }
     match hub.open(vmid).await {
         Err(e) => {
             record.error = Some(e.to_string());

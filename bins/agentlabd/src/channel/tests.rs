@@ -32,12 +32,12 @@ use crate::channel::ChannelHub;
 use crate::control::{self, AppState};
 use crate::guest::{self, GuestState, ratelimit::RateLimiter};
 
-struct Env {
-    lab: Arc<Lab>,
-    channels: Arc<ChannelHub>,
-    hv: Arc<FakeHypervisor>,
-    guest: SocketAddr,
-    sock: PathBuf,
+pub(super) struct Env {
+    pub(super) lab: Arc<Lab>,
+    pub(super) channels: Arc<ChannelHub>,
+    pub(super) hv: Arc<FakeHypervisor>,
+    pub(super) guest: SocketAddr,
+    pub(super) sock: PathBuf,
     cancel: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -48,7 +48,7 @@ impl Drop for Env {
     }
 }
 
-async fn env() -> Env {
+pub(super) async fn env() -> Env {
     env_with(Default::default()).await
 }
 
@@ -143,7 +143,7 @@ async fn env_with(limits: agentlab_core::config::LimitsConfig) -> Env {
 
 impl Env {
     /// A READY sandbox and its channel key (as the backend received it).
-    async fn sandbox(&self) -> (Vmid, String) {
+    pub(super) async fn sandbox(&self) -> (Vmid, String) {
         let sb = self
             .lab
             .create_sandbox(SandboxRequest {
@@ -173,7 +173,7 @@ impl Env {
 
     /// Waits until `vmid`'s channel is registered and its connection recorded (both happen
     /// just after the `101`).
-    async fn connected(&self, vmid: Vmid) {
+    pub(super) async fn connected(&self, vmid: Vmid) {
         for _ in 0..500 {
             if self.channels.is_connected(vmid)
                 && !self
@@ -188,7 +188,7 @@ impl Env {
         panic!("sandbox {vmid}'s channel never registered");
     }
 
-    async fn events(&self, vmid: Vmid, kind: EventKind) -> Vec<agentlab_core::Event> {
+    pub(super) async fn events(&self, vmid: Vmid, kind: EventKind) -> Vec<agentlab_core::Event> {
         self.lab
             .events(&EventQuery {
                 sandbox: Some(vmid),
@@ -229,7 +229,11 @@ where
 
 /// A stand-in guest agent: dials the channel and answers each exec with its arguments on
 /// stdout, `err` on stderr, stdin echoed, and exit code = number of arguments.
-async fn agent(addr: SocketAddr, vmid: Vmid, key: &str) -> Result<yamux_ctl::Agent, (u16, String)> {
+pub(super) async fn agent(
+    addr: SocketAddr,
+    vmid: Vmid,
+    key: &str,
+) -> Result<yamux_ctl::Agent, (u16, String)> {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = Request::get("/v1/channel")
         .header("host", "guest")
@@ -248,7 +252,7 @@ mod yamux_ctl {
     use super::*;
     use std::future::poll_fn;
 
-    pub(super) struct Agent {
+    pub(in crate::channel) struct Agent {
         /// Ends when the daemon closes the connection.
         pub(super) ended: tokio::task::JoinHandle<()>,
         /// Asks the agent to open a stream itself (as a hostile guest would).
@@ -362,7 +366,7 @@ mod yamux_ctl {
 }
 
 /// Opens a control-socket stream into `vmid`.
-async fn client(
+pub(super) async fn client(
     sock: &std::path::Path,
     vmid: Vmid,
 ) -> Result<Framed<TokioIo<hyper::upgrade::Upgraded>, FrameCodec>, (u16, String)> {
@@ -378,7 +382,7 @@ async fn client(
     upgrade(us, req).await.map(|io| Framed::new(io, FrameCodec))
 }
 
-fn exec(argv: &[&str]) -> Frame {
+pub(super) fn exec(argv: &[&str]) -> Frame {
     Frame::Request(StreamRequest::Exec(ExecRequest {
         argv: argv.iter().map(|s| (*s).to_owned()).collect(),
         user: ExecUser::Agent,
