@@ -152,7 +152,16 @@ fn exec_streams_codes_stdin_signals_timeouts_and_users() {
 
     // A timeout stops the command and says so.
     let began = Instant::now();
-    let out = lab.cli(&["sandbox", "exec", v, "--timeout", "1", "--", "sleep", "60"]);
+    let out = lab.cli(&[
+        "sandbox",
+        "exec",
+        v,
+        "--time-limit",
+        "1",
+        "--",
+        "sleep",
+        "60",
+    ]);
     assert!(began.elapsed() < Duration::from_secs(30));
     assert_ne!(out.status.code(), Some(0));
     assert!(

@@ -56,8 +56,9 @@ pub struct ExecArgs {
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     pub env: Vec<String>,
     /// Stop the command (SIGTERM to its group, SIGKILL 5 s later) after this many seconds.
+    /// (The global `--timeout` is the CLI's request timeout, not the command's.)
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    pub time_limit: Option<u64>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, num_args = 1..)]
     pub cmd: Vec<String>,
@@ -94,7 +95,7 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<Code> {
         user: a.user.into(),
         cwd: a.cwd,
         env: parse_env(&a.env)?,
-        timeout_secs: a.timeout,
+        timeout_secs: a.time_limit,
         tty: None,
     };
     let stream = ctx
@@ -193,7 +194,7 @@ async fn relay(stream: SandboxStream, tty: bool) -> anyhow::Result<Code> {
                 Some(Ok(Frame::Exit(x))) => {
                     out.flush().await?;
                     if x.timed_out {
-                        eprintln!("\r\nagentlab: the command ran past its --timeout and was stopped");
+                        eprintln!("\r\nagentlab: the command ran past its --time-limit and was stopped");
                     }
                     return Ok(Code::Remote(u8::try_from(x.code.clamp(0, 255)).unwrap_or(255)));
                 }
