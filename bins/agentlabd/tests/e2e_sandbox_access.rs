@@ -165,7 +165,7 @@ fn exec_streams_codes_stdin_signals_timeouts_and_users() {
     assert!(began.elapsed() < Duration::from_secs(30));
     assert_ne!(out.status.code(), Some(0));
     assert!(
-        text(&out.stderr).contains("timeout"),
+        text(&out.stderr).contains("time-limit"),
         "{}",
         text(&out.stderr)
     );
