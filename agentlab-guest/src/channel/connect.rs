@@ -67,6 +67,8 @@ pub async fn run_channel(
 ) {
     let client = match reqwest::Client::builder()
         .http1_only()
+        // Keystrokes and small frames go out at once (no Nagle delay behind an ACK).
+        .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .build()
     {

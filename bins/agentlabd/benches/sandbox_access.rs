@@ -41,11 +41,16 @@ n = int(sys.argv[1]); argv = sys.argv[2:]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(argv[0], argv)
+seen = []
 def drain(secs):
     end = time.time() + secs
     while time.time() < end:
         r, _, _ = select.select([fd], [], [], 0.05)
-        if r: os.read(fd, 65536)
+        if r:
+            try:
+                seen.append(os.read(fd, 65536))
+            except OSError:
+                return
 drain(4)
 for i in range(n):
     ch = b"abcdefghij"[i % 10:i % 10 + 1]
@@ -54,8 +59,14 @@ for i in range(n):
     got = b""
     while ch not in got:
         r, _, _ = select.select([fd], [], [], 10)
-        if not r: print("timeout"); sys.exit(1)
-        got += os.read(fd, 65536)
+        if not r:
+            print("timeout after", b"".join(seen) + got)
+            sys.exit(1)
+        try:
+            got += os.read(fd, 65536)
+        except OSError:
+            print("the terminal closed:", b"".join(seen) + got)
+            sys.exit(1)
     print((time.perf_counter() - t) * 1000)
 os.write(fd, b"\x15exit\r")
 drain(2)
@@ -88,7 +99,12 @@ fn echo(n: usize, argv: &[&str]) -> Vec<f64> {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text.lines().filter_map(|l| l.parse().ok()).collect();
-    assert_eq!(v.len(), n, "echo driver: {text}");
+    assert_eq!(
+        v.len(),
+        n,
+        "echo driver: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     v
 }
 

@@ -107,7 +107,7 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<Code> {
 
 /// Runs `agentlab sandbox shell`.
 pub async fn shell(ctx: &Ctx, a: ShellArgs) -> anyhow::Result<Code> {
-    let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+    let TtySize { cols, rows } = term_size();
     let argv = if a.cmd.is_empty() {
         vec![
             "/bin/sh".to_owned(),
@@ -134,6 +134,14 @@ pub async fn shell(ctx: &Ctx, a: ShellArgs) -> anyhow::Result<Code> {
         .await?;
     let _raw = RawMode::enter();
     relay(stream, true).await
+}
+
+/// The local terminal's size; 80x24 where there is none or it reports 0 (a new PTY).
+fn term_size() -> TtySize {
+    match crossterm::terminal::size() {
+        Ok((cols, rows)) if cols > 0 && rows > 0 => TtySize { cols, rows },
+        _ => TtySize { cols: 80, rows: 24 },
+    }
 }
 
 /// Puts the terminal in raw mode while alive (when stdin is a terminal).
@@ -210,9 +218,7 @@ async fn relay(stream: SandboxStream, tty: bool) -> anyhow::Result<Code> {
             _ = int.recv() => { let _ = tx.send(Frame::Signal(2)).await; }
             _ = term.recv() => { let _ = tx.send(Frame::Signal(15)).await; }
             _ = winch.recv(), if tty => {
-                if let Ok((cols, rows)) = crossterm::terminal::size() {
-                    let _ = tx.send(Frame::Resize(TtySize { cols, rows })).await;
-                }
+                let _ = tx.send(Frame::Resize(term_size())).await;
             }
         }
     }

@@ -130,6 +130,10 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Small writes (channel frames: keystrokes, echoes) go out at once.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(peer = %peer, error = %e, "TCP_NODELAY not set");
+                }
                 let (app, conns, cancel) = (app.clone(), Arc::clone(&conns), cancel.clone());
                 tokio::spawn(async move {
                     serve_one(stream, peer, app, &conns, idle, cancel).await;
