@@ -180,6 +180,12 @@ impl Lab {
         self.notifier.subscribe()
     }
 
+    /// How many sandbox writes this lab has made so far. Caches of backend figures (free
+    /// memory, running VMs) compare it to know they are stale before their time is up.
+    pub fn sandbox_writes(&self) -> u64 {
+        self.notifier.sandbox_writes()
+    }
+
     /// Stops accepting background work, cancels what runs (it parks safely: a restart's
     /// [`Lab::reconcile`] resumes or cleans up) and waits for the tasks to end.
     pub async fn shutdown(&self) {

@@ -6,6 +6,7 @@
 //! channel.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -47,18 +48,29 @@ pub enum Change {
 pub struct NotifyingStore {
     inner: Arc<dyn StateStore>,
     changes: broadcast::Sender<Change>,
+    sandbox_writes: AtomicU64,
 }
 
 impl NotifyingStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn StateStore>) -> Self {
         let (changes, _) = broadcast::channel(CAPACITY);
-        Self { inner, changes }
+        Self {
+            inner,
+            changes,
+            sandbox_writes: AtomicU64::new(0),
+        }
     }
 
     /// A receiver of every change announced from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    /// How many sandbox writes succeeded so far: a cheap way to tell whether anything that
+    /// holds backend resources changed since a value was computed.
+    pub fn sandbox_writes(&self) -> u64 {
+        self.sandbox_writes.load(Ordering::Acquire)
     }
 
     fn announce<T>(
@@ -67,8 +79,12 @@ impl NotifyingStore {
         change: impl FnOnce(&T) -> Change,
     ) -> Result<T, StateStoreError> {
         if let Ok(v) = &r {
+            let change = change(v);
+            if matches!(change, Change::Sandbox(_)) {
+                self.sandbox_writes.fetch_add(1, Ordering::AcqRel);
+            }
             // No receiver is not an error: nobody follows right now.
-            let _ = self.changes.send(change(v));
+            let _ = self.changes.send(change);
         }
         r
     }

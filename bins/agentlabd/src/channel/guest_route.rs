@@ -20,6 +20,7 @@ use agentlab_core::api::channel::{CHANNEL_PROTOCOL, VMID_HEADER};
 
 use crate::channel::ChannelHub;
 use crate::guest::GuestState;
+use crate::guest::conns::AbortHandle;
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (
@@ -112,6 +113,7 @@ pub async fn channel(
             "This connection cannot be upgraded",
         );
     };
+    let abort = req.extensions_mut().remove::<AbortHandle>();
     let hub = std::sync::Arc::clone(&st.channels);
     let lab = std::sync::Arc::clone(&st.lab);
     let cancel = st.cancel.clone();
@@ -125,6 +127,12 @@ pub async fn channel(
         };
         tracing::info!(sandbox = %vmid, peer = %peer, "guest agent channel connected");
         lab.record_channel(vmid, true, &peer.to_string()).await;
+        // The channel ends when the guest is gone, reconnected or the daemon stops: nothing
+        // more is owed to it then, and a FIN to a destroyed sandbox would be retransmitted
+        // for minutes. So its socket closes with a reset.
+        if let Some(abort) = abort {
+            abort.reset_on_close();
+        }
         let why = serve(&hub, vmid, upgraded, cancel).await;
         tracing::info!(sandbox = %vmid, reason = %why, "guest agent channel ended");
         lab.record_channel(vmid, false, &why).await;

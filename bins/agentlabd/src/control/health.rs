@@ -4,7 +4,10 @@
 //! calls that arrive while a probe runs wait for that probe instead of starting their own
 //! (single flight). A failed probe is cached like a healthy one: it is reported as failed
 //! until the window ends, and the next call after that probes again. Time comes from the
-//! engine's clock (`LabDeps::clock`); a clock set back also ends the window.
+//! engine's clock (`LabDeps::clock`); a clock set back also ends the window. Any sandbox
+//! write the lab made since the probe started ends it too (`Lab::sandbox_writes`): a status
+//! read right after a create or destroy shows the backend's figures after it (free memory,
+//! clone tasks), not the ones from before.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,7 +31,8 @@ pub struct Health {
 }
 
 /// One probe (running or done) and when it finished.
-type Slot = Arc<OnceCell<(Timestamp, Health)>>;
+/// When a probe started, the lab's sandbox-write count then, and what it found.
+type Slot = Arc<OnceCell<(Timestamp, u64, Health)>>;
 
 /// The cached probe, shared by every status call.
 #[derive(Debug)]
@@ -53,19 +57,20 @@ impl HealthCache {
         let slot = {
             let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
             // A clock that went back (wall time is set) also ends the window.
-            let stale = slot.get().is_some_and(|(at, _)| {
+            let writes = lab.sandbox_writes();
+            let stale = slot.get().is_some_and(|(at, seen, _)| {
                 let age = clock.now().signed_duration_since(*at);
-                age >= self.ttl || age < chrono::Duration::zero()
+                age >= self.ttl || age < chrono::Duration::zero() || *seen != writes
             });
             if stale {
                 *slot = Arc::default();
             }
             Arc::clone(&slot)
         };
-        let (_, health) = slot
+        let (_, _, health) = slot
             .get_or_init(|| async {
-                let health = probe(lab).await;
-                (clock.now(), health)
+                let (at, writes) = (clock.now(), lab.sandbox_writes());
+                (at, writes, probe(lab).await)
             })
             .await;
         health.clone()
@@ -177,5 +182,30 @@ mod tests {
         );
         clock.advance(HEALTH_TTL);
         assert!(cache.get(&lab).await.backend.is_err());
+    }
+
+    /// A sandbox write ends the window early: status right after a create shows the
+    /// backend's figures after it.
+    #[tokio::test]
+    async fn a_sandbox_write_ends_the_window() {
+        let hv = Arc::new(FakeHypervisor::new());
+        let clock = Arc::new(ManualClock::at_epoch());
+        let lab = lab(&hv, &clock);
+        hv.clear_calls();
+        let cache = HealthCache::new(HEALTH_TTL);
+        cache.get(&lab).await;
+        cache.get(&lab).await;
+        assert_eq!(probes(&hv), 1);
+        let vmid = agentlab_core::Vmid::new(4242).expect("vmid");
+        let sandbox = agentlab_core::testkit::store::sample_sandbox(vmid, clock.now());
+        lab.deps()
+            .store
+            .insert_sandbox(&sandbox)
+            .await
+            .expect("insert");
+        cache.get(&lab).await;
+        assert_eq!(probes(&hv), 2, "the write made the cached answer stale");
+        cache.get(&lab).await;
+        assert_eq!(probes(&hv), 2, "and the new answer is shared again");
     }
 }

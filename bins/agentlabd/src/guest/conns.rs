@@ -6,7 +6,10 @@
 //! - a connection with no request in flight for `idle` is closed, and request headers must
 //!   arrive within `idle` (hyper's header timeout);
 //! - closing is graceful: a request in flight (a runner's final report) is answered first,
-//!   for at most `close_grace`, then the socket is dropped.
+//!   for at most `close_grace`, then the socket is dropped;
+//! - a connection upgraded to a sandbox's channel can be ended with a reset instead of a
+//!   FIN ([`AbortHandle`]): its peer is usually a guest that is gone (destroyed), and a FIN
+//!   to an address that no longer answers is retransmitted for minutes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -115,6 +118,30 @@ impl Activity {
     }
 }
 
+/// A second handle on an accepted guest connection's socket, put in every request's
+/// extensions: a handler that took the connection over (the channel upgrade) ends it with
+/// [`AbortHandle::reset_on_close`] so that closing sends a reset, not a FIN that a gone
+/// guest would never acknowledge.
+#[derive(Debug, Clone)]
+pub struct AbortHandle(Arc<std::net::TcpStream>);
+
+impl AbortHandle {
+    /// Makes the socket's last close send a reset (`SO_LINGER` 0). Unsent data is dropped:
+    /// call it only when nothing more is owed to the peer.
+    pub fn reset_on_close(&self) {
+        if let Err(e) = socket2::SockRef::from(&*self.0).set_linger(Some(Duration::ZERO)) {
+            tracing::debug!(error = %e, "SO_LINGER not set");
+        }
+    }
+}
+
+/// Splits an accepted stream into itself and an [`AbortHandle`] on the same socket.
+pub(crate) fn with_abort_handle(stream: TcpStream) -> std::io::Result<(TcpStream, AbortHandle)> {
+    let std = stream.into_std()?;
+    let dup = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, AbortHandle(Arc::new(dup))))
+}
+
 /// Serves `app` on `listener` until `cancel`, tracking connections in `conns`.
 pub async fn serve(
     listener: TcpListener,
@@ -134,9 +161,16 @@ pub async fn serve(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(peer = %peer, error = %e, "TCP_NODELAY not set");
                 }
+                let (stream, abort) = match with_abort_handle(stream) {
+                    Ok(split) => split,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "guest listener: socket not duplicated");
+                        continue;
+                    }
+                };
                 let (app, conns, cancel) = (app.clone(), Arc::clone(&conns), cancel.clone());
                 tokio::spawn(async move {
-                    serve_one(stream, peer, app, &conns, idle, cancel).await;
+                    serve_one(stream, abort, peer, app, &conns, idle, cancel).await;
                 });
             }
             Err(e) => {
@@ -150,6 +184,7 @@ pub async fn serve(
 
 async fn serve_one(
     stream: TcpStream,
+    abort: AbortHandle,
     peer: SocketAddr,
     app: Router,
     conns: &Connections,
@@ -162,6 +197,7 @@ async fn serve_one(
     let svc = app
         .map_request(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(abort.clone());
             req
         })
         .map_future(move |fut| {

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::conns::{Connections, serve};
+use super::conns::{Connections, serve, with_abort_handle};
 
 const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
@@ -154,4 +154,32 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     until_closed(&mut silent, Duration::from_secs(5)).await;
     wait_count(&conns, 0).await;
     cancel.cancel();
+}
+
+/// A socket armed with [`AbortHandle::reset_on_close`] ends with a reset when its owner
+/// drops it (what the channel does when its guest is gone); an unarmed one with a FIN.
+#[tokio::test]
+async fn an_armed_socket_closes_with_a_reset_and_others_with_a_fin() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    for armed in [true, false] {
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (server, abort) = with_abort_handle(server).expect("dup");
+        if armed {
+            abort.reset_on_close();
+        }
+        drop(server);
+        drop(abort);
+        let mut chunk = [0u8; 16];
+        let r = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("closed in time");
+        if armed {
+            let err = r.expect_err("a reset, not an orderly close");
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        } else {
+            assert_eq!(r.expect("an orderly close"), 0, "FIN");
+        }
+    }
 }
