@@ -68,6 +68,10 @@ pub struct VmSpec {
     pub net: NetAttachment,
     /// Profile name, recorded in the VM's description.
     pub profile: String,
+    /// SSH public keys for the agent user (daemon config's, then the profile's), already
+    /// validated ([`crate::ssh_key`]); backends with cloud-init give them to the guest there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_public_keys: Vec<String>,
 }
 
 /// What [`Hypervisor::create`] returns: where the new VM lives.
@@ -94,6 +98,10 @@ pub struct BootstrapData {
     /// offers no channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_key: Option<SecretValue>,
+    /// SSH public keys the runner adds to the agent user's `~/.ssh/authorized_keys` (the
+    /// same as [`VmSpec::ssh_public_keys`]; on the local backend this is how they arrive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_public_keys: Vec<String>,
 }
 
 /// Power state of a VM.

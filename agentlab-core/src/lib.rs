@@ -27,6 +27,7 @@ pub mod profile;
 pub mod redact;
 pub mod secrets;
 pub mod sqlite;
+pub mod ssh_key;
 pub mod state;
 pub mod store;
 pub mod store_page;

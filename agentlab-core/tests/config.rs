@@ -266,6 +266,11 @@ mod tests {
             ("local:\n  uid_slots: 0", "local.uid_slots"),
             ("local:\n  uid_slots: 40000", "local.uid_slots"),
             ("secrets:\n  identity: age.key", "secrets.identity"),
+            ("ssh_public_keys: ['ssh-dss AAAA x']", "ssh_public_keys"),
+            (
+                "ssh_public_keys: ['from=\"*\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 x']",
+                "ssh_public_keys",
+            ),
         ];
         for (extra, field) in cases {
             let err = parse(&fake(extra)).expect_err(extra);

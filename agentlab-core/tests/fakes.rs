@@ -27,6 +27,7 @@ mod tests {
     fn bootstrap(vmid: Vmid, token: &str) -> BootstrapData {
         BootstrapData {
             channel_key: None,
+            ssh_public_keys: Vec::new(),
             controller_url: "http://10.77.0.1:8844".to_owned(),
             token: SecretValue::new(token),
             vmid,

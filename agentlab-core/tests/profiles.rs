@@ -267,6 +267,11 @@ mod tests {
                 "agent",
             ),
             ("  preset: claude", "  command: '  '", "agent.command"),
+            (
+                "agent:\n",
+                "ssh_public_keys:\n  - 'ssh-ed25519 !!notbase64'\nagent:\n",
+                "ssh_public_keys[0]",
+            ),
         ];
         for (from, to, field) in cases {
             let text = base("p").replacen(from, to, 1);

@@ -84,7 +84,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootstrapData, GuestError> {
     for key in map.keys() {
         if !matches!(
             key.as_str(),
-            "controller_url" | "token" | "vmid" | "channel_key"
+            "controller_url" | "token" | "vmid" | "channel_key" | "ssh_public_keys"
         ) {
             return Err(bad(format!("unknown field {key:?}")));
         }
@@ -121,8 +121,29 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootstrapData, GuestError> {
             ));
         }
     };
+    let ssh_public_keys = match map.get("ssh_public_keys") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(keys)) => {
+            let mut out = Vec::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                let k = k.as_str().ok_or_else(|| {
+                    bad(format!("field \"ssh_public_keys\"[{i}] must be a string"))
+                })?;
+                agentlab_core::ssh_key::validate(k)
+                    .map_err(|why| bad(format!("field \"ssh_public_keys\"[{i}]: {why}")))?;
+                out.push(k.to_owned());
+            }
+            out
+        }
+        Some(_) => {
+            return Err(bad(
+                "field \"ssh_public_keys\" must be a list of strings".to_owned()
+            ));
+        }
+    };
     Ok(BootstrapData {
         channel_key,
+        ssh_public_keys,
         controller_url: controller_url.trim_end_matches('/').to_owned(),
         token: SecretValue::new(token),
         vmid,
@@ -160,6 +181,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("channel_key"), "{err}");
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF64o0VDodINATLXFtw+CbG17MoDthD4kkGmh7vKoGB+ a@h";
+        let text = format!(
+            r#"{{"controller_url":"http://x","token":"t","vmid":9001,"ssh_public_keys":["{key}"]}}"#
+        );
+        let d = parse(Path::new("/b.json"), text.as_bytes()).unwrap();
+        assert_eq!(d.ssh_public_keys, vec![key.to_owned()]);
+        for bad in [r#""k""#, r#"[7]"#, r#"["command=x ssh-ed25519 AAAA"]"#] {
+            let text = format!(
+                r#"{{"controller_url":"http://x","token":"t","vmid":9001,"ssh_public_keys":{bad}}}"#
+            );
+            let err = parse(Path::new("/b.json"), text.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ssh_public_keys"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod privdrop;
 pub mod process;
 pub mod runner;
 pub mod secrets_dir;
+pub mod ssh_keys;
 mod steps;
 
 pub use config::RunnerConfig;

@@ -132,6 +132,7 @@ async fn obtain_payload(
             {
                 tracing::warn!(error = %e, "cannot hand the channel key on; no channel");
             }
+            install_ssh_keys(config, &data.ssh_public_keys);
             secrets.cache_bootstrap(&data)?;
             bootstrap::remove_file(&path);
             tracing::info!(path = %path.display(), sandbox = %data.vmid, "fetching bootstrap payload");
@@ -169,6 +170,22 @@ async fn obtain_payload(
             secrets.forget_bootstrap();
             Err(e)
         }
+    }
+}
+
+/// Gives the bootstrap's SSH keys to the agent user ([`crate::ssh_keys`]). A failure costs
+/// only `sandbox ssh`, never the job: it is logged and the run goes on.
+fn install_ssh_keys(config: &RunnerConfig, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    let Some(home) = &config.agent_home else {
+        tracing::warn!("SSH keys given but no agent home configured; not installed");
+        return;
+    };
+    match crate::ssh_keys::install(home, config.run_as.as_ref(), keys) {
+        Ok(n) => tracing::info!(added = n, home = %home.display(), "SSH keys installed"),
+        Err(e) => tracing::warn!(error = %e, "SSH keys not installed"),
     }
 }
 

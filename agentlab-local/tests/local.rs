@@ -27,6 +27,7 @@ mod tests {
     fn boot(n: u32) -> BootstrapData {
         BootstrapData {
             channel_key: None,
+            ssh_public_keys: Vec::new(),
             controller_url: "http://10.77.0.1:8844".to_owned(),
             token: SecretValue::new("local-test-token-not-real"),
             vmid: vmid(n),

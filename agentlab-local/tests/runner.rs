@@ -99,6 +99,7 @@ server.serve_forever()
         hv.create(&spec).await.unwrap();
         let boot = BootstrapData {
             channel_key: None,
+            ssh_public_keys: Vec::new(),
             controller_url: "http://10.77.0.1:8844".to_owned(),
             token: SecretValue::new("local-runner-test-token"),
             vmid: spec.vmid,

@@ -97,6 +97,7 @@ fn spec(vmid: u32) -> VmSpec {
             firewall: true,
         },
         profile: "bench".into(),
+        ssh_public_keys: Vec::new(),
     }
 }
 

@@ -38,15 +38,33 @@ fn agent_not_ready(e: &PveError) -> bool {
             || e.message().contains("is not running"))
 }
 
-/// The cloud-init user-data snippet carrying the bootstrap file.
-pub fn snippet_yaml(json: &str, ciuser: Option<&str>, keys: &[String]) -> String {
+/// The cloud-init user-data snippet carrying the bootstrap file. `keys` are the admin keys
+/// for `ciuser` (`proxmox.ssh_public_keys`, with sudo, as Proxmox's own `sshkeys`);
+/// `agent_keys` the sandbox's keys for the unprivileged `agent` user (daemon config and
+/// profile `ssh_public_keys`, validated by the engine, written as JSON strings).
+pub fn snippet_yaml(
+    json: &str,
+    ciuser: Option<&str>,
+    keys: &[String],
+    agent_keys: &[String],
+) -> String {
     let mut out = String::from("#cloud-config\n");
+    let quoted = |k: &String| serde_json::to_string(k).unwrap_or_default();
+    if ciuser.is_some() || !agent_keys.is_empty() {
+        out.push_str("users:\n");
+    }
     if let Some(user) = ciuser {
         out.push_str(&format!(
-            "users:\n  - name: {user}\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n"
+            "  - name: {user}\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n"
         ));
         for k in keys {
             out.push_str(&format!("      - {k}\n"));
+        }
+    }
+    if !agent_keys.is_empty() && ciuser != Some("agent") {
+        out.push_str("  - name: agent\n    ssh_authorized_keys:\n");
+        for k in agent_keys {
+            out.push_str(&format!("      - {}\n", quoted(k)));
         }
     }
     out.push_str(&format!(
@@ -124,7 +142,8 @@ impl ProxmoxHypervisor {
             .transpose()
             .map_err(|e| HypervisorError::backend(e.to_string()))?;
         if let (Some(json), BootstrapDelivery::Snippet) = (&json, self.opts.bootstrap) {
-            self.write_snippet(&node, vmid, json).await?;
+            let agent_keys = bootstrap.map_or(&[][..], |b| &b.ssh_public_keys[..]);
+            self.write_snippet(&node, vmid, json, agent_keys).await?;
         }
         self.task_call(
             "POST",
@@ -144,6 +163,7 @@ impl ProxmoxHypervisor {
         node: &str,
         vmid: u32,
         json: &str,
+        agent_keys: &[String],
     ) -> Result<(), HypervisorError> {
         let (Some(dir), Some(storage)) = (
             self.opts.snippets_dir.clone(),
@@ -162,6 +182,7 @@ impl ProxmoxHypervisor {
             json,
             self.opts.ciuser.as_deref(),
             &self.opts.ssh_public_keys,
+            agent_keys,
         );
         let file = dir.join(&name);
         tokio::task::spawn_blocking(move || {
@@ -313,12 +334,37 @@ mod tests {
     }
 
     #[test]
+    fn snippets_give_agent_keys_to_the_agent_user_without_sudo() {
+        let k = "ssh-ed25519 AAAAC3 a@h".to_owned();
+        let yaml = snippet_yaml("{}", None, &[], std::slice::from_ref(&k));
+        assert!(
+            yaml.starts_with(
+                "#cloud-config\nusers:\n  - name: agent\n    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3 a@h\"\n"
+            ),
+            "{yaml}"
+        );
+        assert!(!yaml.contains("sudo"), "{yaml}");
+        let yaml = snippet_yaml("{}", Some("admin"), &["ssh-rsa AAAA adm".into()], &[k]);
+        let admin = yaml.find("name: admin").expect("admin");
+        let agent = yaml.find("name: agent").expect("agent");
+        assert!(
+            admin < agent && yaml.matches("users:").count() == 1,
+            "{yaml}"
+        );
+        assert_eq!(
+            snippet_yaml("{}", None, &[], &[]).matches("users:").count(),
+            0
+        );
+    }
+
+    #[test]
     fn snippets_are_private_and_removed_per_vm() {
         let dir = tempfile::tempdir().unwrap();
         let yaml = snippet_yaml(
             r#"{"token":"t"}"#,
             Some("agent"),
             &["ssh-ed25519 AAAA k".into()],
+            &[],
         );
         assert!(yaml.starts_with("#cloud-config\n") && yaml.contains("      {\"token\":\"t\"}\n"));
         write_private(&dir.path().join("agentlab-101-aa.yaml"), &yaml).unwrap();

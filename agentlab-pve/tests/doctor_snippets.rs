@@ -141,6 +141,7 @@ async fn snippet_bootstrap_writes_a_private_file_and_cleans_up() {
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("snip-token"),
         vmid: s.vmid,

@@ -74,6 +74,7 @@ async fn runner_receives_its_bootstrap_through_the_guest_agent() {
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: controller,
         token: SecretValue::new("e2e-boot-token"),
         vmid: s.vmid,

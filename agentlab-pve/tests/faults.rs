@@ -200,6 +200,7 @@ async fn failures_at_each_later_step_are_typed() {
 
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("t0k"),
         vmid: s.vmid,
@@ -285,6 +286,7 @@ async fn agent_that_never_answers_times_out() {
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("t"),
         vmid: s.vmid,
@@ -376,6 +378,7 @@ async fn missing_privileges_are_rejected_naming_the_call() {
     hv.configure(&s).await.unwrap();
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("t"),
         vmid: s.vmid,

@@ -14,6 +14,7 @@ use common::{assert_schema_clean, setup, spec};
 fn bootstrap(vmid: u32) -> BootstrapData {
     BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("tok-secret-123"),
         vmid: Vmid::new(vmid).unwrap(),

@@ -161,6 +161,7 @@ async fn install_is_idempotent_per_node_and_a_sandbox_clones_from_it() {
     );
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".into(),
         token: SecretValue::new("tok-from-template"),
         vmid: Vmid::new(9201).unwrap(),

@@ -48,6 +48,7 @@ async fn cycle(lab: &Lab, hv: &QemuHypervisor, n: u32) -> (Duration, u64) {
     spec.resources.cores = 2;
     let boot = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: "http://10.77.0.1:8844".to_owned(),
         token: SecretValue::new("bench-token-not-real"),
         vmid: spec.vmid,

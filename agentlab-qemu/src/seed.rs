@@ -14,7 +14,7 @@ pub fn files(spec: &VmSpec) -> Vec<(&'static str, String)> {
     let vmid = spec.vmid;
     let n = &spec.net;
     let meta = format!("instance-id: agentlab-{vmid}\nlocal-hostname: agentlab-{vmid}\n");
-    let user = "#cloud-config\n{}\n".to_owned();
+    let user = user_data(&spec.ssh_public_keys);
     let gw_key = if n.gateway.is_ipv4() {
         "gateway4"
     } else {
@@ -32,6 +32,22 @@ pub fn files(spec: &VmSpec) -> Vec<(&'static str, String)> {
         ("user-data", user),
         ("network-config", net),
     ]
+}
+
+/// `user-data`: the SSH keys for the image's `agent` user (cloud-init adds them to an
+/// existing user; the image's `agentlab-ssh-if-keys.service` then starts sshd). Keys were
+/// validated by the engine (`agentlab_core::ssh_key`) and are written as JSON strings.
+fn user_data(keys: &[String]) -> String {
+    if keys.is_empty() {
+        return "#cloud-config\n{}\n".to_owned();
+    }
+    let mut out =
+        String::from("#cloud-config\nusers:\n  - name: agent\n    ssh_authorized_keys:\n");
+    for k in keys {
+        let quoted = serde_json::to_string(k).unwrap_or_default();
+        out.push_str(&format!("      - {quoted}\n"));
+    }
+    out
 }
 
 /// Writes the seed files into `dir` (created).
@@ -105,6 +121,13 @@ mod tests {
         assert!(net.contains("addresses: [\"10.77.0.100/16\"]"), "{net}");
         assert!(net.contains("gateway4: 10.77.0.1"), "{net}");
         assert!(f[0].1.contains("instance-id: agentlab-9100"));
+        assert_eq!(f[1].1, "#cloud-config\n{}\n", "no keys: empty user-data");
+        let mut keyed = spec.clone();
+        keyed.ssh_public_keys = vec!["ssh-ed25519 AAAAC3 a@h".into()];
+        assert_eq!(
+            files(&keyed)[1].1,
+            "#cloud-config\nusers:\n  - name: agent\n    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3 a@h\"\n"
+        );
         let c = cmdline("root=UUID=x ro", &spec, Some(2_000_000), Some("quiet"));
         assert_eq!(
             c,

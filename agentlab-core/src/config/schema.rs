@@ -78,6 +78,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Bounds on control API requests.
     pub limits: LimitsConfig,
+    /// SSH public keys every sandbox's `agent` user accepts (`agentlab sandbox ssh`); a
+    /// profile's `ssh_public_keys` are added to them. One `TYPE BASE64 [COMMENT]` line each.
+    pub ssh_public_keys: Vec<String>,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             log: LogConfig::default(),
             limits: LimitsConfig::default(),
+            ssh_public_keys: Vec::new(),
         }
     }
 }

@@ -66,6 +66,13 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
     absolute_opt(c.db_path.as_deref(), "db_path")?;
     absolute_opt(c.artifact_dir.as_deref(), "artifact_dir")?;
     absolute(&c.profiles_dir, "profiles_dir")?;
+    for (i, key) in c.ssh_public_keys.iter().enumerate() {
+        crate::ssh_key::validate(key.trim()).map_err(|why| Violation {
+            kind: ErrorKind::Invalid,
+            field: "ssh_public_keys",
+            reason: format!("entry {i}: {why}"),
+        })?;
+    }
 
     let g = &c.guest;
     if let Some(url) = &g.controller_url {

@@ -66,6 +66,9 @@ pub struct LabSettings {
     /// Secret the sandboxes' channel keys are derived from ([`crate::channel_key`]); `None`
     /// gives guests no channel key (no exec, shell, copy or forward).
     pub channel_secret: Option<crate::channel_key::ChannelSecret>,
+    /// SSH public keys every sandbox's agent user accepts (the daemon config's
+    /// `ssh_public_keys`; a profile's are added to them), already validated.
+    pub ssh_public_keys: Vec<String>,
 }
 
 impl Default for LabSettings {
@@ -90,6 +93,7 @@ impl Default for LabSettings {
             destroy_retry_max: Duration::from_secs(300),
             node_check_interval: Duration::from_secs(5),
             channel_secret: None,
+            ssh_public_keys: Vec::new(),
         }
     }
 }

@@ -235,6 +235,7 @@ impl Lab {
         sb.ip = Some(IpAddr::V4(ip));
         sb.mac = Some(mac_for(vmid));
         let spec = vm_spec(&self.settings, &profile, &sb, ip);
+        let ssh_public_keys = spec.ssh_public_keys.clone();
 
         let s = spec.clone();
         let (handle, g) = self
@@ -384,6 +385,7 @@ impl Lab {
             controller_url: self.settings.controller_url.clone(),
             token,
             vmid,
+            ssh_public_keys,
         };
         self.step(
             &lock,

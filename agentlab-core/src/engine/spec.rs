@@ -32,5 +32,11 @@ pub fn vm_spec(settings: &LabSettings, profile: &Profile, sb: &Sandbox, ip: Ipv4
             firewall: true,
         },
         profile: profile.name.clone(),
+        ssh_public_keys: ssh_keys(settings, profile),
     }
+}
+
+/// The SSH keys a sandbox of `profile` accepts: the daemon's, then the profile's.
+pub fn ssh_keys(settings: &LabSettings, profile: &Profile) -> Vec<String> {
+    crate::ssh_key::merge(&settings.ssh_public_keys, &profile.ssh_public_keys)
 }

@@ -100,6 +100,11 @@ pub struct Profile {
     pub artifacts: ArtifactsProfile,
     /// Which agent runs.
     pub agent: AgentProfile,
+    /// SSH public keys that may log in as the agent user (`agentlab sandbox ssh`), added to
+    /// the daemon config's `ssh_public_keys`. One `TYPE BASE64 [COMMENT]` line each
+    /// ([`crate::ssh_key::validate`]).
+    #[serde(default)]
+    pub ssh_public_keys: Vec<String>,
 }
 
 impl Profile {

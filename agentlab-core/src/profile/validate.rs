@@ -140,6 +140,12 @@ pub(super) fn validate(p: &Profile) -> Result<(), Violation> {
             "must be a bundle name ([A-Za-z0-9][A-Za-z0-9._-]*)".to_owned()
         })?;
     }
+    for (i, key) in p.ssh_public_keys.iter().enumerate() {
+        crate::ssh_key::validate(key.trim()).map_err(|why| Violation {
+            index: Some(i),
+            ..bad("ssh_public_keys", why)
+        })?;
+    }
     let clone = &p.repo.clone_path;
     check(clone.starts_with('/'), "repo.clone_path", || {
         "must be an absolute path".to_owned()

@@ -102,6 +102,7 @@ impl ConformanceEnv {
                 firewall: true,
             },
             profile: "conformance".to_owned(),
+            ssh_public_keys: Vec::new(),
         }
     }
 }
@@ -217,6 +218,7 @@ pub async fn hypervisor_conformance(h: &dyn Hypervisor, env: &ConformanceEnv) {
 
     let bootstrap = BootstrapData {
         channel_key: None,
+        ssh_public_keys: Vec::new(),
         controller_url: format!("http://{}:8844", env.gateway),
         token: SecretValue::new("conformance-not-a-real-token"),
         vmid,

@@ -139,6 +139,7 @@ mod tests {
             token: SecretValue::new("tok"),
             vmid: Vmid::new(9001).expect("vmid"),
             channel_key: None,
+            ssh_public_keys: Vec::new(),
         };
         assert!(!write_channel_file(&path, &data).expect("no key"));
         assert!(!path.exists());

@@ -38,6 +38,7 @@ fn placeholder_spec(vmid: Vmid) -> VmSpec {
             firewall: false,
         },
         profile: String::new(),
+        ssh_public_keys: Vec::new(),
     }
 }
 

@@ -98,6 +98,7 @@ pub fn spec(vmid: u32) -> VmSpec {
             firewall: true,
         },
         profile: "default".into(),
+        ssh_public_keys: Vec::new(),
     }
 }
 

@@ -147,6 +147,7 @@ pub fn settings(cfg: &Config) -> LabSettings {
                 2000
             },
         ),
+        ssh_public_keys: agentlab_core::ssh_key::merge(&cfg.ssh_public_keys, &[]),
         ..LabSettings::default()
     }
 }

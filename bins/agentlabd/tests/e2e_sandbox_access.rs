@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use netlab::{NetLab, privileged};
+use netlab::{LabOptions, NetLab, privileged};
 use sha2::{Digest as _, Sha256};
 
 const PROFILE: &str = "name: dev\ntemplate_vmid: 9000\nnetwork:\n  bridge: {bridge}\n  mode: nat\n\
@@ -503,25 +503,56 @@ fn ssh_reaches_an_ssh_server_in_the_sandbox_through_the_channel_and_forward_stdi
         eprintln!("SKIP: no /usr/sbin/sshd or ssh-keygen (install openssh-server)");
         return;
     }
-    let lab = NetLab::start(PROFILE, |_| Vec::new());
-    let vmid = sandbox(&lab);
-    let v = vmid.as_str();
+    // Keys come from the daemon config and the profile; the runner writes them into the
+    // agent's ~/.ssh/authorized_keys (the local backend has no cloud-init).
     let work = tempfile::tempdir().expect("dir");
     let keys = work.path().join("ssh");
     std::fs::create_dir_all(&keys).expect("mkdir");
-    for (name, kind) in [("host_key", "ed25519"), ("client", "ed25519")] {
+    for name in ["host_key", "client", "daemon_client"] {
         let ok = Command::new("ssh-keygen")
-            .args(["-q", "-t", kind, "-N", "", "-f"])
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(keys.join(name))
             .status()
             .expect("ssh-keygen");
         assert!(ok.success());
     }
-    std::fs::copy(keys.join("client.pub"), keys.join("authorized_keys")).expect("copy");
+    let public = |name: &str| {
+        std::fs::read_to_string(keys.join(format!("{name}.pub")))
+            .expect("pub")
+            .trim()
+            .to_owned()
+    };
+    let profile = format!("{PROFILE}ssh_public_keys:\n  - \"{}\"\n", public("client"));
+    let opts = LabOptions {
+        extra_config: format!("ssh_public_keys:\n  - \"{}\"\n", public("daemon_client")),
+        ..LabOptions::default()
+    };
+    let lab = NetLab::start_with(&profile, |_| Vec::new(), &opts);
+    let vmid = sandbox(&lab);
+    let v = vmid.as_str();
+    let out = lab.cli(&[
+        "sandbox",
+        "exec",
+        v,
+        "--",
+        "cat",
+        "/home/agent/.ssh/authorized_keys",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n{}\n", public("daemon_client"), public("client")),
+        "the daemon's keys, then the profile's"
+    );
+    // The client keys stay on the host; only the server's files go into the sandbox.
+    let client_key = work.path().join("client");
+    let daemon_key = work.path().join("daemon_client");
+    std::fs::rename(keys.join("client"), &client_key).expect("mv");
+    std::fs::rename(keys.join("daemon_client"), &daemon_key).expect("mv");
     std::fs::write(
         keys.join("sshd_config"),
         "Port 2222\nListenAddress 127.0.0.1\nHostKey /home/agent/ssh/host_key\n\
-         AuthorizedKeysFile /home/agent/ssh/authorized_keys\nPidFile /home/agent/ssh/sshd.pid\n\
+         PidFile /home/agent/ssh/sshd.pid\n\
          UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
     )
     .expect("config");
@@ -543,37 +574,41 @@ fn ssh_reaches_an_ssh_server_in_the_sandbox_through_the_channel_and_forward_stdi
         "mkdir -p /run/sshd 2>/dev/null; setsid -f /usr/sbin/sshd -D -e -f /home/agent/ssh/sshd_config </dev/null >/home/agent/ssh/log 2>&1",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let client_key = keys.join("client");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let out = loop {
-        let out = lab.cli(&[
-            "sandbox",
-            "ssh",
-            v,
-            "-p",
-            "2222",
-            "-i",
-            client_key.to_str().expect("p"),
-            "--",
-            "-o",
-            "BatchMode=yes",
-            "echo",
-            "via-ssh",
-            "$((6*7))",
-        ]);
-        if out.status.success() || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let log = lab.cli(&["sandbox", "exec", v, "--", "cat", "/home/agent/ssh/log"]);
-    assert!(
-        out.status.success(),
-        "ssh failed: {}\nsshd log: {}",
-        text(&out.stderr),
-        text(&log.stdout)
-    );
-    assert_eq!(text(&out.stdout), "via-ssh 42\n");
+    for key in [&client_key, &daemon_key] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let out = loop {
+            let out = lab.cli(&[
+                "sandbox",
+                "ssh",
+                v,
+                "-p",
+                "2222",
+                "-i",
+                key.to_str().expect("p"),
+                "--",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "echo",
+                "via-ssh",
+                "$((6*7))",
+            ]);
+            if out.status.success() || Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let log = lab.cli(&["sandbox", "exec", v, "--", "cat", "/home/agent/ssh/log"]);
+        assert!(
+            out.status.success(),
+            "ssh with {} failed: {}\nsshd log: {}",
+            key.display(),
+            text(&out.stderr),
+            text(&log.stdout)
+        );
+        assert_eq!(text(&out.stdout), "via-ssh 42\n");
+    }
 
     // forward --stdio alone: the SSH banner comes back on stdout.
     let out = cli_stdin(&lab, &["sandbox", "forward", v, "--stdio", "2222"], b"");

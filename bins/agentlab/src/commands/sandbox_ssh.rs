@@ -1,7 +1,8 @@
 //! `agentlab sandbox ssh VMID`: the system's `ssh` into a sandbox, tunnelled through the
 //! sandbox's channel (`ProxyCommand` = `agentlab sandbox forward --stdio VMID PORT`), so it
 //! works where the host has no route to the sandbox. The sandbox must run an SSH server that
-//! accepts your key (on Proxmox: `proxmox.ssh_public_keys`, given by cloud-init, start it).
+//! accepts your key: `ssh_public_keys` in the daemon config or the profile reach the agent
+//! user's `authorized_keys` (docs/sandbox-access.md#ssh).
 //!
 //! Host keys are not checked (`StrictHostKeyChecking=no`, nothing written to
 //! `known_hosts`): the channel already guarantees which sandbox the connection reaches — the
