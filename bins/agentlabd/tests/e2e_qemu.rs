@@ -234,7 +234,19 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         backend: Some(backend),
         ..LabOptions::default()
     };
-    let mut lab = NetLab::start_with(&profile(), script, &opts);
+    // A key for `sandbox ssh`: the profile gives it to the VM (cloud-init seed and runner),
+    // and the image's agentlab-ssh-if-keys.service starts sshd because of it.
+    let keys = tempfile::tempdir().expect("dir");
+    let key = keys.path().join("id");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(ok.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+    let profile = format!("{}ssh_public_keys:\n  - \"{}\"\n", profile(), public.trim());
+    let mut lab = NetLab::start_with(&profile, script, &opts);
     let _vms = KillVms(lab.data_dir().display().to_string());
     lab.secrets(&["set-env", "E2E_SECRET"], Some(SECRET));
     lab.secrets(&["add-file", "--path", "e2e/secret.txt"], Some(SECRET));
@@ -345,6 +357,8 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
     );
     let out = lab.cli(&["sandbox", "exec", &v, "--", "cat", "/tmp/in/to-vm.txt"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "copied into the VM\n");
+    channel_figures(&lab, &v, &machine);
+    ssh_into_the_vm(&lab, &v, &key);
 
     let done = wait_job(&lab, &job_id, Duration::from_secs(600), |j| {
         ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&j["state"].as_str().unwrap_or(""))
@@ -407,4 +421,120 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         lab.log()
     );
     assert!(!Path::new(&lab.data_dir().join(format!("qemu/{vmid}"))).exists());
+}
+
+/// `sandbox ssh` into the VM's own sshd (port 22), started by the image because the profile's
+/// key reached `authorized_keys`; and `forward --stdio` shows sshd's banner.
+fn ssh_into_the_vm(lab: &NetLab, v: &str, key: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = lab.cli(&[
+            "sandbox",
+            "ssh",
+            v,
+            "-i",
+            key.to_str().expect("path"),
+            "--",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "echo",
+            "via-ssh",
+            "$(id -un)",
+        ]);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "via-ssh agent\n");
+            break;
+        }
+        if Instant::now() > deadline {
+            let keys = lab.cli(&["sandbox", "exec", v, "--", "cat", ".ssh/authorized_keys"]);
+            let unit = lab.cli(&[
+                "sandbox",
+                "exec",
+                v,
+                "--user",
+                "root",
+                "--",
+                "systemctl",
+                "status",
+                "--no-pager",
+                "ssh.service",
+                "agentlab-ssh-if-keys.service",
+            ]);
+            panic!(
+                "ssh into the VM failed: {}\nauthorized_keys: {}\nunits: {}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&keys.stdout),
+                String::from_utf8_lossy(&unit.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let out = lab.cli_with_stdin(&["sandbox", "forward", v, "--stdio", "22"], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("SSH-2.0-"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Exec round trips and copy rates into a QEMU VM (TCG here), printed for
+/// docs/performance.md; never asserted (benchmarks hold targets).
+fn channel_figures(lab: &NetLab, v: &str, machine: &str) {
+    let mut times: Vec<Duration> = (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            let out = lab.cli(&["sandbox", "exec", v, "--", "true"]);
+            assert!(out.status.success());
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    let big = lab.dir.path().join("big.bin");
+    let data: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&big, &data).expect("write");
+    let t = Instant::now();
+    let out = lab.cli(&[
+        "sandbox",
+        "cp",
+        big.to_str().expect("p"),
+        &format!("{v}:/tmp/big"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp_in = t.elapsed();
+    let back = lab.dir.path().join("back");
+    let t = Instant::now();
+    let out = lab.cli(&[
+        "sandbox",
+        "cp",
+        &format!("{v}:/tmp/big/big.bin"),
+        back.to_str().expect("p"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp_out = t.elapsed();
+    let copied = std::fs::read(back.join("big.bin"))
+        .or_else(|_| std::fs::read(&back))
+        .expect("read back");
+    assert!(copied == data, "the round trip changed the file");
+    let mib = |d: Duration| 32.0 / d.as_secs_f64();
+    eprintln!(
+        "{machine}: exec `true` (CLI process included) median {:?}, max {:?}; cp 32 MiB in {:.0} MiB/s, out {:.0} MiB/s",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        mib(cp_in),
+        mib(cp_out)
+    );
 }

@@ -15,7 +15,7 @@ mod netlab;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netlab::{LabOptions, NetLab, privileged};
@@ -47,25 +47,6 @@ fn sandbox(lab: &NetLab) -> String {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn cli_stdin(lab: &NetLab, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(harness::bin("agentlab"))
-        .arg("--socket")
-        .arg(&lab.socket)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write");
-    child.wait_with_output().expect("wait")
 }
 
 fn text(b: &[u8]) -> String {
@@ -101,11 +82,7 @@ fn exec_streams_codes_stdin_signals_timeouts_and_users() {
     assert_eq!(text(&out.stdout), "out\n");
     assert!(text(&out.stderr).contains("err"), "{}", text(&out.stderr));
 
-    let out = cli_stdin(
-        &lab,
-        &["sandbox", "exec", v, "--", "cat"],
-        b"through stdin\n",
-    );
+    let out = lab.cli_with_stdin(&["sandbox", "exec", v, "--", "cat"], b"through stdin\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "through stdin\n");
 
@@ -611,7 +588,7 @@ fn ssh_reaches_an_ssh_server_in_the_sandbox_through_the_channel_and_forward_stdi
     }
 
     // forward --stdio alone: the SSH banner comes back on stdout.
-    let out = cli_stdin(&lab, &["sandbox", "forward", v, "--stdio", "2222"], b"");
+    let out = lab.cli_with_stdin(&["sandbox", "forward", v, "--stdio", "2222"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("SSH-2.0-"),

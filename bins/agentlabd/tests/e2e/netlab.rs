@@ -588,6 +588,25 @@ impl NetLab {
         cli_at(&self.socket, args)
     }
 
+    /// Runs `agentlab --socket S args…` with `input` on its stdin (then closed).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(bin("agentlab"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agentlab");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // A command that exits early closes its stdin: that is not the test's failure.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().expect("wait")
+    }
+
     /// Runs the CLI with `--json`, asserts success and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         json_at(&self.socket, args, &|| self.log())
