@@ -123,6 +123,9 @@ impl ProcessBootHook {
             "--allow-non-tmpfs",
             "--work-dir",
             "{dir}/work",
+            // The channel key goes to the VM's directory, not the host's /run/agentlab.
+            "--channel-file",
+            "{dir}/channel.json",
         ];
         Self::new(work_dir, runner, args)
     }

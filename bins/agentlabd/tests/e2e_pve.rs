@@ -86,6 +86,84 @@ async fn job_runs_end_to_end_on_the_pve_simulator() {
     sim.assert_all_valid();
 }
 
+/// The channel on Proxmox: the simulator's boot hook runs the real `agent-runner`, whose
+/// guest agent connects to the daemon; exec, stdin and cp then go through the channel (no
+/// fallback notice), and destroying the sandbox ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exec_and_cp_reach_a_pve_sandbox_through_its_channel() {
+    let Some(schema) = harness::pve_schema_or_skip() else {
+        return;
+    };
+    let sim = Simulator::start(SimConfig::new(schema), "127.0.0.1:0")
+        .await
+        .unwrap();
+    sim.add_vm(&SeedVm::template(9000, "pve1"));
+    let vms = tempfile::tempdir().unwrap();
+    let hook = Arc::new(ProcessBootHook::agent_runner(
+        vms.path(),
+        bin("agent-runner").display().to_string(),
+    ));
+    sim.set_boot_hook(process_boot_hook(hook));
+    let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
+        agent:\n  command: \"true\"\n";
+    let pve = format!(
+        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
+        url = sim.url(),
+        id = sim.config().token_id,
+        secret = sim.config().token_secret,
+    );
+    let vm_dir = vms.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let d = Daemon::start_backend(Some(profiles), "pve", &pve);
+        let sb = d.json(&["sandbox", "new", "--profile", "p"]);
+        let vmid = sb["vmid"].as_u64().unwrap();
+        let v = vmid.to_string();
+        d.wait_sandbox(vmid, |s| s["state"] == "READY");
+        // The simulated guest is a host process running as the test's user: exec as that
+        // user (`root` is the runner's own identity here).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let out = loop {
+            let out = d.cli(&["sandbox", "exec", &v, "--user", "root", "--", "sh", "-c", "echo via-channel; exit 4"]);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            if out.status.code() == Some(4) || std::time::Instant::now() > deadline {
+                break out;
+            }
+            assert!(err.contains("not connected"), "{err}\n{}", d.log());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(4), "{stderr}\n{}", d.log());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "via-channel\n");
+        assert!(!stderr.contains("hypervisor's guest agent"), "no fallback: {stderr}");
+        // The channel key went to the VM's directory, never to the host's /run/agentlab.
+        assert!(vm_dir.join(&v).join("channel.json").exists());
+        let file = vm_dir.join("to-guest.txt");
+        std::fs::write(&file, "through the channel\n").unwrap();
+        let dest = vm_dir.join("received");
+        let out = d.cli(&["sandbox", "cp", file.to_str().unwrap(), &format!("{v}:{}", dest.display())]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            std::fs::read_to_string(dest.join("to-guest.txt")).unwrap(),
+            "through the channel\n"
+        );
+        let events = d.json(&["logs", &v]);
+        let kinds: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        assert!(kinds.contains(&"channel_connected"), "{kinds:?}");
+        d.cli(&["sandbox", "destroy", &v]);
+        d.wait_sandbox(vmid, |s| s["state"] == "DESTROYED");
+        let out = d.cli(&["sandbox", "exec", &v, "--user", "root", "--", "true"]);
+        assert_ne!(out.status.code(), Some(0), "no exec after destroy");
+    })
+    .await
+    .unwrap();
+    sim.assert_all_valid();
+}
+
 /// Each failing PVE call during provisioning: the sandbox is FAILED with an error naming the
 /// call, and the simulator holds nothing AgentLab created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
