@@ -184,7 +184,10 @@ fn install_ssh_keys(config: &RunnerConfig, keys: &[String]) {
         return;
     };
     match crate::ssh_keys::install(home, config.run_as.as_ref(), keys) {
-        Ok(n) => tracing::info!(added = n, home = %home.display(), "SSH keys installed"),
+        Ok(n) => {
+            tracing::info!(added = n, home = %home.display(), "SSH keys installed");
+            crate::ssh_keys::start_sshd();
+        }
         Err(e) => tracing::warn!(error = %e, "SSH keys not installed"),
     }
 }

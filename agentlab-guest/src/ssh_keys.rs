@@ -101,6 +101,30 @@ pub fn install(home: &Path, owner: Option<&RunAs>, keys: &[String]) -> Result<us
     Ok(missing.len())
 }
 
+/// Asks systemd to start `ssh.service` (without waiting) when this is a systemd guest and the
+/// runner is root: the image's `agentlab-ssh-if-keys.service` checks for keys once, after
+/// cloud-init, which may be before the runner wrote them. Elsewhere (the local backend, no
+/// systemd) nothing happens; a failure is logged, never fatal.
+pub fn start_sshd() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/run/systemd/system").is_dir() {
+        return;
+    }
+    match std::process::Command::new("systemctl")
+        .args(["start", "--no-block", "ssh.service"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+    {
+        Ok(o) if o.status.success() => tracing::info!("ssh.service start requested"),
+        Ok(o) => tracing::warn!(
+            stderr = %String::from_utf8_lossy(&o.stderr).trim(),
+            "systemctl start ssh.service failed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "systemctl not run"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,7 +73,7 @@ git commit -q -m hello
 echo probes-done
 "#;
 
-const SLEEP_SECS: u64 = 100;
+const SLEEP_SECS: u64 = 130;
 
 fn profile() -> String {
     "name: e2e\ntemplate_vmid: 9000\nnetwork:\n  bridge: {bridge}\n  mode: nat\n\
@@ -331,6 +331,7 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert_eq!(user, "agent");
+    ssh_into_the_vm(&lab, &v, &key);
     eprintln!(
         "{machine}: exec through the channel after {:?}",
         t0.elapsed()
@@ -358,7 +359,6 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
     let out = lab.cli(&["sandbox", "exec", &v, "--", "cat", "/tmp/in/to-vm.txt"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "copied into the VM\n");
     channel_figures(&lab, &v, &machine);
-    ssh_into_the_vm(&lab, &v, &key);
 
     let done = wait_job(&lab, &job_id, Duration::from_secs(600), |j| {
         ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&j["state"].as_str().unwrap_or(""))
@@ -426,7 +426,7 @@ fn a_job_runs_in_a_qemu_vm_survives_a_daemon_kill_and_leaves_no_trace() {
 /// `sandbox ssh` into the VM's own sshd (port 22), started by the image because the profile's
 /// key reached `authorized_keys`; and `forward --stdio` shows sshd's banner.
 fn ssh_into_the_vm(lab: &NetLab, v: &str, key: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let out = lab.cli(&[
             "sandbox",
@@ -450,25 +450,24 @@ fn ssh_into_the_vm(lab: &NetLab, v: &str, key: &std::path::Path) {
             break;
         }
         if Instant::now() > deadline {
-            let keys = lab.cli(&["sandbox", "exec", v, "--", "cat", ".ssh/authorized_keys"]);
-            let unit = lab.cli(&[
+            let diag = lab.cli(&[
                 "sandbox",
                 "exec",
                 v,
                 "--user",
                 "root",
                 "--",
-                "systemctl",
-                "status",
-                "--no-pager",
-                "ssh.service",
-                "agentlab-ssh-if-keys.service",
+                "sh",
+                "-c",
+                "ls -la /home/agent/.ssh; cat /home/agent/.ssh/authorized_keys; \
+                 systemctl status --no-pager ssh.service agentlab-ssh-if-keys.service agent-runner.service; \
+                 cloud-init status --long; grep -i -E 'ssh|users|agent' /var/log/cloud-init.log | tail -40",
             ]);
             panic!(
-                "ssh into the VM failed: {}\nauthorized_keys: {}\nunits: {}",
+                "ssh into the VM failed: {}\ndiagnostics:\n{}{}",
                 String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&keys.stdout),
-                String::from_utf8_lossy(&unit.stdout)
+                String::from_utf8_lossy(&diag.stdout),
+                String::from_utf8_lossy(&diag.stderr)
             );
         }
         std::thread::sleep(Duration::from_secs(2));
