@@ -57,12 +57,7 @@ fn point(
         ))
         .map_err(|e| format!("{point}: simulator: {e}"))?;
     sim.add_vm(&SeedVm::template(TEMPLATE, "pve1"));
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "pve1", "local-lvm");
     let agent = "echo crash-agent; echo x > \"$AGENTLAB_ARTIFACTS_DIR/out.txt\"";
     let mut d = Daemon::start_backend(Some(&profile(agent)), "pve", &pve);
     // The simulator's "boot" runs the real runner with the bootstrap file the backend wrote

@@ -8,9 +8,8 @@ mod harness;
 
 use std::sync::Arc;
 
-use agentlab_core::fake::boot::ProcessBootHook;
-use agentlab_pve::sim::{FaultKind, FaultRule, SeedVm, SimConfig, Simulator, process_boot_hook};
-use harness::{Daemon, bin};
+use agentlab_pve::sim::{FaultKind, FaultRule, SeedVm, SimConfig, Simulator};
+use harness::Daemon;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn job_runs_end_to_end_on_the_pve_simulator() {
@@ -22,22 +21,12 @@ async fn job_runs_end_to_end_on_the_pve_simulator() {
         .unwrap();
     sim.add_vm(&SeedVm::template(9000, "pve1"));
     let vms = tempfile::tempdir().unwrap();
-    let runner = bin("agent-runner");
-    let hook = Arc::new(ProcessBootHook::agent_runner(
-        vms.path(),
-        runner.display().to_string(),
-    ));
-    sim.set_boot_hook(process_boot_hook(hook));
+    harness::boot_runs_the_runner(&sim, vms.path());
 
     let profiles = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
         behavior:\n  ttl_minutes_default: 10\nrepo:\n  clone_path: {dir}/checkout\n\
         agent:\n  command: \"echo pve-agent-ran; echo hi >> README.md; git add README.md; git -c user.name=a -c user.email=a@example.invalid commit -q -m hi\"\n";
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "pve1", "local-lvm");
     let (d, url) = tokio::task::spawn_blocking(move || {
         let d = Daemon::start_backend(Some(profiles), "pve", &pve);
         let url = harness::empty_repo(&d);
@@ -99,19 +88,10 @@ async fn exec_and_cp_reach_a_pve_sandbox_through_its_channel() {
         .unwrap();
     sim.add_vm(&SeedVm::template(9000, "pve1"));
     let vms = tempfile::tempdir().unwrap();
-    let hook = Arc::new(ProcessBootHook::agent_runner(
-        vms.path(),
-        bin("agent-runner").display().to_string(),
-    ));
-    sim.set_boot_hook(process_boot_hook(hook));
+    harness::boot_runs_the_runner(&sim, vms.path());
     let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
         agent:\n  command: \"true\"\n";
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "pve1", "local-lvm");
     let vm_dir = vms.path().to_owned();
     tokio::task::spawn_blocking(move || {
         let d = Daemon::start_backend(Some(profiles), "pve", &pve);
@@ -214,12 +194,7 @@ async fn pve_failures_name_the_call_and_leave_nothing_behind() {
                 message: msg.clone(),
             },
         ));
-        let pve = format!(
-            "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-            url = sim.url(),
-            id = sim.config().token_id,
-            secret = sim.config().token_secret,
-        );
+        let pve = harness::sim_pve_section(&sim, "pve1", "local-lvm");
         let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\nstorage:\n  root_size_gb: 40\nagent:\n  command: \"true\"\n";
         let sb = tokio::task::spawn_blocking(move || {
             let d = Daemon::start_backend(Some(profiles), "pve", &pve);
@@ -252,12 +227,7 @@ async fn a_clone_left_running_by_a_killed_daemon_is_stopped_by_its_upid() {
     cfg.clone_duration = std::time::Duration::from_secs(60);
     let sim = Simulator::start(cfg, "127.0.0.1:0").await.unwrap();
     sim.add_vm(&SeedVm::template(9000, "pve1"));
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "pve1", "local-lvm");
     let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\nagent:\n  command: \"true\"\n";
     let sim = Arc::new(sim);
     let sim2 = Arc::clone(&sim);

@@ -25,12 +25,7 @@ async fn exec_without_a_runner_goes_through_the_pve_guest_agent() {
     sim.add_vm(&SeedVm::template(9000, "pve1"));
     let profiles = "name: p\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
         agent:\n  command: \"true\"\n";
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: pve1\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "pve1", "local-lvm");
     let (d, vmid) = tokio::task::spawn_blocking(move || {
         let d = Daemon::start_backend(Some(profiles), "pve", &pve);
         let sb = d.json(&["sandbox", "new", "--profile", "p"]);

@@ -11,9 +11,8 @@ mod harness;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentlab_core::fake::boot::ProcessBootHook;
-use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, process_boot_hook};
-use harness::{Daemon, bin};
+use agentlab_pve::sim::{SeedVm, SimConfig, Simulator};
+use harness::Daemon;
 use serde_json::Value;
 
 const GIB: u64 = 1 << 30;
@@ -85,22 +84,13 @@ async fn a_lost_node_fails_its_jobs_only_and_its_vms_go_when_it_returns() {
     tmpl.storage = "shared-nfs".into();
     sim.add_vm(&tmpl);
     let vms = tempfile::tempdir().unwrap();
-    let hook = Arc::new(ProcessBootHook::agent_runner(
-        vms.path(),
-        bin("agent-runner").display().to_string(),
-    ));
-    sim.set_boot_hook(process_boot_hook(hook));
+    harness::boot_runs_the_runner(&sim, vms.path());
 
     // 16 GiB sandboxes: running ones use their node's memory.
     let profiles = "name: nodes\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 16384\n\
         behavior:\n  ttl_minutes_default: 30\n  job_timeout_minutes: 10\nrepo:\n  clone_path: {dir}/checkout\n\
         agent:\n  command: \"echo started; sleep 300\"\n";
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: auto\n  token_id: {id}\n  token_secret: {secret}\n  storage: shared-nfs\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "auto", "shared-nfs");
     let sim = Arc::new(sim);
     let sim2 = Arc::clone(&sim);
     tokio::task::spawn_blocking(move || {

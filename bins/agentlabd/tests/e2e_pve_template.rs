@@ -11,10 +11,9 @@ mod harness;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentlab_core::fake::boot::ProcessBootHook;
 use agentlab_image::manifest::{RunnerInfo, file_sha256};
 use agentlab_image::{ImageSpec, Manifest};
-use agentlab_pve::sim::{SimConfig, Simulator, process_boot_hook};
+use agentlab_pve::sim::{SimConfig, Simulator};
 use harness::{Daemon, bin};
 
 /// An image directory as `agentlab image build` leaves it (the simulator does not boot the
@@ -58,20 +57,11 @@ async fn a_job_runs_from_a_template_installed_per_node() {
     }
     let sim = Simulator::start(cfg, "127.0.0.1:0").await.unwrap();
     let vms = tempfile::tempdir().unwrap();
-    let hook = Arc::new(ProcessBootHook::agent_runner(
-        vms.path(),
-        bin("agent-runner").display().to_string(),
-    ));
-    sim.set_boot_hook(process_boot_hook(hook));
+    harness::boot_runs_the_runner(&sim, vms.path());
     let profiles = "name: tmpl\ntemplate_vmid: 8000\nresources:\n  cores: 1\n  memory_mb: 512\n\
         behavior:\n  ttl_minutes_default: 10\nrepo:\n  clone_path: {dir}/checkout\n\
         agent:\n  command: \"echo ran-from-installed-template\"\n";
-    let pve = format!(
-        "pve:\n  url: {url}\n  node: auto\n  token_id: {id}\n  token_secret: {secret}\n  storage: local-lvm\n",
-        url = sim.url(),
-        id = sim.config().token_id,
-        secret = sim.config().token_secret,
-    );
+    let pve = harness::sim_pve_section(&sim, "auto", "local-lvm");
     let sim = Arc::new(sim);
     let sim2 = Arc::clone(&sim);
     tokio::task::spawn_blocking(move || {

@@ -313,3 +313,28 @@ pub fn pve_schema_or_skip() -> Option<PathBuf> {
     eprintln!("SKIP: PVE schema not found at {}", schema.display());
     None
 }
+
+/// The daemon config's `pve:` section for the simulator `sim`: its URL and token, `node`
+/// (`pve1`, `auto`, …) and `storage`.
+#[allow(dead_code)]
+pub fn sim_pve_section(sim: &agentlab_pve::sim::Simulator, node: &str, storage: &str) -> String {
+    format!(
+        "pve:\n  url: {url}\n  node: {node}\n  token_id: {id}\n  token_secret: {secret}\n  storage: {storage}\n",
+        url = sim.url(),
+        id = sim.config().token_id,
+        secret = sim.config().token_secret,
+    )
+}
+
+/// Makes the simulator's "boot" run the workspace's real `agent-runner` with the bootstrap
+/// file written through the simulated guest agent, each VM in its own directory under `vms`.
+#[allow(dead_code)]
+pub fn boot_runs_the_runner(sim: &agentlab_pve::sim::Simulator, vms: &Path) {
+    let hook = agentlab_core::fake::boot::ProcessBootHook::agent_runner(
+        vms,
+        bin("agent-runner").display().to_string(),
+    );
+    sim.set_boot_hook(agentlab_pve::sim::process_boot_hook(std::sync::Arc::new(
+        hook,
+    )));
+}
