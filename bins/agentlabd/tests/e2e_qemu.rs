@@ -529,11 +529,92 @@ fn channel_figures(lab: &NetLab, v: &str, machine: &str) {
         .expect("read back");
     assert!(copied == data, "the round trip changed the file");
     let mib = |d: Duration| 32.0 / d.as_secs_f64();
+    let echo = echo_round_trips(lab, v);
+    let forward = forward_rate(lab, v);
     eprintln!(
-        "{machine}: exec `true` (CLI process included) median {:?}, max {:?}; cp 32 MiB in {:.0} MiB/s, out {:.0} MiB/s",
+        "{machine}: exec `true` (CLI process included) median {:?}, max {:?}; cp 32 MiB in {:.0} MiB/s, out {:.0} MiB/s; \
+         1-byte echo through exec `cat` median {:?}, max {:?}; forward 32 MiB {:.0} MiB/s",
         times[times.len() / 2],
         times[times.len() - 1],
         mib(cp_in),
-        mib(cp_out)
+        mib(cp_out),
+        echo[echo.len() / 2],
+        echo[echo.len() - 1],
+        mib(forward)
     );
+}
+
+/// One byte at a time through `sandbox exec -- cat`: the path of a keystroke in `shell`
+/// (stdin frame → channel → guest → stdout frame) without the terminal. Sorted times.
+fn echo_round_trips(lab: &NetLab, v: &str) -> Vec<Duration> {
+    use std::io::{Read as _, Write as _};
+    let mut child = std::process::Command::new(harness::bin("agentlab"))
+        .args([
+            "--socket",
+            lab.socket.to_str().expect("p"),
+            "sandbox",
+            "exec",
+            v,
+            "--",
+            "cat",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut byte = [0u8; 1];
+    let mut times = Vec::new();
+    for i in 0..21u8 {
+        let t = Instant::now();
+        stdin.write_all(&[b'a' + i]).expect("write");
+        stdin.flush().expect("flush");
+        stdout.read_exact(&mut byte).expect("echo");
+        assert_eq!(byte[0], b'a' + i);
+        if i > 0 {
+            times.push(t.elapsed());
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().expect("wait").success());
+    times.sort();
+    times
+}
+
+/// 32 MiB from a TCP server in the VM through `sandbox forward --stdio`.
+fn forward_rate(lab: &NetLab, v: &str) -> Duration {
+    let server = "import socket;s=socket.socket();\
+                  s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);\
+                  s.bind(('127.0.0.1',9009));s.listen(1);c,_=s.accept();\
+                  c.sendall(b'x'*(32<<20));c.close()";
+    let out = lab.cli(&[
+        "sandbox",
+        "exec",
+        v,
+        "--",
+        "sh",
+        "-c",
+        &format!("setsid -f python3 -c \"{server}\" </dev/null >/dev/null 2>&1"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = Instant::now();
+        let out = lab.cli_with_stdin(&["sandbox", "forward", v, "--stdio", "9009"], b"");
+        if out.stdout.len() == 32 << 20 {
+            return t.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "forward got {} bytes: {}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
