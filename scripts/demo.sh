@@ -85,7 +85,8 @@ if [ "$backend" = local ]; then
   bridge: $bridge
   subnet: 10.78.0.0/24
   gateway: $gw
-  host_ports: [9418]"
+  host_ports: [9418]
+  table: agentlabdemo"
 else
   listen="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   gw=127.0.0.1
