@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         return match agentlab_core::profile::Profiles::load_dir(&cfg.profiles_dir) {
             Ok(p) => {
                 println!(
-                    "config {} ok; backend {:?}; profiles: {}",
+                    "config {} ok; backend {}; profiles: {}",
                     path.display(),
                     cfg.backend,
                     p.names().join(", ")
