@@ -116,6 +116,42 @@ async fn firewall_fault_fails_cleanly() {
     let _ = FakeFirewall::new();
 }
 
+/// A FAILED sandbox with no VM left stays FAILED for `failed_keep` (10 minutes), then is
+/// destroyed by the ticker instead of holding its lease for hours; one whose VM is still
+/// there is left to its lease.
+#[tokio::test]
+async fn a_failed_sandbox_with_nothing_left_is_destroyed_after_the_keep_window() {
+    let r = rig().await;
+    r.hv.fail_always(
+        FakeOp::Start,
+        Fault::new(FaultKind::Backend, "injected start failure"),
+    );
+    let sb = r.lab.create_sandbox(req("yolo-ephemeral")).await.unwrap();
+    r.lab.wait_idle().await;
+    let sb = r.lab.sandbox(sb.vmid).await.unwrap();
+    assert_eq!(sb.state, SandboxState::Failed);
+    assert!(!sb.vm_created);
+    r.advance_min(9);
+    r.lab.tick().await.unwrap();
+    r.lab.wait_idle().await;
+    assert_eq!(
+        r.state(sb.vmid).await,
+        SandboxState::Failed,
+        "kept for inspection"
+    );
+    r.advance_min(2);
+    r.lab.tick().await.unwrap();
+    r.lab.wait_idle().await;
+    let gone = r.lab.sandbox(sb.vmid).await.unwrap();
+    assert_eq!(gone.state, SandboxState::Destroyed);
+    assert!(
+        gone.last_error
+            .unwrap_or_default()
+            .contains("injected start failure"),
+        "the cause stays on the record"
+    );
+}
+
 #[tokio::test]
 async fn foreign_vm_is_skipped_and_never_touched() {
     let r = rig().await;

@@ -66,6 +66,10 @@ pub struct LabSettings {
     /// Secret the sandboxes' channel keys are derived from ([`crate::channel_key`]); `None`
     /// gives guests no channel key (no exec, shell, copy or forward).
     pub channel_secret: Option<crate::channel_key::ChannelSecret>,
+    /// How long a FAILED sandbox with nothing left on the backend (no VM, its teardown done)
+    /// stays FAILED for inspection before it is destroyed, instead of holding its lease
+    /// (default 10 minutes).
+    pub failed_keep: Duration,
     /// SSH public keys every sandbox's agent user accepts (the daemon config's
     /// `ssh_public_keys`; a profile's are added to them), already validated.
     pub ssh_public_keys: Vec<String>,
@@ -93,6 +97,7 @@ impl Default for LabSettings {
             destroy_retry_max: Duration::from_secs(300),
             node_check_interval: Duration::from_secs(5),
             channel_secret: None,
+            failed_keep: Duration::from_secs(600),
             ssh_public_keys: Vec::new(),
         }
     }

@@ -110,6 +110,15 @@ impl Lab {
                     )
                     .await,
                 );
+            } else if self.failed_with_nothing_left_due(&sb, now) {
+                self.report_scheduled(
+                    self.schedule_destroy(
+                        sb.vmid,
+                        Duration::ZERO,
+                        "failed with no VM left (kept for inspection until now)",
+                    )
+                    .await,
+                );
             } else if self.idle_due(&sb, now) {
                 self.report(self.stop_sandbox(sb.vmid).await);
             }
@@ -148,6 +157,16 @@ impl Lab {
             Duration::ZERO
         };
         ended + chrono::Duration::from_std(grace).unwrap_or_default() <= now
+    }
+
+    /// A FAILED sandbox whose VM is gone holds nothing but its lease: it is destroyed once
+    /// `failed_keep` has passed since it failed, not when its lease ends hours later.
+    fn failed_with_nothing_left_due(&self, sb: &Sandbox, now: crate::time::Timestamp) -> bool {
+        sb.state == SandboxState::Failed
+            && !sb.vm_created
+            && sb.updated_at
+                + chrono::Duration::from_std(self.settings.failed_keep).unwrap_or_default()
+                <= now
     }
 
     fn idle_due(&self, sb: &Sandbox, now: crate::time::Timestamp) -> bool {
