@@ -152,6 +152,28 @@ async fn a_failed_sandbox_with_nothing_left_is_destroyed_after_the_keep_window()
     );
 }
 
+/// An unknown profile is `profile_not_found`, with the closest profile name as a hint.
+#[tokio::test]
+async fn an_unknown_profile_names_the_closest_one() {
+    let r = rig().await;
+    let e = r
+        .lab
+        .create_sandbox(req("yolo-ephemeal"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "profile_not_found");
+    assert_eq!(
+        e.to_string(),
+        "profile yolo-ephemeal not found; did you mean yolo-ephemeral?"
+    );
+    let e = r.lab.create_sandbox(req("zzz")).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "profile zzz not found",
+        "no hint when nothing is close"
+    );
+}
+
 #[tokio::test]
 async fn foreign_vm_is_skipped_and_never_touched() {
     let r = rig().await;

@@ -9,12 +9,14 @@ use crate::store::StateStoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A sandbox, job, workspace or profile does not exist.
-    #[error("{kind} {id} not found")]
+    #[error("{kind} {id} not found{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
     NotFound {
         /// Record kind (`sandbox`, `job`, `workspace`, `profile`).
         kind: &'static str,
         /// The id asked for.
         id: String,
+        /// A close existing name (profiles), for the "did you mean" hint.
+        suggestion: Option<String>,
     },
     /// The request is not valid in the current state.
     #[error("{0}")]
@@ -112,7 +114,11 @@ impl EngineError {
 impl From<StateStoreError> for EngineError {
     fn from(e: StateStoreError) -> Self {
         match e {
-            StateStoreError::NotFound { kind, id } => Self::NotFound { kind, id },
+            StateStoreError::NotFound { kind, id } => Self::NotFound {
+                kind,
+                id,
+                suggestion: None,
+            },
             other => Self::Store(other),
         }
     }

@@ -219,6 +219,7 @@ impl Lab {
             .ok_or_else(|| EngineError::NotFound {
                 kind: "profile",
                 id: name.to_owned(),
+                suggestion: crate::yaml::suggest(name, &self.profiles.names()),
             })
     }
 
