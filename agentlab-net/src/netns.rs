@@ -61,7 +61,12 @@ pub fn default_route_iface(netns: Option<&str>) -> Result<String, NetError> {
         .skip_while(|w| *w != "dev")
         .nth(1)
         .map(str::to_owned)
-        .ok_or_else(|| NetError::Config("No default route: set the uplink explicitly".to_owned()))
+        .ok_or_else(|| {
+            NetError::Config(
+                "No default route to find the NAT uplink: set `network.uplink` in the config"
+                    .to_owned(),
+            )
+        })
 }
 
 /// A network namespace deleted when dropped (also on panic).
