@@ -9,6 +9,7 @@ mod health;
 mod jobs;
 pub mod limits;
 pub mod openapi;
+mod openapi_query;
 pub mod page;
 mod profiles;
 mod sandboxes;

@@ -296,11 +296,16 @@ pub fn document() -> Value {
         if let Some(b) = body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
         }
-        let params: Vec<Value> = path
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        params.extend(
+            super::openapi_query::for_route(method, path)
+                .iter()
+                .map(|(name, ty, text)| json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}, "description": text})),
+        );
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
