@@ -285,3 +285,54 @@ async fn follow_receives_appended_lines_pushed_without_a_timer() {
         "ended by the pushed job write"
     );
 }
+
+/// Every query key the OpenAPI document lists is accepted by its route's handler (not
+/// `invalid_query`), and on those routes a key it does not list is refused: the document and
+/// the handlers agree.
+#[tokio::test]
+async fn documented_query_keys_are_the_ones_the_routes_accept() {
+    let t = setup_with(LimitsConfig::default()).await;
+    let job = sample_job(t0());
+    t.lab.deps().store.insert_job(&job).await.unwrap();
+    let sb = agentlab_core::testkit::store::sample_sandbox(
+        agentlab_core::Vmid::new(9100).unwrap(),
+        t0(),
+    );
+    t.lab.deps().store.insert_sandbox(&sb).await.unwrap();
+    let doc = crate::control::openapi::document();
+    let sample = |ty: &str, name: &str| match (ty, name) {
+        ("boolean", _) => "false",
+        (_, "state") => "READY",
+        ("integer", _) => "5",
+        _ => "zzz",
+    };
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(op) = ops.get("get") else { continue };
+        let concrete = path
+            .replace("{id}", job.id.as_str())
+            .replace("{vmid}", "9100");
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        for p in params.iter().filter(|p| p["in"] == "query") {
+            let name = p["name"].as_str().unwrap();
+            let mut value = sample(p["schema"]["type"].as_str().unwrap(), name);
+            if path == "/v1/jobs" && name == "state" {
+                value = "QUEUED";
+            }
+            let (status, body, _) = get(&t, &format!("{concrete}?{name}={value}")).await;
+            assert_ne!(
+                body["error"]["code"], "invalid_query",
+                "{path}?{name}={value}: {status} {body}"
+            );
+            checked += 1;
+        }
+        // Routes with a query refuse keys they do not know; the others ignore queries.
+        if !params.iter().any(|p| p["in"] == "query") {
+            continue;
+        }
+        let (status, body, _) = get(&t, &format!("{concrete}?bogus=1")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}?bogus=1: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}: {body}");
+    }
+    assert!(checked >= 20, "only {checked} documented keys");
+}
