@@ -123,7 +123,17 @@ async fn exec_and_cp_reach_a_pve_sandbox_through_its_channel() {
         // user (`root` is the runner's own identity here).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let out = loop {
-            let out = d.cli(&["sandbox", "exec", &v, "--user", "root", "--", "sh", "-c", "echo via-channel; exit 4"]);
+            let out = d.cli(&[
+                "sandbox",
+                "exec",
+                &v,
+                "--user",
+                "root",
+                "--",
+                "sh",
+                "-c",
+                "echo via-channel; exit 4",
+            ]);
             let err = String::from_utf8_lossy(&out.stderr).to_string();
             if out.status.code() == Some(4) || std::time::Instant::now() > deadline {
                 break out;
@@ -134,14 +144,26 @@ async fn exec_and_cp_reach_a_pve_sandbox_through_its_channel() {
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(4), "{stderr}\n{}", d.log());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "via-channel\n");
-        assert!(!stderr.contains("hypervisor's guest agent"), "no fallback: {stderr}");
+        assert!(
+            !stderr.contains("hypervisor's guest agent"),
+            "no fallback: {stderr}"
+        );
         // The channel key went to the VM's directory, never to the host's /run/agentlab.
         assert!(vm_dir.join(&v).join("channel.json").exists());
         let file = vm_dir.join("to-guest.txt");
         std::fs::write(&file, "through the channel\n").unwrap();
         let dest = vm_dir.join("received");
-        let out = d.cli(&["sandbox", "cp", file.to_str().unwrap(), &format!("{v}:{}", dest.display())]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = d.cli(&[
+            "sandbox",
+            "cp",
+            file.to_str().unwrap(),
+            &format!("{v}:{}", dest.display()),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             std::fs::read_to_string(dest.join("to-guest.txt")).unwrap(),
             "through the channel\n"

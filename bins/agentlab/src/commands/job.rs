@@ -6,11 +6,11 @@ use agentlab_core::{Job, JobId, JobState};
 use super::job_artifacts::{self, ArtifactsArgs};
 use super::job_run::{self, RunArgs};
 use super::logs::{self, LogOpts, Target};
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::with_query;
 
 /// Arguments of `agentlab job`.
 #[derive(Debug, clap::Args)]

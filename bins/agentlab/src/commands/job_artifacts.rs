@@ -9,11 +9,11 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::client::seg;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::{print_json, size};
 use crate::view;
+use agentlab_client::seg;
 
 /// Arguments of `agentlab job artifacts`.
 #[derive(Debug, clap::Args)]

@@ -9,11 +9,11 @@ use agentlab_core::api::control::RunJobRequest;
 use agentlab_core::{Artifact, Event, EventKind, Job, JobId};
 
 use super::logs;
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::{event_line, print_json};
 use crate::view;
+use agentlab_client::with_query;
 
 /// Consecutive broken event streams tolerated while the job is still running.
 const MAX_RECONNECTS: u32 = 10;

@@ -8,11 +8,11 @@ use agentlab_core::profile::Profile;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ApiError, ClientError, seg};
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::{ApiError, ClientError, seg};
 
 /// Arguments of `agentlab profile`.
 #[derive(Debug, clap::Args)]

@@ -5,11 +5,11 @@ use agentlab_core::api::control::{RenewLeaseRequest, SandboxDetail};
 use agentlab_core::{Sandbox, SandboxState, Vmid};
 
 use super::sandbox_new::{self, NewArgs};
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::with_query;
 
 /// Arguments of `agentlab sandbox`.
 #[derive(Debug, clap::Args)]
