@@ -54,10 +54,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub fn job_id(raw: &str) -> Result<JobId, CallToolResult> {
     raw.trim()
         .parse()
-        .map_err(|e| failure("invalid_job_id", &format!("{raw:?} is not a job id: {e}")))
+        .map_err(|e: agentlab_core::IdError| failure("invalid_job_id", &e.to_string()))
 }
 
 /// Checks a VMID given to a tool; the error is the tool result to return.
 pub fn vmid(raw: u32) -> Result<Vmid, CallToolResult> {
-    Vmid::new(raw).map_err(|e| failure("invalid_vmid", &format!("{raw} is not a VMID: {e}")))
+    Vmid::new(raw).map_err(|e| failure("invalid_vmid", &e.to_string()))
 }
