@@ -118,9 +118,9 @@ async fn job_calls_use_their_routes() {
 
 #[tokio::test]
 async fn errors_carry_the_api_code_and_message() {
-    let err = serde_json::json!({"error": {"code": "unknown_profile",
-        "message": "No profile named \"nope\"", "details": {"profile": "nope"}}});
-    let srv = Canned::start(vec![("POST /v1/jobs", Reply::json(400, &err))]).await;
+    let err = serde_json::json!({"error": {"code": "profile_not_found",
+        "message": "profile nope not found", "details": {"profile": "nope"}}});
+    let srv = Canned::start(vec![("POST /v1/jobs", Reply::json(404, &err))]).await;
     let req = RunJobRequest {
         repo: "r".into(),
         git_ref: None,
@@ -133,6 +133,6 @@ async fn errors_carry_the_api_code_and_message() {
     };
     let e = srv.client().run_job(&req).await.unwrap_err();
     let api = e.api().unwrap();
-    assert_eq!((api.status, api.code.as_str()), (400, "unknown_profile"));
-    assert_eq!(api.message, "No profile named \"nope\"");
+    assert_eq!((api.status, api.code.as_str()), (404, "profile_not_found"));
+    assert_eq!(api.message, "profile nope not found");
 }

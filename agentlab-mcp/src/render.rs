@@ -1,6 +1,6 @@
 //! Tool results: API objects as pretty JSON text, and failures as results with
 //! `isError: true` whose text starts with a stable code (the daemon's error code, e.g.
-//! `unknown_profile: …`), so the calling model sees why and the session goes on.
+//! `profile_not_found: …`), so the calling model sees why and the session goes on.
 
 use agentlab_client::ClientError;
 use agentlab_core::{JobId, Vmid};

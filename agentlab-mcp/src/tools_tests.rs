@@ -213,14 +213,14 @@ async fn run_job_without_wait_returns_the_queued_job() {
 
 #[tokio::test]
 async fn daemon_errors_are_tool_errors_with_the_api_code() {
-    let err = serde_json::json!({"error": {"code": "unknown_profile",
-        "message": "No profile named \"nope\"", "details": null}});
-    let srv = Canned::start(vec![("POST /v1/jobs", Reply::json(400, &err))]).await;
+    let err = serde_json::json!({"error": {"code": "profile_not_found",
+        "message": "profile nope not found", "details": null}});
+    let srv = Canned::start(vec![("POST /v1/jobs", Reply::json(404, &err))]).await;
     let (client, _) = session(&srv).await;
     let args = serde_json::json!({"repo": "r", "task": "t", "profile": "nope", "wait": true});
     let (is_error, text) = call(&client, "run_job", args).await;
     assert!(is_error);
-    assert_eq!(text, "unknown_profile: No profile named \"nope\"");
+    assert_eq!(text, "profile_not_found: profile nope not found");
     let (is_error, text) = call(&client, "job_status", serde_json::json!({"job_id": "x"})).await;
     assert!(is_error);
     assert!(text.starts_with("invalid_job_id: "), "{text}");

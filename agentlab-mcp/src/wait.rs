@@ -88,7 +88,7 @@ async fn follow(
         match streamed {
             Err(e) if failures > MAX_RECONNECTS => return Err(e),
             Err(e) => {
-                tracing::warn!(job = %job, error = %e, "event stream broke off; reconnecting")
+                tracing::warn!(job = %job, error = %e, "event stream broke off; reconnecting");
             }
             Ok(()) if failures > MAX_RECONNECTS => {
                 return Err(ClientError::Protocol {
