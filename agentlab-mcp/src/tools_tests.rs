@@ -328,3 +328,53 @@ async fn read_artifact_inlines_text_and_describes_the_rest() {
         "an oversized artifact is not downloaded"
     );
 }
+
+#[tokio::test]
+async fn job_status_and_list_artifacts_answer_with_the_api_objects() {
+    let artifacts = serde_json::json!([{"job": "job-1", "name": "artifacts.tar.gz",
+        "size": 602, "sha256": "ab", "created_at": ts(9)}]);
+    let srv = Canned::start(vec![
+        (
+            "GET /v1/jobs/job-1",
+            Reply::json(200, &job(JobState::Running)),
+        ),
+        ("GET /v1/jobs/job-1/artifacts", Reply::json(200, &artifacts)),
+    ])
+    .await;
+    let (client, _) = session(&srv).await;
+    let (err, text) = call(
+        &client,
+        "job_status",
+        serde_json::json!({"job_id": "job-1"}),
+    )
+    .await;
+    assert!(!err);
+    assert_eq!(json_of(&text)["state"], "RUNNING");
+    let (err, text) = call(
+        &client,
+        "list_artifacts",
+        serde_json::json!({"job_id": "job-1"}),
+    )
+    .await;
+    assert!(!err);
+    assert_eq!(json_of(&text)[0]["size"], 602);
+}
+
+#[tokio::test]
+async fn malformed_arguments_are_tool_errors() {
+    let srv = Canned::start(vec![]).await;
+    let (client, _) = session(&srv).await;
+    for args in [
+        serde_json::json!({"vmid": "x"}),
+        serde_json::json!({}),
+        serde_json::json!({"vmid": 101, "extra": 1}),
+    ] {
+        let (is_error, text) = call(&client, "show_sandbox", args).await;
+        assert!(is_error);
+        assert!(
+            text.starts_with("failed to deserialize parameters: "),
+            "{text}"
+        );
+    }
+    assert!(srv.seen().is_empty(), "nothing reaches the daemon");
+}
