@@ -16,6 +16,8 @@
 #![warn(missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+mod artifact;
+mod bundle;
 mod error;
 pub mod params;
 mod render;

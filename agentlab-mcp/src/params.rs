@@ -100,4 +100,8 @@ pub struct ReadArtifactParams {
     pub job_id: String,
     /// The artifact's name, as listed by `list_artifacts`.
     pub name: String,
+    /// For a `.tar.gz` artifact: the file inside it to read (such as `runner.log`,
+    /// `report.json` or `artifacts/notes.txt`). Without it, the archive's file list.
+    #[serde(default)]
+    pub path: Option<String>,
 }

@@ -4,23 +4,21 @@
 use std::time::Duration;
 
 use agentlab_client::SandboxFilter;
+use agentlab_core::EventKind;
 use agentlab_core::api::control::{CreateSandboxRequest, RunJobRequest};
-use agentlab_core::{EventKind, JobId};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, RequestMetaObject};
 use rmcp::{ErrorData, Peer, RoleServer, tool, tool_router};
 use tokio_util::sync::CancellationToken;
 
+use crate::artifact;
 use crate::params::{
     CreateSandboxParams, JobLogsParams, JobParams, ListSandboxesParams, ReadArtifactParams,
     RenewLeaseParams, RunJobParams, VmidParams,
 };
-use crate::render::{self, client_failure, failure, json};
+use crate::render::{self, client_failure, json};
 use crate::server::AgentLabMcp;
 use crate::wait::{Progress, Waited, wait_for_job};
-
-/// Largest artifact `read_artifact` returns inline.
-pub const INLINE_MAX: u64 = 256 * 1024;
 
 /// Lines `job_logs` returns when no `tail` is given.
 pub const DEFAULT_TAIL: u32 = 200;
@@ -238,69 +236,17 @@ impl AgentLabMcp {
 
     /// Reads one artifact.
     #[tool(
-        description = "Read one artifact of a job. UTF-8 text up to 256 KiB is returned inline; for larger or binary artifacts (such as the artifacts.tar.gz bundle) the answer says so and gives the `agentlab job artifacts download` command."
+        description = "Read one artifact of a job. UTF-8 text up to 256 KiB is returned inline. For a .tar.gz artifact (the job's artifacts.tar.gz bundle: runner.log, report.json, artifacts/...) the answer lists its files; with `path` it returns that file's text. Larger or binary content is described with the `agentlab job artifacts download` command instead."
     )]
     async fn read_artifact(&self, params: Parameters<ReadArtifactParams>) -> ToolResult {
         done(
             async {
                 let id = render::job_id(&params.0.job_id)?;
-                read_artifact(self, &id, &params.0.name).await
+                let p = params.0;
+                artifact::read(&self.client, &id, &p.name, p.path).await
             }
             .await,
         )
-    }
-}
-
-async fn read_artifact(
-    s: &AgentLabMcp,
-    id: &JobId,
-    name: &str,
-) -> Result<CallToolResult, CallToolResult> {
-    let list = s.client.list_artifacts(id).await;
-    let list = list.map_err(|e| client_failure(&e))?;
-    let Some(artifact) = list.iter().find(|a| a.name == name) else {
-        let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
-        return Err(failure(
-            "artifact_not_found",
-            &format!(
-                "Job {id} has no artifact named {name:?} (it has: {})",
-                names.join(", ")
-            ),
-        ));
-    };
-    let download = format!("agentlab job artifacts download {id} --name {name}");
-    if artifact.size > INLINE_MAX {
-        return Ok(render::text(format!(
-            "Artifact {name} of {id} is {} bytes, over the {INLINE_MAX}-byte inline limit \
-             (sha256 {}); download it with `{download}`.",
-            artifact.size, artifact.sha256
-        )));
-    }
-    let mut dl = s
-        .client
-        .download_artifact(id, name)
-        .await
-        .map_err(|e| client_failure(&e))?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = dl.next_chunk().await.map_err(|e| client_failure(&e))? {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() as u64 > INLINE_MAX {
-            return Err(failure(
-                "artifact_too_large",
-                &format!(
-                    "Artifact {name} of {id} is larger than listed; download it with `{download}`"
-                ),
-            ));
-        }
-    }
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(render::text(text)),
-        Err(e) => Ok(render::text(format!(
-            "Artifact {name} of {id} is binary ({} bytes, sha256 {}), not shown inline; \
-             download it with `{download}`.",
-            e.as_bytes().len(),
-            artifact.sha256
-        ))),
     }
 }
 

@@ -12,6 +12,7 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 
 use super::*;
+use crate::artifact::INLINE_MAX;
 
 /// An MCP client that records the progress notifications it receives.
 #[derive(Debug, Clone, Default)]
@@ -282,13 +283,36 @@ async fn job_logs_returns_the_agent_output_tail() {
     assert_eq!(text, "two\nthree");
 }
 
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
 #[tokio::test]
 async fn read_artifact_inlines_text_and_describes_the_rest() {
+    let bundle = tar_gz(&[
+        ("runner.log", b"log line\n"),
+        ("artifacts/notes.txt", b"notes\n"),
+        ("artifacts/blob", &[0xff, 0xfe]),
+    ]);
+    let art = |name: &str, size: u64| {
+        serde_json::json!({"job": "job-1", "name": name, "size": size, "sha256": "aa",
+            "created_at": ts(1)})
+    };
     let listing = serde_json::json!([
-        {"job": "job-1", "name": "notes.txt", "size": 6, "sha256": "aa", "created_at": ts(1)},
-        {"job": "job-1", "name": "bundle.tar.gz", "size": 3, "sha256": "bb", "created_at": ts(1)},
-        {"job": "job-1", "name": "huge.log", "size": INLINE_MAX + 1, "sha256": "cc",
-         "created_at": ts(1)},
+        art("notes.txt", 6),
+        art("blob.bin", 3),
+        art("huge.log", INLINE_MAX + 1),
+        art("artifacts.tar.gz", bundle.len() as u64),
+        art("broken.tgz", 8),
     ]);
     let srv = Canned::start(vec![
         ("GET /v1/jobs/job-1/artifacts", Reply::json(200, &listing)),
@@ -297,26 +321,67 @@ async fn read_artifact_inlines_text_and_describes_the_rest() {
             Reply::raw("hello\n", vec![]),
         ),
         (
-            "GET /v1/jobs/job-1/artifacts/bundle.tar.gz",
+            "GET /v1/jobs/job-1/artifacts/blob.bin",
             Reply::raw(vec![0x1f_u8, 0x8b, 0xff], vec![]),
+        ),
+        (
+            "GET /v1/jobs/job-1/artifacts/artifacts.tar.gz",
+            Reply::raw(bundle, vec![]),
+        ),
+        (
+            "GET /v1/jobs/job-1/artifacts/broken.tgz",
+            Reply::raw("not gzip", vec![]),
         ),
     ])
     .await;
     let (client, _) = session(&srv).await;
     let read = |name: &str| serde_json::json!({"job_id": "job-1", "name": name});
+    let read_in = |path: &str| serde_json::json!({"job_id": "job-1", "name": "artifacts.tar.gz", "path": path});
     let (err, text) = call(&client, "read_artifact", read("notes.txt")).await;
     assert!(!err);
     assert_eq!(text, "hello\n");
-    let (err, text) = call(&client, "read_artifact", read("bundle.tar.gz")).await;
+    let (err, text) = call(&client, "read_artifact", read("blob.bin")).await;
     assert!(!err);
-    assert!(text.contains("is binary (3 bytes, sha256 bb)"), "{text}");
+    assert!(text.contains("is binary (3 bytes)"), "{text}");
     assert!(
-        text.contains("agentlab job artifacts download job-1 --name bundle.tar.gz"),
+        text.contains("agentlab job artifacts download job-1 --name blob.bin"),
         "{text}"
     );
     let (err, text) = call(&client, "read_artifact", read("huge.log")).await;
     assert!(!err);
-    assert!(text.contains("over the 262144-byte inline limit"), "{text}");
+    assert!(text.contains("over the 262144-byte limit"), "{text}");
+
+    let (err, text) = call(&client, "read_artifact", read("artifacts.tar.gz")).await;
+    assert!(!err, "{text}");
+    assert!(text.contains("archive of 3 files"), "{text}");
+    assert!(text.contains("         9  runner.log\n"), "{text}");
+    assert!(text.contains("         6  artifacts/notes.txt\n"), "{text}");
+    let (err, text) = call(&client, "read_artifact", read_in("artifacts/notes.txt")).await;
+    assert!(!err, "{text}");
+    assert_eq!(text, "notes\n");
+    let (err, text) = call(&client, "read_artifact", read_in("./runner.log")).await;
+    assert!(!err, "{text}");
+    assert_eq!(text, "log line\n");
+    let (err, text) = call(&client, "read_artifact", read_in("artifacts/blob")).await;
+    assert!(!err);
+    assert!(
+        text.starts_with("File artifacts/blob in artifacts.tar.gz of job-1 is binary"),
+        "{text}"
+    );
+    let (err, text) = call(&client, "read_artifact", read_in("nope")).await;
+    assert!(err);
+    assert!(text.starts_with("artifact_path_not_found: artifacts.tar.gz of job-1 has no file nope (it has: runner.log, "), "{text}");
+
+    let args = serde_json::json!({"job_id": "job-1", "name": "notes.txt", "path": "x"});
+    let (err, text) = call(&client, "read_artifact", args).await;
+    assert!(err);
+    assert!(text.starts_with("not_an_archive: "), "{text}");
+    let (err, text) = call(&client, "read_artifact", read("broken.tgz")).await;
+    assert!(err);
+    assert!(
+        text.starts_with("bad_archive: Cannot read broken.tgz of job-1"),
+        "{text}"
+    );
     let (err, text) = call(&client, "read_artifact", read("nope")).await;
     assert!(err);
     assert!(

@@ -1,7 +1,7 @@
 //! End to end: `agentlab mcp` driven by a real MCP client (the official Python SDK, `mcp`)
 //! against the real daemon on the fake backend, whose boot hook runs the real `agent-runner`:
 //! the tool list, a profile listing, a job run to COMPLETED with progress, its logs and
-//! artifacts, and daemon errors as `isError` results carrying the API's code.
+//! artifacts (a file read from inside the bundle), and daemon errors as `isError` results carrying the API's code.
 #![cfg(test)]
 
 #[path = "e2e/harness.rs"]
@@ -125,9 +125,11 @@ fn a_python_mcp_client_runs_a_job_through_agentlab_mcp() {
     assert_eq!(name, "artifacts.tar.gz", "{}", ctx());
     let read = v["read_artifact"]["text"].as_str().unwrap();
     assert!(
-        read.contains("is binary") && read.contains("agentlab job artifacts download"),
-        "{read}"
+        read.contains("  runner.log\n") && read.contains("  artifacts/notes.txt\n"),
+        "the bundle's file list: {read}"
     );
+    assert_eq!(v["read_notes"]["is_error"], false, "{}", ctx());
+    assert_eq!(v["read_notes"]["text"], "notes\n", "{}", ctx());
 
     let unknown = &v["unknown_profile"];
     assert_eq!(unknown["is_error"], true, "{}", ctx());

@@ -55,6 +55,9 @@ async def main(agentlab, socket, repo, profile):
                 name = arts["json"][0]["name"]
                 out["read_artifact"] = parsed(
                     await session.call_tool("read_artifact", {"job_id": job_id, "name": name}))
+                out["read_notes"] = parsed(await session.call_tool(
+                    "read_artifact",
+                    {"job_id": job_id, "name": name, "path": "artifacts/notes.txt"}))
             out["unknown_profile"] = parsed(await session.call_tool(
                 "run_job", {"repo": repo, "task": "t", "profile": "no-such-profile"}))
             out["missing_sandbox"] = parsed(
