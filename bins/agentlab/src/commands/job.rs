@@ -75,12 +75,8 @@ pub async fn run(ctx: &Ctx, args: JobArgs) -> anyhow::Result<Code> {
             }
             return Ok(Code::Ok);
         }
-        JobCmd::Show { job } => ctx.client.get(&format!("/v1/jobs/{job}")).await?,
-        JobCmd::Cancel { job } => {
-            ctx.client
-                .post_empty(&format!("/v1/jobs/{job}/cancel"))
-                .await?
-        }
+        JobCmd::Show { job } => ctx.client.show_job(&job).await?,
+        JobCmd::Cancel { job } => ctx.client.cancel_job(&job).await?,
     };
     if ctx.json {
         print_json(&job)?;

@@ -44,8 +44,7 @@ struct Validated {
 pub async fn run(ctx: &Ctx, args: ProfileArgs) -> anyhow::Result<Code> {
     match args.cmd {
         ProfileCmd::List => {
-            let list: Vec<ProfileSummary> =
-                ctx.client.get_all("/v1/profiles", "cursor", None).await?;
+            let list: Vec<ProfileSummary> = ctx.client.list_profiles().await?;
             if ctx.json {
                 print_json(&list)?;
             } else {

@@ -47,7 +47,7 @@ impl NewArgs {
 
 /// Runs `agentlab sandbox new`.
 pub async fn run(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Code> {
-    let sandbox: Sandbox = ctx.client.post("/v1/sandboxes", &args.request()).await?;
+    let sandbox: Sandbox = ctx.client.create_sandbox(&args.request()).await?;
     if !args.wait {
         if ctx.json {
             print_json(&sandbox)?;
