@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::Client;
+use agentlab_client::Client;
 
 /// Default control socket of agentlabd.
 pub const DEFAULT_SOCKET: &str = "/run/agentlab/agentlabd.sock";

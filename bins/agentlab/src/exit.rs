@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use agentlab_core::{JobState, SandboxState};
 
-use crate::client::ClientError;
+use agentlab_client::ClientError;
 
 /// The process exit status of an `agentlab` run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ mod tests {
     use anyhow::Context;
 
     use super::*;
-    use crate::client::ApiError;
+    use agentlab_client::ApiError;
 
     #[test]
     fn job_states_map_to_documented_codes() {

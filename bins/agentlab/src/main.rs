@@ -4,13 +4,10 @@
 //! prints an error chain once as `error: …` and maps the outcome to the exit codes documented
 //! in `docs/cli.md` (see [`exit::Code`]).
 
-mod client;
-mod client_stream;
 mod commands;
 mod ctx;
 mod exit;
 mod output;
-mod stream;
 mod term;
 #[cfg(test)]
 mod test_server;
@@ -62,6 +59,8 @@ enum Command {
     Net(commands::net::NetArgs),
     /// Manage age-encrypted secret bundles.
     Secrets(commands::secrets::SecretsArgs),
+    /// Serve the AgentLab tools to an AI agent over MCP (stdio), e.g. for Claude Code.
+    Mcp(commands::mcp::McpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -107,6 +106,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
             .map(|()| Code::Ok),
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
+        Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
     }
 }
 

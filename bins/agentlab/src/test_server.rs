@@ -1,195 +1,20 @@
-//! A canned agentlabd for command tests: answers `METHOD path?query` with fixed responses on a
-//! temporary Unix socket and records every request line.
+//! The canned agentlabd of `agentlab_client::testing`, plus a command context pointing at it.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub use agentlab_client::testing::{Canned, Reply, fixtures};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
-
-use crate::client::Client;
 use crate::ctx::Ctx;
 
-/// One canned answer.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Bytes,
+/// A command context for a canned daemon.
+pub trait CannedCtx {
+    /// The context with `--json` set to `json`.
+    fn ctx(&self, json: bool) -> Ctx;
 }
 
-impl Reply {
-    /// A JSON answer.
-    pub fn json(status: u16, value: &impl serde::Serialize) -> Self {
-        let body = serde_json::to_vec(value).unwrap().into();
-        Self {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            body,
-        }
-    }
-
-    /// A raw 200 answer with headers.
-    pub fn raw(body: impl Into<Bytes>, headers: Vec<(&'static str, String)>) -> Self {
-        Self {
-            status: 200,
-            headers,
-            body: body.into(),
-        }
-    }
-}
-
-/// The running server; dropping it removes the socket directory.
-#[derive(Debug)]
-pub struct Canned {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    /// `METHOD path?query` of every request received, in order.
-    pub requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Canned {
-    /// Serves `routes` (key `METHOD path?query`); anything else gets a 404 envelope.
-    pub async fn start(routes: Vec<(&str, Reply)>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("agentlabd.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        let routes: Arc<HashMap<String, Reply>> =
-            Arc::new(routes.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (routes, seen) = (routes.clone(), seen.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(req, routes.clone(), seen.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self {
-            _dir: dir,
-            socket,
-            requests,
-        }
-    }
-
-    /// A command context pointing at this server.
-    pub fn ctx(&self, json: bool) -> Ctx {
+impl CannedCtx for Canned {
+    fn ctx(&self, json: bool) -> Ctx {
         Ctx {
-            client: Client::new(&self.socket, Duration::from_secs(5)),
+            client: self.client(),
             json,
         }
-    }
-}
-
-async fn answer(
-    req: Request<Incoming>,
-    routes: Arc<HashMap<String, Reply>>,
-    seen: Arc<Mutex<Vec<String>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let key = format!("{} {target}", req.method());
-    let _ = req.into_body().collect().await;
-    seen.lock().unwrap().push(key.clone());
-    let reply = routes.get(&key).cloned().unwrap_or_else(|| {
-        let err = serde_json::json!({"error": {"code": "no_route", "message": format!("no route {key}")}});
-        Reply::json(404, &err)
-    });
-    let mut resp = Response::builder().status(reply.status);
-    for (k, v) in &reply.headers {
-        resp = resp.header(*k, v);
-    }
-    Ok(resp.body(Full::new(reply.body)).unwrap())
-}
-
-/// Record fixtures for command tests.
-pub mod fixtures {
-    use agentlab_core::{
-        Event, EventKind, Job, JobState, Lease, Sandbox, SandboxState, Timestamp, Vmid,
-    };
-    use chrono::TimeZone;
-
-    /// A fixed instant plus `secs`.
-    pub fn ts(secs: i64) -> Timestamp {
-        chrono::Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
-    }
-
-    /// Sandbox 101 in `state`.
-    pub fn sandbox(state: SandboxState, last_error: Option<&str>) -> Sandbox {
-        Sandbox {
-            vmid: Vmid::new(101).unwrap(),
-            name: "agentlab-101".into(),
-            profile: "dev".into(),
-            state,
-            node: None,
-            ip: None,
-            mac: None,
-            iface: None,
-            vm_created: true,
-            job: None,
-            workspace: None,
-            lease: Lease {
-                expires_at: ts(3600),
-                keepalive: false,
-                renewable: false,
-                ttl_minutes: 60,
-            },
-            last_error: last_error.map(str::to_owned),
-            created_at: ts(0),
-            updated_at: ts(0),
-        }
-    }
-
-    /// Job `job-1` in `state`.
-    pub fn job(state: JobState) -> Job {
-        Job {
-            id: "job-1".parse().unwrap(),
-            repo: "file:///srv/repo.git".into(),
-            git_ref: None,
-            task: "fix it".into(),
-            profile: "dev".into(),
-            agent: None,
-            state,
-            sandbox: Some(Vmid::new(101).unwrap()),
-            keepalive: false,
-            ttl_minutes: 60,
-            workspace: None,
-            deadline: None,
-            runner_token_hash: None,
-            step: None,
-            outcome: None,
-            created_at: ts(0),
-            updated_at: ts(0),
-            ended_at: None,
-        }
-    }
-
-    /// An event of sandbox 101 / job-1 as one NDJSON line.
-    pub fn event_line(id: i64, kind: EventKind, message: &str) -> String {
-        let e = Event {
-            id,
-            ts: ts(id),
-            kind,
-            sandbox: Some(Vmid::new(101).unwrap()),
-            job: Some("job-1".parse().unwrap()),
-            message: message.into(),
-            payload: serde_json::Value::Null,
-        };
-        format!("{}\n", serde_json::to_string(&e).unwrap())
     }
 }

@@ -6,11 +6,11 @@ use agentlab_core::{Job, JobId, JobState};
 use super::job_artifacts::{self, ArtifactsArgs};
 use super::job_run::{self, RunArgs};
 use super::logs::{self, LogOpts, Target};
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::with_query;
 
 /// Arguments of `agentlab job`.
 #[derive(Debug, clap::Args)]
@@ -75,12 +75,8 @@ pub async fn run(ctx: &Ctx, args: JobArgs) -> anyhow::Result<Code> {
             }
             return Ok(Code::Ok);
         }
-        JobCmd::Show { job } => ctx.client.get(&format!("/v1/jobs/{job}")).await?,
-        JobCmd::Cancel { job } => {
-            ctx.client
-                .post_empty(&format!("/v1/jobs/{job}/cancel"))
-                .await?
-        }
+        JobCmd::Show { job } => ctx.client.show_job(&job).await?,
+        JobCmd::Cancel { job } => ctx.client.cancel_job(&job).await?,
     };
     if ctx.json {
         print_json(&job)?;

@@ -9,7 +9,6 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::client::seg;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::{print_json, size};
@@ -45,10 +44,7 @@ pub async fn run(ctx: &Ctx, args: ArtifactsArgs) -> anyhow::Result<Code> {
     let (job, name, out) = match (args.cmd, args.job) {
         (Some(ArtifactsCmd::Download { job, name, out }), _) => (job, name, out),
         (None, Some(job)) => {
-            let list: Vec<Artifact> = ctx
-                .client
-                .get_all(&format!("/v1/jobs/{job}/artifacts"), "cursor", None)
-                .await?;
+            let list: Vec<Artifact> = ctx.client.list_artifacts(&job).await?;
             if ctx.json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -60,10 +56,7 @@ pub async fn run(ctx: &Ctx, args: ArtifactsArgs) -> anyhow::Result<Code> {
         }
         (None, None) => anyhow::bail!("Missing the job id"),
     };
-    let list: Vec<Artifact> = ctx
-        .client
-        .get_all(&format!("/v1/jobs/{job}/artifacts"), "cursor", None)
-        .await?;
+    let list: Vec<Artifact> = ctx.client.list_artifacts(&job).await?;
     let chosen: Vec<&Artifact> = match &name {
         Some(n) => vec![list.iter().find(|a| &a.name == n).with_context(|| {
             let names: Vec<_> = list.iter().map(|a| a.name.as_str()).collect();
@@ -94,10 +87,7 @@ pub async fn run(ctx: &Ctx, args: ArtifactsArgs) -> anyhow::Result<Code> {
 }
 
 async fn fetch(ctx: &Ctx, job: &JobId, a: &Artifact, dest: &Path) -> anyhow::Result<()> {
-    let mut dl = ctx
-        .client
-        .download(&format!("/v1/jobs/{job}/artifacts/{}", seg(&a.name)))
-        .await?;
+    let mut dl = ctx.client.download_artifact(job, &a.name).await?;
     let header = dl.header("x-sha256").map(str::to_owned);
     let file_name = dest
         .file_name()

@@ -61,7 +61,7 @@ mod download {
 
     use super::super::*;
     use crate::test_server::fixtures::ts;
-    use crate::test_server::{Canned, Reply};
+    use crate::test_server::{Canned, CannedCtx, Reply};
 
     const BODY: &[u8] = b"{\"ok\":true}\n";
 

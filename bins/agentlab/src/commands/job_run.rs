@@ -9,11 +9,11 @@ use agentlab_core::api::control::RunJobRequest;
 use agentlab_core::{Artifact, Event, EventKind, Job, JobId};
 
 use super::logs;
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::{event_line, print_json};
 use crate::view;
+use agentlab_client::with_query;
 
 /// Consecutive broken event streams tolerated while the job is still running.
 const MAX_RECONNECTS: u32 = 10;
@@ -68,7 +68,7 @@ impl RunArgs {
 
 /// Runs `agentlab job run`.
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Code> {
-    let job: Job = ctx.client.post("/v1/jobs", &args.request()).await?;
+    let job: Job = ctx.client.run_job(&args.request()).await?;
     if args.detach {
         if ctx.json {
             print_json(&job)?;
@@ -84,11 +84,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<Code> {
         );
     }
     let job = wait(ctx, &job.id, !ctx.json).await?;
-    let artifacts: Vec<Artifact> = match ctx
-        .client
-        .get_all(&format!("/v1/jobs/{}/artifacts", job.id), "cursor", None)
-        .await
-    {
+    let artifacts: Vec<Artifact> = match ctx.client.list_artifacts(&job.id).await {
         Ok(list) => list,
         Err(e) => {
             eprintln!("warning: cannot list artifacts: {e}");
@@ -128,7 +124,7 @@ pub async fn wait(ctx: &Ctx, id: &JobId, show: bool) -> anyhow::Result<Job> {
         .await;
         failures = if last == after { failures + 1 } else { 0 };
         after = last;
-        let job: Job = ctx.client.get(&format!("/v1/jobs/{id}")).await?;
+        let job: Job = ctx.client.show_job(id).await?;
         if job.state.is_terminal() {
             return Ok(job);
         }

@@ -4,7 +4,7 @@ use agentlab_core::{EventKind, JobState};
 
 use super::*;
 use crate::test_server::fixtures::{event_line, job};
-use crate::test_server::{Canned, Reply};
+use crate::test_server::{Canned, CannedCtx, Reply};
 
 fn args(detach: bool) -> RunArgs {
     RunArgs {

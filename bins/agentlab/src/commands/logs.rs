@@ -7,10 +7,10 @@ use std::str::FromStr;
 
 use agentlab_core::{Event, JobId, Vmid};
 
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::{event_line, print_json};
+use agentlab_client::with_query;
 
 /// Arguments of `agentlab logs`.
 #[derive(Debug, clap::Args)]

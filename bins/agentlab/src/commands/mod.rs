@@ -8,6 +8,7 @@ pub mod job_artifacts;
 pub mod job_run;
 pub mod local;
 pub mod logs;
+pub mod mcp;
 pub mod net;
 pub mod profile;
 pub mod sandbox;

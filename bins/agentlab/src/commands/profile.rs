@@ -8,11 +8,11 @@ use agentlab_core::profile::Profile;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ApiError, ClientError, seg};
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::{ApiError, ClientError, seg};
 
 /// Arguments of `agentlab profile`.
 #[derive(Debug, clap::Args)]
@@ -44,8 +44,7 @@ struct Validated {
 pub async fn run(ctx: &Ctx, args: ProfileArgs) -> anyhow::Result<Code> {
     match args.cmd {
         ProfileCmd::List => {
-            let list: Vec<ProfileSummary> =
-                ctx.client.get_all("/v1/profiles", "cursor", None).await?;
+            let list: Vec<ProfileSummary> = ctx.client.list_profiles().await?;
             if ctx.json {
                 print_json(&list)?;
             } else {

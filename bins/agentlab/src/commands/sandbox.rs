@@ -1,15 +1,15 @@
 //! `agentlab sandbox list|show|start|stop|destroy|lease renew` (and `new`, in `sandbox_new`;
 //! `exec`, `shell`, `cp` and `forward` in their own files).
 
-use agentlab_core::api::control::{RenewLeaseRequest, SandboxDetail};
+use agentlab_core::api::control::SandboxDetail;
 use agentlab_core::{Sandbox, SandboxState, Vmid};
 
 use super::sandbox_new::{self, NewArgs};
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::SandboxFilter;
 
 /// Arguments of `agentlab sandbox`.
 #[derive(Debug, clap::Args)]
@@ -89,24 +89,16 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
             profile,
             all,
         } => {
-            let states = state
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(",");
-            let path = with_query(
-                "/v1/sandboxes",
-                &[
-                    ("state", (!states.is_empty()).then_some(states)),
-                    ("profile", profile),
-                    ("all", all.then(|| "true".to_owned())),
-                ],
-            );
-            let list: Vec<Sandbox> = c.get_all(&path, "cursor", None).await?;
+            let filter = SandboxFilter {
+                states: state,
+                profile,
+                all,
+            };
+            let list: Vec<Sandbox> = c.list_sandboxes(&filter).await?;
             return print_list(ctx, &list);
         }
         SandboxCmd::Show { vmid } => {
-            let detail: SandboxDetail = c.get(&format!("/v1/sandboxes/{vmid}")).await?;
+            let detail: SandboxDetail = c.show_sandbox(vmid).await?;
             if ctx.json {
                 print_json(&detail)?;
             } else {
@@ -122,14 +114,10 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
         }
         SandboxCmd::Start { vmid } => c.post_empty(&format!("/v1/sandboxes/{vmid}/start")).await?,
         SandboxCmd::Stop { vmid } => c.post_empty(&format!("/v1/sandboxes/{vmid}/stop")).await?,
-        SandboxCmd::Destroy { vmid } => c.delete(&format!("/v1/sandboxes/{vmid}")).await?,
+        SandboxCmd::Destroy { vmid } => c.destroy_sandbox(vmid).await?,
         SandboxCmd::Lease {
             cmd: LeaseCmd::Renew { vmid, ttl },
-        } => {
-            let body = RenewLeaseRequest { ttl_minutes: ttl };
-            c.post(&format!("/v1/sandboxes/{vmid}/lease/renew"), &body)
-                .await?
-        }
+        } => c.renew_lease(vmid, ttl).await?,
     };
     if ctx.json {
         print_json(&sandbox)?;

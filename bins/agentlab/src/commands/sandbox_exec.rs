@@ -19,9 +19,9 @@ use agentlab_core::Vmid;
 use agentlab_core::api::channel::{ExecRequest, ExecUser, StreamRequest, TtySize};
 use agentlab_core::api::frame::{CHUNK, Frame};
 
-use crate::client_stream::SandboxStream;
 use crate::ctx::Ctx;
 use crate::exit::Code;
+use agentlab_client::SandboxStream;
 
 /// Who runs the command.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

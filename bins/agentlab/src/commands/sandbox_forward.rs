@@ -15,10 +15,10 @@ use agentlab_core::Vmid;
 use agentlab_core::api::channel::{ForwardRequest, StreamRequest};
 use agentlab_core::api::frame::{CHUNK, Frame};
 
-use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
+use agentlab_client::Client;
 
 /// Arguments of `agentlab sandbox forward`.
 #[derive(Debug, clap::Args)]

@@ -4,10 +4,10 @@
 use agentlab_core::api::control::CreateSandboxRequest;
 use agentlab_core::{Event, EventKind, Sandbox, SandboxState, Vmid};
 
-use crate::client::with_query;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::{event_line, print_json};
+use agentlab_client::with_query;
 
 /// Arguments of `agentlab sandbox new`.
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ impl NewArgs {
 
 /// Runs `agentlab sandbox new`.
 pub async fn run(ctx: &Ctx, args: NewArgs) -> anyhow::Result<Code> {
-    let sandbox: Sandbox = ctx.client.post("/v1/sandboxes", &args.request()).await?;
+    let sandbox: Sandbox = ctx.client.create_sandbox(&args.request()).await?;
     if !args.wait {
         if ctx.json {
             print_json(&sandbox)?;
@@ -160,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn wait_follows_the_sandbox_that_replaces_a_taken_id() {
         use crate::test_server::fixtures::{event_line, sandbox};
-        use crate::test_server::{Canned, Reply};
+        use crate::test_server::{Canned, CannedCtx, Reply};
 
         let mut moved: Event = serde_json::from_str(&event_line(
             2,
@@ -204,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn wait_stops_at_the_first_settled_state() {
         use crate::test_server::fixtures::{event_line, sandbox};
-        use crate::test_server::{Canned, Reply};
+        use crate::test_server::{Canned, CannedCtx, Reply};
 
         let stream = [
             event_line(1, EventKind::ProvisionStep, "clone ok"),

@@ -6,11 +6,11 @@ use agentlab_core::api::control::{
 };
 use agentlab_core::{Vmid, Workspace};
 
-use crate::client::seg;
 use crate::ctx::Ctx;
 use crate::exit::Code;
 use crate::output::print_json;
 use crate::view;
+use agentlab_client::seg;
 
 /// Arguments of `agentlab workspace`.
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use crate::client::{Client, ClientError, api_error, protocol};
+use crate::client::{Client, api_error, protocol};
+use crate::error::ClientError;
 
 /// A raw response body being downloaded; each chunk read is bounded by the client's timeout.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
-//! HTTP/1.1 over agentlabd's Unix socket.
+//! HTTP/1.1 over agentlabd's Unix socket: the transport under the typed methods of `api`.
 //!
-//! [`Client`] sends one request per connection (the CLI makes a handful of calls per run, so
+//! [`Client`] sends one request per connection (callers make a handful of calls at a time, so
 //! pooling buys nothing and failures stay independent), decodes JSON bodies into the wire types
 //! of `agentlab_core::api`, and turns the daemon's error envelope into an [`ApiError`].
 //! `--timeout` bounds connecting, the response head and reading a non-streamed body; followed
@@ -21,11 +21,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
-pub use crate::stream::{Download, LineStream};
-
-/// How to get a daemon running, appended to "unreachable" errors.
-pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
-     `agentlabd --config /etc/agentlab/config.yaml`, or point --socket / AGENTLAB_SOCKET at its socket";
+use crate::error::{ApiError, ClientError};
+use crate::stream::{Download, LineStream};
 
 /// Characters escaped in a path segment (everything but unreserved characters).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -33,56 +30,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// An error the daemon answered with (its error envelope, or a synthesized one for a non-JSON
-/// error body).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message} ({code})")]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: u16,
-    /// Stable machine code such as `sandbox_not_found`.
-    pub code: String,
-    /// Human-readable message.
-    pub message: String,
-    /// Structured details (`null` when none).
-    pub details: serde_json::Value,
-}
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// Nothing usable answers on the socket.
-    #[error("Cannot reach agentlabd at {}: {reason}; {hint}", socket.display(), hint = START_HINT)]
-    Unreachable {
-        /// The socket path tried.
-        socket: PathBuf,
-        /// Why, in words (no socket file, nothing listening, permission denied, …).
-        reason: String,
-    },
-    /// The daemon did not answer in time.
-    #[error("agentlabd at {} did not answer within {secs} s (raise --timeout)", socket.display())]
-    Timeout {
-        /// The socket path.
-        socket: PathBuf,
-        /// The limit in seconds.
-        secs: u64,
-    },
-    /// The daemon answered with an error.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The HTTP exchange broke off.
-    #[error("Connection to agentlabd broke off")]
-    Http(#[source] hyper::Error),
-    /// The daemon answered something the CLI cannot read.
-    #[error("Unexpected response from agentlabd to {path}: {reason}")]
-    Protocol {
-        /// Request path.
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
-}
 
 /// A client for agentlabd's control socket.
 #[derive(Debug, Clone)]

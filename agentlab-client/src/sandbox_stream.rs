@@ -14,33 +14,21 @@ use agentlab_core::Vmid;
 use agentlab_core::api::channel::{STREAM_PROTOCOL, StreamRequest};
 use agentlab_core::api::frame::{Frame, FrameCodec};
 
-use crate::client::{Client, ClientError, decode_error};
+use crate::client::{Client, decode_error};
+use crate::error::ClientError;
 
 /// A stream into a sandbox, after its request was accepted.
 pub type SandboxStream = Framed<TokioIo<hyper::upgrade::Upgraded>, FrameCodec>;
 
-/// Why a stream could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// The daemon refused before the upgrade (no sandbox, agent not connected, …).
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// The guest refused or failed the request.
-    #[error("{0}")]
-    Refused(String),
-    /// The stream broke off.
-    #[error("the stream into the sandbox broke off: {0}")]
-    Broken(String),
-}
-
 impl Client {
     /// Opens a stream into `vmid` and sends `request`; returns once the guest answered
-    /// `Ready`.
+    /// `Ready`. A refusal by the guest is [`ClientError::StreamRefused`], a stream that broke
+    /// off before that [`ClientError::StreamBroken`].
     pub async fn open_stream(
         &self,
         vmid: Vmid,
         request: StreamRequest,
-    ) -> Result<SandboxStream, StreamError> {
+    ) -> Result<SandboxStream, ClientError> {
         let path = format!("/v1/sandboxes/{vmid}/stream");
         let stream = UnixStream::connect(self.socket())
             .await
@@ -71,24 +59,26 @@ impl Client {
                 .await?
                 .map_err(ClientError::Http)?
                 .to_bytes();
-            return Err(ClientError::from(decode_error(status, &body)).into());
+            return Err(decode_error(status, &body).into());
         }
         let upgraded = hyper::upgrade::on(resp)
             .await
-            .map_err(|e| StreamError::Broken(e.to_string()))?;
+            .map_err(|e| ClientError::StreamBroken(e.to_string()))?;
         let mut framed = Framed::new(TokioIo::new(upgraded), FrameCodec);
         framed
             .send(Frame::Request(request))
             .await
-            .map_err(|e| StreamError::Broken(e.to_string()))?;
+            .map_err(|e| ClientError::StreamBroken(e.to_string()))?;
         match framed.next().await {
             Some(Ok(Frame::Ready)) => Ok(framed),
-            Some(Ok(Frame::Error(m))) => Err(StreamError::Refused(m)),
-            Some(Ok(other)) => Err(StreamError::Broken(format!(
+            Some(Ok(Frame::Error(m))) => Err(ClientError::StreamRefused(m)),
+            Some(Ok(other)) => Err(ClientError::StreamBroken(format!(
                 "expected Ready, got {other:?}"
             ))),
-            Some(Err(e)) => Err(StreamError::Broken(e.to_string())),
-            None => Err(StreamError::Broken("closed before the request ran".into())),
+            Some(Err(e)) => Err(ClientError::StreamBroken(e.to_string())),
+            None => Err(ClientError::StreamBroken(
+                "closed before the request ran".into(),
+            )),
         }
     }
 }

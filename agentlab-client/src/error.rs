@@ -1,0 +1,75 @@
+//! The crate's errors: [`ClientError`] for every failed call, carrying the daemon's
+//! [`ApiError`] (its error envelope: status, stable `code`, `message`, `details`) when it
+//! answered with one.
+
+use std::path::PathBuf;
+
+/// How to get a daemon running, appended to "unreachable" errors.
+pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
+     `agentlabd --config /etc/agentlab/config.yaml`, or point --socket / AGENTLAB_SOCKET at its socket";
+
+/// An error the daemon answered with (its error envelope, or a synthesized one for a non-JSON
+/// error body).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine code such as `sandbox_not_found`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Structured details (`null` when none).
+    pub details: serde_json::Value,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing usable answers on the socket.
+    #[error("Cannot reach agentlabd at {}: {reason}; {hint}", socket.display(), hint = START_HINT)]
+    Unreachable {
+        /// The socket path tried.
+        socket: PathBuf,
+        /// Why, in words (no socket file, nothing listening, permission denied, …).
+        reason: String,
+    },
+    /// The daemon did not answer in time.
+    #[error("agentlabd at {} did not answer within {secs} s (raise --timeout)", socket.display())]
+    Timeout {
+        /// The socket path.
+        socket: PathBuf,
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// The daemon answered with an error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The HTTP exchange broke off.
+    #[error("Connection to agentlabd broke off")]
+    Http(#[source] hyper::Error),
+    /// The daemon answered something the client cannot read.
+    #[error("Unexpected response from agentlabd to {path}: {reason}")]
+    Protocol {
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The guest refused or failed a sandbox stream's request.
+    #[error("{0}")]
+    StreamRefused(String),
+    /// A stream into a sandbox broke off.
+    #[error("the stream into the sandbox broke off: {0}")]
+    StreamBroken(String),
+}
+
+impl ClientError {
+    /// The daemon's error envelope, when the daemon answered with an error.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+}

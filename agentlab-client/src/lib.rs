@@ -1,0 +1,33 @@
+//! A typed async client for agentlabd's control socket: HTTP/1.1 over a Unix socket, JSON
+//! bodies in the wire types of `agentlab_core::api::control`, NDJSON event streams, raw
+//! artifact downloads and upgraded streams into sandboxes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), agentlab_client::ClientError> {
+//! use std::time::Duration;
+//!
+//! let client = agentlab_client::Client::new("/run/agentlab/agentlabd.sock", Duration::from_secs(30));
+//! for p in client.list_profiles().await? {
+//!     println!("{}", p.name);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+mod api;
+mod client;
+mod error;
+mod sandbox_stream;
+mod stream;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use api::SandboxFilter;
+pub use client::{Client, NEXT_CURSOR, decode_error, seg, with_query};
+pub use error::{ApiError, ClientError, START_HINT};
+pub use sandbox_stream::SandboxStream;
+pub use stream::{Download, LineBuffer, LineStream};

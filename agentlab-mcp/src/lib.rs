@@ -1,0 +1,29 @@
+//! An MCP (Model Context Protocol) server for AgentLab, built on the official Rust SDK
+//! (`rmcp`) with its stdio transport. It exposes the daemon's profiles, sandboxes, jobs and
+//! artifacts as tools, each answered through an [`agentlab_client::Client`]; a failed call is
+//! a tool result with `isError: true` whose text starts with the daemon's error code.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), agentlab_mcp::McpError> {
+//! use std::time::Duration;
+//!
+//! let client = agentlab_client::Client::new("/run/agentlab/agentlabd.sock", Duration::from_secs(30));
+//! agentlab_mcp::serve_stdio(client).await
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+mod artifact;
+mod bundle;
+mod error;
+pub mod params;
+mod render;
+mod server;
+mod tools;
+mod wait;
+
+pub use error::McpError;
+pub use server::{AgentLabMcp, serve_stdio};

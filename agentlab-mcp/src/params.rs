@@ -1,0 +1,107 @@
+//! The tools' inputs. Their JSON schemas (the tools' `inputSchema`) are generated from these
+//! types by schemars, so the doc comments below are what an MCP client shows for each field.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Input of `show_sandbox` and `destroy_sandbox`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmidParams {
+    /// The sandbox's VMID (a number, as shown by `list_sandboxes`).
+    pub vmid: u32,
+}
+
+/// Input of `list_sandboxes`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSandboxesParams {
+    /// Include DESTROYED sandboxes (default false).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Input of `create_sandbox`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandboxParams {
+    /// Profile to create the sandbox from (see `list_profiles`).
+    pub profile: String,
+    /// Sandbox name (default `agentlab-<vmid>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lease length in minutes (the profile's default when absent).
+    #[serde(default)]
+    pub ttl_minutes: Option<u32>,
+    /// Keep the sandbox until its lease ends, with a renewable lease.
+    #[serde(default)]
+    pub keepalive: Option<bool>,
+}
+
+/// Input of `renew_lease`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLeaseParams {
+    /// The sandbox's VMID.
+    pub vmid: u32,
+    /// New lease length in minutes, counted from now (the lease's own length when absent).
+    #[serde(default)]
+    pub ttl_minutes: Option<u32>,
+}
+
+/// Input of `run_job`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunJobParams {
+    /// Repository URL to clone.
+    pub repo: String,
+    /// The task for the agent.
+    pub task: String,
+    /// Profile to run with (see `list_profiles`).
+    pub profile: String,
+    /// Branch, tag or commit (the default branch when absent).
+    #[serde(default)]
+    pub git_ref: Option<String>,
+    /// Wait until the job is COMPLETED, FAILED, TIMEOUT or CANCELLED (default false: return
+    /// the QUEUED job at once). While waiting, progress notifications are sent when the
+    /// request carries a progress token.
+    #[serde(default)]
+    pub wait: bool,
+    /// With `wait`: stop waiting after this many seconds and return the job as it is then
+    /// (the job itself keeps running). No limit when absent.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Input of `job_status` and `list_artifacts`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobParams {
+    /// The job's id (`job-…`).
+    pub job_id: String,
+}
+
+/// Input of `job_logs`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobLogsParams {
+    /// The job's id (`job-…`).
+    pub job_id: String,
+    /// Only the last N lines of the agent's output (default 200).
+    #[serde(default)]
+    pub tail: Option<u32>,
+}
+
+/// Input of `read_artifact`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArtifactParams {
+    /// The job's id (`job-…`).
+    pub job_id: String,
+    /// The artifact's name, as listed by `list_artifacts`.
+    pub name: String,
+    /// For a `.tar.gz` artifact: the file inside it to read (such as `runner.log`,
+    /// `report.json` or `artifacts/notes.txt`). Without it, the archive's file list.
+    #[serde(default)]
+    pub path: Option<String>,
+}
