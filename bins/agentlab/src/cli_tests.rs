@@ -37,7 +37,10 @@ fn global_defaults_and_env() {
         cli.global.socket,
         PathBuf::from("/run/agentlab/agentlabd.sock")
     );
-    assert_eq!(cli.global.timeout, 30);
+    assert_eq!(
+        cli.global.timeout, None,
+        "the default (30 s) applies in ctx()"
+    );
     assert!(!cli.global.json);
     let cmd = Cli::command();
     let socket = cmd
@@ -63,7 +66,36 @@ fn global_flags_work_after_the_subcommand() {
     ]);
     assert!(cli.global.json);
     assert_eq!(cli.global.socket, PathBuf::from("/tmp/x.sock"));
-    assert_eq!(cli.global.timeout, 5);
+    assert_eq!(cli.global.timeout, Some(5));
+}
+
+/// `sandbox exec --timeout N` (the spelling) limits the command when `--time-limit`
+/// is absent; `--time-limit` wins when both are given.
+#[test]
+fn exec_timeout_limits_the_command() {
+    let cli = parse(&[
+        "sandbox",
+        "exec",
+        "9100",
+        "--timeout",
+        "7",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(cli.global.ctx().timeout, Some(7));
+    let cli = parse(&[
+        "sandbox",
+        "exec",
+        "9100",
+        "--time-limit",
+        "3",
+        "--timeout",
+        "7",
+        "--",
+        "true",
+    ]);
+    assert_eq!(cli.global.ctx().timeout, Some(7));
 }
 
 #[test]

@@ -17,17 +17,25 @@ pub struct GlobalArgs {
     /// Print the API objects as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Request timeout in seconds (does not limit following logs or waiting for a job).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
-    pub timeout: u64,
+    /// Request timeout in seconds, default 30 (does not limit following logs or waiting for a
+    /// job). Given to `sandbox exec` without `--time-limit`, it also limits the command.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub timeout: Option<u64>,
 }
+
+/// The request timeout when `--timeout` is not given.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
 impl GlobalArgs {
     /// The context commands run with.
     pub fn ctx(&self) -> Ctx {
         Ctx {
-            client: Client::new(&self.socket, Duration::from_secs(self.timeout.max(1))),
+            client: Client::new(
+                &self.socket,
+                Duration::from_secs(self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1)),
+            ),
             json: self.json,
+            timeout: self.timeout,
         }
     }
 }
@@ -39,4 +47,6 @@ pub struct Ctx {
     pub client: Client,
     /// `--json` was given.
     pub json: bool,
+    /// `--timeout` as given (`None`: the default applies).
+    pub timeout: Option<u64>,
 }

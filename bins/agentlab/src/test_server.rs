@@ -15,6 +15,7 @@ impl CannedCtx for Canned {
         Ctx {
             client: self.client(),
             json,
+            timeout: None,
         }
     }
 }

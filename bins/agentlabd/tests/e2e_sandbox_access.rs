@@ -146,6 +146,16 @@ fn exec_streams_codes_stdin_signals_timeouts_and_users() {
         "{}",
         text(&out.stderr)
     );
+    // The spelling, `--timeout`, limits the command the same way.
+    let began = Instant::now();
+    let out = lab.cli(&["sandbox", "exec", v, "--timeout", "1", "--", "sleep", "60"]);
+    assert!(began.elapsed() < Duration::from_secs(30));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("time limit"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Ctrl-C (SIGINT to the CLI) reaches the remote process group: 130.
     let child = Command::new(harness::bin("agentlab"))

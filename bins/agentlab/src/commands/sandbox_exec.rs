@@ -56,7 +56,7 @@ pub struct ExecArgs {
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     pub env: Vec<String>,
     /// Stop the command (SIGTERM to its group, SIGKILL 5 s later) after this many seconds.
-    /// (The global `--timeout` is the CLI's request timeout, not the command's.)
+    /// Without it, an explicit `--timeout SECS` limits the command the same way.
     #[arg(long, value_name = "SECS")]
     pub time_limit: Option<u64>,
     /// The command and its arguments (after `--`).
@@ -95,7 +95,7 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<Code> {
         user: a.user.into(),
         cwd: a.cwd,
         env: parse_env(&a.env)?,
-        timeout_secs: a.time_limit,
+        timeout_secs: a.time_limit.or(ctx.timeout),
         tty: None,
     };
     let stream = ctx
@@ -202,7 +202,7 @@ async fn relay(stream: SandboxStream, tty: bool) -> anyhow::Result<Code> {
                 Some(Ok(Frame::Exit(x))) => {
                     out.flush().await?;
                     if x.timed_out {
-                        eprintln!("\r\nagentlab: the command ran past its --time-limit and was stopped");
+                        eprintln!("\r\nagentlab: the command ran past its time limit (--time-limit or --timeout) and was stopped");
                     }
                     return Ok(Code::Remote(u8::try_from(x.code.clamp(0, 255)).unwrap_or(255)));
                 }
