@@ -63,7 +63,27 @@ enum Command {
     Mcp(commands::mcp::McpArgs),
 }
 
+/// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
+/// shell's reader goes away: std's `println!` panics on `EPIPE` (Rust ignores SIGPIPE), so
+/// that one panic is turned into an exit; every other panic keeps the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.contains("Broken pipe") || msg.contains("BrokenPipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -15,8 +15,17 @@ pub struct CompletionArgs {
     pub shell: Shell,
 }
 
-/// Writes the completion script for `cmd` (the whole CLI) to `out`.
+/// Writes the completion script for `cmd` (the whole CLI) to `out`. A reader that went
+/// away (`agentlab completion bash | head`) is not an error.
 pub fn generate(args: &CompletionArgs, cmd: &mut clap::Command, out: &mut dyn Write) -> Code {
-    clap_complete::generate(args.shell, cmd, "agentlab", out);
-    Code::Ok
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, cmd, "agentlab", &mut script);
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Ok(()) => Code::Ok,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Code::Ok,
+        Err(e) => {
+            eprintln!("error: cannot write the completion script: {e}");
+            Code::Failure
+        }
+    }
 }
