@@ -391,3 +391,21 @@ fn completion_scripts_cover_the_commands() {
             .contains("tcsh")
     );
 }
+
+/// Every positional argument of every subcommand says what it is in `--help`.
+#[test]
+fn every_positional_argument_has_help_text() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_positionals() {
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path} <{}>", a.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&Cli::command(), "agentlab", &mut missing);
+    assert!(missing.is_empty(), "positionals without help: {missing:?}");
+}

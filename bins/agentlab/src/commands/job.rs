@@ -34,11 +34,18 @@ pub enum JobCmd {
         limit: Option<u32>,
     },
     /// Show one job and its outcome.
-    Show { job: JobId },
+    Show {
+        /// The job id (`job-…`).
+        job: JobId,
+    },
     /// Cancel a job; its sandbox is torn down.
-    Cancel { job: JobId },
+    Cancel {
+        /// The job id (`job-…`).
+        job: JobId,
+    },
     /// The job's events and agent output.
     Logs {
+        /// The job id (`job-…`).
         job: JobId,
         #[command(flatten)]
         opts: LogOpts,

@@ -29,6 +29,7 @@ pub struct ArtifactsArgs {
 pub enum ArtifactsCmd {
     /// Download artifacts (all, or one with --name) and verify their sha256.
     Download {
+        /// The job id (`job-…`).
         job: JobId,
         /// Only this artifact.
         #[arg(long)]

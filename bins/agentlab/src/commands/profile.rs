@@ -27,9 +27,15 @@ pub enum ProfileCmd {
     #[command(visible_alias = "ls")]
     List,
     /// Show one profile as YAML.
-    Show { name: String },
+    Show {
+        /// The profile name.
+        name: String,
+    },
     /// Check a profile file (possibly several `---` documents) without installing it.
-    Validate { file: PathBuf },
+    Validate {
+        /// A profile YAML file.
+        file: PathBuf,
+    },
 }
 
 /// Answer of `POST /v1/profiles/validate`.

@@ -37,14 +37,26 @@ pub enum SandboxCmd {
         all: bool,
     },
     /// Show one sandbox, including the cause of its last failure.
-    Show { vmid: Vmid },
+    Show {
+        /// The sandbox (its VM id, as `sandbox list` shows).
+        vmid: Vmid,
+    },
     /// Start a stopped sandbox.
-    Start { vmid: Vmid },
+    Start {
+        /// The sandbox (its VM id, as `sandbox list` shows).
+        vmid: Vmid,
+    },
     /// Stop (power off) a sandbox; it can be started again.
-    Stop { vmid: Vmid },
+    Stop {
+        /// The sandbox (its VM id, as `sandbox list` shows).
+        vmid: Vmid,
+    },
     /// Destroy a sandbox and everything AgentLab created for it.
     #[command(visible_alias = "rm")]
-    Destroy { vmid: Vmid },
+    Destroy {
+        /// The sandbox (its VM id, as `sandbox list` shows).
+        vmid: Vmid,
+    },
     /// Run a command in a running sandbox (exit code = the command's).
     Exec(super::sandbox_exec::ExecArgs),
     /// An interactive terminal in a running sandbox.
@@ -66,6 +78,7 @@ pub enum SandboxCmd {
 pub enum LeaseCmd {
     /// Extend the lease from now.
     Renew {
+        /// The sandbox (its VM id, as `sandbox list` shows).
         vmid: Vmid,
         /// New lease length in minutes (the lease's own length when absent).
         #[arg(long, value_name = "MINUTES")]

@@ -34,13 +34,25 @@ pub enum WorkspaceCmd {
     #[command(visible_alias = "ls")]
     List,
     /// Show one workspace (id or name).
-    Show { workspace: String },
+    Show {
+        /// The workspace (id or name).
+        workspace: String,
+    },
     /// Attach a workspace to a sandbox.
-    Attach { workspace: String, vmid: Vmid },
+    Attach {
+        /// The workspace (id or name).
+        workspace: String,
+        /// The sandbox to attach it to (its VM id).
+        vmid: Vmid,
+    },
     /// Detach a workspace from its sandbox.
-    Detach { workspace: String },
+    Detach {
+        /// The workspace (id or name).
+        workspace: String,
+    },
     /// Move a workspace to a new sandbox created from a profile.
     Rebind {
+        /// The workspace (id or name).
         workspace: String,
         /// Profile of the new sandbox.
         #[arg(long, short)]
@@ -54,7 +66,10 @@ pub enum WorkspaceCmd {
     },
     /// Delete a detached workspace and its volume.
     #[command(visible_alias = "delete")]
-    Rm { workspace: String },
+    Rm {
+        /// The workspace (id or name).
+        workspace: String,
+    },
 }
 
 /// Runs `agentlab workspace …`.
