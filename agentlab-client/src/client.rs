@@ -202,7 +202,7 @@ impl Client {
                 .await
                 .map_err(|e| ClientError::Unreachable {
                     socket: self.socket.clone(),
-                    reason: unreachable_reason(&e),
+                    reason: unreachable_reason(&e, &self.socket),
                 })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -219,7 +219,7 @@ impl Client {
     pub(crate) fn unreachable(&self, e: &std::io::Error) -> ClientError {
         ClientError::Unreachable {
             socket: self.socket.clone(),
-            reason: unreachable_reason(e),
+            reason: unreachable_reason(e, &self.socket),
         }
     }
 
@@ -296,16 +296,44 @@ pub(crate) fn api_error(status: u16, body: ErrorBody) -> ApiError {
     }
 }
 
-fn unreachable_reason(e: &std::io::Error) -> String {
+fn unreachable_reason(e: &std::io::Error, socket: &Path) -> String {
     use std::io::ErrorKind::*;
     match e.kind() {
+        PermissionDenied => {
+            use std::os::unix::fs::MetadataExt as _;
+            let group = std::fs::metadata(socket)
+                .ok()
+                .map(|m| m.gid())
+                .map(|gid| group_name(gid).unwrap_or_else(|| gid.to_string()));
+            match group {
+                Some(g) => format!(
+                    "{} (the socket belongs to group {g}: run as root, or join the group with \
+                     `sudo usermod -aG {g} $USER` and log in again)",
+                    crate::error::PERMISSION_DENIED
+                ),
+                None => format!(
+                    "{} (run as root or join the socket's group)",
+                    crate::error::PERMISSION_DENIED
+                ),
+            }
+        }
         NotFound => "no socket file there (is agentlabd running?)".to_owned(),
         ConnectionRefused => {
             "nothing is listening on the socket (agentlabd is not running)".to_owned()
         }
-        PermissionDenied => "permission denied (run as root or join the socket's group)".to_owned(),
         _ => e.to_string(),
     }
+}
+
+/// The name of group `gid` in `/etc/group`.
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == gid).then(|| name.to_owned())
+    })
 }
 
 pub(crate) fn protocol(path: &str, reason: String) -> ClientError {

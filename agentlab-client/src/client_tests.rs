@@ -386,3 +386,30 @@ async fn get_all_follows_next_cursors_to_the_last_page() {
         "later pages continue from the cursor alone"
     );
 }
+
+/// A socket that exists but may not be opened names its group and how to join it, and does
+/// not advise starting a daemon that is already running.
+#[test]
+fn permission_denied_names_the_sockets_group_not_a_start_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agentlabd.sock");
+    std::fs::write(&sock, b"").unwrap();
+    let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&sock).unwrap());
+    let group = group_name(gid).unwrap_or_else(|| gid.to_string());
+    let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    let err = ClientError::Unreachable {
+        socket: sock.clone(),
+        reason: unreachable_reason(&e, &sock),
+    };
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("group {group}")), "{msg}");
+    assert!(msg.contains(&format!("usermod -aG {group}")), "{msg}");
+    assert!(!msg.contains("systemctl start"), "{msg}");
+    // Nothing there at all: the start hint stays.
+    let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+    let err = ClientError::Unreachable {
+        socket: sock.clone(),
+        reason: unreachable_reason(&e, &sock),
+    };
+    assert!(err.to_string().contains("systemctl start agentlabd"));
+}

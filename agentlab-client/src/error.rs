@@ -8,6 +8,19 @@ use std::path::PathBuf;
 pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
      `agentlabd --config /etc/agentlab/config.yaml`, or point --socket / AGENTLAB_SOCKET at its socket";
 
+/// The start hint for an unreachable daemon, except when the socket is there but not ours
+/// to open (starting the daemon would not help).
+fn start_hint(reason: &str) -> String {
+    if reason.starts_with(PERMISSION_DENIED) {
+        String::new()
+    } else {
+        format!("; {START_HINT}")
+    }
+}
+
+/// How an unreachable reason for a socket we may not open starts.
+pub(crate) const PERMISSION_DENIED: &str = "permission denied";
+
 /// An error the daemon answered with (its error envelope, or a synthesized one for a non-JSON
 /// error body).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -27,7 +40,7 @@ pub struct ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing usable answers on the socket.
-    #[error("Cannot reach agentlabd at {}: {reason}; {hint}", socket.display(), hint = START_HINT)]
+    #[error("Cannot reach agentlabd at {}: {reason}{}", socket.display(), start_hint(reason))]
     Unreachable {
         /// The socket path tried.
         socket: PathBuf,
