@@ -92,10 +92,15 @@ fn main() -> std::process::ExitCode {
             return Code::Failure.into();
         }
     };
+    let json = cli.global.json;
     let code = match rt.block_on(dispatch(cli)) {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if json {
+                eprintln!("{}", output::error_json(&e));
+            } else {
+                eprintln!("error: {e:#}");
+            }
             Code::for_error(&e).into()
         }
     };

@@ -86,6 +86,38 @@ pub fn kv(pairs: &[(&str, String)]) -> String {
     out
 }
 
+/// An error as one JSON line for `--json` (on stderr): the daemon's error envelope when it
+/// answered with one (`code`, `message`, `details`), else code `unreachable` (daemon not
+/// reachable, exit 69) or `cli_error`, with the full message chain.
+pub fn error_json(err: &anyhow::Error) -> String {
+    let api = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<agentlab_client::ClientError>())
+        .map(|c| match c {
+            agentlab_client::ClientError::Api(a) => {
+                (a.code.clone(), a.message.clone(), a.details.clone())
+            }
+            agentlab_client::ClientError::Unreachable { .. } => (
+                "unreachable".to_owned(),
+                format!("{err:#}"),
+                serde_json::Value::Null,
+            ),
+            _ => (
+                "cli_error".to_owned(),
+                format!("{err:#}"),
+                serde_json::Value::Null,
+            ),
+        });
+    let (code, message, details) = api.unwrap_or_else(|| {
+        (
+            "cli_error".to_owned(),
+            format!("{err:#}"),
+            serde_json::Value::Null,
+        )
+    });
+    serde_json::json!({"error": {"code": code, "message": message, "details": details}}).to_string()
+}
+
 /// Pretty JSON of an API object.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)?)
