@@ -131,7 +131,15 @@ pub fn job_detail(j: &Job) -> String {
             "workspace",
             opt(j.workspace.as_ref().map(ToString::to_string)),
         ),
-        ("step", opt(j.step.clone())),
+        (
+            // A finished job has no current step, only the last one it reported.
+            if j.state.is_terminal() {
+                "last step"
+            } else {
+                "step"
+            },
+            opt(j.step.clone()),
+        ),
         ("created", time(&j.created_at)),
         ("deadline", opt(j.deadline.as_ref().map(time))),
         ("ended", opt(j.ended_at.as_ref().map(time))),

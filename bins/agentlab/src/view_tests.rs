@@ -127,6 +127,13 @@ fn failed_job_result_names_the_step_and_lists_artifacts() {
         "{out}"
     );
     assert!(job_result(&job, &[]).contains("No artifacts."));
+    assert!(
+        out.contains("last step:    clone"),
+        "a finished job's step is its last: {out}"
+    );
+    let mut running = job.clone();
+    running.state = JobState::Running;
+    assert!(job_detail(&running).contains("\nstep:         clone"));
     assert!(job_table(&[job]).starts_with("ID      STATE   PROFILE  SANDBOX  REPO"));
 }
 
