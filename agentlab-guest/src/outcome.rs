@@ -41,7 +41,10 @@ pub(crate) fn verdict(
             GuestJobState::Timeout,
             "agent",
             Some(process::TIMEOUT_EXIT_CODE),
-            format!("Agent exceeded the job timeout of {timeout_secs} s"),
+            format!(
+                "Agent ran past the job's deadline (the job timeout counts from submission; \
+                 {timeout_secs} s of it were left when the agent started)"
+            ),
         ),
         Ok(ProcessEnd::Cancelled) => failed(
             GuestJobState::Failed,
