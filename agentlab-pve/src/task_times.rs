@@ -37,10 +37,10 @@ pub fn upid_kind(upid: &str) -> Option<&str> {
 
 /// How long a task of a type not seen yet is polled at most every [`UNKNOWN_CAP`]: long
 /// enough for the clones and starts AgentLab runs, so the first of each type is seen within
-/// about 80 ms too.
+/// about 50 ms too.
 pub const UNKNOWN_WINDOW: Duration = Duration::from_secs(10);
 /// Longest interval while a task of an unknown type is younger than [`UNKNOWN_WINDOW`].
-pub const UNKNOWN_CAP: Duration = Duration::from_millis(80);
+pub const UNKNOWN_CAP: Duration = Duration::from_millis(50);
 
 /// When to poll a task next: `elapsed` since it was started, `previous` the last interval.
 /// Without an expectation the interval grows by half from `first` up to [`UNKNOWN_CAP`]
@@ -88,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_type_is_polled_at_most_every_80_ms_for_its_first_10_s() {
+    fn an_unknown_type_is_polled_at_most_every_50_ms_for_its_first_10_s() {
         let (first, fine, max) = (50 * MS, 25 * MS, 1000 * MS);
         let mut t = Duration::ZERO;
         let mut prev = None;
@@ -110,18 +110,18 @@ mod tests {
     #[test]
     fn polls_are_sparse_before_and_dense_around_the_expected_end() {
         let (first, fine, max) = (50 * MS, 50 * MS, 1000 * MS);
-        // Unknown kind: 50, 75, 80 … for 10 s, then up to 1 s.
+        // Unknown kind: every 50 ms for 10 s, then growing by half up to 1 s.
         assert_eq!(
             next_poll(Duration::ZERO, None, None, first, fine, max),
             50 * MS
         );
         assert_eq!(
             next_poll(50 * MS, Some(50 * MS), None, first, fine, max),
-            75 * MS
+            UNKNOWN_CAP
         );
         assert_eq!(
-            next_poll(75 * MS, Some(75 * MS), None, first, fine, max),
-            UNKNOWN_CAP
+            next_poll(10_050 * MS, Some(50 * MS), None, first, fine, max),
+            75 * MS
         );
         assert_eq!(
             next_poll(19000 * MS, Some(900 * MS), None, first, fine, max),
