@@ -21,9 +21,11 @@ mod bundle;
 mod error;
 pub mod params;
 mod render;
+mod sandbox_io;
 mod server;
 mod tools;
 mod wait;
 
 pub use error::McpError;
+pub use sandbox_io::{DEFAULT_EXEC_TIMEOUT_SECS, OUTPUT_MAX};
 pub use server::{AgentLabMcp, serve_stdio};

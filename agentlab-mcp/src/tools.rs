@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifact;
 use crate::params::{
-    CreateSandboxParams, JobLogsParams, JobParams, ListSandboxesParams, ReadArtifactParams,
-    RenewLeaseParams, RunJobParams, VmidParams,
+    CreateSandboxParams, ExecParams, JobLogsParams, JobParams, ListSandboxesParams,
+    ReadArtifactParams, ReadFileParams, RenewLeaseParams, RunJobParams, VmidParams,
+    WriteFileParams,
 };
 use crate::render::{self, client_failure, json};
+use crate::sandbox_io;
 use crate::server::AgentLabMcp;
 use crate::wait::{Progress, Waited, wait_for_job};
 
@@ -244,6 +246,38 @@ impl AgentLabMcp {
                 let id = render::job_id(&params.0.job_id)?;
                 let p = params.0;
                 artifact::read(&self.client, &id, &p.name, p.path).await
+            }
+            .await,
+        )
+    }
+
+    /// Runs a command in a sandbox and collects its output.
+    #[tool(
+        description = "Run a command in a running sandbox (no terminal, no shell: argv is the program and its arguments; use [\"sh\", \"-c\", \"...\"] for pipes). Optional user (agent|root), cwd, env, stdin text and timeout_secs (default 300). Returns {exit_code, signal, timed_out, stdout, stderr, stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated}; stdout and stderr are each cut at 1 MiB. A non-zero exit code is a normal result."
+    )]
+    async fn exec(&self, params: Parameters<ExecParams>) -> ToolResult {
+        done(sandbox_io::exec(&self.client, params.0).await)
+    }
+
+    /// Reads a text file in a sandbox.
+    #[tool(
+        description = "Read a regular file in a running sandbox (absolute path; optional user agent|root). Returns its text, cut at 1 MiB with a note giving the full size; a binary file is described by its size and sha256 instead."
+    )]
+    async fn read_file(&self, params: Parameters<ReadFileParams>) -> ToolResult {
+        let p = params.0;
+        done(sandbox_io::read_file(&self.client, p.vmid, p.path, p.user.into()).await)
+    }
+
+    /// Writes a text file in a sandbox.
+    #[tool(
+        description = "Write a file in a running sandbox (absolute path; its content as UTF-8 text; optional user agent|root, who owns it). Missing parent directories are created; an existing file is replaced (mode 0644). Returns {path, bytes, sha256}."
+    )]
+    async fn write_file(&self, params: Parameters<WriteFileParams>) -> ToolResult {
+        done(
+            async {
+                let p = params.0;
+                let vmid = render::vmid(p.vmid)?;
+                sandbox_io::write_file(&self.client, vmid, p.path, p.content, p.user.into()).await
             }
             .await,
         )
