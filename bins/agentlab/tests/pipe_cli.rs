@@ -1,5 +1,6 @@
 //! Output into a pipe whose reader went away (`agentlab … | head`): the CLI ends quietly
 //! with 0 instead of panicking (exit 101).
+#![cfg(test)]
 
 use std::process::{Command, Stdio};
 
