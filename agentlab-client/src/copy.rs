@@ -215,3 +215,7 @@ impl std::io::Read for ChunkReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;
