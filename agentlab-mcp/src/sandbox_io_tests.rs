@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use agentlab_client::testing::{Canned, GuestFn, GuestStream, Reply};
 use agentlab_core::api::channel::{DataSummary, ExitInfo, StreamRequest};
@@ -22,7 +23,7 @@ fn exit(code: i32) -> Frame {
     })
 }
 
-async fn fake_exec(argv: Vec<String>, req_json: String, mut s: GuestStream) {
+async fn fake_exec(argv: Vec<String>, req_json: String, files: Files, mut s: GuestStream) {
     s.send(Frame::Ready).await.unwrap();
     match argv[0].as_str() {
         "echo" => {
@@ -53,6 +54,11 @@ async fn fake_exec(argv: Vec<String>, req_json: String, mut s: GuestStream) {
                     .unwrap();
             }
             s.send(exit(0)).await.unwrap();
+        }
+        "hang" => {
+            // Until the client's side closes the stream.
+            while let Some(Ok(_)) = s.next().await {}
+            files.lock().unwrap().insert("/closed".into(), Vec::new());
         }
         "request" => {
             s.send(Frame::Stdout(req_json.into())).await.unwrap();
@@ -131,7 +137,7 @@ async fn guest_daemon() -> (Canned, Files) {
         Box::pin(async move {
             let req_json = serde_json::to_string(&req).unwrap();
             match req {
-                StreamRequest::Exec(e) => fake_exec(e.argv, req_json, s).await,
+                StreamRequest::Exec(e) => fake_exec(e.argv, req_json, files, s).await,
                 StreamRequest::CopyIn(c) => fake_copy_in(c.path, files, s).await,
                 StreamRequest::CopyOut(c) => fake_copy_out(c.path, files, s).await,
                 StreamRequest::Forward(_) => {}
@@ -366,4 +372,25 @@ async fn read_file_reports_binary_large_and_directories() {
         text.starts_with("not_a_file: /home/agent is a directory"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_exec_closes_its_stream() {
+    let (srv, files) = guest_daemon().await;
+    let (client, _) = session(&srv).await;
+    let serde_json::Value::Object(args) = serde_json::json!({"vmid": 101, "argv": ["hang"]}) else {
+        unreachable!()
+    };
+    let params = rmcp::model::CallToolRequestParams::new("exec").with_arguments(args);
+    // Dropping the call sends notifications/cancelled.
+    let call = tokio::time::timeout(Duration::from_millis(300), client.call_tool(params)).await;
+    assert!(call.is_err(), "the hanging exec answered: {call:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !files.lock().unwrap().contains_key("/closed") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
