@@ -20,7 +20,9 @@
 
 mod api;
 mod client;
+mod copy;
 mod error;
+mod exec;
 mod sandbox_stream;
 mod stream;
 #[cfg(any(test, feature = "testing"))]
@@ -28,6 +30,8 @@ pub mod testing;
 
 pub use api::SandboxFilter;
 pub use client::{Client, NEXT_CURSOR, decode_error, seg, with_query};
+pub use copy::{ChunkReader, ChunkWriter, CopyIn, CopyOut};
 pub use error::{ApiError, ClientError, START_HINT};
+pub use exec::{Captured, ExecOutput};
 pub use sandbox_stream::SandboxStream;
 pub use stream::{Download, LineBuffer, LineStream};

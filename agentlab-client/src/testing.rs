@@ -1,6 +1,7 @@
 //! A canned agentlabd for tests of the client's callers (feature `testing`): answers
 //! `METHOD path?query` with fixed responses on a temporary Unix socket and records every
-//! request line. Test support only: it panics when it cannot set itself up.
+//! request line; optionally it accepts stream upgrades and hands each stream to a fake guest
+//! ([`GuestFn`]). Test support only: it panics when it cannot set itself up.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -8,6 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agentlab_core::api::channel::{STREAM_PROTOCOL, StreamRequest};
+use agentlab_core::api::frame::{Frame, FrameCodec};
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -15,6 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
+use tokio_util::codec::Framed;
 
 use crate::client::Client;
 
@@ -52,6 +58,13 @@ impl Reply {
     }
 }
 
+/// The fake guest's side of a stream (its first frame, the request, already read).
+pub type GuestStream = Framed<TokioIo<hyper::upgrade::Upgraded>, FrameCodec>;
+
+/// A fake guest: called with each stream's request and the stream, for every stream upgrade
+/// without a canned route (it answers `Ready` or `Error` itself).
+pub type GuestFn = Arc<dyn Fn(StreamRequest, GuestStream) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// The running server; dropping it removes the socket directory.
 #[derive(Debug)]
 pub struct Canned {
@@ -64,6 +77,11 @@ pub struct Canned {
 impl Canned {
     /// Serves `routes` (key `METHOD path?query`); anything else gets a 404 envelope.
     pub async fn start(routes: Vec<(&str, Reply)>) -> Self {
+        Self::with_guest(routes, None).await
+    }
+
+    /// Like [`Canned::start`], with `guest` answering stream upgrades that have no route.
+    pub async fn with_guest(routes: Vec<(&str, Reply)>, guest: Option<GuestFn>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let socket = dir.path().join("agentlabd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the canned socket");
@@ -73,11 +91,14 @@ impl Canned {
         let seen = requests.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (routes, seen) = (routes.clone(), seen.clone());
+                let (routes, seen, guest) = (routes.clone(), seen.clone(), guest.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(req, routes.clone(), seen.clone()));
+                    let svc = service_fn(move |req| {
+                        answer(req, routes.clone(), seen.clone(), guest.clone())
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -101,9 +122,10 @@ impl Canned {
 }
 
 async fn answer(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     routes: Arc<HashMap<String, Reply>>,
     seen: Arc<Mutex<Vec<String>>>,
+    guest: Option<GuestFn>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let target = req
         .uri()
@@ -111,6 +133,29 @@ async fn answer(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let key = format!("{} {target}", req.method());
+    let upgrade = req
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes() == STREAM_PROTOCOL.as_bytes());
+    if let Some(guest) = guest.filter(|_| upgrade && !routes.contains_key(&key)) {
+        seen.lock().expect("request log").push(key);
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let mut framed = Framed::new(TokioIo::new(upgraded), FrameCodec);
+            if let Some(Ok(Frame::Request(r))) = framed.next().await {
+                guest(r, framed).await;
+            }
+        });
+        return Ok(Response::builder()
+            .status(101)
+            .header(hyper::header::CONNECTION, "upgrade")
+            .header(hyper::header::UPGRADE, STREAM_PROTOCOL)
+            .body(Full::new(Bytes::new()))
+            .expect("valid upgrade response"));
+    }
     let _ = req.into_body().collect().await;
     seen.lock().expect("request log").push(key.clone());
     let reply = routes.get(&key).cloned().unwrap_or_else(|| {

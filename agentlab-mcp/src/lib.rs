@@ -1,7 +1,8 @@
 //! An MCP (Model Context Protocol) server for AgentLab, built on the official Rust SDK
-//! (`rmcp`) with its stdio transport. It exposes the daemon's profiles, sandboxes, jobs and
-//! artifacts as tools, each answered through an [`agentlab_client::Client`]; a failed call is
-//! a tool result with `isError: true` whose text starts with the daemon's error code.
+//! (`rmcp`) with its stdio transport. It exposes the daemon's profiles, sandboxes (with
+//! commands and file reads and writes inside them), jobs and artifacts as tools, each
+//! answered through an [`agentlab_client::Client`]; a failed call is a tool result with
+//! `isError: true` whose text starts with the daemon's error code.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), agentlab_mcp::McpError> {
@@ -21,9 +22,11 @@ mod bundle;
 mod error;
 pub mod params;
 mod render;
+mod sandbox_io;
 mod server;
 mod tools;
 mod wait;
 
 pub use error::McpError;
+pub use sandbox_io::{DEFAULT_EXEC_TIMEOUT_SECS, OUTPUT_MAX};
 pub use server::{AgentLabMcp, serve_stdio};

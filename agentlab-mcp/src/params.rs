@@ -105,3 +105,78 @@ pub struct ReadArtifactParams {
     #[serde(default)]
     pub path: Option<String>,
 }
+
+/// Who runs a command or owns and reads files inside the sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserParam {
+    /// The unprivileged `agent` user (uid 1000), as jobs run (the default).
+    #[default]
+    Agent,
+    /// The sandbox's root (refused by the `local` backend, where everything runs as uid 1000).
+    Root,
+}
+
+impl From<UserParam> for agentlab_core::api::channel::ExecUser {
+    fn from(u: UserParam) -> Self {
+        match u {
+            UserParam::Agent => Self::Agent,
+            UserParam::Root => Self::Root,
+        }
+    }
+}
+
+/// Input of `exec`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecParams {
+    /// The sandbox's VMID (it must be READY or RUNNING, with its guest agent connected).
+    pub vmid: u32,
+    /// Program and arguments, e.g. `["git", "-C", "/work", "status"]` (no shell: use
+    /// `["sh", "-c", "…"]` for pipes and redirections).
+    pub argv: Vec<String>,
+    /// Run as this user (default `agent`).
+    #[serde(default)]
+    pub user: UserParam,
+    /// Absolute working directory (default: the user's home).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Text given to the command's stdin, which is then closed (default: empty).
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Stop the command (SIGTERM to its process group, SIGKILL 5 s later) after this many
+    /// seconds (default 300).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Input of `read_file`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFileParams {
+    /// The sandbox's VMID.
+    pub vmid: u32,
+    /// Absolute path of the file inside the sandbox.
+    pub path: String,
+    /// Read as this user (default `agent`).
+    #[serde(default)]
+    pub user: UserParam,
+}
+
+/// Input of `write_file`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileParams {
+    /// The sandbox's VMID.
+    pub vmid: u32,
+    /// Absolute path of the file inside the sandbox; missing parent directories are created.
+    pub path: String,
+    /// The file's whole content (UTF-8 text).
+    pub content: String,
+    /// Write as this user, who owns the file (default `agent`).
+    #[serde(default)]
+    pub user: UserParam,
+}

@@ -12,8 +12,8 @@ use crate::error::McpError;
 const INSTRUCTIONS: &str = "AgentLab runs AI coding agents in ephemeral, network-isolated \
      sandboxes managed by agentlabd. Use list_profiles to see what can be run, run_job to run \
      an agent on a repository (wait=true to get the result), job_status / job_logs / \
-     list_artifacts / read_artifact to inspect a job, and the *_sandbox tools to manage \
-     sandboxes directly. Failed calls return isError results starting with the daemon's error \
+     list_artifacts / read_artifact to inspect a job, the *_sandbox tools to manage \
+     sandboxes directly, and exec / read_file / write_file to work inside a READY sandbox. Failed calls return isError results starting with the daemon's error \
      code.";
 
 /// The AgentLab MCP server: one tool per control-API operation, all answered through the

@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifact;
 use crate::params::{
-    CreateSandboxParams, JobLogsParams, JobParams, ListSandboxesParams, ReadArtifactParams,
-    RenewLeaseParams, RunJobParams, VmidParams,
+    CreateSandboxParams, ExecParams, JobLogsParams, JobParams, ListSandboxesParams,
+    ReadArtifactParams, ReadFileParams, RenewLeaseParams, RunJobParams, VmidParams,
+    WriteFileParams,
 };
 use crate::render::{self, client_failure, json};
+use crate::sandbox_io;
 use crate::server::AgentLabMcp;
 use crate::wait::{Progress, Waited, wait_for_job};
 
@@ -28,6 +30,18 @@ type ToolResult = Result<CallToolResult, ErrorData>;
 /// `Ok` of whichever result: tool errors are results too.
 fn done(r: Result<CallToolResult, CallToolResult>) -> ToolResult {
     Ok(r.unwrap_or_else(|e| e))
+}
+
+/// Runs `work` until it ends or the request is cancelled; cancelled, `work` is dropped, which
+/// closes its stream into the sandbox (the sandbox then stops what it ran for it).
+async fn cancellable(
+    work: impl Future<Output = Result<CallToolResult, CallToolResult>>,
+    cancel: CancellationToken,
+) -> ToolResult {
+    tokio::select! {
+        r = work => done(r),
+        () = cancel.cancelled() => Ok(render::failure("cancelled", "the request was cancelled")),
+    }
 }
 
 #[tool_router(vis = "pub(crate)")]
@@ -247,6 +261,45 @@ impl AgentLabMcp {
             }
             .await,
         )
+    }
+
+    /// Runs a command in a sandbox and collects its output.
+    #[tool(
+        description = "Run a command in a running sandbox (no terminal, no shell: argv is the program and its arguments; use [\"sh\", \"-c\", \"...\"] for pipes). Optional user (agent|root), cwd, env, stdin text and timeout_secs (default 300). Returns {exit_code, signal, timed_out, stdout, stderr, stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated}; stdout and stderr are each cut at 1 MiB. A non-zero exit code is a normal result."
+    )]
+    async fn exec(&self, params: Parameters<ExecParams>, cancel: CancellationToken) -> ToolResult {
+        cancellable(sandbox_io::exec(&self.client, params.0), cancel).await
+    }
+
+    /// Reads a text file in a sandbox.
+    #[tool(
+        description = "Read a regular file in a running sandbox (absolute path; optional user agent|root). Returns its text, cut at 1 MiB with a note giving the full size; a binary file is described by its size and sha256 instead."
+    )]
+    async fn read_file(
+        &self,
+        params: Parameters<ReadFileParams>,
+        cancel: CancellationToken,
+    ) -> ToolResult {
+        let p = params.0;
+        let read = sandbox_io::read_file(&self.client, p.vmid, p.path, p.user.into());
+        cancellable(read, cancel).await
+    }
+
+    /// Writes a text file in a sandbox.
+    #[tool(
+        description = "Write a file in a running sandbox (absolute path; its content as UTF-8 text; optional user agent|root, who owns it). Missing parent directories are created; an existing file is replaced (mode 0644). Returns {path, bytes, sha256}."
+    )]
+    async fn write_file(
+        &self,
+        params: Parameters<WriteFileParams>,
+        cancel: CancellationToken,
+    ) -> ToolResult {
+        let p = params.0;
+        let write = async {
+            let vmid = render::vmid(p.vmid)?;
+            sandbox_io::write_file(&self.client, vmid, p.path, p.content, p.user.into()).await
+        };
+        cancellable(write, cancel).await
     }
 }
 

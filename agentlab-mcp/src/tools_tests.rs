@@ -83,15 +83,18 @@ async fn lists_the_tools_and_names_itself() {
         [
             "create_sandbox",
             "destroy_sandbox",
+            "exec",
             "job_logs",
             "job_status",
             "list_artifacts",
             "list_profiles",
             "list_sandboxes",
             "read_artifact",
+            "read_file",
             "renew_lease",
             "run_job",
             "show_sandbox",
+            "write_file",
         ]
     );
     let run_job = tools.iter().find(|t| t.name == "run_job").unwrap();
@@ -443,3 +446,6 @@ async fn malformed_arguments_are_tool_errors() {
     }
     assert!(srv.seen().is_empty(), "nothing reaches the daemon");
 }
+
+#[path = "sandbox_io_tests.rs"]
+mod sandbox_io_tests;

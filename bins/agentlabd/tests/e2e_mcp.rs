@@ -76,15 +76,18 @@ fn a_python_mcp_client_runs_a_job_through_agentlab_mcp() {
         [
             "create_sandbox",
             "destroy_sandbox",
+            "exec",
             "job_logs",
             "job_status",
             "list_artifacts",
             "list_profiles",
             "list_sandboxes",
             "read_artifact",
+            "read_file",
             "renew_lease",
             "run_job",
             "show_sandbox",
+            "write_file",
         ]
     );
     assert_eq!(v["list_profiles"]["is_error"], false);

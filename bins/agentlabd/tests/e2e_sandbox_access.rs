@@ -606,3 +606,110 @@ fn ssh_reaches_an_ssh_server_in_the_sandbox_through_the_channel_and_forward_stdi
         text(&out.stdout)
     );
 }
+
+/// Whether the Python MCP SDK is importable; without it the test is skipped, except under
+/// `CI`, which must install it (as in `e2e_mcp.rs`).
+fn python_mcp_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("CI must install the Python mcp SDK (pip install mcp)");
+    }
+    if !ok {
+        println!("SKIP: the Python MCP SDK is not installed (python3 -m pip install mcp)");
+    }
+    ok
+}
+
+#[test]
+fn mcp_exec_write_file_and_read_file_reach_into_the_sandbox() {
+    if !privileged() || !python_mcp_available() {
+        return;
+    }
+    let lab = NetLab::start(PROFILE, |_| Vec::new());
+    let vmid = sandbox(&lab);
+    let script = lab.dir.path().join("mcp_sandbox_client.py");
+    std::fs::write(&script, include_str!("e2e/mcp_sandbox_client.py")).expect("script");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(harness::bin("agentlab"))
+        .arg(&lab.socket)
+        .arg(&vmid)
+        .output()
+        .expect("python3");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nlog:\n{}",
+        lab.log()
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: stdout:\n{stdout}\nstderr:\n{stderr}"));
+    let ctx = || format!("{v:#}\nstderr:\n{stderr}");
+
+    // A non-zero exit is a normal result with both streams.
+    let r = &v["exec_exit"];
+    assert_eq!(r["is_error"], false, "{}", ctx());
+    assert_eq!(r["json"]["exit_code"], 7, "{}", ctx());
+    assert_eq!(r["json"]["stdout"], "out\n");
+    assert_eq!(r["json"]["stderr"], "err\n");
+    assert_eq!(r["json"]["timed_out"], false);
+    assert_eq!(
+        v["exec_stdin"]["json"]["stdout"],
+        "through stdin\n",
+        "{}",
+        ctx()
+    );
+    assert_eq!(
+        v["exec_env"]["json"]["stdout"],
+        "hi there in /tmp\n",
+        "{}",
+        ctx()
+    );
+
+    // write_file then read_file: the same bytes, a new file of the agent user's, mode 0644.
+    let content = "héllo\nfrom mcp\n";
+    let w = &v["write_file"];
+    assert_eq!(w["is_error"], false, "{}", ctx());
+    assert_eq!(w["json"]["bytes"], content.len());
+    assert_eq!(w["json"]["sha256"], hex::encode(Sha256::digest(content)));
+    assert_eq!(v["read_file"]["is_error"], false, "{}", ctx());
+    assert_eq!(v["read_file"]["text"], content, "{}", ctx());
+    assert_eq!(
+        v["exec_stat"]["json"]["stdout"],
+        format!("644 1000 {}\n", content.len()),
+        "{}",
+        ctx()
+    );
+    let missing = &v["read_missing"];
+    assert_eq!(missing["is_error"], true, "{}", ctx());
+    assert!(
+        missing["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No such file or directory"),
+        "{}",
+        ctx()
+    );
+    let binary = v["read_binary"]["text"].as_str().unwrap_or_default();
+    assert!(
+        binary.contains("is a binary file: ") && binary.contains("sha256 "),
+        "{}",
+        ctx()
+    );
+
+    // After the sandbox is destroyed: an isError result with the API's code.
+    assert_eq!(v["destroy"]["json"]["state"], "DESTROYED", "{}", ctx());
+    let gone = &v["exec_gone"];
+    assert_eq!(gone["is_error"], true, "{}", ctx());
+    assert!(
+        gone["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sandbox_gone: "),
+        "{}",
+        ctx()
+    );
+}

@@ -9,6 +9,7 @@ pub mod job_run;
 pub mod local;
 pub mod logs;
 pub mod mcp;
+pub mod mcp_install;
 pub mod net;
 pub mod profile;
 pub mod sandbox;

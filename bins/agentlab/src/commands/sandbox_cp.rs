@@ -10,15 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use futures::{SinkExt as _, StreamExt as _};
 use hyper::body::Bytes;
-use sha2::{Digest as _, Sha256};
 
+use agentlab_client::{ChunkReader, ChunkWriter};
 use agentlab_core::Vmid;
-use agentlab_core::api::channel::{
-    CopyInRequest, CopyOutRequest, DataSummary, ExecUser, StreamRequest,
-};
-use agentlab_core::api::frame::{CHUNK, Frame};
+use agentlab_core::api::channel::{CopyInRequest, CopyOutRequest, ExecUser};
 
 use super::sandbox_exec::UserArg;
 use crate::ctx::Ctx;
@@ -69,32 +65,6 @@ pub async fn run(ctx: &Ctx, a: CpArgs) -> anyhow::Result<Code> {
     Ok(Code::Ok)
 }
 
-/// A `Write` that hands chunks to an async channel (tar runs on a blocking thread).
-struct ChunkWriter {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stream closed"))
-    }
-}
-
 async fn upload(
     ctx: &Ctx,
     vmid: Vmid,
@@ -107,17 +77,14 @@ async fn upload(
         .file_name()
         .map(PathBuf::from)
         .with_context(|| format!("{} has no file name", src.display()))?;
-    let mut stream = ctx
+    let mut copy = ctx
         .client
-        .open_stream(vmid, StreamRequest::CopyIn(CopyInRequest { path, user }))
+        .copy_in(vmid, CopyInRequest { path, user })
         .await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let src = src.to_owned();
     let packer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut w = ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        };
+        let mut w = ChunkWriter::new(tx);
         {
             let mut b = tar::Builder::new(&mut w);
             b.follow_symlinks(false);
@@ -130,48 +97,15 @@ async fn upload(
         }
         std::io::Write::flush(&mut w)
     });
-    let mut hash = Sha256::new();
-    let mut bytes = 0u64;
     while let Some(chunk) = rx.recv().await {
-        hash.update(&chunk);
-        bytes += chunk.len() as u64;
-        stream.send(Frame::Data(chunk)).await?;
+        copy.send(chunk).await?;
     }
     packer.await?.with_context(|| "reading the source")?;
-    let sha256 = hex::encode(hash.finalize());
-    stream
-        .send(Frame::DataEnd(Some(DataSummary {
-            bytes,
-            sha256: sha256.clone(),
-        })))
-        .await?;
-    match stream.next().await {
-        Some(Ok(Frame::Exit(x))) if x.code == 0 => Ok(Copied { bytes, sha256 }),
-        Some(Ok(Frame::Exit(x))) => bail!("the copy failed in the sandbox (code {})", x.code),
-        Some(Ok(Frame::Error(m))) => bail!("{m}"),
-        other => bail!("the sandbox did not confirm the copy: {other:?}"),
-    }
-}
-
-/// A `Read` fed by an async channel.
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    cur: Bytes,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(b) => self.cur = b,
-                None => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.cur.len());
-        out[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
-    }
+    let s = copy.finish().await?;
+    Ok(Copied {
+        bytes: s.bytes,
+        sha256: s.sha256,
+    })
 }
 
 async fn download(
@@ -182,17 +116,14 @@ async fn download(
     user: ExecUser,
 ) -> anyhow::Result<Copied> {
     std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
-    let mut stream = ctx
+    let mut copy = ctx
         .client
-        .open_stream(vmid, StreamRequest::CopyOut(CopyOutRequest { path, user }))
+        .copy_out(vmid, CopyOutRequest { path, user })
         .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let dst = dst.to_owned();
     let unpacker = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut ar = tar::Archive::new(ChunkReader {
-            rx,
-            cur: Bytes::new(),
-        });
+        let mut ar = tar::Archive::new(ChunkReader::new(rx));
         ar.set_preserve_permissions(false);
         ar.set_overwrite(true);
         ar.unpack(&dst)?;
@@ -200,34 +131,22 @@ async fn download(
         std::io::copy(&mut ar.into_inner(), &mut std::io::sink())?;
         Ok(())
     });
-    let mut hash = Sha256::new();
-    let mut bytes = 0u64;
-    let summary = loop {
-        match stream.next().await {
-            Some(Ok(Frame::Data(b))) => {
-                hash.update(&b);
-                bytes += b.len() as u64;
-                if tx.send(b).await.is_err() {
-                    break None;
-                }
+    let received = async {
+        while let Some(chunk) = copy.next_chunk().await? {
+            if tx.send(chunk).await.is_err() {
+                break;
             }
-            Some(Ok(Frame::DataEnd(s))) => break s,
-            Some(Ok(Frame::Error(m))) => bail!("{m}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => bail!("the stream broke off: {e}"),
-            None => bail!("the sandbox closed the stream before the copy ended"),
         }
-    };
-    drop(tx);
-    unpacker.await?.with_context(|| "unpacking the copy")?;
-    let sha256 = hex::encode(hash.finalize());
-    match summary {
-        Some(s) if s.bytes == bytes && s.sha256 == sha256 => Ok(Copied { bytes, sha256 }),
-        Some(s) => bail!(
-            "the copy arrived damaged: {bytes} bytes with sha256 {sha256}, the sandbox sent {} bytes with sha256 {}",
-            s.bytes,
-            s.sha256
-        ),
-        None => bail!("the copy ended without its checksum"),
+        anyhow::Ok(())
     }
+    .await;
+    drop(tx);
+    let unpacked = unpacker.await?;
+    received?;
+    unpacked.with_context(|| "unpacking the copy")?;
+    let s = copy.summary();
+    Ok(Copied {
+        bytes: s.bytes,
+        sha256: s.sha256,
+    })
 }
