@@ -18,25 +18,9 @@ const PROFILE: &str = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n 
      repo:\n  clone_path: {dir}/checkout\nagent:\n  command: \"echo mcp-agent-output; \
      echo notes > $AGENTLAB_ARTIFACTS_DIR/notes.txt\"\n";
 
-/// Whether the Python MCP SDK is importable; without it the test is skipped, except under
-/// `CI`, which must install it.
-fn python_mcp_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import mcp"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("CI must install the Python mcp SDK (pip install mcp)");
-    }
-    if !ok {
-        println!("SKIP: the Python MCP SDK is not installed (python3 -m pip install mcp)");
-    }
-    ok
-}
-
 #[test]
 fn a_python_mcp_client_runs_a_job_through_agentlab_mcp() {
-    if !python_mcp_available() {
+    if !harness::python_mcp_available() {
         return;
     }
     let extra = format!("  runner_path: {}\n", bin("agent-runner").display());

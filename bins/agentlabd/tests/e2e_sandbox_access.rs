@@ -607,25 +607,9 @@ fn ssh_reaches_an_ssh_server_in_the_sandbox_through_the_channel_and_forward_stdi
     );
 }
 
-/// Whether the Python MCP SDK is importable; without it the test is skipped, except under
-/// `CI`, which must install it (as in `e2e_mcp.rs`).
-fn python_mcp_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import mcp"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("CI must install the Python mcp SDK (pip install mcp)");
-    }
-    if !ok {
-        println!("SKIP: the Python MCP SDK is not installed (python3 -m pip install mcp)");
-    }
-    ok
-}
-
 #[test]
 fn mcp_exec_write_file_and_read_file_reach_into_the_sandbox() {
-    if !privileged() || !python_mcp_available() {
+    if !privileged() || !harness::python_mcp_available() {
         return;
     }
     let lab = NetLab::start(PROFILE, |_| Vec::new());

@@ -338,3 +338,20 @@ pub fn boot_runs_the_runner(sim: &agentlab_pve::sim::Simulator, vms: &Path) {
         hook,
     )));
 }
+
+/// Whether the Python MCP SDK is importable; without it a test skips, except under `CI`,
+/// which must install it (`.ci/run` does).
+#[allow(dead_code)]
+pub fn python_mcp_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("CI must install the Python mcp SDK (pip install mcp)");
+    }
+    if !ok {
+        println!("SKIP: the Python MCP SDK is not installed (python3 -m pip install mcp)");
+    }
+    ok
+}
