@@ -21,7 +21,6 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::stream::{FrameSink, FrameStream, send};
 use super::user::{ChannelConfig, resolve};
@@ -70,8 +69,14 @@ pub(crate) async fn run(
     if let Some(err) = child.stderr.take() {
         tokio::spawn(pump(err, Frame::Stderr, out_tx));
     }
-    let gone = CancellationToken::new();
-    let input = tokio::spawn(client_input(frames, child.stdin.take(), pgid, gone.clone()));
+    // The stream is read and written by this task only: a yamux stream parks one waker for
+    // its command channel, and a second task polling it (reads send window updates through
+    // the same channel) could take the writer's wake-up and stall the output for good.
+    // Stdin goes to the process through a task of its own, so a process that does not read
+    // its stdin never blocks this loop.
+    let mut frames = frames;
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Option<Bytes>>(16);
+    let input = tokio::spawn(stdin_writer(child.stdin.take(), stdin_rx));
     let result = async {
         send(sink, Frame::Ready).await?;
         let deadline = req
@@ -82,6 +87,8 @@ pub(crate) async fn run(
         tokio::pin!(wait);
         let mut status: Option<ExitStatus> = None;
         let mut output_open = true;
+        // A stdin item waiting for room in the writer's queue; frames are not read meanwhile.
+        let mut pending: Option<Option<Bytes>> = None;
         loop {
             tokio::select! {
                 biased;
@@ -104,7 +111,18 @@ pub(crate) async fn run(
                     }
                     watch.fire(pgid);
                 }
-                () = gone.cancelled() => return Err("client went away".to_owned()),
+                permit = stdin_tx.reserve(), if pending.is_some() => match permit {
+                    Ok(p) => p.send(pending.take().flatten()),
+                    // The writer is gone (the process closed its stdin): input is dropped.
+                    Err(_) => pending = None,
+                },
+                frame = frames.next(), if pending.is_none() => match frame {
+                    Some(Ok(Frame::Stdin(b))) => pending = Some(Some(b)),
+                    Some(Ok(Frame::StdinEof)) => pending = Some(None),
+                    Some(Ok(Frame::Signal(n))) => client_signal(pgid, n),
+                    Some(Ok(other)) => tracing::debug!(frame = ?other, "ignoring an unexpected frame"),
+                    Some(Err(_)) | None => return Err("client went away".to_owned()),
+                },
             }
         }
         let status = status.ok_or("the process was not waited for")?;
@@ -237,28 +255,19 @@ async fn pump<R: AsyncRead + Unpin>(mut r: R, wrap: fn(Bytes) -> Frame, tx: mpsc
     }
 }
 
-/// Applies the client's frames: stdin, its end, signals. Cancels `gone` when the client's
-/// side of the stream ends.
-async fn client_input(
-    mut frames: FrameStream,
-    mut stdin: Option<ChildStdin>,
-    pgid: Pid,
-    gone: CancellationToken,
-) {
-    while let Some(Ok(frame)) = frames.next().await {
-        match frame {
-            Frame::Stdin(b) => {
+/// Writes the client's stdin to the process (`None`: close it). Once the process closed its
+/// stdin, later input is dropped.
+async fn stdin_writer(mut stdin: Option<ChildStdin>, mut rx: mpsc::Receiver<Option<Bytes>>) {
+    while let Some(item) = rx.recv().await {
+        match item {
+            Some(b) => {
                 if let Some(w) = stdin.as_mut()
                     && w.write_all(&b).await.is_err()
                 {
-                    // The process closed its stdin; later input is dropped.
                     stdin = None;
                 }
             }
-            Frame::StdinEof => stdin = None,
-            Frame::Signal(n) => client_signal(pgid, n),
-            other => tracing::debug!(frame = ?other, "ignoring an unexpected frame"),
+            None => stdin = None,
         }
     }
-    gone.cancel();
 }

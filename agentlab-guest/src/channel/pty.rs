@@ -19,7 +19,6 @@ use nix::unistd::Pid;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::exec::{Watch, client_signal, exit_info, signal_group};
 use super::stream::{FrameSink, FrameStream, send};
@@ -134,14 +133,9 @@ pub(crate) async fn run(
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(16);
     std::thread::spawn(move || type_input(writer, in_rx));
     let mut wait = tokio::task::spawn_blocking(move || wait_child(child));
-    let gone = CancellationToken::new();
-    let input = tokio::spawn(client_input(
-        frames,
-        in_tx,
-        Arc::clone(&master),
-        pgid,
-        gone.clone(),
-    ));
+    // The stream is read and written by this task only (see `exec.rs`: a second task polling
+    // the yamux stream could take the writer's wake-up).
+    let mut frames = frames;
     let result = async {
         send(sink, Frame::Ready).await?;
         let deadline = req
@@ -150,6 +144,8 @@ pub(crate) async fn run(
         let mut watch = Watch::new(deadline, config);
         let mut status = None;
         let mut output_open = true;
+        // Input waiting for room in the terminal writer's queue; frames are not read meanwhile.
+        let mut pending: Option<Bytes> = None;
         loop {
             tokio::select! {
                 biased;
@@ -172,7 +168,14 @@ pub(crate) async fn run(
                     }
                     watch.fire(pgid);
                 }
-                () = gone.cancelled() => return Err("client went away".to_owned()),
+                permit = in_tx.reserve(), if pending.is_some() => match permit {
+                    Ok(p) => p.send(pending.take().unwrap_or_default()),
+                    Err(_) => pending = None,
+                },
+                frame = frames.next(), if pending.is_none() => match frame {
+                    Some(Ok(f)) => pending = client_frame(f, &master, pgid),
+                    Some(Err(_)) | None => return Err("client went away".to_owned()),
+                },
             }
         }
         let status = status.ok_or("the process was not waited for")?;
@@ -183,7 +186,7 @@ pub(crate) async fn run(
         signal_group(pgid, Signal::SIGHUP);
         signal_group(pgid, Signal::SIGKILL);
     }
-    input.abort();
+    drop(in_tx);
     drop(master);
     result
 }
@@ -217,35 +220,29 @@ fn type_input(mut writer: Box<dyn std::io::Write + Send>, mut rx: mpsc::Receiver
     }
 }
 
-/// Applies the client's frames: input, `^D` at its end, resizes, signals. Cancels `gone`
-/// when the client's side of the stream ends.
-async fn client_input(
-    mut frames: FrameStream,
-    input: mpsc::Sender<Bytes>,
-    master: Master,
-    pgid: Pid,
-    gone: CancellationToken,
-) {
-    while let Some(Ok(frame)) = frames.next().await {
-        match frame {
-            Frame::Stdin(b) => {
-                let _ = input.send(b).await;
+/// Applies one client frame: resizes and signals at once; input (and `^D` for its end) is
+/// returned for the terminal writer.
+fn client_frame(frame: Frame, master: &Master, pgid: Pid) -> Option<Bytes> {
+    match frame {
+        Frame::Stdin(b) => Some(b),
+        Frame::StdinEof => Some(Bytes::from_static(b"\x04")),
+        Frame::Resize(t) => {
+            let resized = match master.lock() {
+                Ok(m) => m.resize(pty_size(t)).map_err(|e| e.to_string()),
+                Err(_) => Err("terminal lock poisoned".to_owned()),
+            };
+            if let Err(e) = resized {
+                tracing::warn!(error = %e, "cannot resize the terminal");
             }
-            Frame::StdinEof => {
-                let _ = input.send(Bytes::from_static(b"\x04")).await;
-            }
-            Frame::Resize(t) => {
-                let resized = match master.lock() {
-                    Ok(m) => m.resize(pty_size(t)).map_err(|e| e.to_string()),
-                    Err(_) => Err("terminal lock poisoned".to_owned()),
-                };
-                if let Err(e) = resized {
-                    tracing::warn!(error = %e, "cannot resize the terminal");
-                }
-            }
-            Frame::Signal(n) => client_signal(pgid, n),
-            other => tracing::debug!(frame = ?other, "ignoring an unexpected frame"),
+            None
+        }
+        Frame::Signal(n) => {
+            client_signal(pgid, n);
+            None
+        }
+        other => {
+            tracing::debug!(frame = ?other, "ignoring an unexpected frame");
+            None
         }
     }
-    gone.cancel();
 }
