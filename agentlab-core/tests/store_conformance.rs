@@ -27,3 +27,14 @@ async fn sqlite_store_conforms_on_current_thread_runtime() {
         .unwrap();
     state_store_conformance(&store).await;
 }
+
+#[tokio::test]
+async fn both_stores_keep_api_tokens_alike() {
+    use agentlab_core::testkit::api_tokens::api_token_store_conformance;
+    api_token_store_conformance(&MemoryStore::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    api_token_store_conformance(&store).await;
+}

@@ -1,6 +1,7 @@
 //! Recording, state-keeping in-memory implementations of every backend trait, for tests and
 //! for embedding without a hypervisor. Enabled by the default `fake` feature.
 
+mod api_tokens;
 pub mod boot;
 pub mod clock;
 pub mod firewall;

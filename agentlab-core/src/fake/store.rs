@@ -26,6 +26,8 @@ mod query;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// API tokens (see `api_tokens.rs`).
+    pub(super) api_tokens: Mutex<Vec<crate::api_token::ApiToken>>,
 }
 
 #[derive(Debug, Default)]

@@ -141,8 +141,25 @@ CREATE INDEX jobs_created ON jobs (created_at);
 CREATE INDEX jobs_state_created ON jobs (state, created_at);
 ";
 
+/// Version 4: API tokens of the remote control API (hashes only). A name is unique among
+/// the tokens not revoked.
+const V4: &str = r"
+CREATE TABLE api_tokens (
+    id           TEXT    PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    scopes       TEXT    NOT NULL,
+    profiles     TEXT    NOT NULL,
+    hash         TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER,
+    last_used_at INTEGER
+);
+CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens (name) WHERE revoked_at IS NULL;
+";
+
 /// Every migration, in order.
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 /// The schema version this code writes.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

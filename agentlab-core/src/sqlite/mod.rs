@@ -17,6 +17,7 @@
 //!
 //! See `docs/state-store.md` for the schema.
 
+mod api_tokens;
 mod artifacts;
 mod cas;
 mod codec;
