@@ -68,6 +68,9 @@ pub enum EventKind {
     StreamOpened,
     /// It ended (payload: id, kind, exit_code, error, duration_ms, bytes_in, bytes_out).
     StreamClosed,
+    /// An API token of the remote API was created or revoked (payload: action, id, name,
+    /// scopes, profiles, expires_at; never the token).
+    ApiToken,
 }
 
 impl EventKind {
@@ -102,6 +105,7 @@ impl EventKind {
             ChannelRefused => "channel_refused",
             StreamOpened => "stream_opened",
             StreamClosed => "stream_closed",
+            ApiToken => "api_token",
         }
     }
 

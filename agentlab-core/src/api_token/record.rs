@@ -98,6 +98,16 @@ pub struct NewApiToken {
     pub ttl_secs: Option<u64>,
 }
 
+/// The answer to `POST /v1/tokens`: the record and, this once, the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedApiToken {
+    /// The token text to give the client (`alab_<id>_<secret>`); never shown again.
+    pub token: String,
+    /// The stored record.
+    #[serde(flatten)]
+    pub record: ApiToken,
+}
+
 /// Why a token cannot be issued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IssueError {

@@ -41,6 +41,11 @@ pub struct LimitsConfig {
     pub list_max_limit: u32,
     /// Most bytes one `sandbox cp` may move, either way (tar stream size; default 10 GiB).
     pub copy_max_bytes: u64,
+    /// Requests per second one local user (uid) may make on the control socket, sustained
+    /// (default 50). The remote API has its own rate (`remote.rate_per_sec`).
+    pub socket_rate_per_sec: u32,
+    /// Requests one local user may make at once above the sustained rate (default 200).
+    pub socket_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -59,6 +64,8 @@ impl Default for LimitsConfig {
             list_default_limit: 100,
             list_max_limit: 1000,
             copy_max_bytes: 10 << 30,
+            socket_rate_per_sec: 50,
+            socket_burst: 200,
         }
     }
 }
@@ -75,7 +82,9 @@ impl LimitsConfig {
 
 /// Checks the ranges of the `limits:` section.
 pub(super) fn validate_limits(l: &LimitsConfig) -> Result<(), Violation> {
-    let positive: [(u64, &'static str); 11] = [
+    let positive: [(u64, &'static str); 13] = [
+        (l.socket_rate_per_sec.into(), "limits.socket_rate_per_sec"),
+        (l.socket_burst.into(), "limits.socket_burst"),
         (l.max_body_bytes, "limits.max_body_bytes"),
         (l.max_profile_body_bytes, "limits.max_profile_body_bytes"),
         (to_u64(l.max_yaml_depth), "limits.max_yaml_depth"),

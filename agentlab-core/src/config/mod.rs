@@ -10,6 +10,7 @@
 mod backends;
 mod limits;
 mod load;
+mod remote;
 mod schema;
 mod validate;
 
@@ -17,6 +18,7 @@ pub use backends::{
     BootstrapDelivery, FakeConfig, LocalConfig, PveConfig, QemuAccel, QemuConfig, QemuMachine,
 };
 pub use limits::LimitsConfig;
+pub use remote::RemoteConfig;
 pub use load::{CONFIG_ENV, ConfigError, DEFAULT_CONFIG_PATH, resolve_path};
 pub use schema::{
     BackendKind, Config, GuestListenerConfig, LogConfig, LogFormat, NetworkConfig, RetentionConfig,

@@ -81,6 +81,8 @@ pub struct Config {
     /// SSH public keys every sandbox's `agent` user accepts (`agentlab sandbox ssh`); a
     /// profile's `ssh_public_keys` are added to them. One `TYPE BASE64 [COMMENT]` line each.
     pub ssh_public_keys: Vec<String>,
+    /// The remote control API (HTTPS with API tokens); off by default.
+    pub remote: super::remote::RemoteConfig,
 }
 
 impl Default for Config {
@@ -105,6 +107,7 @@ impl Default for Config {
             log: LogConfig::default(),
             limits: LimitsConfig::default(),
             ssh_public_keys: Vec::new(),
+            remote: super::remote::RemoteConfig::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
     absolute_opt(c.db_path.as_deref(), "db_path")?;
     absolute_opt(c.artifact_dir.as_deref(), "artifact_dir")?;
     absolute(&c.profiles_dir, "profiles_dir")?;
+    super::remote::validate_remote(&c.remote)?;
     for (i, key) in c.ssh_public_keys.iter().enumerate() {
         crate::ssh_key::validate(key.trim()).map_err(|why| Violation {
             kind: ErrorKind::Invalid,

@@ -65,14 +65,23 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     );
 
     let max_body = usize::try_from(cfg.guest.max_body_bytes).unwrap_or(usize::MAX);
-    let app = control::router(AppState {
+    let tokens = agentlab_core::sqlite::SqliteStore::open(&cfg.db_path())
+        .await
+        .context("opening the token store")?;
+    let state = AppState {
         lab: Arc::clone(&lab),
         artifacts: artifacts.clone(),
         version,
         cancel: cancel.clone(),
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
         channels: Arc::clone(&channels),
-    });
+        tokens: Arc::new(tokens),
+    };
+    let remote_srv = match cfg.remote.listen {
+        Some(addr) => Some(crate::remote::start(&cfg, addr, state.clone(), cancel.clone()).await?),
+        None => None,
+    };
+    let app = control::socket_router(state, cancel.clone());
     let gstate = GuestState {
         lab: Arc::clone(&lab),
         artifacts,
@@ -106,6 +115,9 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = control_srv.await;
         let _ = guest_srv.await;
+        if let Some(r) = remote_srv {
+            let _ = r.await;
+        }
     })
     .await;
     let _ = std::fs::remove_file(&cfg.socket);

@@ -46,10 +46,15 @@ pub async fn stream(
 ) -> Response {
     match admit(&st, &raw, &mut req).await {
         Ok((vmid, on_upgrade)) => {
-            let client = req
-                .extensions()
-                .get::<axum::extract::ConnectInfo<PeerCred>>()
-                .map_or_else(|| "unknown client".to_owned(), |c| c.0.to_string());
+            let ext = req.extensions();
+            let client = match (
+                ext.get::<crate::control::auth::Caller>(),
+                ext.get::<axum::extract::ConnectInfo<PeerCred>>(),
+            ) {
+                (Some(remote), _) => remote.to_string(),
+                (None, Some(local)) => local.0.to_string(),
+                (None, None) => "unknown client".to_owned(),
+            };
             let lab = Arc::clone(&st.lab);
             let hub = Arc::clone(&st.channels);
             let copy_max = st.limits.config.copy_max_bytes;

@@ -106,6 +106,7 @@ async fn env_with(limits: agentlab_core::config::LimitsConfig) -> Env {
         cancel: cancel.clone(),
         limits: Arc::new(control::limits::ApiLimits::new(limits)),
         channels: Arc::clone(&channels),
+        tokens: std::sync::Arc::new(agentlab_core::fake::MemoryStore::new()),
     });
     let c = cancel.clone();
     tokio::spawn(async move {

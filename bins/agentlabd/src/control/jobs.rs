@@ -36,9 +36,11 @@ pub struct ArtifactsQuery {
 
 pub async fn create(
     State(st): State<AppState>,
+    caller: Option<axum::Extension<crate::control::auth::Caller>>,
     ApiJson(req): ApiJson<RunJobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     req.validate(&st.limits.config)?;
+    crate::control::auth::check_profile(caller.as_deref(), &req.profile)?;
     let job = st
         .lab
         .run_job(JobRequest {

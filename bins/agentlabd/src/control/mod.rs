@@ -1,6 +1,7 @@
 //! The control API (Unix socket, base path `/v1`). Handlers only translate: parse, call one
 //! engine method, map the error into the envelope.
 
+pub mod auth;
 pub mod error;
 mod events;
 pub mod extract;
@@ -12,8 +13,10 @@ pub mod openapi;
 mod openapi_query;
 pub mod page;
 mod profiles;
+pub mod rate;
 mod sandboxes;
 mod status;
+mod tokens;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -22,6 +25,8 @@ mod tests_limits;
 mod tests_pages;
 #[cfg(test)]
 mod tests_props;
+#[cfg(test)]
+mod tests_remote;
 mod workspaces;
 
 use std::sync::Arc;
@@ -53,6 +58,53 @@ pub struct AppState {
     pub limits: Arc<ApiLimits>,
     /// The sandboxes' channels (exec, shell, copy, forward).
     pub channels: Arc<crate::channel::ChannelHub>,
+    /// API tokens of the remote API.
+    pub tokens: Arc<dyn agentlab_core::api_token::ApiTokenStore>,
+}
+
+/// The Unix socket's router: every route, token management included, rate limited per uid
+/// (`limits.socket_rate_per_sec`, `limits.socket_burst`).
+pub fn socket_router(state: AppState, cancel: CancellationToken) -> Router {
+    let rate = rate::Rate {
+        per_sec: state.limits.config.socket_rate_per_sec,
+        burst: state.limits.config.socket_burst,
+        setting: "limits.socket_rate_per_sec",
+    };
+    let tokens = Router::new()
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .with_state(state.clone());
+    router(state)
+        .merge(tokens)
+        .layer(rate::layer(rate, rate::UidKey, cancel))
+}
+
+/// The remote API's router: the same routes, each behind [`auth::require_token`] (token
+/// management answers 403 `socket_only`), rate limited per client address.
+pub fn remote_router(
+    state: AppState,
+    remote: &agentlab_core::config::RemoteConfig,
+    cancel: CancellationToken,
+) -> Router {
+    let rate = rate::Rate {
+        per_sec: remote.rate_per_sec,
+        burst: remote.burst,
+        setting: "remote.rate_per_sec",
+    };
+    let auth = auth::TokenAuth {
+        tokens: Arc::clone(&state.tokens),
+        clock: Arc::clone(&state.lab.deps().clock),
+    };
+    let socket_only = Router::new()
+        .route("/v1/tokens", axum::routing::any(not_found))
+        .route("/v1/tokens/{id}", axum::routing::any(not_found));
+    router(state)
+        .merge(socket_only)
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_token,
+        ))
+        .layer(rate::layer(rate, rate::peer_ip(), cancel))
 }
 
 /// The control router. Every route's body is bounded: `limits.max_body_bytes` for JSON

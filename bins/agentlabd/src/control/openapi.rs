@@ -244,6 +244,31 @@ const ROUTES: &[Route] = &[
         200,
         "Object",
     ),
+    (
+        "post",
+        "/v1/tokens",
+        "Issue an API token for the remote API (Unix socket only; the answer carries the token \
+         once: {token, id, name, scopes, profiles, created_at, expires_at})",
+        Some("NewApiToken"),
+        201,
+        "ApiToken",
+    ),
+    (
+        "get",
+        "/v1/tokens",
+        "List API tokens, revoked and expired ones included (Unix socket only; never a secret)",
+        None,
+        200,
+        "ApiTokenList",
+    ),
+    (
+        "delete",
+        "/v1/tokens/{id}",
+        "Revoke an API token by id or name (Unix socket only)",
+        None,
+        200,
+        "ApiToken",
+    ),
 ];
 
 /// Error statuses every operation may answer, with the envelope.
@@ -254,6 +279,16 @@ const ERRORS: &[(u16, &str)] = &[
          invalid_path, invalid_vmid, invalid_job_id, invalid_state_filter, invalid_cursor, invalid_utf8, \
          yaml_limit_exceeded (profile YAML nested deeper than limits.max_yaml_depth or opening \
          more than limits.max_yaml_flow_collections flow collections; not parsed)",
+    ),
+    (
+        401,
+        "Remote API only: token_required, token_invalid, token_expired, token_revoked \
+         (header WWW-Authenticate: Bearer)",
+    ),
+    (
+        403,
+        "Remote API only: scope_missing (details: required, token, scopes), \
+         profile_not_allowed, socket_only (token management), not_remote",
     ),
     (404, "Not found"),
     (409, "Conflict or illegal state"),
@@ -268,6 +303,11 @@ const ERRORS: &[(u16, &str)] = &[
          out_of_range (details: field, value, min, max; also limit outside \
          1..=limits.list_max_limit), invalid_profile, too_complex (parse \
          over limits.yaml_parse_timeout_ms)",
+    ),
+    (
+        429,
+        "rate_limited: over limits.socket_rate_per_sec (per uid, Unix socket) or \
+         remote.rate_per_sec (per client address, remote API); header Retry-After",
     ),
     (
         503,
@@ -317,7 +357,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "agentlabd control API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Served on a Unix socket. Errors: {\"error\":{\"code\",\"message\",\"details\"}}."},
+                 "description": "Served on a Unix socket (full access for its group) and, when remote.listen is set, over HTTPS with API tokens (Authorization: Bearer; each route needs one scope, see docs/remote-api.md). Errors: {\"error\":{\"code\",\"message\",\"details\"}}."},
         "paths": paths,
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
@@ -326,6 +366,7 @@ pub fn document() -> Value {
             "RebindResponse": obj, "CreateSandboxRequest": obj, "RunJobRequest": obj, "RenewLeaseRequest": obj,
             "CreateWorkspaceRequest": obj, "AttachWorkspaceRequest": obj, "RebindWorkspaceRequest": obj,
             "SandboxList": list, "JobList": list, "EventList": list, "ArtifactList": list, "WorkspaceList": list, "ProfileList": list,
+            "NewApiToken": obj, "ApiToken": obj, "ApiTokenList": list,
             "Binary": {"type": "string", "format": "binary"}, "Empty": {}, "Yaml": {"type": "string"}
         }}
     })

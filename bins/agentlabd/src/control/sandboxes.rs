@@ -51,9 +51,11 @@ pub fn parse_states<T: std::str::FromStr>(s: Option<&str>) -> Result<Vec<T>, Api
 
 pub async fn create(
     State(st): State<AppState>,
+    caller: Option<axum::Extension<crate::control::auth::Caller>>,
     ApiJson(req): ApiJson<CreateSandboxRequest>,
 ) -> Result<(StatusCode, Json<Sandbox>), ApiError> {
     req.validate(&st.limits.config)?;
+    crate::control::auth::check_profile(caller.as_deref(), &req.profile)?;
     let sb = st
         .lab
         .create_sandbox(SandboxRequest {

@@ -63,6 +63,7 @@ pub(super) async fn setup_with(limits: LimitsConfig) -> T {
         cancel: tokio_util::sync::CancellationToken::new(),
         limits: Arc::new(ApiLimits::new(limits)),
         channels: Arc::default(),
+        tokens: std::sync::Arc::new(agentlab_core::fake::MemoryStore::new()),
     };
     T {
         app: router(state),

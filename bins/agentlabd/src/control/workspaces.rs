@@ -72,9 +72,11 @@ pub async fn detach(
 pub async fn rebind(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    caller: Option<axum::Extension<crate::control::auth::Caller>>,
     ApiJson(req): ApiJson<RebindWorkspaceRequest>,
 ) -> Result<Json<RebindResponse>, ApiError> {
     req.validate(&st.limits.config)?;
+    crate::control::auth::check_profile(caller.as_deref(), &req.profile)?;
     Ok(Json(
         st.lab
             .rebind_workspace(&id, &req.profile, req.keep_old, req.ttl_minutes)
