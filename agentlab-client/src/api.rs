@@ -44,6 +44,31 @@ impl SandboxFilter {
 }
 
 impl Client {
+    /// `POST /v1/tokens`: issues an API token (Unix socket only); the answer carries the
+    /// token text once.
+    pub async fn create_token(
+        &self,
+        req: &agentlab_core::api_token::NewApiToken,
+    ) -> Result<agentlab_core::api_token::CreatedApiToken, ClientError> {
+        self.post("/v1/tokens", req).await
+    }
+
+    /// `GET /v1/tokens`: every API token (never a secret).
+    pub async fn list_tokens(
+        &self,
+    ) -> Result<Vec<agentlab_core::api_token::ApiToken>, ClientError> {
+        self.get("/v1/tokens").await
+    }
+
+    /// `DELETE /v1/tokens/{id}`: revokes a token by id or name.
+    pub async fn revoke_token(
+        &self,
+        id_or_name: &str,
+    ) -> Result<agentlab_core::api_token::ApiToken, ClientError> {
+        self.delete(&format!("/v1/tokens/{}", seg(id_or_name)))
+            .await
+    }
+
     /// `GET /v1/status`: daemon version, backend health and counts per state.
     pub async fn status(&self) -> Result<StatusResponse, ClientError> {
         self.get("/v1/status").await

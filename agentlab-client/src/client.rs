@@ -13,15 +13,19 @@ use std::time::Duration;
 use agentlab_core::api::control::ErrorBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::UnixStream;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{ApiError, ClientError};
+use crate::remote::{Remote, RemoteOptions};
 use crate::stream::{Download, LineStream};
 
 /// Characters escaped in a path segment (everything but unreserved characters).
@@ -31,10 +35,23 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A client for agentlabd's control socket.
+/// Where the daemon is.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Its Unix socket (full access for the socket's group).
+    Socket(PathBuf),
+    /// Its remote API (HTTPS, API token).
+    Remote(Arc<Remote>),
+}
+
+/// A byte stream to the daemon: a Unix socket or TLS over TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A client for agentlabd's control API, on its Unix socket or its remote endpoint.
 #[derive(Debug, Clone)]
 pub struct Client {
-    socket: PathBuf,
+    target: Target,
     timeout: Duration,
 }
 
@@ -42,14 +59,109 @@ impl Client {
     /// A client for `socket` with a per-request `timeout`.
     pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
         Self {
-            socket: socket.into(),
+            target: Target::Socket(socket.into()),
             timeout,
         }
     }
 
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// A client for a remote agentlabd (HTTPS with an API token), with a per-request
+    /// `timeout`. Fails on an unusable URL, CA file or token; nothing is sent yet.
+    pub fn remote(opts: &RemoteOptions, timeout: Duration) -> Result<Self, ClientError> {
+        Ok(Self {
+            target: Target::Remote(Arc::new(Remote::new(opts)?)),
+            timeout,
+        })
+    }
+
+    /// The socket path, for a client of the Unix socket.
+    pub fn socket(&self) -> Option<&Path> {
+        match &self.target {
+            Target::Socket(p) => Some(p),
+            Target::Remote(_) => None,
+        }
+    }
+
+    /// The socket path or the endpoint URL, for messages.
+    pub fn target(&self) -> String {
+        match &self.target {
+            Target::Socket(p) => p.display().to_string(),
+            Target::Remote(r) => r.url.clone(),
+        }
+    }
+
+    /// The certificate fingerprint this client pinned on first use, and the file it wrote
+    /// it to (a caller tells its user once).
+    pub fn pinned_on_first_use(&self) -> Option<(String, PathBuf)> {
+        match &self.target {
+            Target::Remote(r) => r
+                .pins
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pinned
+                .clone(),
+            Target::Socket(_) => None,
+        }
+    }
+
+    /// Opens a connection to the daemon.
+    pub(crate) async fn connect(&self) -> Result<Box<dyn Io>, ClientError> {
+        match &self.target {
+            Target::Socket(path) => {
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(|e| self.unreachable(&e))?;
+                Ok(Box::new(stream))
+            }
+            Target::Remote(r) => {
+                let tcp = TcpStream::connect(&r.authority)
+                    .await
+                    .map_err(|e| self.unreachable(&e))?;
+                let _ = tcp.set_nodelay(true);
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&r.tls));
+                match connector.connect(r.server_name.clone(), tcp).await {
+                    Ok(tls) => Ok(Box::new(tls)),
+                    Err(e) => {
+                        let mismatch = r
+                            .pins
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .mismatch
+                            .take();
+                        Err(match mismatch {
+                            Some((pinned, presented, known_file)) => {
+                                ClientError::CertificateChanged {
+                                    endpoint: r.url.clone(),
+                                    pinned,
+                                    presented,
+                                    known_file,
+                                }
+                            }
+                            None => ClientError::Tls {
+                                endpoint: r.url.clone(),
+                                reason: e.to_string(),
+                            },
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the Host header, and the token on the remote endpoint.
+    pub(crate) fn headers(
+        &self,
+        req: hyper::http::request::Builder,
+    ) -> hyper::http::request::Builder {
+        match &self.target {
+            Target::Socket(_) => req.header(HOST, "agentlabd"),
+            Target::Remote(r) => {
+                let req = req.header(HOST, r.authority.as_str());
+                match &r.bearer {
+                    Some(b) => req.header(AUTHORIZATION, b.as_str()),
+                    None => req,
+                }
+            }
+        }
     }
 
     /// `GET path`, decoding the JSON answer.
@@ -174,10 +286,7 @@ impl Client {
         path: &str,
         body: Option<(Bytes, &'static str)>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, "agentlabd");
+        let mut req = self.headers(Request::builder().method(method).uri(path));
         if let Some((_, content_type)) = &body {
             req = req.header(CONTENT_TYPE, *content_type);
         }
@@ -197,13 +306,7 @@ impl Client {
     }
 
     async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| ClientError::Unreachable {
-                    socket: self.socket.clone(),
-                    reason: unreachable_reason(&e, &self.socket),
-                })?;
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ClientError::Http)?;
@@ -215,11 +318,15 @@ impl Client {
         sender.send_request(req).await.map_err(ClientError::Http)
     }
 
-    /// The error for a failed connect to the socket.
-    pub(crate) fn unreachable(&self, e: &std::io::Error) -> ClientError {
+    /// The error for a failed connect.
+    fn unreachable(&self, e: &std::io::Error) -> ClientError {
+        let reason = match &self.target {
+            Target::Socket(path) => unreachable_reason(e, path),
+            Target::Remote(_) => e.to_string(),
+        };
         ClientError::Unreachable {
-            socket: self.socket.clone(),
-            reason: unreachable_reason(e, &self.socket),
+            target: self.target(),
+            reason,
         }
     }
 
@@ -232,7 +339,7 @@ impl Client {
         tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| ClientError::Timeout {
-                socket: self.socket.clone(),
+                target: self.target(),
                 secs: self.timeout.as_secs(),
             })
     }

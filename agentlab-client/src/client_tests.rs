@@ -398,7 +398,7 @@ fn permission_denied_names_the_sockets_group_not_a_start_hint() {
     let group = group_name(gid).unwrap_or_else(|| gid.to_string());
     let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
     let err = ClientError::Unreachable {
-        socket: sock.clone(),
+        target: sock.display().to_string(),
         reason: unreachable_reason(&e, &sock),
     };
     let msg = err.to_string();
@@ -408,8 +408,35 @@ fn permission_denied_names_the_sockets_group_not_a_start_hint() {
     // Nothing there at all: the start hint stays.
     let e = std::io::Error::from(std::io::ErrorKind::NotFound);
     let err = ClientError::Unreachable {
-        socket: sock.clone(),
+        target: sock.display().to_string(),
         reason: unreachable_reason(&e, &sock),
     };
     assert!(err.to_string().contains("systemctl start agentlabd"));
+}
+
+#[test]
+fn remote_errors_name_the_endpoint_and_its_hint() {
+    let err = ClientError::Unreachable {
+        target: "https://h:8845".into(),
+        reason: "connection refused".into(),
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("remote.listen") && !msg.contains("systemctl"), "{msg}");
+    let opts = crate::RemoteOptions {
+        url: "https://h".into(),
+        token: Some("two words".into()),
+        trust: crate::Trust::FirstUse("/nonexistent/known".into()),
+    };
+    assert!(matches!(
+        Client::remote(&opts, Duration::from_secs(1)),
+        Err(ClientError::Config(_))
+    ));
+    let opts = crate::RemoteOptions {
+        token: Some("alab_0123456789ab_secret".into()),
+        ..opts
+    };
+    let c = Client::remote(&opts, Duration::from_secs(1)).unwrap();
+    assert_eq!(c.target(), "https://h:8845");
+    assert!(c.socket().is_none());
+    assert!(!format!("{c:?}{opts:?}").contains("secret"), "no token in Debug");
 }

@@ -8,10 +8,16 @@ use std::path::PathBuf;
 pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
      `agentlabd --config /etc/agentlab/config.yaml`, or point --socket / AGENTLAB_SOCKET at its socket";
 
+/// The hint for an unreachable remote endpoint.
+pub const REMOTE_HINT: &str = "check --endpoint / AGENTLAB_ENDPOINT, and that the daemon \
+     sets remote.listen and its port is reachable from here";
+
 /// The start hint for an unreachable daemon, except when the socket is there but not ours
 /// to open (starting the daemon would not help).
-fn start_hint(reason: &str) -> String {
-    if reason.starts_with(PERMISSION_DENIED) {
+fn start_hint(target: &str, reason: &str) -> String {
+    if target.starts_with("https://") {
+        format!("; {REMOTE_HINT}")
+    } else if reason.starts_with(PERMISSION_DENIED) {
         String::new()
     } else {
         format!("; {START_HINT}")
@@ -39,22 +45,56 @@ pub struct ApiError {
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Nothing usable answers on the socket.
-    #[error("Cannot reach agentlabd at {}: {reason}{}", socket.display(), start_hint(reason))]
+    /// Nothing usable answers on the socket or the remote endpoint.
+    #[error(
+        "Cannot reach agentlabd at {target}: {reason}{}",
+        start_hint(target, reason)
+    )]
     Unreachable {
-        /// The socket path tried.
-        socket: PathBuf,
+        /// The socket path or endpoint URL tried.
+        target: String,
         /// Why, in words (no socket file, nothing listening, permission denied, …).
         reason: String,
     },
     /// The daemon did not answer in time.
-    #[error("agentlabd at {} did not answer within {secs} s (raise --timeout)", socket.display())]
+    #[error("agentlabd at {target} did not answer within {secs} s (raise --timeout)")]
     Timeout {
-        /// The socket path.
-        socket: PathBuf,
+        /// The socket path or endpoint URL.
+        target: String,
         /// The limit in seconds.
         secs: u64,
     },
+    /// The TLS handshake with the remote endpoint failed.
+    #[error("TLS with agentlabd at {endpoint} failed: {reason}")]
+    Tls {
+        /// The endpoint URL.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// The remote endpoint presented another certificate than the pinned one.
+    #[error(
+        "The certificate of agentlabd at {endpoint} changed: pinned SHA-256 {pinned}, presented \
+         {presented}. Someone may be impersonating the daemon; if its certificate was replaced \
+         on purpose, {}",
+        match known_file {
+            Some(f) => format!("remove the endpoint's line from {} (or pass --fingerprint)", f.display()),
+            None => "pass the new --fingerprint".to_owned(),
+        }
+    )]
+    CertificateChanged {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The presented one.
+        presented: String,
+        /// The known-endpoints file holding the pin (pin on first use).
+        known_file: Option<PathBuf>,
+    },
+    /// The client options are unusable (endpoint URL, CA file, token).
+    #[error("{0}")]
+    Config(String),
     /// The daemon answered with an error.
     #[error(transparent)]
     Api(#[from] ApiError),

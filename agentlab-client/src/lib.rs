@@ -1,4 +1,5 @@
-//! A typed async client for agentlabd's control socket: HTTP/1.1 over a Unix socket, JSON
+//! A typed async client for agentlabd's control API: HTTP/1.1 over its Unix socket or over
+//! HTTPS to its remote API (API token, pinned certificate; [`Client::remote`]), JSON
 //! bodies in the wire types of `agentlab_core::api::control`, NDJSON event streams, raw
 //! artifact downloads and upgraded streams into sandboxes.
 //!
@@ -23,6 +24,7 @@ mod client;
 mod copy;
 mod error;
 mod exec;
+mod remote;
 mod sandbox_stream;
 mod stream;
 #[cfg(any(test, feature = "testing"))]
@@ -33,5 +35,6 @@ pub use client::{Client, NEXT_CURSOR, decode_error, seg, with_query};
 pub use copy::{ChunkReader, ChunkWriter, CopyIn, CopyOut};
 pub use error::{ApiError, ClientError, START_HINT};
 pub use exec::{Captured, ExecOutput};
+pub use remote::{DEFAULT_PORT, RemoteOptions, Trust, fingerprint_of};
 pub use sandbox_stream::SandboxStream;
 pub use stream::{Download, LineBuffer, LineStream};

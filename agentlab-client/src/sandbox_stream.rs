@@ -4,10 +4,9 @@
 use futures::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
-use hyper::header::{CONNECTION, HOST, UPGRADE};
+use hyper::header::{CONNECTION, UPGRADE};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
 use agentlab_core::Vmid;
@@ -30,17 +29,13 @@ impl Client {
         request: StreamRequest,
     ) -> Result<SandboxStream, ClientError> {
         let path = format!("/v1/sandboxes/{vmid}/stream");
-        let stream = UnixStream::connect(self.socket())
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ClientError::Http)?;
         tokio::spawn(conn.with_upgrades());
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(&path)
-            .header(HOST, "agentlabd")
+        let req = self
+            .headers(Request::builder().method(Method::POST).uri(&path))
             .header(CONNECTION, "upgrade")
             .header(UPGRADE, STREAM_PROTOCOL)
             .body(Empty::<Bytes>::new())

@@ -35,6 +35,8 @@ pub fn client_failure(e: &ClientError) -> CallToolResult {
         ClientError::Http(_) => "connection_broken",
         ClientError::Protocol { .. } => "bad_response",
         ClientError::StreamRefused(_) | ClientError::StreamBroken(_) => "stream_failed",
+        ClientError::Tls { .. } | ClientError::CertificateChanged { .. } => "tls_failed",
+        ClientError::Config(_) => "client_config",
     };
     failure(code, &chain(e))
 }

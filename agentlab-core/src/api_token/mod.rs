@@ -9,7 +9,8 @@ mod scope;
 mod store;
 
 pub use record::{
-    ApiToken, CreatedApiToken, IssueError, NewApiToken, TOKEN_PREFIX, TokenRefusal, parse_ttl, split_token,
+    ApiToken, CreatedApiToken, IssueError, NewApiToken, TOKEN_PREFIX, TokenRefusal, parse_ttl,
+    split_token,
 };
 pub use scope::{Required, SCOPES, Scope, ScopeError};
 pub use store::ApiTokenStore;

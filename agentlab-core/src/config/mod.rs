@@ -18,8 +18,8 @@ pub use backends::{
     BootstrapDelivery, FakeConfig, LocalConfig, PveConfig, QemuAccel, QemuConfig, QemuMachine,
 };
 pub use limits::LimitsConfig;
-pub use remote::RemoteConfig;
 pub use load::{CONFIG_ENV, ConfigError, DEFAULT_CONFIG_PATH, resolve_path};
+pub use remote::RemoteConfig;
 pub use schema::{
     BackendKind, Config, GuestListenerConfig, LogConfig, LogFormat, NetworkConfig, RetentionConfig,
     SecretsConfig, VmidRange,

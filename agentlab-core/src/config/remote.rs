@@ -64,7 +64,10 @@ pub(super) fn validate_remote(r: &RemoteConfig) -> Result<(), Violation> {
             "tls_cert and tls_key go together (give both, or neither for a generated certificate)",
         ));
     }
-    for (path, field) in [(&r.tls_cert, "remote.tls_cert"), (&r.tls_key, "remote.tls_key")] {
+    for (path, field) in [
+        (&r.tls_cert, "remote.tls_cert"),
+        (&r.tls_key, "remote.tls_key"),
+    ] {
         if let Some(p) = path
             && !p.is_absolute()
         {

@@ -83,7 +83,7 @@ fn exec_timeout_limits_the_command() {
         "sleep",
         "60",
     ]);
-    assert_eq!(cli.global.ctx().timeout, Some(7));
+    assert_eq!(cli.global.ctx().unwrap().timeout, Some(7));
     let cli = parse(&[
         "sandbox",
         "exec",
@@ -95,7 +95,7 @@ fn exec_timeout_limits_the_command() {
         "--",
         "true",
     ]);
-    assert_eq!(cli.global.ctx().timeout, Some(7));
+    assert_eq!(cli.global.ctx().unwrap().timeout, Some(7));
 }
 
 #[test]

@@ -84,7 +84,6 @@ impl From<Code> for ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use anyhow::Context;
 
@@ -110,7 +109,7 @@ mod tests {
     #[test]
     fn unreachable_daemon_is_69_even_under_context() {
         let err = anyhow::Error::new(ClientError::Unreachable {
-            socket: PathBuf::from("/nope.sock"),
+            target: "/nope.sock".into(),
             reason: "no socket file there".into(),
         });
         assert_eq!(Code::for_error(&err).as_u8(), 69);

@@ -61,6 +61,8 @@ enum Command {
     Secrets(commands::secrets::SecretsArgs),
     /// Serve the AgentLab tools to an AI agent over MCP (stdio), e.g. for Claude Code.
     Mcp(commands::mcp::McpArgs),
+    /// API tokens of the remote API (create, list, revoke; on the daemon's host).
+    Token(commands::token::TokenArgs),
 }
 
 /// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
@@ -111,8 +113,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
-    let ctx = cli.global.ctx();
-    match cli.command {
+    let ctx = cli.global.ctx()?;
+    let code = match cli.command {
         Command::Status => commands::status::run(&ctx).await,
         Command::Sandbox(a) => commands::sandbox::run(&ctx, a).await,
         Command::Job(a) => commands::job::run(&ctx, a).await,
@@ -132,7 +134,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
         Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
+        Command::Token(a) => commands::token::run(&ctx, a).await,
+    };
+    if let Some((fingerprint, file)) = ctx.client.pinned_on_first_use() {
+        eprintln!(
+            "agentlab: first connection to {}: pinned its certificate (SHA-256 {fingerprint}) in \
+             {}; check it against the fingerprint agentlabd logged at start",
+            ctx.client.target(),
+            file.display()
+        );
     }
+    code
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ impl CannedCtx for Canned {
             client: self.client(),
             json,
             timeout: None,
+            token: None,
         }
     }
 }

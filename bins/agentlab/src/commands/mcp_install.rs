@@ -211,7 +211,14 @@ pub fn run(ctx: &Ctx, a: InstallArgs) -> anyhow::Result<Code> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let exe = std::env::current_exe().context("cannot find this agentlab binary")?;
-    let socket = std::path::absolute(ctx.client.socket()).context("the socket path")?;
+    let Some(socket) = ctx.client.socket() else {
+        anyhow::bail!(
+            "mcp install configures the local socket; for a remote daemon add \
+             `agentlab --endpoint URL mcp` with AGENTLAB_TOKEN in the server's environment \
+             to your MCP client yourself (see docs/mcp.md)"
+        );
+    };
+    let socket = std::path::absolute(socket).context("the socket path")?;
     let entry = serde_json::json!({
         "command": exe.display().to_string(),
         "args": ["--socket", socket.display().to_string(), "mcp"],

@@ -7,10 +7,15 @@ fn entry() -> serde_json::Value {
 fn ctx_for(socket: &str) -> Ctx {
     crate::ctx::GlobalArgs {
         socket: socket.into(),
+        endpoint: None,
+        token: None,
+        fingerprint: None,
+        ca_cert: None,
         json: false,
         timeout: None,
     }
     .ctx()
+    .unwrap()
 }
 
 fn args(config: &Path, dry_run: bool) -> InstallArgs {

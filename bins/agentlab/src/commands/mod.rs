@@ -21,4 +21,5 @@ pub mod sandbox_ssh;
 pub mod secrets;
 pub mod status;
 pub mod template;
+pub mod token;
 pub mod workspace;

@@ -46,11 +46,12 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// The ssh command line.
-pub fn command(exe: &str, socket: &str, a: &SshArgs) -> Vec<String> {
+pub fn command(exe: &str, conn: &[String], a: &SshArgs) -> Vec<String> {
+    let conn: Vec<String> = conn.iter().map(|c| sh_quote(c)).collect();
     let proxy = format!(
-        "{} --socket {} sandbox forward --stdio {} {}",
+        "{} {} sandbox forward --stdio {} {}",
         sh_quote(exe),
-        sh_quote(socket),
+        conn.join(" "),
         a.vmid,
         a.port
     );
@@ -76,12 +77,13 @@ pub fn command(exe: &str, socket: &str, a: &SshArgs) -> Vec<String> {
 /// Runs `agentlab sandbox ssh`: ssh's exit code is the CLI's.
 pub async fn run(ctx: &Ctx, a: SshArgs) -> anyhow::Result<Code> {
     let exe = std::env::current_exe().context("locating the agentlab binary")?;
-    let argv = command(
-        &exe.display().to_string(),
-        &ctx.client.socket().display().to_string(),
-        &a,
-    );
-    let status = tokio::process::Command::new(&argv[0])
+    let argv = command(&exe.display().to_string(), &ctx.conn_args(), &a);
+    let mut ssh = tokio::process::Command::new(&argv[0]);
+    if let Some(token) = &ctx.token {
+        // The ProxyCommand inherits it from ssh; never on a command line.
+        ssh.env("AGENTLAB_TOKEN", token);
+    }
+    let status = ssh
         .args(&argv[1..])
         .status()
         .await
@@ -108,7 +110,11 @@ mod tests {
             ssh: PathBuf::from("ssh"),
             args: vec!["uname".into(), "-a".into()],
         };
-        let argv = command("/opt/it's/agentlab", "/run/a.sock", &a);
+        let argv = command(
+            "/opt/it's/agentlab",
+            &["--socket".into(), "/run/a.sock".into()],
+            &a,
+        );
         assert_eq!(
             argv[2],
             "ProxyCommand='/opt/it'\\''s/agentlab' --socket '/run/a.sock' sandbox forward --stdio 9101 2222"

@@ -15,10 +15,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Code> {
     if ctx.json {
         print_json(&status)?;
     } else {
-        print!(
-            "{}",
-            render(&status, &ctx.client.socket().display().to_string())
-        );
+        print!("{}", render(&status, &ctx.client.target()));
     }
     Ok(if status.backend_healthy {
         Code::Ok

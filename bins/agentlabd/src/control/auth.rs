@@ -93,7 +93,9 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("DELETE", "/v1/workspaces/{id}") => Scope(r("workspace", "delete")),
         (
             "POST",
-            "/v1/workspaces/{id}/attach" | "/v1/workspaces/{id}/detach" | "/v1/workspaces/{id}/rebind",
+            "/v1/workspaces/{id}/attach"
+            | "/v1/workspaces/{id}/detach"
+            | "/v1/workspaces/{id}/rebind",
         ) => Scope(r("workspace", "attach")),
         ("GET", "/v1/profiles" | "/v1/profiles/{name}") | ("POST", "/v1/profiles/validate") => {
             Scope(r("profile", "read"))

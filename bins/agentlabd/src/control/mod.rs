@@ -16,7 +16,6 @@ mod profiles;
 pub mod rate;
 mod sandboxes;
 mod status;
-mod tokens;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -27,6 +26,7 @@ mod tests_pages;
 mod tests_props;
 #[cfg(test)]
 mod tests_remote;
+mod tokens;
 mod workspaces;
 
 use std::sync::Arc;

@@ -12,9 +12,9 @@ use axum::response::IntoResponse as _;
 use governor::middleware::NoOpMiddleware;
 use tokio_util::sync::CancellationToken;
 use tower_governor::GovernorError;
+use tower_governor::GovernorLayer;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
 use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor};
-use tower_governor::GovernorLayer;
 
 use crate::control::error::ApiError;
 use crate::socket::PeerCred;
@@ -49,7 +49,10 @@ pub struct Rate {
 /// The layer type for key extractor `K`.
 pub type Layer<K> = GovernorLayer<K, NoOpMiddleware<governor::clock::QuantaInstant>, Body>;
 
-fn config<K: KeyExtractor>(rate: Rate, key: K) -> Arc<GovernorConfig<K, NoOpMiddleware<governor::clock::QuantaInstant>>> {
+fn config<K: KeyExtractor>(
+    rate: Rate,
+    key: K,
+) -> Arc<GovernorConfig<K, NoOpMiddleware<governor::clock::QuantaInstant>>> {
     let period_ns = 1_000_000_000 / u64::from(rate.per_sec.max(1));
     let cfg = GovernorConfigBuilder::default()
         .per_nanosecond(period_ns.max(1))

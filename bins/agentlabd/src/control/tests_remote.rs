@@ -121,8 +121,23 @@ async fn tokens_and_scopes_decide_every_remote_request() {
     let (s, _, _) = send(&r.remote, Method::GET, "/healthz", None, None, PEER).await;
     assert_eq!(s, StatusCode::OK, "the liveness probe needs no token");
 
-    let ci = token(&r, "ci", &["job:*", "sandbox:read"], &["yolo-ephemeral"], 3600).await;
-    let (s, _, v) = send(&r.remote, Method::GET, "/v1/sandboxes", Some(&ci), None, PEER).await;
+    let ci = token(
+        &r,
+        "ci",
+        &["job:*", "sandbox:read"],
+        &["yolo-ephemeral"],
+        3600,
+    )
+    .await;
+    let (s, _, v) = send(
+        &r.remote,
+        Method::GET,
+        "/v1/sandboxes",
+        Some(&ci),
+        None,
+        PEER,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, _, v) = send(
         &r.remote,
@@ -133,19 +148,34 @@ async fn tokens_and_scopes_decide_every_remote_request() {
         PEER,
     )
     .await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "scope_missing"), "{v}");
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "scope_missing"),
+        "{v}"
+    );
     assert_eq!(v["error"]["details"]["required"], "sandbox:create");
-    assert!(v["error"]["message"].as_str().unwrap().contains("sandbox:create"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox:create")
+    );
     let (s, _, v) = send(
         &r.remote,
         Method::POST,
         "/v1/jobs",
         Some(&ci),
-        Some(json!({"repo": "https://example.com/r.git", "task": "t", "profile": "interactive-dev"})),
+        Some(
+            json!({"repo": "https://example.com/r.git", "task": "t", "profile": "interactive-dev"}),
+        ),
         PEER,
     )
     .await;
-    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "profile_not_allowed"), "{v}");
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "profile_not_allowed"),
+        "{v}"
+    );
 
     let (s, _, v) = send(&r.remote, Method::GET, "/v1/tokens", Some(&ci), None, PEER).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "socket_only"), "{v}");
@@ -161,10 +191,34 @@ async fn tokens_and_scopes_decide_every_remote_request() {
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "socket_only"), "{v}");
 
     let forged = format!("{}x", &ci[..ci.len() - 1]);
-    let (s, _, v) = send(&r.remote, Method::GET, "/v1/jobs", Some(&forged), None, PEER).await;
-    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_invalid"), "{v}");
-    let (s, _, v) = send(&r.remote, Method::GET, "/v1/jobs", Some("hunter2"), None, PEER).await;
-    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_invalid"), "{v}");
+    let (s, _, v) = send(
+        &r.remote,
+        Method::GET,
+        "/v1/jobs",
+        Some(&forged),
+        None,
+        PEER,
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "token_invalid"),
+        "{v}"
+    );
+    let (s, _, v) = send(
+        &r.remote,
+        Method::GET,
+        "/v1/jobs",
+        Some("hunter2"),
+        None,
+        PEER,
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "token_invalid"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -178,17 +232,33 @@ async fn revoked_and_expired_tokens_stop_working_at_once() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["revoked_at"].is_string());
     let (s, _, v) = send(&r.remote, Method::GET, "/v1/jobs", Some(&b), None, PEER).await;
-    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_revoked"), "{v}");
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "token_revoked"),
+        "{v}"
+    );
     r.clock.advance(Duration::from_secs(61));
     let (s, _, v) = send(&r.remote, Method::GET, "/v1/jobs", Some(&a), None, PEER).await;
-    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_expired"), "{v}");
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "token_expired"),
+        "{v}"
+    );
 
     let (s, _, v) = send(&r.socket, Method::GET, "/v1/tokens", None, None, PEER).await;
     assert_eq!(s, StatusCode::OK);
     let text = v.to_string();
-    assert!(!text.contains(&a[18..]) && !text.contains(&b[18..]), "no secret listed: {text}");
+    assert!(
+        !text.contains(&a[18..]) && !text.contains(&b[18..]),
+        "no secret listed: {text}"
+    );
     assert_eq!(v.as_array().unwrap().len(), 2);
-    let listed_a = v.as_array().unwrap().iter().find(|t| t["name"] == "a").unwrap();
+    let listed_a = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "a")
+        .unwrap();
     assert!(listed_a["last_used_at"].is_string(), "use is recorded: {v}");
 }
 
@@ -196,14 +266,38 @@ async fn revoked_and_expired_tokens_stop_working_at_once() {
 async fn bad_token_requests_are_typed() {
     let r = setup(RemoteConfig::default()).await;
     for (body, want) in [
-        (json!({"name": "a b", "scopes": ["*"]}), "invalid_token_name"),
+        (
+            json!({"name": "a b", "scopes": ["*"]}),
+            "invalid_token_name",
+        ),
         (json!({"name": "a", "scopes": []}), "scope_required"),
-        (json!({"name": "a", "scopes": ["jobs:read"]}), "invalid_request"),
-        (json!({"name": "a", "scopes": ["*"], "profiles": ["nope"]}), "unknown_profile"),
-        (json!({"name": "a", "scopes": ["*"], "ttl_secs": 0}), "invalid_ttl"),
+        (
+            json!({"name": "a", "scopes": ["jobs:read"]}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "a", "scopes": ["*"], "profiles": ["nope"]}),
+            "unknown_profile",
+        ),
+        (
+            json!({"name": "a", "scopes": ["*"], "ttl_secs": 0}),
+            "invalid_ttl",
+        ),
     ] {
-        let (s, _, v) = send(&r.socket, Method::POST, "/v1/tokens", None, Some(body), PEER).await;
-        assert_eq!((s, code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, want), "{v}");
+        let (s, _, v) = send(
+            &r.socket,
+            Method::POST,
+            "/v1/tokens",
+            None,
+            Some(body),
+            PEER,
+        )
+        .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, want),
+            "{v}"
+        );
     }
     token(&r, "dup", &["*"], &[], 60).await;
     let (s, _, v) = send(
@@ -216,8 +310,20 @@ async fn bad_token_requests_are_typed() {
     )
     .await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "token_exists"), "{v}");
-    let (s, _, v) = send(&r.socket, Method::DELETE, "/v1/tokens/nope", None, None, PEER).await;
-    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "token_not_found"), "{v}");
+    let (s, _, v) = send(
+        &r.socket,
+        Method::DELETE,
+        "/v1/tokens/nope",
+        None,
+        None,
+        PEER,
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::NOT_FOUND, "token_not_found"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -233,11 +339,28 @@ async fn a_flood_gets_429_with_retry_after_per_client() {
         assert_eq!(s, StatusCode::OK);
     }
     let (s, h, v) = send(&r.remote, Method::GET, "/healthz", None, None, PEER).await;
-    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{v}");
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{v}"
+    );
     let retry: u64 = h[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!(retry <= 1, "{retry}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("remote.rate_per_sec"));
-    let (s, _, _) = send(&r.remote, Method::GET, "/healthz", None, None, "192.0.2.8:1").await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("remote.rate_per_sec")
+    );
+    let (s, _, _) = send(
+        &r.remote,
+        Method::GET,
+        "/healthz",
+        None,
+        None,
+        "192.0.2.8:1",
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "another client has its own budget");
 }
 

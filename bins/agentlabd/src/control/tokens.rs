@@ -96,7 +96,9 @@ pub async fn create(
 
 /// `GET /v1/tokens`: every token, revoked and expired ones included (never a secret).
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
-    Ok(Json(st.tokens.list_api_tokens().await.map_err(store_error)?))
+    Ok(Json(
+        st.tokens.list_api_tokens().await.map_err(store_error)?,
+    ))
 }
 
 /// `DELETE /v1/tokens/{id}`: revokes a token by id or name; at once, for every request after.

@@ -111,7 +111,9 @@ fn generate(cfg: &RemoteConfig, dir: &Path, cert: &Path, key: &Path) -> anyhow::
         .push(DnType::CommonName, "agentlabd remote API");
     params.not_before = rcgen::date_time_ymd(2025, 1, 1);
     params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-    let signed = params.self_signed(&pair).context("signing the certificate")?;
+    let signed = params
+        .self_signed(&pair)
+        .context("signing the certificate")?;
     // The key first, created 0600 from the start; the certificate last, so a crash in
     // between leaves no certificate without its key (both are regenerated then).
     write_new(key, pair.serialize_pem().as_bytes(), 0o600)?;
@@ -148,7 +150,10 @@ mod tests {
         let cfg = RemoteConfig::default();
         let a = load(&cfg, dir.path()).unwrap();
         let b = load(&cfg, dir.path()).unwrap();
-        assert_eq!(a.fingerprint, b.fingerprint, "a restart keeps the pinned cert");
+        assert_eq!(
+            a.fingerprint, b.fingerprint,
+            "a restart keeps the pinned cert"
+        );
         let key_mode = std::fs::metadata(dir.path().join("remote/key.pem"))
             .unwrap()
             .permissions()
