@@ -117,7 +117,7 @@ mod tests {
         );
         assert_eq!(
             argv[2],
-            "ProxyCommand='/opt/it'\\''s/agentlab' --socket '/run/a.sock' sandbox forward --stdio 9101 2222"
+            "ProxyCommand='/opt/it'\\''s/agentlab' '--socket' '/run/a.sock' sandbox forward --stdio 9101 2222"
         );
         assert!(argv.contains(&"agent@sandbox-9101".to_owned()));
         assert_eq!(&argv[argv.len() - 2..], ["uname", "-a"]);
