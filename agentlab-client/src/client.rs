@@ -42,11 +42,39 @@ enum Target {
     Socket(PathBuf),
     /// Its remote API (HTTPS, API token).
     Remote(Arc<Remote>),
+    /// A caller-provided transport (see [`Client::with_connector`]).
+    Custom(Arc<Custom>),
 }
 
-/// A byte stream to the daemon: a Unix socket or TLS over TCP.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A byte stream to the daemon: a Unix socket, TLS over TCP, or a [`Connector`]'s stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The future of [`Connector::connect`].
+pub type ConnectFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = std::io::Result<Box<dyn Io>>> + Send + 'a>>;
+
+/// Opens byte streams to a daemon speaking the control API's HTTP/1.1: for transports the
+/// crate does not know (an in-process server, a tunnel). One stream per request.
+pub trait Connector: Send + Sync {
+    /// Opens one stream.
+    fn connect(&self) -> ConnectFuture<'_>;
+}
+
+/// A custom target: its connector, a name for messages and an optional token.
+struct Custom {
+    name: String,
+    connector: Box<dyn Connector>,
+    bearer: Option<String>,
+}
+
+impl std::fmt::Debug for Custom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Custom")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A client for agentlabd's control API, on its Unix socket or its remote endpoint.
 #[derive(Debug, Clone)]
@@ -73,11 +101,29 @@ impl Client {
         })
     }
 
+    /// A client over `connector` (`name` appears in error messages), sending `token` as a
+    /// bearer token when given.
+    pub fn with_connector(
+        name: impl Into<String>,
+        connector: impl Connector + 'static,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            target: Target::Custom(Arc::new(Custom {
+                name: name.into(),
+                connector: Box::new(connector),
+                bearer: token.map(|t| format!("Bearer {t}")),
+            })),
+            timeout,
+        }
+    }
+
     /// The socket path, for a client of the Unix socket.
     pub fn socket(&self) -> Option<&Path> {
         match &self.target {
             Target::Socket(p) => Some(p),
-            Target::Remote(_) => None,
+            Target::Remote(_) | Target::Custom(_) => None,
         }
     }
 
@@ -86,6 +132,7 @@ impl Client {
         match &self.target {
             Target::Socket(p) => p.display().to_string(),
             Target::Remote(r) => r.url.clone(),
+            Target::Custom(c) => c.name.clone(),
         }
     }
 
@@ -99,13 +146,18 @@ impl Client {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pinned
                 .clone(),
-            Target::Socket(_) => None,
+            Target::Socket(_) | Target::Custom(_) => None,
         }
     }
 
     /// Opens a connection to the daemon.
     pub(crate) async fn connect(&self) -> Result<Box<dyn Io>, ClientError> {
         match &self.target {
+            Target::Custom(c) => c
+                .connector
+                .connect()
+                .await
+                .map_err(|e| self.unreachable(&e)),
             Target::Socket(path) => {
                 let stream = UnixStream::connect(path)
                     .await
@@ -157,6 +209,13 @@ impl Client {
             Target::Remote(r) => {
                 let req = req.header(HOST, r.authority.as_str());
                 match &r.bearer {
+                    Some(b) => req.header(AUTHORIZATION, b.as_str()),
+                    None => req,
+                }
+            }
+            Target::Custom(c) => {
+                let req = req.header(HOST, "agentlabd");
+                match &c.bearer {
                     Some(b) => req.header(AUTHORIZATION, b.as_str()),
                     None => req,
                 }
@@ -322,7 +381,7 @@ impl Client {
     fn unreachable(&self, e: &std::io::Error) -> ClientError {
         let reason = match &self.target {
             Target::Socket(path) => unreachable_reason(e, path),
-            Target::Remote(_) => e.to_string(),
+            Target::Remote(_) | Target::Custom(_) => e.to_string(),
         };
         ClientError::Unreachable {
             target: self.target(),

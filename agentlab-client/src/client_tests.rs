@@ -421,7 +421,10 @@ fn remote_errors_name_the_endpoint_and_its_hint() {
         reason: "connection refused".into(),
     };
     let msg = err.to_string();
-    assert!(msg.contains("remote.listen") && !msg.contains("systemctl"), "{msg}");
+    assert!(
+        msg.contains("remote.listen") && !msg.contains("systemctl"),
+        "{msg}"
+    );
     let opts = crate::RemoteOptions {
         url: "https://h".into(),
         token: Some("two words".into()),
@@ -438,5 +441,8 @@ fn remote_errors_name_the_endpoint_and_its_hint() {
     let c = Client::remote(&opts, Duration::from_secs(1)).unwrap();
     assert_eq!(c.target(), "https://h:8845");
     assert!(c.socket().is_none());
-    assert!(!format!("{c:?}{opts:?}").contains("secret"), "no token in Debug");
+    assert!(
+        !format!("{c:?}{opts:?}").contains("secret"),
+        "no token in Debug"
+    );
 }

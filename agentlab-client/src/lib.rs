@@ -31,7 +31,9 @@ mod stream;
 pub mod testing;
 
 pub use api::SandboxFilter;
-pub use client::{Client, NEXT_CURSOR, decode_error, seg, with_query};
+pub use client::{
+    Client, ConnectFuture, Connector, Io, NEXT_CURSOR, decode_error, seg, with_query,
+};
 pub use copy::{ChunkReader, ChunkWriter, CopyIn, CopyOut};
 pub use error::{ApiError, ClientError, START_HINT};
 pub use exec::{Captured, ExecOutput};

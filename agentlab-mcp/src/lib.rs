@@ -1,8 +1,9 @@
 //! An MCP (Model Context Protocol) server for AgentLab, built on the official Rust SDK
-//! (`rmcp`) with its stdio transport. It exposes the daemon's profiles, sandboxes (with
-//! commands and file reads and writes inside them), jobs and artifacts as tools, each
-//! answered through an [`agentlab_client::Client`]; a failed call is a tool result with
-//! `isError: true` whose text starts with the daemon's error code.
+//! (`rmcp`), over stdio ([`serve_stdio`]) and over streamable HTTP (feature `http`: the
+//! `http` module, served by agentlabd's remote API at `/mcp`). It exposes the daemon's
+//! profiles, sandboxes (with commands and file reads and writes inside them), jobs and
+//! artifacts as tools, each answered through an [`agentlab_client::Client`]; a failed call is
+//! a tool result with `isError: true` whose text starts with the daemon's error code.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), agentlab_mcp::McpError> {
@@ -20,6 +21,8 @@
 mod artifact;
 mod bundle;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod params;
 mod render;
 mod sandbox_io;

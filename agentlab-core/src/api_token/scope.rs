@@ -22,6 +22,7 @@ pub const SCOPES: &[(&str, &[&str])] = &[
     ("workspace", &["read", "create", "delete", "attach"]),
     ("profile", &["read", "reload"]),
     ("metrics", &["read"]),
+    ("mcp", &["use"]),
     ("admin", &["backup"]),
 ];
 

@@ -196,6 +196,72 @@ fn a_ci_machine_runs_a_job_over_the_remote_api_and_is_held_to_its_token() {
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     assert!(!listed.to_string().contains(&ci[18..]));
 
+    // MCP over streamable HTTP at /mcp with the official Python SDK: the tools act with the
+    // caller's token, so a job runs but a sandbox (no sandbox:create) is refused.
+    if harness::python_mcp_available() {
+        let agent = create_token(
+            &d,
+            &[
+                "--name",
+                "agent",
+                "--scope",
+                "mcp:use",
+                "--scope",
+                "job:*",
+                "--scope",
+                "profile:read",
+                "--ttl",
+                "1h",
+            ],
+        );
+        let script = d.dir.path().join("mcp_http_client.py");
+        std::fs::write(&script, include_str!("e2e/mcp_http_client.py")).unwrap();
+        let cert = d.dir.path().join("data/remote/cert.pem");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(format!("{url}/mcp"))
+            .arg(&cert)
+            .arg(&agent)
+            .arg(&repo)
+            .arg("e2e")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}
+log:
+{}",
+            text(&out),
+            d.log()
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        assert_eq!(v["server"]["name"], "agentlab", "{v}");
+        assert!(v["tools"].as_array().unwrap().len() >= 10, "{v}");
+        assert_eq!(v["list_profiles"]["is_error"], false, "{v}");
+        assert_eq!(v["run_job"]["is_error"], false, "{v}");
+        assert_eq!(v["run_job"]["json"]["job"]["state"], "COMPLETED", "{v}");
+        assert_eq!(v["create_sandbox"]["is_error"], true, "{v}");
+        assert!(
+            v["create_sandbox"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("scope_missing"),
+            "{v}"
+        );
+        // Without mcp:use the endpoint itself is refused.
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(format!("{url}/mcp"))
+            .arg(&cert)
+            .arg(&ci)
+            .arg(&repo)
+            .arg("e2e")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", text(&out));
+    }
+
     // A flood from one address: 429 with the limit named, within the burst of 40.
     let admin = create_token(&d, &["--name", "admin", "--scope", "*", "--ttl", "1h"]);
     let mut limited = None;

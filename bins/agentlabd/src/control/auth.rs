@@ -102,6 +102,7 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         }
         ("POST", "/v1/profiles/reload") => Scope(r("profile", "reload")),
         (_, "/v1/tokens" | "/v1/tokens/{id}") => SocketOnly,
+        ("POST" | "GET" | "DELETE", "/mcp") => Scope(r("mcp", "use")),
         _ => return None,
     })
 }

@@ -98,12 +98,19 @@ pub fn remote_router(
     let socket_only = Router::new()
         .route("/v1/tokens", axum::routing::any(not_found))
         .route("/v1/tokens/{id}", axum::routing::any(not_found));
-    router(state)
+    let require = axum::middleware::from_fn_with_state(auth, auth::require_token);
+    let api = router(state)
         .merge(socket_only)
-        .route_layer(axum::middleware::from_fn_with_state(
-            auth,
-            auth::require_token,
-        ))
+        .route_layer(require.clone());
+    let mcp = Router::new()
+        .route(
+            "/mcp",
+            axum::routing::any(crate::remote::mcp::handle)
+                .layer(DefaultBodyLimit::max(crate::remote::mcp::MAX_BODY)),
+        )
+        .with_state(crate::remote::mcp::route(api.clone(), cancel.clone()))
+        .route_layer(require);
+    api.merge(mcp)
         .layer(rate::layer(rate, rate::peer_ip(), cancel))
 }
 

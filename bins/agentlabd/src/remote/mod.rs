@@ -3,6 +3,7 @@
 //! scope (`control::auth`), rate limited per client address (`control::rate`). Off unless
 //! `remote.listen` is set.
 
+pub mod mcp;
 pub mod serve;
 pub mod tls;
 
