@@ -10,6 +10,7 @@
 mod backends;
 mod limits;
 mod load;
+mod metrics;
 mod schema;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use backends::{
 };
 pub use limits::LimitsConfig;
 pub use load::{CONFIG_ENV, ConfigError, DEFAULT_CONFIG_PATH, resolve_path};
+pub use metrics::MetricsConfig;
 pub use schema::{
     BackendKind, Config, GuestListenerConfig, LogConfig, LogFormat, NetworkConfig, RetentionConfig,
     SecretsConfig, VmidRange,

@@ -11,6 +11,7 @@ use crate::yaml::yaml_enum;
 
 use super::backends::{FakeConfig, LocalConfig, PveConfig, QemuConfig};
 use super::limits::LimitsConfig;
+use super::metrics::MetricsConfig;
 
 yaml_enum!(
     /// Which [`Hypervisor`](crate::Hypervisor) backend the daemon builds.
@@ -81,6 +82,8 @@ pub struct Config {
     /// SSH public keys every sandbox's `agent` user accepts (`agentlab sandbox ssh`); a
     /// profile's `ssh_public_keys` are added to them. One `TYPE BASE64 [COMMENT]` line each.
     pub ssh_public_keys: Vec<String>,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             log: LogConfig::default(),
             limits: LimitsConfig::default(),
             ssh_public_keys: Vec::new(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
