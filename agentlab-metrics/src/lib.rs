@@ -18,6 +18,8 @@ mod http;
 mod hypervisor;
 mod recorder;
 mod scrape;
+#[cfg(test)]
+mod testutil;
 
 pub use error::MetricsError;
 pub use families::{
