@@ -28,7 +28,10 @@ async fn send(app: &Router, method: &str, uri: &str) -> (StatusCode, String) {
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     let body = String::from_utf8_lossy(&body).into_owned();
     if status == StatusCode::OK && uri == "/metrics" {
-        assert_eq!(ct.as_ref().and_then(|v| v.to_str().ok()), Some(CONTENT_TYPE));
+        assert_eq!(
+            ct.as_ref().and_then(|v| v.to_str().ok()),
+            Some(CONTENT_TYPE)
+        );
     }
     (status, body)
 }
@@ -42,16 +45,26 @@ async fn get_metrics_serves_the_registry() {
     let app = router(Exporter::new(metrics, store, clock));
     let (status, body) = send(&app, "GET", "/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(value(&body, "agentlab_jobs_queued_total"), Some(1.0), "{body}");
+    assert_eq!(
+        value(&body, "agentlab_jobs_queued_total"),
+        Some(1.0),
+        "{body}"
+    );
     assert!(body.contains("# TYPE agentlab_sandboxes gauge"), "{body}");
-    assert_eq!(send(&app, "POST", "/metrics").await.0, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        send(&app, "POST", "/metrics").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 }
 
 #[tokio::test]
 async fn requests_are_counted_by_route_template_not_raw_path() {
     let metrics = Arc::new(Metrics::new());
     let app = Router::new()
-        .route("/v1/jobs/{id}/logs", post(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/v1/jobs/{id}/logs",
+            post(|| async { StatusCode::NO_CONTENT }),
+        )
         .route(
             "/v1/bootstrap/fetch",
             post(|| async { StatusCode::TOO_MANY_REQUESTS }),
@@ -62,7 +75,10 @@ async fn requests_are_counted_by_route_template_not_raw_path() {
         assert_eq!(send(&app, "POST", &uri).await.0, StatusCode::NO_CONTENT);
     }
     send(&app, "POST", "/v1/bootstrap/fetch").await;
-    assert_eq!(send(&app, "GET", "/nope/123").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&app, "GET", "/nope/123").await.0,
+        StatusCode::NOT_FOUND
+    );
     let t = text(&metrics);
     assert_eq!(
         value(
@@ -87,5 +103,8 @@ async fn requests_are_counted_by_route_template_not_raw_path() {
         Some(1.0),
         "{t}"
     );
-    assert!(!t.contains("j-1") && !t.contains("/nope"), "no raw paths: {t}");
+    assert!(
+        !t.contains("j-1") && !t.contains("/nope"),
+        "no raw paths: {t}"
+    );
 }

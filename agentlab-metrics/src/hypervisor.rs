@@ -165,7 +165,9 @@ impl Hypervisor for MeteredHypervisor {
         self.inner.node_health().map(|_| self as &dyn NodeHealth)
     }
     fn process_usage(&self) -> Option<&dyn ProcessUsage> {
-        self.inner.process_usage().map(|_| self as &dyn ProcessUsage)
+        self.inner
+            .process_usage()
+            .map(|_| self as &dyn ProcessUsage)
     }
     fn guest_exec(&self) -> Option<&dyn GuestExec> {
         self.inner.guest_exec().map(|_| self as &dyn GuestExec)

@@ -143,7 +143,11 @@ async fn guest_exec_is_offered_only_when_the_backend_offers_it() {
         .await
         .expect("exec");
     assert_eq!(out.stdout, b"hi");
-    assert_eq!(fake.guest_exec_calls().len(), 1, "the call reached the backend");
+    assert_eq!(
+        fake.guest_exec_calls().len(),
+        1,
+        "the call reached the backend"
+    );
     let t = text(&metrics);
     assert_eq!(
         value(

@@ -28,7 +28,13 @@ pub const RECORDED_KINDS: [EventKind; 9] = [
 ];
 
 /// Refusal reasons the engine writes; anything else is counted as `other`.
-const REFUSAL_REASONS: [&str; 5] = ["used", "expired", "unknown", "wrong_address", "never_fetched"];
+const REFUSAL_REASONS: [&str; 5] = [
+    "used",
+    "expired",
+    "unknown",
+    "wrong_address",
+    "never_fetched",
+];
 
 /// Events read per store query.
 const PAGE: u32 = 256;
@@ -142,9 +148,9 @@ impl EventRecorder {
             })
             .await;
         let Ok(earlier) = earlier else { return };
-        let ready_before = earlier.iter().any(|e| {
-            e.id < ev.id && e.ts >= sb.created_at && e.payload.get("to") == Some(&ready)
-        });
+        let ready_before = earlier
+            .iter()
+            .any(|e| e.id < ev.id && e.ts >= sb.created_at && e.payload.get("to") == Some(&ready));
         if ready_before || ev.ts < sb.created_at {
             return;
         }
@@ -218,7 +224,9 @@ pub fn spawn_event_recorder(
             };
             match caught {
                 Ok(id) => last = id,
-                Err(e) => tracing::warn!(error = %e, "metrics: reading events failed; retrying on the next one"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: reading events failed; retrying on the next one");
+                }
             }
         }
     })

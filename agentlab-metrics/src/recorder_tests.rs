@@ -47,7 +47,11 @@ async fn job_events_count_queued_and_final_states() {
         // A JobFinished whose job is not terminal (never written by the engine) is ignored.
         (EventKind::JobFinished, &running),
     ] {
-        let ev = append(&*store, NewEvent::new(t0(), kind, "x").job(Some(job.id.clone()))).await;
+        let ev = append(
+            &*store,
+            NewEvent::new(t0(), kind, "x").job(Some(job.id.clone())),
+        )
+        .await;
         rec.record(&ev).await;
     }
     let t = text(&metrics);
@@ -66,9 +70,8 @@ async fn job_events_count_queued_and_final_states() {
 async fn provisioning_events_fill_the_step_histogram_and_failure_counter() {
     let (store, metrics, rec) = setup();
     for (step, ms) in [("clone", 1500), ("clone", 500), ("start", 20)] {
-        let ev = NewEvent::new(t0(), EventKind::ProvisionStep, "ok").payload(
-            serde_json::json!({"step": step, "call": "create", "duration_ms": ms}),
-        );
+        let ev = NewEvent::new(t0(), EventKind::ProvisionStep, "ok")
+            .payload(serde_json::json!({"step": step, "call": "create", "duration_ms": ms}));
         rec.record(&append(&*store, ev).await).await;
     }
     let ev = NewEvent::new(t0(), EventKind::ProvisionFailed, "boom")
@@ -76,15 +79,24 @@ async fn provisioning_events_fill_the_step_histogram_and_failure_counter() {
     rec.record(&append(&*store, ev).await).await;
     let t = text(&metrics);
     assert_eq!(
-        value(&t, "agentlab_provision_step_duration_seconds_count{step=\"clone\"}"),
+        value(
+            &t,
+            "agentlab_provision_step_duration_seconds_count{step=\"clone\"}"
+        ),
         Some(2.0)
     );
     assert_eq!(
-        value(&t, "agentlab_provision_step_duration_seconds_sum{step=\"clone\"}"),
+        value(
+            &t,
+            "agentlab_provision_step_duration_seconds_sum{step=\"clone\"}"
+        ),
         Some(2.0)
     );
     assert_eq!(
-        value(&t, "agentlab_provision_step_duration_seconds_count{step=\"start\"}"),
+        value(
+            &t,
+            "agentlab_provision_step_duration_seconds_count{step=\"start\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -129,8 +141,14 @@ async fn time_to_ready_is_observed_once_per_sandbox() {
 async fn leases_artifacts_and_refusals_are_counted() {
     let (store, metrics, rec) = setup();
     let v = vmid(9101);
-    rec.record(&append(&*store, NewEvent::new(t0(), EventKind::LeaseExpired, "gone").sandbox(v)).await)
-        .await;
+    rec.record(
+        &append(
+            &*store,
+            NewEvent::new(t0(), EventKind::LeaseExpired, "gone").sandbox(v),
+        )
+        .await,
+    )
+    .await;
     for size in [1000, 24] {
         let ev = NewEvent::new(t0(), EventKind::ArtifactStored, "a")
             .payload(serde_json::json!({"name": "a.tar", "size": size, "sha256": "00"}));
@@ -150,7 +168,10 @@ async fn leases_artifacts_and_refusals_are_counted() {
         let series = format!("agentlab_bootstrap_refused_total{{reason=\"{reason}\"}}");
         assert_eq!(value(&t, &series), Some(n), "{series}\n{t}");
     }
-    assert!(!t.contains("10.77.0.9") && !t.contains("something-new"), "no free-form label values");
+    assert!(
+        !t.contains("10.77.0.9") && !t.contains("something-new"),
+        "no free-form label values"
+    );
 }
 
 #[tokio::test]
@@ -158,14 +179,25 @@ async fn the_task_counts_events_appended_after_it_started_until_cancelled() {
     let memory: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let store = Arc::new(NotifyingStore::new(memory));
     let metrics = Arc::new(Metrics::new());
-    let rec = EventRecorder::new(Arc::clone(&metrics), Arc::clone(&store) as Arc<dyn StateStore>);
-    append(&*store, NewEvent::new(t0(), EventKind::LeaseExpired, "before")).await;
+    let rec = EventRecorder::new(
+        Arc::clone(&metrics),
+        Arc::clone(&store) as Arc<dyn StateStore>,
+    );
+    append(
+        &*store,
+        NewEvent::new(t0(), EventKind::LeaseExpired, "before"),
+    )
+    .await;
     let cancel = CancellationToken::new();
     let task = spawn_event_recorder(rec, store.subscribe(), cancel.clone());
     // Let the task read where the store ends before anything new is appended.
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..300 {
-        append(&*store, NewEvent::new(t0(), EventKind::LeaseExpired, "after")).await;
+        append(
+            &*store,
+            NewEvent::new(t0(), EventKind::LeaseExpired, "after"),
+        )
+        .await;
         append(&*store, NewEvent::new(t0(), EventKind::JobLog, "noise")).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -174,7 +206,10 @@ async fn the_task_counts_events_appended_after_it_started_until_cancelled() {
         if n == Some(300.0) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "counted {n:?} of 300");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counted {n:?} of 300"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cancel.cancel();

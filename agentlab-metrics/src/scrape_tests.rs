@@ -47,7 +47,10 @@ async fn gauges_come_from_the_store_at_scrape_time() {
         "{t}"
     );
     assert_eq!(
-        value(&t, "agentlab_sandboxes{state=\"PROVISIONING\",profile=\"strict\"}"),
+        value(
+            &t,
+            "agentlab_sandboxes{state=\"PROVISIONING\",profile=\"strict\"}"
+        ),
         Some(1.0)
     );
     assert!(
@@ -55,7 +58,10 @@ async fn gauges_come_from_the_store_at_scrape_time() {
         "DESTROYED sandboxes are not a gauge: {t}"
     );
     assert_eq!(
-        value(&t, "agentlab_sandbox_unchanged_seconds_max{state=\"PROVISIONING\"}"),
+        value(
+            &t,
+            "agentlab_sandbox_unchanged_seconds_max{state=\"PROVISIONING\"}"
+        ),
         Some(90.0)
     );
     assert_eq!(value(&t, "agentlab_jobs{state=\"COMPLETED\"}"), Some(1.0));
@@ -72,16 +78,25 @@ async fn gauges_come_from_the_store_at_scrape_time() {
         .expect("update");
     let t = exporter.render().await.expect("render");
     assert_eq!(
-        value(&t, "agentlab_sandboxes{state=\"PROVISIONING\",profile=\"strict\"}"),
+        value(
+            &t,
+            "agentlab_sandboxes{state=\"PROVISIONING\",profile=\"strict\"}"
+        ),
         None,
         "{t}"
     );
     assert_eq!(
-        value(&t, "agentlab_sandboxes{state=\"FAILED\",profile=\"strict\"}"),
+        value(
+            &t,
+            "agentlab_sandboxes{state=\"FAILED\",profile=\"strict\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(
-        value(&t, "agentlab_sandbox_unchanged_seconds_max{state=\"FAILED\"}"),
+        value(
+            &t,
+            "agentlab_sandbox_unchanged_seconds_max{state=\"FAILED\"}"
+        ),
         Some(0.0)
     );
 }

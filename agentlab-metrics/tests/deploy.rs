@@ -74,7 +74,9 @@ fn the_dashboard_names_only_existing_metrics() {
     for p in panels {
         let targets = p["targets"].as_array().expect("targets");
         assert!(
-            targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+            targets
+                .iter()
+                .all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
             "panel {} has a query per target",
             p["title"]
         );
@@ -87,7 +89,10 @@ fn the_dashboard_names_only_existing_metrics() {
         let refs = metric_refs(e);
         assert!(!refs.is_empty(), "expression names an AgentLab metric: {e}");
         for r in refs {
-            assert!(known.contains(&r), "{r} (in {e}) is not a metric; known: {known:?}");
+            assert!(
+                known.contains(&r),
+                "{r} (in {e}) is not a metric; known: {known:?}"
+            );
             used.insert(r);
         }
     }

@@ -23,7 +23,6 @@ impl Default for MetricsConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::Config;
 
     fn parse(text: &str) -> Result<Config, crate::config::ConfigError> {
@@ -33,10 +32,16 @@ mod tests {
     #[test]
     fn listener_defaults_to_loopback_and_can_be_moved_or_turned_off() {
         let d = parse("").expect("defaults");
-        assert_eq!(d.metrics.listen, Some("127.0.0.1:8845".parse().expect("addr")));
+        assert_eq!(
+            d.metrics.listen,
+            Some("127.0.0.1:8845".parse().expect("addr"))
+        );
         assert!(d.metrics.listen.is_some_and(|a| a.ip().is_loopback()));
         let moved = parse("metrics:\n  listen: \"[::1]:9100\"\n").expect("moved");
-        assert_eq!(moved.metrics.listen, Some("[::1]:9100".parse().expect("addr")));
+        assert_eq!(
+            moved.metrics.listen,
+            Some("[::1]:9100".parse().expect("addr"))
+        );
         let off = parse("metrics:\n  listen: null\n").expect("off");
         assert_eq!(off.metrics.listen, None);
     }

@@ -56,7 +56,16 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 /// Runs `job run` for the e2e profile; returns the job's JSON.
 fn run_job(d: &Daemon, repo: &str, agent: &str, keepalive: bool) -> serde_json::Value {
     let mut args = vec![
-        "job", "run", "--repo", repo, "--task", "metrics", "--profile", "e2e", "--agent", agent,
+        "job",
+        "run",
+        "--repo",
+        repo,
+        "--task",
+        "metrics",
+        "--profile",
+        "e2e",
+        "--agent",
+        agent,
     ];
     if keepalive {
         args.push("--keepalive");
@@ -120,7 +129,10 @@ fn start_prometheus(dir: &Path, target_port: u16) -> Prometheus {
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(log)
@@ -196,11 +208,26 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
             .contains("content-type: application/openmetrics-text; version=1.0.0"),
         "{head}"
     );
-    assert_eq!(sample(&text, "agentlab_jobs_finished_total{state=\"COMPLETED\"}"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "agentlab_jobs_finished_total{state=\"FAILED\"}"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "agentlab_jobs_queued_total"), Some(2.0), "{text}");
     assert_eq!(
-        sample(&text, "agentlab_sandboxes{state=\"COMPLETED\",profile=\"e2e\"}"),
+        sample(&text, "agentlab_jobs_finished_total{state=\"COMPLETED\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "agentlab_jobs_finished_total{state=\"FAILED\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "agentlab_jobs_queued_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "agentlab_sandboxes{state=\"COMPLETED\",profile=\"e2e\"}"
+        ),
         Some(1.0),
         "the keepalive job's sandbox stays: {text}"
     );
@@ -210,12 +237,17 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
         "{text}"
     );
     assert!(
-        sample(&text, "agentlab_provision_step_duration_seconds_count{step=\"clone\"}") == Some(2.0),
+        sample(
+            &text,
+            "agentlab_provision_step_duration_seconds_count{step=\"clone\"}"
+        ) == Some(2.0),
         "{text}"
     );
     assert!(
-        sample(&text, "agentlab_backend_call_duration_seconds_count{backend=\"fake\",call=\"create\"}")
-            == Some(2.0),
+        sample(
+            &text,
+            "agentlab_backend_call_duration_seconds_count{backend=\"fake\",call=\"create\"}"
+        ) == Some(2.0),
         "{text}"
     );
     assert_eq!(
@@ -226,7 +258,10 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
         Some(2.0),
         "{text}"
     );
-    assert!(sample(&text, "agentlab_events_stored").is_some_and(|n| n > 10.0), "{text}");
+    assert!(
+        sample(&text, "agentlab_events_stored").is_some_and(|n| n > 10.0),
+        "{text}"
+    );
 
     // A real Prometheus scraping it.
     let Some(()) = prometheus_or_skip() else {
@@ -235,8 +270,18 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
     let pdir = tempfile::tempdir().unwrap();
     let p = start_prometheus(pdir.path(), mport);
     wait_promql(&p, "up{job=\"agentlab\"}", 1.0, pdir.path());
-    wait_promql(&p, "agentlab_jobs_finished_total{state=\"COMPLETED\"}", 1.0, pdir.path());
-    wait_promql(&p, "agentlab_jobs_finished_total{state=\"FAILED\"}", 1.0, pdir.path());
+    wait_promql(
+        &p,
+        "agentlab_jobs_finished_total{state=\"COMPLETED\"}",
+        1.0,
+        pdir.path(),
+    );
+    wait_promql(
+        &p,
+        "agentlab_jobs_finished_total{state=\"FAILED\"}",
+        1.0,
+        pdir.path(),
+    );
     wait_promql(&p, "sum(agentlab_jobs_finished_total)", 2.0, pdir.path());
     wait_promql(&p, "agentlab_jobs{state=\"COMPLETED\"}", 1.0, pdir.path());
     wait_promql(&p, "sum(agentlab_sandboxes)", 1.0, pdir.path());
@@ -256,7 +301,12 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
     // A third job after Prometheus started: the counter moves in Prometheus too.
     let again = run_job(&d, &repo, "echo again", false);
     assert_eq!(again["state"], "COMPLETED", "{again}");
-    wait_promql(&p, "agentlab_jobs_finished_total{state=\"COMPLETED\"}", 2.0, pdir.path());
+    wait_promql(
+        &p,
+        "agentlab_jobs_finished_total{state=\"COMPLETED\"}",
+        2.0,
+        pdir.path(),
+    );
     wait_promql(&p, "agentlab_jobs_queued_total", 3.0, pdir.path());
 
     // The shipped alert rules load and evaluate against the live series.
