@@ -200,8 +200,18 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
     let gone = failed["sandbox"].as_u64().unwrap();
     d.wait_sandbox(gone, |v| v["state"] == "DESTROYED");
 
-    // The endpoint itself: OpenMetrics text with the counts.
-    let (status, head, text) = http_get(mport, "/metrics").unwrap();
+    // The endpoint itself: OpenMetrics text with the counts (the recorder follows the
+    // events asynchronously: wait until both jobs' final states are counted).
+    let t0 = Instant::now();
+    let (status, head, text) = loop {
+        let got = http_get(mport, "/metrics").unwrap();
+        let counted = sample(&got.2, "agentlab_jobs_finished_total{state=\"FAILED\"}") == Some(1.0)
+            && sample(&got.2, "agentlab_jobs_finished_total{state=\"COMPLETED\"}") == Some(1.0);
+        if counted || t0.elapsed() > Duration::from_secs(15) {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(status, 200, "{head}\n{text}");
     assert!(
         head.to_ascii_lowercase()
