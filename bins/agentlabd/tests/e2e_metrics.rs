@@ -357,3 +357,18 @@ fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn an_occupied_metrics_address_is_logged_and_the_daemon_serves_without_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let d = Daemon::start(&format!("metrics:\n  listen: 127.0.0.1:{port}\n"));
+    let status = d.json(&["status"]);
+    assert_eq!(status["backend"], "fake", "the daemon serves: {status}");
+    let log = d.log();
+    assert!(
+        log.contains("cannot bind the metrics listener; running without it"),
+        "{log}"
+    );
+    drop(taken);
+}
