@@ -189,24 +189,24 @@ impl EventRecorder {
     }
 }
 
-/// Runs `recorder` over every event appended after the call, woken by `changes` (take it
-/// from [`agentlab_core::engine::Lab::subscribe_changes`] before anything is appended that
-/// should count). Ends when `cancel` fires or the channel closes.
-pub fn spawn_event_recorder(
+/// Runs `recorder` over every event appended after this call returns, woken by `changes`
+/// (take it from [`agentlab_core::engine::Lab::subscribe_changes`] before anything is
+/// appended that should count). Where the store ends is read before the task is spawned;
+/// when that read fails, the task counts every stored event. The task ends when `cancel`
+/// fires or the channel closes.
+pub async fn spawn_event_recorder(
     recorder: EventRecorder,
     mut changes: broadcast::Receiver<Change>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
+    let start = recorder.last_event_id().await;
     tokio::spawn(async move {
-        let mut last = tokio::select! {
-            () = cancel.cancelled() => return,
-            r = recorder.last_event_id() => match r {
-                Ok(id) => id,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics: cannot read the event store; counting from id 0");
-                    0
-                }
-            },
+        let mut last = match start {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the event store; counting from id 0");
+                0
+            }
         };
         loop {
             let wake = tokio::select! {

@@ -37,11 +37,14 @@ impl DaemonMetrics {
     ) -> Self {
         let store = Arc::clone(&lab.deps().store);
         let recorder = EventRecorder::new(Arc::clone(metrics), store);
-        let mut tasks = vec![agentlab_metrics::spawn_event_recorder(
-            recorder,
-            lab.subscribe_changes(),
-            cancel.clone(),
-        )];
+        let mut tasks = vec![
+            agentlab_metrics::spawn_event_recorder(
+                recorder,
+                lab.subscribe_changes(),
+                cancel.clone(),
+            )
+            .await,
+        ];
         let exporter = Exporter::for_lab(Arc::clone(metrics), lab);
         if let Some(addr) = cfg.listen {
             match tokio::net::TcpListener::bind(addr).await {
