@@ -218,6 +218,8 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateStoreError>;
     /// Deletes the oldest events of kind `job_log` of `job` beyond the newest `keep`.
     async fn trim_job_logs(&self, job: &JobId, keep: u32) -> Result<u64, StateStoreError>;
+    /// Number of stored events (every kind), for the event store size metric.
+    async fn event_count(&self) -> Result<u64, StateStoreError>;
 
     /// Records an artifact (replacing one with the same job and name).
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError>;

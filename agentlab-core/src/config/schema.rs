@@ -11,6 +11,7 @@ use crate::yaml::yaml_enum;
 
 use super::backends::{FakeConfig, LocalConfig, PveConfig, QemuConfig};
 use super::limits::LimitsConfig;
+use super::metrics::MetricsConfig;
 
 yaml_enum!(
     /// Which [`Hypervisor`](crate::Hypervisor) backend the daemon builds.
@@ -83,6 +84,8 @@ pub struct Config {
     pub ssh_public_keys: Vec<String>,
     /// The remote control API (HTTPS with API tokens); off by default.
     pub remote: super::remote::RemoteConfig,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             ssh_public_keys: Vec::new(),
             remote: super::remote::RemoteConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -201,6 +201,9 @@ impl StateStore for NotifyingStore {
     async fn trim_job_logs(&self, job: &JobId, keep: u32) -> Result<u64, StateStoreError> {
         self.inner.trim_job_logs(job, keep).await
     }
+    async fn event_count(&self) -> Result<u64, StateStoreError> {
+        self.inner.event_count().await
+    }
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError> {
         self.inner.put_artifact(artifact).await
     }

@@ -422,6 +422,10 @@ impl StateStore for MemoryStore {
         Ok(deleted)
     }
 
+    async fn event_count(&self) -> Result<u64, StateStoreError> {
+        Ok(self.lock().events.len() as u64)
+    }
+
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError> {
         let mut inner = self.lock();
         if !inner.jobs.contains_key(&artifact.job) {

@@ -113,3 +113,13 @@ pub(super) fn trim_job_logs(
         .sql()?;
     Ok(deleted as u64)
 }
+
+/// See [`crate::StateStore::event_count`].
+pub(super) fn count(conn: &Connection) -> Result<u64, StateStoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM events")
+        .sql()?
+        .query_row([], |r| r.get(0))
+        .sql()?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

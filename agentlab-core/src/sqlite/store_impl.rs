@@ -148,6 +148,10 @@ impl StateStore for SqliteStore {
             .await
     }
 
+    async fn event_count(&self) -> Result<u64, StateStoreError> {
+        self.run(|c| events::count(c)).await
+    }
+
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError> {
         let artifact = artifact.clone();
         self.run(move |c| artifacts::put(c, &artifact)).await

@@ -6,6 +6,7 @@ mod artifacts;
 mod channel;
 mod control;
 mod guest;
+mod metrics;
 mod remote;
 mod server;
 mod socket;

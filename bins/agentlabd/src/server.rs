@@ -24,7 +24,9 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
-    let deps = wiring::build(&cfg, &profiles).await?;
+    let mut deps = wiring::build(&cfg, &profiles).await?;
+    let metrics = Arc::new(agentlab_metrics::Metrics::new());
+    crate::metrics::meter_backend(&mut deps, &metrics);
     tracing::info!(
         backend = deps.hypervisor.name(),
         profiles = profiles.len(),
@@ -39,6 +41,8 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
     let lab = Lab::new(deps, settings, profiles);
     let channels = Arc::new(crate::channel::ChannelHub::default());
     let cancel = CancellationToken::new();
+    let daemon_metrics =
+        crate::metrics::DaemonMetrics::start(&cfg.metrics, &lab, &metrics, &cancel).await;
     let artifacts = ArtifactStore::new(cfg.artifact_dir());
 
     let control_listener = socket::bind(&cfg.socket, cfg.socket_group.as_deref()).await?;
@@ -78,7 +82,16 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         tokens: Arc::new(tokens),
     };
     let remote_srv = match cfg.remote.listen {
-        Some(addr) => Some(crate::remote::start(&cfg, addr, state.clone(), cancel.clone()).await?),
+        Some(addr) => Some(
+            crate::remote::start(
+                &cfg,
+                addr,
+                state.clone(),
+                daemon_metrics.router(),
+                cancel.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let app = control::socket_router(state, cancel.clone());
@@ -91,7 +104,7 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         channels: Arc::clone(&channels),
         cancel: cancel.clone(),
     };
-    let gapp = guest::router(gstate, max_body);
+    let gapp = agentlab_metrics::instrument(guest::router(gstate, max_body), metrics);
     let conns = Arc::new(guest::conns::Connections::default());
     spawn_release_watch(&lab, Arc::clone(&conns), channels, cancel.clone());
 
@@ -118,6 +131,7 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         if let Some(r) = remote_srv {
             let _ = r.await;
         }
+        daemon_metrics.stopped().await;
     })
     .await;
     let _ = std::fs::remove_file(&cfg.socket);

@@ -262,8 +262,38 @@ log:
         assert!(!out.status.success(), "{}", text(&out));
     }
 
-    // A flood from one address: 429 with the limit named, within the burst of 40.
+    // Prometheus metrics on the remote API need metrics:read.
     let admin = create_token(&d, &["--name", "admin", "--scope", "*", "--ttl", "1h"]);
+    let cert = d.dir.path().join("data/remote/cert.pem");
+    let fetch = |token: &str| {
+        let py = "import ssl,sys,urllib.request as u\n\
+ctx=ssl.create_default_context(cafile=sys.argv[2])\n\
+r=u.Request(sys.argv[1],headers={'Authorization':'Bearer '+sys.argv[3]})\n\
+try:\n  print(u.urlopen(r,context=ctx).read().decode())\n\
+except u.HTTPError as e:\n  print(e.code)\n";
+        Command::new("python3")
+            .args(["-c", py])
+            .arg(format!("{url}/metrics"))
+            .arg(&cert)
+            .arg(token)
+            .output()
+            .unwrap()
+    };
+    let out = fetch(&admin);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("agentlab_jobs_finished"),
+        "{}",
+        text(&out)
+    );
+    let out = fetch(&short);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "401",
+        "{}",
+        text(&out)
+    );
+
+    // A flood from one address: 429 with the limit named, within the burst of 40.
     let mut limited = None;
     for _ in 0..60 {
         let out = remote(&url, &admin, home.path(), &["--json", "status"]);

@@ -137,6 +137,7 @@ pub(super) async fn events(store: &dyn StateStore) {
 
 pub(super) async fn job_log_trimming(store: &dyn StateStore) {
     let (job, other) = (JobId::generate(), JobId::generate());
+    let before = ok(store.event_count().await, "event_count");
     for i in 0..5 {
         let ev = NewEvent::new(t0(), EventKind::JobLog, format!("line {i}")).job(Some(job.clone()));
         ok(store.append_event(ev).await, "append_event");
@@ -146,9 +147,19 @@ pub(super) async fn job_log_trimming(store: &dyn StateStore) {
     let foreign = NewEvent::new(t0(), EventKind::JobLog, "other").job(Some(other.clone()));
     let foreign = ok(store.append_event(foreign).await, "append_event");
     assert_eq!(
+        ok(store.event_count().await, "event_count"),
+        before + 7,
+        "event_count counts every appended event"
+    );
+    assert_eq!(
         ok(store.trim_job_logs(&job, 2).await, "trim_job_logs"),
         3,
         "trim deletes all but the newest 2"
+    );
+    assert_eq!(
+        ok(store.event_count().await, "event_count"),
+        before + 4,
+        "event_count drops trimmed events"
     );
     let left: Vec<String> = ok(
         store

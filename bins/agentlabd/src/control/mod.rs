@@ -80,10 +80,12 @@ pub fn socket_router(state: AppState, cancel: CancellationToken) -> Router {
 }
 
 /// The remote API's router: the same routes, each behind [`auth::require_token`] (token
-/// management answers 403 `socket_only`), rate limited per client address.
+/// management answers 403 `socket_only`) together with `extra` (`GET /metrics`), plus `/mcp`;
+/// rate limited per client address.
 pub fn remote_router(
     state: AppState,
     remote: &agentlab_core::config::RemoteConfig,
+    extra: Router,
     cancel: CancellationToken,
 ) -> Router {
     let rate = rate::Rate {
@@ -101,6 +103,7 @@ pub fn remote_router(
     let require = axum::middleware::from_fn_with_state(auth, auth::require_token);
     let api = router(state)
         .merge(socket_only)
+        .merge(extra)
         .route_layer(require.clone());
     let mcp = Router::new()
         .route(

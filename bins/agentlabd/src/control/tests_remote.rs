@@ -59,7 +59,7 @@ async fn setup(remote: RemoteConfig) -> R {
     };
     R {
         socket: socket_router(state.clone(), cancel.clone()),
-        remote: remote_router(state, &remote, cancel),
+        remote: remote_router(state, &remote, Router::new(), cancel),
         clock,
         _dir: dir,
     }

@@ -18,11 +18,12 @@ use agentlab_core::config::Config;
 use crate::control::{self, AppState};
 
 /// Binds `addr`, loads (or generates) the certificate and serves the remote routes until
-/// `cancel`; returns the serving task.
+/// `cancel`, with `metrics` (`GET /metrics`) among its routes; returns the serving task.
 pub async fn start(
     cfg: &Config,
     addr: SocketAddr,
     state: AppState,
+    metrics: axum::Router,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let tls = tls::load(&cfg.remote, &cfg.data_dir).context("the remote API's certificate")?;
@@ -32,7 +33,7 @@ pub async fn start(
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(listen = %bound, cert = %tls.cert_path.display(), fingerprint = %tls.fingerprint,
         "remote API listening (HTTPS; clients pin this certificate fingerprint)");
-    let app = control::remote_router(state, &cfg.remote, cancel.clone());
+    let app = control::remote_router(state, &cfg.remote, metrics, cancel.clone());
     let opts = serve::ServeOptions {
         handshake_timeout: Duration::from_secs(cfg.remote.handshake_timeout_secs),
         max_connections: cfg.remote.max_connections,
