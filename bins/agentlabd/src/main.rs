@@ -6,6 +6,7 @@ mod artifacts;
 mod channel;
 mod control;
 mod guest;
+mod reload;
 mod server;
 mod socket;
 mod wiring;
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(server::run(cfg, VERSION)) {
+    match rt.block_on(server::run(cfg, path, VERSION)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "agentlabd failed");

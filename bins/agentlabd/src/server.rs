@@ -19,8 +19,12 @@ use crate::{control, guest, socket, wiring};
 /// How often the engine's time-driven work runs.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the profiles (`reload.rs`).
+pub async fn run(
+    cfg: Config,
+    config_path: std::path::PathBuf,
+    version: &'static str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
@@ -73,6 +77,15 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
         channels: Arc::clone(&channels),
     });
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        config_path,
+        cfg.clone(),
+        Arc::clone(&lab),
+    ));
+    crate::reload::spawn_sighup(Arc::clone(&reloader), cancel.clone());
+    let app = app.merge(control::admin::router(control::admin::AdminState {
+        reloader,
+    }));
     let gstate = GuestState {
         lab: Arc::clone(&lab),
         artifacts,

@@ -1,6 +1,9 @@
 //! The control API (Unix socket, base path `/v1`). Handlers only translate: parse, call one
 //! engine method, map the error into the envelope.
 
+pub mod admin;
+#[cfg(test)]
+mod admin_tests;
 pub mod error;
 mod events;
 pub mod extract;
