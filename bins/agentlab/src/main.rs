@@ -61,6 +61,8 @@ enum Command {
     Secrets(commands::secrets::SecretsArgs),
     /// Serve the AgentLab tools to an AI agent over MCP (stdio), e.g. for Claude Code.
     Mcp(commands::mcp::McpArgs),
+    /// Back up the daemon's state, or restore a backup while it is stopped.
+    Admin(commands::admin::AdminArgs),
 }
 
 /// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
@@ -132,6 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
         Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
         Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
+        Command::Admin(a) => commands::admin::run(&ctx, a).await,
     }
 }
 

@@ -77,6 +77,11 @@ pub async fn run(
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
         channels: Arc::clone(&channels),
     });
+    let backup = Arc::new(control::admin_backup::BackupPlan {
+        config: cfg.clone(),
+        config_path: config_path.clone(),
+        version,
+    });
     let reloader = Arc::new(crate::reload::Reloader::new(
         config_path,
         cfg.clone(),
@@ -85,6 +90,7 @@ pub async fn run(
     crate::reload::spawn_sighup(Arc::clone(&reloader), cancel.clone());
     let app = app.merge(control::admin::router(control::admin::AdminState {
         reloader,
+        backup,
     }));
     let gstate = GuestState {
         lab: Arc::clone(&lab),

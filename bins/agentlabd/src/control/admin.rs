@@ -1,11 +1,12 @@
 //! Operator routes kept apart from the per-request [`super::AppState`]: `POST
-//! /v1/profiles/reload`. [`router`] is merged into the control router by the server.
+//! /v1/profiles/reload` and `GET /v1/admin/backup`. [`router`] is merged into the control
+//! router by the server.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use agentlab_core::api::admin::ReloadReport;
@@ -18,12 +19,18 @@ use crate::reload::{ReloadError, Reloader};
 pub struct AdminState {
     /// Reloads profiles from the config the daemon started with.
     pub reloader: Arc<Reloader>,
+    /// What a backup reads.
+    pub backup: Arc<crate::control::admin_backup::BackupPlan>,
 }
 
 /// The operator routes.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/v1/profiles/reload", post(reload))
+        .route(
+            "/v1/admin/backup",
+            get(crate::control::admin_backup::backup),
+        )
         .with_state(state)
 }
 

@@ -60,9 +60,14 @@ fn setup() -> T {
         LabSettings::default(),
         Profiles::load_dir(&profiles).unwrap(),
     );
+    let backup = Arc::new(crate::control::admin_backup::BackupPlan {
+        config: cfg.clone(),
+        config_path: path.clone(),
+        version: "test",
+    });
     let reloader = Arc::new(Reloader::new(path, cfg, Arc::clone(&lab)));
     T {
-        app: router(AdminState { reloader }),
+        app: router(AdminState { reloader, backup }),
         lab,
         dir,
     }

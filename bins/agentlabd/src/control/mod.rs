@@ -2,6 +2,7 @@
 //! engine method, map the error into the envelope.
 
 pub mod admin;
+pub mod admin_backup;
 #[cfg(test)]
 mod admin_tests;
 pub mod error;

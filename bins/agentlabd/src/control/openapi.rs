@@ -237,6 +237,17 @@ const ROUTES: &[Route] = &[
         "Object",
     ),
     (
+        "get",
+        "/v1/admin/backup",
+        "Stream a backup archive (tar: manifest.json with SHA-256 per file, schema and daemon \
+         version; state.db from an online SQLite backup; encrypted secret bundles; profiles; \
+         the config unless it holds an inline token secret). The daemon writes no file for the \
+         caller; 500 backup_failed",
+        None,
+        200,
+        "Binary",
+    ),
+    (
         "post",
         "/v1/profiles/reload",
         "Read the profiles directory again and swap the set in one step (as SIGHUP does); \
