@@ -126,13 +126,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
             Ok(commands::completion::generate(&a, &mut cmd, &mut out))
         }
         Command::Doctor(a) => commands::doctor::run(a, ctx.json).await,
-        Command::Local(a) => commands::local::run(a).await.map(|()| Code::Ok),
-        Command::Image(a) => commands::image::run(a).await.map(|()| Code::Ok),
+        Command::Local(a) => commands::local::run(a, ctx.json).await.map(|()| Code::Ok),
+        Command::Image(a) => commands::image::run(a, ctx.json).await.map(|()| Code::Ok),
         Command::Template(a) => commands::template::run(a, ctx.json)
             .await
             .map(|()| Code::Ok),
-        Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
-        Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
+        Command::Net(a) => commands::net::run(a, ctx.json).await.map(|()| Code::Ok),
+        Command::Secrets(a) => commands::secrets::run(a, ctx.json).await.map(|()| Code::Ok),
         Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
         Command::Admin(a) => commands::admin::run(&ctx, a).await,
     }
