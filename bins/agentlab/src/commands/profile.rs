@@ -134,7 +134,7 @@ fn check_files(files: &[PathBuf]) -> Vec<FileResult> {
                 Profiles::from_yaml_str(&text, &file).map_err(|e| {
                     let details = serde_json::to_value(&e.details).unwrap_or_default();
                     let msg = describe(&file, &details, &e.details.reason, "invalid_profile");
-                    invalid(&file, "invalid_profile", &msg, Some(details))
+                    invalid(&file, "invalid_profile", &msg, Some(&details))
                 })
             });
         let result = match loaded {
@@ -182,7 +182,7 @@ fn invalid(
     file: &str,
     code: &str,
     message: &str,
-    details: Option<serde_json::Value>,
+    details: Option<&serde_json::Value>,
 ) -> serde_json::Value {
     let message = if message.starts_with(file) {
         message.to_owned()
