@@ -80,7 +80,7 @@ impl Lab {
             std::mem::replace(&mut *cur, Arc::clone(&new))
         };
         let changes = diff_profiles(&old, &new);
-        tracing::info!(
+        tracing::debug!(
             added = ?changes.added,
             removed = ?changes.removed,
             changed = ?changes.changed,
