@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod api_token;
+pub mod backup;
 pub mod channel_key;
 pub mod config;
 pub mod engine;

@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(d.guest.max_body_bytes, 1 << 20);
         assert_eq!(d.guest.artifact_max_bytes, 512 << 20);
         assert_eq!(d.backend, BackendKind::Pve);
-        assert_eq!(d.log.format, LogFormat::Text);
+        assert_eq!(d.log.format, LogFormat::Auto);
         assert!(doc.contains(CONFIG_ENV) && doc.contains(DEFAULT_CONFIG_PATH));
     }
 

@@ -31,8 +31,11 @@ yaml_enum!(
 yaml_enum!(
     /// Log output format.
     LogFormat {
-        /// Human-readable lines.
+        /// JSON lines when stderr is not a terminal (journald, a pipe, a file), human-readable
+        /// text with colours on a terminal.
         #[default]
+        Auto => "auto",
+        /// Human-readable lines (colours only on a terminal).
         Text => "text",
         /// One JSON object per line.
         Json => "json",
@@ -327,16 +330,16 @@ impl Default for RetentionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// Output format (default `text`).
+    /// Output format (default `auto`).
     pub format: LogFormat,
-    /// `tracing` filter directive (default `info`); `RUST_LOG` overrides it.
+    /// `tracing` filter directive (default `info`); `AGENTLAB_LOG` overrides it.
     pub level: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            format: LogFormat::Text,
+            format: LogFormat::Auto,
             level: "info".to_owned(),
         }
     }

@@ -69,7 +69,7 @@ impl Lab {
             return Err(EngineError::NoJob(vmid.to_string()));
         };
         let job = self.deps.store.get_job(&job_id).await?;
-        let profile = self.profile(&job.profile)?.clone();
+        let profile = self.profile_of(sb.vmid, &job.profile)?;
         let secrets = match &profile.secrets_bundle {
             Some(name) => match self.deps.secrets.load(name).await {
                 Ok(b) => b,
@@ -93,7 +93,7 @@ impl Lab {
         .await;
         Ok(BootstrapGrant {
             job,
-            profile,
+            profile: crate::profile::Profile::clone(&profile),
             secrets,
             runner_token,
             timeout_secs: u64::try_from(left.max(1)).unwrap_or(1),

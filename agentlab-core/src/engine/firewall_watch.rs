@@ -86,7 +86,7 @@ impl Lab {
         let (Some(ip), Some(mac)) = (sb.ip, sb.mac.clone()) else {
             return None;
         };
-        let profile = self.profiles.get(&sb.profile)?;
+        let profile = self.sandbox_profile(sb.vmid, &sb.profile)?;
         Some(SandboxNet {
             vmid: sb.vmid,
             iface: sb

@@ -14,7 +14,7 @@ use crate::firewall::Firewall;
 use crate::hypervisor::Hypervisor;
 use crate::ids::{JobId, Vmid};
 use crate::model::{Job, Sandbox};
-use crate::profile::{Profile, Profiles};
+use crate::profile::Profiles;
 use crate::secrets::SecretStore;
 use crate::state::{JobState, SandboxState};
 use crate::store::StateStore;
@@ -125,7 +125,7 @@ pub struct LabDeps {
 pub struct Lab {
     pub(crate) deps: LabDeps,
     pub(crate) settings: LabSettings,
-    pub(crate) profiles: Profiles,
+    pub(crate) profile_set: crate::engine::profile_set::ProfileSet,
     pub(crate) locks: Mutex<HashMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
     /// Sandboxes whose provisioning or boot task runs in this process (reconcile leaves them
     /// alone).
@@ -154,7 +154,7 @@ impl Lab {
             notifier,
             deps,
             settings,
-            profiles,
+            profile_set: crate::engine::profile_set::ProfileSet::new(profiles),
             locks: Mutex::new(HashMap::new()),
             inflight: Mutex::new(std::collections::HashSet::new()),
             destroys: Mutex::new(HashMap::new()),
@@ -165,11 +165,6 @@ impl Lab {
             cancel: CancellationToken::new(),
             released: crate::engine::released::channel(),
         })
-    }
-
-    /// The loaded profiles.
-    pub fn profiles(&self) -> &Profiles {
-        &self.profiles
     }
 
     /// The settings.
@@ -211,16 +206,6 @@ impl Lab {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    pub(crate) fn profile(&self, name: &str) -> Result<&Profile, EngineError> {
-        self.profiles
-            .get(name)
-            .ok_or_else(|| EngineError::NotFound {
-                kind: "profile",
-                id: name.to_owned(),
-                suggestion: crate::yaml::suggest(name, &self.profiles.names()),
-            })
     }
 
     /// Installs the firewall base policy once per process; sandbox rules wait for it (the

@@ -126,6 +126,7 @@ impl Lab {
             return Err(e.into());
         }
         drop(_alloc);
+        self.pin_profile(vmid, Arc::clone(&profile));
         self.event(
             NewEvent::new(
                 now,
@@ -222,9 +223,8 @@ impl Lab {
             sb
         };
         let profile = self
-            .profile(&sb.profile)
-            .map_err(|e| fail("profile", "profiles", e))?
-            .clone();
+            .profile_of(vmid, &sb.profile)
+            .map_err(|e| fail("profile", "profiles", e))?;
         let ip = ip_for(&self.settings, vmid).ok_or_else(|| {
             fail(
                 "address",

@@ -44,6 +44,9 @@ impl Lab {
             SandboxState::Failed | SandboxState::Timeout => !sb.vm_created,
             _ => false,
         };
+        if sb.state == SandboxState::Destroyed {
+            self.unpin_profile(sb.vmid);
+        }
         if gone {
             // No subscriber is fine: nothing holds anything for the address.
             let _ = self.released.send(Released {

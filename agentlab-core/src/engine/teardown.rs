@@ -249,6 +249,7 @@ impl Lab {
             self.set_inflight(new, false);
             return Err(e.into());
         }
+        self.move_pin(old, new);
         sb.last_error = Some(format!(
             "VM id {old} is taken outside AgentLab; continuing as sandbox {new}"
         ));

@@ -180,8 +180,7 @@ impl Lab {
             return false;
         }
         let Some(minutes) = self
-            .profiles
-            .get(&sb.profile)
+            .sandbox_profile(sb.vmid, &sb.profile)
             .and_then(|p| p.behavior.idle_stop_minutes)
         else {
             return false;

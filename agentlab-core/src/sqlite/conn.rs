@@ -95,6 +95,15 @@ impl SqliteStore {
         self.run(|conn| migrations::version(conn)).await
     }
 
+    /// Reads the schema version of the database file at `path` without migrating or
+    /// changing it (opened read-only). Blocking: call it off async threads. A file that is not
+    /// an SQLite database is `Backend`.
+    pub fn file_schema_version(path: &Path) -> Result<u32, StateStoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).sql()?;
+        migrations::version(&conn)
+    }
+
     /// Copies a consistent snapshot of the database to `dest` with SQLite's online backup API
     /// while the store stays usable. `dest` is created (mode 0600) or overwritten; its
     /// directory must exist (`Unavailable` otherwise). The copy is a normal database that [`SqliteStore::open`] accepts.

@@ -363,7 +363,13 @@ fn profile_commands() {
     let Command::Profile(a) = parse(&["profile", "validate", "p.yaml"]).command else {
         panic!()
     };
-    assert!(matches!(a.cmd, ProfileCmd::Validate { ref file } if file == &PathBuf::from("p.yaml")));
+    assert!(
+        matches!(a.cmd, ProfileCmd::Validate { ref files } if files == &[PathBuf::from("p.yaml")])
+    );
+    let Command::Profile(a) = parse(&["profile", "reload"]).command else {
+        panic!()
+    };
+    assert!(matches!(a.cmd, ProfileCmd::Reload));
     let Command::Profile(a) = parse(&["profile", "ls"]).command else {
         panic!()
     };

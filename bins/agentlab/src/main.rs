@@ -63,6 +63,8 @@ enum Command {
     Mcp(commands::mcp::McpArgs),
     /// API tokens of the remote API (create, list, revoke; on the daemon's host).
     Token(commands::token::TokenArgs),
+    /// Back up the daemon's state, or restore a backup while it is stopped.
+    Admin(commands::admin::AdminArgs),
 }
 
 /// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
@@ -126,14 +128,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
             Ok(commands::completion::generate(&a, &mut cmd, &mut out))
         }
         Command::Doctor(a) => commands::doctor::run(a, ctx.json).await,
-        Command::Local(a) => commands::local::run(a).await.map(|()| Code::Ok),
-        Command::Image(a) => commands::image::run(a).await.map(|()| Code::Ok),
+        Command::Local(a) => commands::local::run(a, ctx.json).await.map(|()| Code::Ok),
+        Command::Image(a) => commands::image::run(a, ctx.json).await.map(|()| Code::Ok),
         Command::Template(a) => commands::template::run(a, ctx.json)
             .await
             .map(|()| Code::Ok),
-        Command::Net(a) => commands::net::run(a).await.map(|()| Code::Ok),
-        Command::Secrets(a) => commands::secrets::run(a).await.map(|()| Code::Ok),
+        Command::Net(a) => commands::net::run(a, ctx.json).await.map(|()| Code::Ok),
+        Command::Secrets(a) => commands::secrets::run(a, ctx.json).await.map(|()| Code::Ok),
         Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
+        Command::Admin(a) => commands::admin::run(&ctx, a).await,
         Command::Token(a) => commands::token::run(&ctx, a).await,
     };
     if let Some((fingerprint, file)) = ctx.client.pinned_on_first_use() {

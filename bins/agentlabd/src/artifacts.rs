@@ -153,8 +153,7 @@ impl ArtifactStore {
         for a in old {
             let days = match lab.job(&a.job).await {
                 Ok(job) => lab
-                    .profiles()
-                    .get(&job.profile)
+                    .job_profile(&job)
                     .map_or(7, |p| p.artifacts.retention_days),
                 Err(_) => 0,
             };

@@ -7,6 +7,7 @@ mod channel;
 mod control;
 mod guest;
 mod metrics;
+mod reload;
 mod remote;
 mod server;
 mod socket;
@@ -35,6 +36,10 @@ struct Cli {
     /// Validate the config and profiles, print a summary and exit.
     #[arg(long)]
     check: bool,
+    /// Log format, overriding the config's `log.format`: `auto` (JSON lines when stderr is
+    /// not a terminal), `text` or `json`.
+    #[arg(long, value_parser = ["auto", "text", "json"])]
+    log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -55,7 +60,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&cfg);
+    let format = match cli.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(_) => LogFormat::Auto,
+        None => cfg.log.format,
+    };
+    init_tracing(&cfg, format);
     if cli.check {
         return match agentlab_core::profile::Profiles::load_dir(&cfg.profiles_dir) {
             Ok(p) => {
@@ -80,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(server::run(cfg, VERSION)) {
+    match rt.block_on(server::run(cfg, path, VERSION)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "agentlabd failed");
@@ -90,14 +101,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(cfg: &Config) {
+/// Logs to stderr: JSON lines for `json` (and for `auto` when stderr is not a terminal),
+/// text otherwise; ANSI colours only when stderr is a terminal, so journald and files never
+/// get escape sequences.
+fn init_tracing(cfg: &Config, format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTLAB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let tty = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cfg.log.format {
+        .with_writer(std::io::stderr)
+        .with_ansi(tty);
+    match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Auto if !tty => builder.json().init(),
+        LogFormat::Auto | LogFormat::Text => builder.init(),
     }
 }

@@ -19,8 +19,12 @@ use crate::{control, guest, socket, wiring};
 /// How often the engine's time-driven work runs.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the profiles (`reload.rs`).
+pub async fn run(
+    cfg: Config,
+    config_path: std::path::PathBuf,
+    version: &'static str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
@@ -81,20 +85,32 @@ pub async fn run(cfg: Config, version: &'static str) -> anyhow::Result<()> {
         channels: Arc::clone(&channels),
         tokens: Arc::new(tokens),
     };
+    let backup = Arc::new(control::admin_backup::BackupPlan {
+        config: cfg.clone(),
+        config_path: config_path.clone(),
+        version,
+    });
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        config_path,
+        cfg.clone(),
+        Arc::clone(&lab),
+    ));
+    crate::reload::spawn_sighup(Arc::clone(&reloader), cancel.clone());
+    let admin = control::admin::router(control::admin::AdminState { reloader, backup });
     let remote_srv = match cfg.remote.listen {
         Some(addr) => Some(
             crate::remote::start(
                 &cfg,
                 addr,
                 state.clone(),
-                daemon_metrics.router(),
+                daemon_metrics.router().merge(admin.clone()),
                 cancel.clone(),
             )
             .await?,
         ),
         None => None,
     };
-    let app = control::socket_router(state, cancel.clone());
+    let app = control::socket_router(state, admin, cancel.clone());
     let gstate = GuestState {
         lab: Arc::clone(&lab),
         artifacts,

@@ -52,13 +52,15 @@ pub struct BuildArgs {
 }
 
 /// Runs `agentlab image …`.
-pub async fn run(args: ImageArgs) -> anyhow::Result<()> {
+pub async fn run(args: ImageArgs, json: bool) -> anyhow::Result<()> {
     let ImageCommand::Build(b) = args.command;
-    build(b).await
+    build(b, json).await
 }
 
 /// Runs `agentlab image build` (also `agentlab local image build`).
-pub async fn build(b: BuildArgs) -> anyhow::Result<()> {
+/// Builds the image; progress goes to stderr, the result to stdout (one JSON document with
+/// `json`).
+pub async fn build(b: BuildArgs, json: bool) -> anyhow::Result<()> {
     let spec = ImageSpec::load(&b.spec)?;
     let runner = match b.runner {
         Some(r) => r,
@@ -93,6 +95,15 @@ pub async fn build(b: BuildArgs) -> anyhow::Result<()> {
     })
     .await??;
     let sha = agentlab_image::manifest_sha256(&b.out)?;
+    if json {
+        return crate::output::print_json(&serde_json::json!({
+            "out": b.out,
+            "manifest_sha256": sha,
+            "packages": manifest.packages.len(),
+            "rootfs": b.out.join("rootfs"),
+            "rootfs_only": b.rootfs_only,
+        }));
+    }
     println!("image ready: {}", b.out.display());
     println!("manifest:    {sha} ({} packages)", manifest.packages.len());
     println!(

@@ -25,10 +25,10 @@ enum ImageCommand {
     Build(BuildArgs),
 }
 
-/// Runs `agentlab local …`.
-pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+/// Runs `agentlab local …` (`json`: the result as one JSON document).
+pub async fn run(args: LocalArgs, json: bool) -> anyhow::Result<()> {
     let LocalCommand::Image {
         command: ImageCommand::Build(b),
     } = args.command;
-    image::build(b).await
+    image::build(b, json).await
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod admin;
+pub mod admin_restore;
 pub mod completion;
 pub mod doctor;
 pub mod image;

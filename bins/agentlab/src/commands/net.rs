@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use agentlab_core::Firewall;
 use agentlab_core::config::{CONFIG_ENV, Config, DEFAULT_CONFIG_PATH};
+use agentlab_net::check::Expect;
 use agentlab_net::check::{LiveCheck, LiveCheckOptions, ProbeCommand, probe_main, render_table};
 use agentlab_net::plan::{line_diff, planned_listing};
 use agentlab_net::{NetConfig, NftFirewall, ProcessRunner, bridge, render};
 use anyhow::Context;
+
+use crate::output::print_json;
 
 /// Arguments of `agentlab net`.
 #[derive(Debug, clap::Args)]
@@ -74,8 +77,9 @@ enum NetCommand {
     },
 }
 
-/// Runs `agentlab net`.
-pub async fn run(args: NetArgs) -> anyhow::Result<()> {
+/// Runs `agentlab net`; with `json`, each command (but the internal `probe`) prints one JSON
+/// document instead of its text.
+pub async fn run(args: NetArgs, json: bool) -> anyhow::Result<()> {
     if let NetCommand::Probe { args: probe } = &args.command {
         let rest = probe
             .split_first()
@@ -99,34 +103,51 @@ pub async fn run(args: NetArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || load_config(&args.config, &args.net_config, args.nft))
             .await??;
     match args.command {
-        NetCommand::Plan => print!("{}", render::render_base(&cfg)),
-        NetCommand::Apply { dry_run: true, .. } => dry_run(cfg).await?,
+        NetCommand::Plan => {
+            let ruleset = render::render_base(&cfg);
+            if json {
+                print_json(&serde_json::json!({"ruleset": ruleset}))?;
+            } else {
+                print!("{ruleset}");
+            }
+        }
+        NetCommand::Apply { dry_run: true, .. } => dry_run(cfg, json).await?,
         NetCommand::Apply { dry_run: false, .. } => {
             NftFirewall::new(cfg)?
                 .ensure_base()
                 .await
                 .context("applying the ruleset")?;
-            println!("AgentLab ruleset applied.");
+            done(
+                json,
+                &serde_json::json!({"applied": true}),
+                "AgentLab ruleset applied.",
+            )?;
         }
         NetCommand::Delete { .. } => {
             NftFirewall::new(cfg)?
                 .delete_tables()
                 .await
                 .context("deleting AgentLab's tables")?;
-            println!("AgentLab tables removed.");
+            done(
+                json,
+                &serde_json::json!({"deleted": true}),
+                "AgentLab tables removed.",
+            )?;
         }
         NetCommand::Bridge => {
             anyhow::ensure!(
                 !std::path::Path::new("/etc/pve").exists(),
                 "This is a Proxmox host: define the bridge in /etc/network/interfaces (docs/network.md)"
             );
+            let name = cfg.bridge.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 bridge::create_bridge(&cfg, None)?;
                 bridge::enable_forwarding(std::path::Path::new("/proc/sys"))?;
                 Ok(())
             })
             .await??;
-            println!("Agent bridge ready, forwarding enabled.");
+            let doc = serde_json::json!({"bridge": name, "forwarding": true});
+            done(json, &doc, "Agent bridge ready, forwarding enabled.")?;
         }
         NetCommand::Check {
             reach,
@@ -139,7 +160,7 @@ pub async fn run(args: NetArgs) -> anyhow::Result<()> {
             opts.blocked.extend(blocked);
             opts.expect_guest_listener = !no_guest_listener;
             opts.timeout = Duration::from_millis(timeout_ms);
-            check(cfg, opts).await?;
+            check(cfg, opts, json).await?;
         }
         NetCommand::Probe { .. } => {}
     }
@@ -202,13 +223,26 @@ fn load_config(
     Ok(cfg)
 }
 
-async fn dry_run(cfg: NetConfig) -> anyhow::Result<()> {
+/// Prints `doc` as JSON when `json`, else `text` (one line).
+fn done(json: bool, doc: &serde_json::Value, text: &str) -> anyhow::Result<()> {
+    if json {
+        print_json(doc)
+    } else {
+        println!("{text}");
+        Ok(())
+    }
+}
+
+async fn dry_run(cfg: NetConfig, json: bool) -> anyhow::Result<()> {
     let fw = NftFirewall::new(cfg.clone())?;
     let current = fw.listing().await?.unwrap_or_default();
     let planned = tokio::task::spawn_blocking(move || planned_listing(&cfg))
         .await?
         .context("rendering the plan in a scratch namespace")?;
     let diff = line_diff(&current, &planned);
+    if json {
+        return print_json(&serde_json::json!({"changes": !diff.is_empty(), "diff": diff}));
+    }
     if diff.is_empty() {
         println!("No changes.");
     } else {
@@ -217,7 +251,7 @@ async fn dry_run(cfg: NetConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check(cfg: NetConfig, opts: LiveCheckOptions) -> anyhow::Result<()> {
+async fn check(cfg: NetConfig, opts: LiveCheckOptions, json: bool) -> anyhow::Result<()> {
     let runner = Arc::new(ProcessRunner::new(cfg.nft_path.clone()));
     let fw = NftFirewall::with_runner(cfg, runner)?;
     let program = std::env::current_exe().context("locating the agentlab binary")?;
@@ -229,9 +263,29 @@ async fn check(cfg: NetConfig, opts: LiveCheckOptions) -> anyhow::Result<()> {
         .run()
         .await
         .context("running the probe matrix")?;
-    print!("{}", render_table(&results));
     let failed = results.iter().filter(|r| !r.passed()).count();
+    if json {
+        let probes: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.spec.name,
+                    "netns": r.spec.netns,
+                    "target": r.spec.target,
+                    "bind": r.spec.bind,
+                    "expect": if r.spec.expect == Expect::Reach { "reach" } else { "blocked" },
+                    "outcome": r.outcome.to_string(),
+                    "passed": r.passed(),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({"passed": failed == 0, "probes": probes}))?;
+    } else {
+        print!("{}", render_table(&results));
+    }
     anyhow::ensure!(failed == 0, "{failed} of {} probes failed", results.len());
-    println!("All {} probes passed.", results.len());
+    if !json {
+        println!("All {} probes passed.", results.len());
+    }
     Ok(())
 }

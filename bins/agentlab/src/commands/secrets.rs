@@ -62,22 +62,33 @@ enum SecretsCommand {
     PublicKey,
 }
 
-/// Runs `agentlab secrets`.
-pub async fn run(args: SecretsArgs) -> anyhow::Result<()> {
+/// Runs `agentlab secrets`; with `json`, each command prints one JSON document instead of
+/// its text.
+pub async fn run(args: SecretsArgs, json: bool) -> anyhow::Result<()> {
     let store = AgeSecretStore::new(args.dir, args.identity);
     let explicit = args.bundle;
     let bundle = explicit.clone().unwrap_or_else(|| "default".to_owned());
     match args.command {
-        SecretsCommand::Init => view::init(store, bundle).await,
-        SecretsCommand::SetEnv(a) => edit::set_env(store, bundle, a).await,
-        SecretsCommand::SetGit(a) => edit::set_git(store, bundle, a).await,
-        SecretsCommand::SetClaude => edit::set_claude(store, bundle).await,
-        SecretsCommand::AddFile(a) => edit::add_file(store, bundle, a).await,
-        SecretsCommand::Rm(a) => edit::rm(store, bundle, a).await,
-        SecretsCommand::Show(a) => view::show(store, bundle, a).await,
-        SecretsCommand::Rotate(a) => view::rotate(store, explicit, a).await,
-        SecretsCommand::List => view::list(store).await,
-        SecretsCommand::PublicKey => view::public_key(store).await,
+        SecretsCommand::Init => view::init(store, bundle, json).await,
+        SecretsCommand::SetEnv(a) => edit::set_env(store, bundle, a, json).await,
+        SecretsCommand::SetGit(a) => edit::set_git(store, bundle, a, json).await,
+        SecretsCommand::SetClaude => edit::set_claude(store, bundle, json).await,
+        SecretsCommand::AddFile(a) => edit::add_file(store, bundle, a, json).await,
+        SecretsCommand::Rm(a) => edit::rm(store, bundle, a, json).await,
+        SecretsCommand::Show(a) => view::show(store, bundle, a, json).await,
+        SecretsCommand::Rotate(a) => view::rotate(store, explicit, a, json).await,
+        SecretsCommand::List => view::list(store, json).await,
+        SecretsCommand::PublicKey => view::public_key(store, json).await,
+    }
+}
+
+/// Prints `doc` as JSON when `json`, else `text` (one line).
+fn done(json: bool, doc: &serde_json::Value, text: &str) -> anyhow::Result<()> {
+    if json {
+        crate::output::print_json(doc)
+    } else {
+        println!("{text}");
+        Ok(())
     }
 }
 

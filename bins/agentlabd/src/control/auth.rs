@@ -101,6 +101,7 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
             Scope(r("profile", "read"))
         }
         ("POST", "/v1/profiles/reload") => Scope(r("profile", "reload")),
+        ("GET", "/v1/admin/backup") => Scope(r("admin", "backup")),
         (_, "/v1/tokens" | "/v1/tokens/{id}") => SocketOnly,
         ("POST" | "GET" | "DELETE", "/mcp") => Scope(r("mcp", "use")),
         _ => return None,

@@ -1,6 +1,10 @@
 //! The control API (Unix socket, base path `/v1`). Handlers only translate: parse, call one
 //! engine method, map the error into the envelope.
 
+pub mod admin;
+pub mod admin_backup;
+#[cfg(test)]
+mod admin_tests;
 pub mod auth;
 pub mod error;
 mod events;
@@ -62,9 +66,10 @@ pub struct AppState {
     pub tokens: Arc<dyn agentlab_core::api_token::ApiTokenStore>,
 }
 
-/// The Unix socket's router: every route, token management included, rate limited per uid
+/// The Unix socket's router: every route, token management and `extra` (profile reload,
+/// backup) included, rate limited per uid
 /// (`limits.socket_rate_per_sec`, `limits.socket_burst`).
-pub fn socket_router(state: AppState, cancel: CancellationToken) -> Router {
+pub fn socket_router(state: AppState, extra: Router, cancel: CancellationToken) -> Router {
     let rate = rate::Rate {
         per_sec: state.limits.config.socket_rate_per_sec,
         burst: state.limits.config.socket_burst,
@@ -76,6 +81,7 @@ pub fn socket_router(state: AppState, cancel: CancellationToken) -> Router {
         .with_state(state.clone());
     router(state)
         .merge(tokens)
+        .merge(extra)
         .layer(rate::layer(rate, rate::UidKey, cancel))
 }
 

@@ -237,6 +237,27 @@ const ROUTES: &[Route] = &[
         "Object",
     ),
     (
+        "get",
+        "/v1/admin/backup",
+        "Stream a backup archive (tar: manifest.json with SHA-256 per file, schema and daemon \
+         version; state.db from an online SQLite backup; encrypted secret bundles; profiles; \
+         the config unless it holds an inline token secret). The daemon writes no file for the \
+         caller; 500 backup_failed",
+        None,
+        200,
+        "Binary",
+    ),
+    (
+        "post",
+        "/v1/profiles/reload",
+        "Read the profiles directory again and swap the set in one step (as SIGHUP does); \
+         422 invalid_profile or invalid_config keeps the running set; restart_required lists \
+         config keys that changed on disk but apply only after a restart",
+        None,
+        200,
+        "ReloadReport",
+    ),
+    (
         "post",
         "/v1/profiles/validate",
         "Validate a YAML body of profiles",
@@ -301,7 +322,7 @@ const ERRORS: &[(u16, &str)] = &[
         422,
         "Validation failed: invalid_request, invalid_repo_url, invalid_git_ref, invalid_name, \
          out_of_range (details: field, value, min, max; also limit outside \
-         1..=limits.list_max_limit), invalid_profile, too_complex (parse \
+         1..=limits.list_max_limit), invalid_profile, invalid_config, too_complex (parse \
          over limits.yaml_parse_timeout_ms)",
     ),
     (
@@ -363,7 +384,7 @@ pub fn document() -> Value {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
             "Health": obj, "Status": obj, "Object": obj, "Sandbox": obj, "SandboxDetail": obj, "Job": obj, "Workspace": obj,
-            "RebindResponse": obj, "CreateSandboxRequest": obj, "RunJobRequest": obj, "RenewLeaseRequest": obj,
+            "RebindResponse": obj, "ReloadReport": obj, "CreateSandboxRequest": obj, "RunJobRequest": obj, "RenewLeaseRequest": obj,
             "CreateWorkspaceRequest": obj, "AttachWorkspaceRequest": obj, "RebindWorkspaceRequest": obj,
             "SandboxList": list, "JobList": list, "EventList": list, "ArtifactList": list, "WorkspaceList": list, "ProfileList": list,
             "NewApiToken": obj, "ApiToken": obj, "ApiTokenList": list,

@@ -58,7 +58,7 @@ async fn setup(remote: RemoteConfig) -> R {
         tokens: Arc::new(MemoryStore::new()),
     };
     R {
-        socket: socket_router(state.clone(), cancel.clone()),
+        socket: socket_router(state.clone(), Router::new(), cancel.clone()),
         remote: remote_router(state, &remote, Router::new(), cancel),
         clock,
         _dir: dir,

@@ -91,8 +91,7 @@ async fn redactor_for(st: &GuestState, job: &Job, token: &str) -> Result<Arc<Red
     }
     let bundle = st
         .lab
-        .profiles()
-        .get(&job.profile)
+        .job_profile(job)
         .and_then(|p| p.secrets_bundle.clone());
     let bundle = match bundle {
         None => SecretBundle::default(),
@@ -205,8 +204,7 @@ pub async fn artifact(
     }
     let profile_max = st
         .lab
-        .profiles()
-        .get(&job.profile)
+        .job_profile(job)
         .map_or(st.artifact_max_bytes, |p| p.artifacts.max_bytes);
     let limit = profile_max
         .min(st.artifact_max_bytes)

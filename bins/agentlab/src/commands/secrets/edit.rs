@@ -8,7 +8,9 @@ use agentlab_secrets::{AgeSecretStore, Removal};
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use super::{blocking, hint};
+use serde_json::json;
+
+use super::{blocking, done, hint};
 
 /// Arguments of `set-env`.
 #[derive(Debug, clap::Args)]
@@ -98,6 +100,7 @@ pub(super) async fn set_env(
     store: AgeSecretStore,
     bundle: String,
     a: SetEnvArgs,
+    json: bool,
 ) -> anyhow::Result<()> {
     agentlab_secrets::validate_env_key(&a.key)?;
     let value = read_stdin(&format!("the value of {}", a.key), true)?;
@@ -106,14 +109,19 @@ pub(super) async fn set_env(
         &bundle,
         blocking(move || store.set_env(&b, &key, value)).await,
     )?;
-    println!("Set {} in bundle {bundle:?}", a.key);
-    Ok(())
+    let text = format!("Set {} in bundle {bundle:?}", a.key);
+    done(
+        json,
+        &json!({"bundle": bundle, "set": "env", "key": a.key}),
+        &text,
+    )
 }
 
 pub(super) async fn set_git(
     store: AgeSecretStore,
     bundle: String,
     a: SetGitArgs,
+    json: bool,
 ) -> anyhow::Result<()> {
     let git = match (a.username, a.ssh_key_file) {
         (Some(username), _) => GitCredentials::Https {
@@ -134,25 +142,34 @@ pub(super) async fn set_git(
     };
     let b = bundle.clone();
     hint(&bundle, blocking(move || store.set_git(&b, git)).await)?;
-    println!("Set git credentials in bundle {bundle:?}");
-    Ok(())
+    let text = format!("Set git credentials in bundle {bundle:?}");
+    done(json, &json!({"bundle": bundle, "set": "git"}), &text)
 }
 
-pub(super) async fn set_claude(store: AgeSecretStore, bundle: String) -> anyhow::Result<()> {
-    let json = read_stdin("Claude settings JSON", false)?;
+pub(super) async fn set_claude(
+    store: AgeSecretStore,
+    bundle: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    let settings = read_stdin("Claude settings JSON", false)?;
     let b = bundle.clone();
     hint(
         &bundle,
-        blocking(move || store.set_claude_settings(&b, json)).await,
+        blocking(move || store.set_claude_settings(&b, settings)).await,
     )?;
-    println!("Set Claude settings in bundle {bundle:?}");
-    Ok(())
+    let text = format!("Set Claude settings in bundle {bundle:?}");
+    done(
+        json,
+        &json!({"bundle": bundle, "set": "claude_settings"}),
+        &text,
+    )
 }
 
 pub(super) async fn add_file(
     store: AgeSecretStore,
     bundle: String,
     a: AddFileArgs,
+    json: bool,
 ) -> anyhow::Result<()> {
     agentlab_secrets::validate_file_path(&a.path)?;
     let content = read_stdin(&format!("the content of {}", a.path), false)?;
@@ -163,11 +180,20 @@ pub(super) async fn add_file(
     };
     let b = bundle.clone();
     hint(&bundle, blocking(move || store.add_file(&b, file)).await)?;
-    println!("Added file {} to bundle {bundle:?}", a.path);
-    Ok(())
+    let text = format!("Added file {} to bundle {bundle:?}", a.path);
+    done(
+        json,
+        &json!({"bundle": bundle, "set": "file", "path": a.path}),
+        &text,
+    )
 }
 
-pub(super) async fn rm(store: AgeSecretStore, bundle: String, a: RmArgs) -> anyhow::Result<()> {
+pub(super) async fn rm(
+    store: AgeSecretStore,
+    bundle: String,
+    a: RmArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let what = match (a.key, a.file) {
         (Some(key), _) => Removal::Env(key),
         (None, Some(path)) => Removal::File(path),
@@ -183,6 +209,6 @@ pub(super) async fn rm(store: AgeSecretStore, bundle: String, a: RmArgs) -> anyh
         Removal::ClaudeSettings => "Claude settings".to_owned(),
         Removal::File(path) => format!("file {path}"),
     };
-    println!("Removed {item} from bundle {bundle:?}");
-    Ok(())
+    let text = format!("Removed {item} from bundle {bundle:?}");
+    done(json, &json!({"bundle": bundle, "removed": item}), &text)
 }

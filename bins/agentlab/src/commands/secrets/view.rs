@@ -6,7 +6,9 @@ use agentlab_secrets::AgeSecretStore;
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use super::{blocking, hint};
+use serde_json::json;
+
+use super::{blocking, done, hint};
 
 /// Arguments of `show`.
 #[derive(Debug, clap::Args)]
@@ -28,10 +30,22 @@ pub(super) struct RotateArgs {
     recipients_file: Option<PathBuf>,
 }
 
-pub(super) async fn init(store: AgeSecretStore, bundle: String) -> anyhow::Result<()> {
+pub(super) async fn init(store: AgeSecretStore, bundle: String, json: bool) -> anyhow::Result<()> {
     let (identity, dir) = (store.identity_path().to_owned(), store.dir().to_owned());
     let b = bundle.clone();
     let report = blocking(move || store.init(&b)).await?;
+    if json {
+        return crate::output::print_json(&json!({
+            "identity": identity,
+            "identity_created": report.identity_created,
+            "public_keys": report.public_keys,
+            "recipients": dir.join("recipients.txt"),
+            "recipients_created": report.recipients_created,
+            "bundle": bundle,
+            "bundle_created": report.bundle_created,
+            "dir": dir,
+        }));
+    }
     let created = |yes: bool| if yes { "Created" } else { "Kept existing" };
     println!(
         "{} identity {}",
@@ -54,7 +68,12 @@ pub(super) async fn init(store: AgeSecretStore, bundle: String) -> anyhow::Resul
     Ok(())
 }
 
-pub(super) async fn show(store: AgeSecretStore, bundle: String, a: ShowArgs) -> anyhow::Result<()> {
+pub(super) async fn show(
+    store: AgeSecretStore,
+    bundle: String,
+    a: ShowArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let b = bundle.clone();
     let shown = if a.reveal {
         eprintln!(
@@ -65,6 +84,13 @@ pub(super) async fn show(store: AgeSecretStore, bundle: String, a: ShowArgs) -> 
     } else {
         hint(&bundle, blocking(move || store.show(&b)).await)?
     };
+    if json {
+        let doc = json!({"bundle": bundle, "revealed": a.reveal, "content": shown});
+        let text =
+            Zeroizing::new(serde_json::to_string_pretty(&doc).context("cannot format the bundle")?);
+        println!("{}", text.as_str());
+        return Ok(());
+    }
     let yaml = Zeroizing::new(serde_yaml::to_string(&shown).context("cannot format the bundle")?);
     println!("# bundle: {bundle}");
     print!("{}", yaml.as_str());
@@ -75,6 +101,7 @@ pub(super) async fn rotate(
     store: AgeSecretStore,
     bundle: Option<String>,
     a: RotateArgs,
+    json: bool,
 ) -> anyhow::Result<()> {
     let mut recipients = a.recipients;
     if let Some(path) = &a.recipients_file {
@@ -90,11 +117,17 @@ pub(super) async fn rotate(
     let count = recipients.len();
     let identity = store.identity_path().to_owned();
     let report = blocking(move || store.rotate(bundle.as_deref(), &recipients)).await?;
-    println!(
+    let text = format!(
         "Re-encrypted {} bundle(s) to {count} recipient(s): {}",
         report.bundles.len(),
         report.bundles.join(", ")
     );
+    let doc = json!({
+        "bundles": report.bundles,
+        "recipients": count,
+        "identity_can_decrypt": report.identity_can_decrypt,
+    });
+    done(json, &doc, &text)?;
     if !report.identity_can_decrypt {
         eprintln!(
             "warning: the identity {} is not among the new recipients and can no longer decrypt \
@@ -105,15 +138,23 @@ pub(super) async fn rotate(
     Ok(())
 }
 
-pub(super) async fn list(store: AgeSecretStore) -> anyhow::Result<()> {
-    for name in blocking(move || store.list_blocking()).await? {
+pub(super) async fn list(store: AgeSecretStore, json: bool) -> anyhow::Result<()> {
+    let names = blocking(move || store.list_blocking()).await?;
+    if json {
+        return crate::output::print_json(&names);
+    }
+    for name in names {
         println!("{name}");
     }
     Ok(())
 }
 
-pub(super) async fn public_key(store: AgeSecretStore) -> anyhow::Result<()> {
-    for key in blocking(move || store.public_keys()).await? {
+pub(super) async fn public_key(store: AgeSecretStore, json: bool) -> anyhow::Result<()> {
+    let keys = blocking(move || store.public_keys()).await?;
+    if json {
+        return crate::output::print_json(&keys);
+    }
+    for key in keys {
         println!("{key}");
     }
     Ok(())
