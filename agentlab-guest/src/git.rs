@@ -128,7 +128,7 @@ impl Git {
     }
 
     /// A git command with the safety options; runs in the checkout when `in_repo`.
-    fn cmd(&self, in_repo: bool) -> Command {
+    pub(crate) fn cmd(&self, in_repo: bool) -> Command {
         let mut c = Command::new(&self.bin);
         for k in SCRUBBED_ENV {
             c.env_remove(k);
@@ -149,7 +149,7 @@ impl Git {
         c
     }
 
-    async fn query(&self, args: &[&str]) -> Result<(i32, String), GuestError> {
+    pub(crate) async fn query(&self, args: &[&str]) -> Result<(i32, String), GuestError> {
         let mut c = self.cmd(true);
         c.args(args);
         let (code, out, _) = process::output(c, "git", QUERY_TIMEOUT).await?;
@@ -163,9 +163,22 @@ impl Git {
         limits: &Limits,
         logs: &LogHandle,
     ) -> Result<(), GuestError> {
+        self.streamed_step(c, what, "clone", limits, logs).await
+    }
+
+    /// Runs `c` with its output in the log; a failure is a [`GuestError::Step`] of `step`
+    /// carrying the last lines of git's stderr.
+    pub(crate) async fn streamed_step(
+        &self,
+        c: Command,
+        what: &str,
+        step: &'static str,
+        limits: &Limits,
+        logs: &LogHandle,
+    ) -> Result<(), GuestError> {
         let run = process::run_streamed(c, what, limits, logs)
             .await
-            .map_err(|e| GuestError::step("clone", e.to_string()))?;
+            .map_err(|e| GuestError::step(step, e.to_string()))?;
         if run.end.success() {
             return Ok(());
         }
@@ -178,13 +191,28 @@ impl Git {
             .map(String::as_str)
             .collect();
         Err(GuestError::step(
-            "clone",
+            step,
             format!(
                 "{what} failed (exit code {}): {}",
                 run.end.code(),
                 tail.join(" | ")
             ),
         ))
+    }
+
+    /// The directory of the checkout.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The git binary.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The `origin` URL.
+    pub fn repo_url(&self) -> &str {
+        &self.repo_url
     }
 
     /// Clones (or refreshes a reused checkout), checks out the ref onto the work branch and
@@ -274,7 +302,7 @@ impl Git {
         ))
     }
 
-    async fn rev(&self, name: &str) -> Result<Option<String>, GuestError> {
+    pub(crate) async fn rev(&self, name: &str) -> Result<Option<String>, GuestError> {
         let spec = format!("{name}^{{commit}}");
         let (code, out) = self
             .query(&["rev-parse", "--verify", "--quiet", &spec])
@@ -414,6 +442,7 @@ mod tests {
             timeout_secs: 1,
             clone_path: dir.join("checkout").display().to_string(),
             work_branch: "agentlab/job-1".into(),
+            result: None,
         }
     }
 

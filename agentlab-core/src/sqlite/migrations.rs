@@ -141,8 +141,17 @@ CREATE INDEX jobs_created ON jobs (created_at);
 CREATE INDEX jobs_state_created ON jobs (state, created_at);
 ";
 
+/// Version 4: results back to git. `result_spec` is the job's resolved `result` (JSON);
+/// `pushed_branch`, `pushed_commit` and `pr_url` are what the runner reported pushing.
+const V4: &str = r"
+ALTER TABLE jobs ADD COLUMN result_spec TEXT;
+ALTER TABLE jobs ADD COLUMN pushed_branch TEXT;
+ALTER TABLE jobs ADD COLUMN pushed_commit TEXT;
+ALTER TABLE jobs ADD COLUMN pr_url TEXT;
+";
+
 /// Every migration, in order.
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 /// The schema version this code writes.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

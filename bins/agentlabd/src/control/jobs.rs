@@ -50,6 +50,7 @@ pub async fn create(
             ttl_minutes: req.ttl_minutes,
             keepalive: req.keepalive,
             workspace: req.workspace,
+            result: req.result,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
