@@ -14,7 +14,8 @@
 
 use agentlab_core::GitCredentials;
 use agentlab_core::model::{JobPushed, JobResultSpec};
-use agentlab_core::redact::{Redactor, bytes_contain_secret};
+use agentlab_core::redact::Redactor;
+use agentlab_core::redact::archive::bytes_contain_secret;
 
 use crate::error::GuestError;
 use crate::forge;
