@@ -123,3 +123,7 @@ pub async fn open(pr: &PullRequest<'_>, token: &SecretValue) -> Result<String, G
         .map(str::to_owned)
         .ok_or_else(|| fail(format!("POST {url} answered {status} without html_url")))
 }
+
+#[cfg(test)]
+#[path = "forge_tests.rs"]
+mod tests;
