@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod forge;
 pub mod git;
+mod git_sanitize;
 pub mod logs;
 mod outcome;
 pub mod privdrop;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::engine::after_report::AfterReport;
 use crate::engine::error::EngineError;
+use crate::engine::job_events::{finished_payload, summary};
 use crate::engine::lab::Lab;
 use crate::engine::provision::SandboxRequest;
 use crate::event::{EventKind, NewEvent};
@@ -395,34 +396,4 @@ impl Lab {
             tracing::warn!(sandbox = %vmid, error = %crate::engine::error::chain(&e), "state change lost");
         }
     }
-}
-
-fn summary(o: &JobOutcome) -> String {
-    let mut parts = Vec::new();
-    if let Some(c) = o.exit_code {
-        parts.push(format!("exit {c}"));
-    }
-    if let Some(s) = &o.failed_step {
-        parts.push(format!("failed at {s}"));
-    }
-    if let Some(e) = &o.error {
-        parts.push(e.clone());
-    }
-    if let Some(s) = &o.summary {
-        parts.push(s.clone());
-    }
-    if parts.is_empty() {
-        "no details".into()
-    } else {
-        parts.join("; ")
-    }
-}
-
-/// The `job_finished` event payload: the outcome, plus `pushed` when the runner pushed.
-fn finished_payload(report: &GuestReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(&report.outcome).unwrap_or_default();
-    if let (Some(map), Some(p)) = (v.as_object_mut(), &report.pushed) {
-        map.insert("pushed".into(), serde_json::to_value(p).unwrap_or_default());
-    }
-    v
 }

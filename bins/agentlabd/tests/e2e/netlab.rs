@@ -165,9 +165,7 @@ class H(BaseHTTPRequestHandler):
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip(), 16)
             if size == 0:
-                while self.rfile.readline() not in (b"
-", b"
-", b""): pass
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""): pass
                 return b"".join(parts)
             parts.append(self.rfile.read(size))
             self.rfile.readline()
