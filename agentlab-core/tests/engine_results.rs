@@ -36,7 +36,11 @@ async fn the_override_is_resolved_at_submission_and_the_push_is_recorded() {
     assert_eq!(spec.pull_request, None);
     r.lab.wait_idle().await;
     let vmid = job.sandbox.unwrap();
-    let grant = r.lab.bootstrap_fetch(vmid, &r.tap.token_for(vmid)).await.unwrap();
+    let grant = r
+        .lab
+        .bootstrap_fetch(vmid, &r.tap.token_for(vmid))
+        .await
+        .unwrap();
     assert_eq!(grant.job.result.as_ref(), Some(&spec));
     let pushed = JobPushed {
         branch: spec.branch.clone(),
@@ -109,7 +113,13 @@ async fn unsafe_results_are_refused_before_a_job_exists() {
             other => panic!("expected Invalid ({why}), got {other:?}"),
         }
     }
-    assert!(r.lab.list_jobs(&Default::default()).await.unwrap().is_empty());
+    assert!(
+        r.lab
+            .list_jobs(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Without a result nothing is pushed.
     let job = r.lab.run_job(job_req(None)).await.unwrap();
     assert_eq!(job.result, None);

@@ -126,8 +126,17 @@ async fn forge_errors_carry_status_and_message_but_not_the_token() {
     };
     let err = open(&pr, &SecretValue::new(TOKEN)).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, GuestError::Step { step: "open_pr", .. }));
-    assert!(text.contains("422") && text.contains("already exists"), "{text}");
+    assert!(matches!(
+        err,
+        GuestError::Step {
+            step: "open_pr",
+            ..
+        }
+    ));
+    assert!(
+        text.contains("422") && text.contains("already exists"),
+        "{text}"
+    );
     assert!(!text.contains(TOKEN));
     // A 3xx answer is an error too (redirects are never followed).
     let (api, _calls) = fake_forge(StatusCode::MOVED_PERMANENTLY, serde_json::json!({})).await;

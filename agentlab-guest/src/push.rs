@@ -173,7 +173,13 @@ async fn commit_leftovers(ctx: &StepCtx<'_>, git: &Git, limits: &Limits) -> Resu
         .arg(format!("user.name={BOT_NAME}"))
         .arg("-c")
         .arg(format!("user.email={BOT_EMAIL}"))
-        .args(["-c", "commit.gpgsign=false", "commit", "--no-verify", "--quiet"])
+        .args([
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "--no-verify",
+            "--quiet",
+        ])
         .arg("-m")
         .arg(format!(
             "AgentLab: changes left uncommitted by job {}",

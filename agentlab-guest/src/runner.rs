@@ -281,7 +281,8 @@ async fn run_job(
         cancel,
     };
     let result = steps(&ctx, &mut checkout).await;
-    let (result, pushed) = crate::push::after_agent(&ctx, result, checkout.as_ref(), &redactor).await;
+    let (result, pushed) =
+        crate::push::after_agent(&ctx, result, checkout.as_ref(), &redactor).await;
 
     let mut report = verdict(result, job.timeout_secs, &redactor);
     report.pushed = pushed;

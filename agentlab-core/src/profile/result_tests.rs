@@ -37,10 +37,22 @@ fn defaults_push_nothing_and_keys_are_strict() {
 #[test]
 fn profile_validation_names_the_field() {
     for (yaml, field) in [
-        ("result:\n  push: true\n  branch: fixed-branch\n", "result.branch"),
-        ("result:\n  push: true\n  branch: a/{sandbox}/{job}\n", "result.branch"),
-        ("result:\n  push: true\n  branch: bad..{job}\n", "result.branch"),
-        ("result:\n  push: true\n  branch: \"x {job}\"\n", "result.branch"),
+        (
+            "result:\n  push: true\n  branch: fixed-branch\n",
+            "result.branch",
+        ),
+        (
+            "result:\n  push: true\n  branch: a/{sandbox}/{job}\n",
+            "result.branch",
+        ),
+        (
+            "result:\n  push: true\n  branch: bad..{job}\n",
+            "result.branch",
+        ),
+        (
+            "result:\n  push: true\n  branch: \"x {job}\"\n",
+            "result.branch",
+        ),
         ("result:\n  open_pr: true\n", "result.open_pr"),
         (
             "result:\n  push: true\n  open_pr: true\n  pr:\n    forge: gitea\n",
@@ -50,14 +62,13 @@ fn profile_validation_names_the_field() {
             "result:\n  push: true\n  pr:\n    api_url: ftp://x\n",
             "result.pr.api_url",
         ),
-        ("result:\n  push: true\n  pr:\n    base: \"a:b\"\n", "result.pr.base"),
+        (
+            "result:\n  push: true\n  pr:\n    base: \"a:b\"\n",
+            "result.pr.base",
+        ),
     ] {
         let e = load(yaml).unwrap_err();
-        assert_eq!(
-            e.details.field.as_deref(),
-            Some(field),
-            "{yaml}: {e}"
-        );
+        assert_eq!(e.details.field.as_deref(), Some(field), "{yaml}: {e}");
     }
     let ok = load(
         "result:\n  push: true\n  branch: bots/{profile}/{job}\n  open_pr: true\n  pr:\n    forge: forgejo\n    api_url: http://127.0.0.1:3000\n    title: \"Job {job}\"\n",
@@ -83,8 +94,27 @@ fn branch_names_follow_git_rules() {
         check_branch_name(ok).unwrap();
     }
     for bad in [
-        "", "-x", "/x", "x/", "x.", "a..b", "a b", "a~b", "a^b", "a:b", "a?b", "a*b", "a[b",
-        "a\\b", "a@{b", "@", "a//b", "a/.b", "a/b.lock", "refs/heads/x", "a\tb",
+        "",
+        "-x",
+        "/x",
+        "x/",
+        "x.",
+        "a..b",
+        "a b",
+        "a~b",
+        "a^b",
+        "a:b",
+        "a?b",
+        "a*b",
+        "a[b",
+        "a\\b",
+        "a@{b",
+        "@",
+        "a//b",
+        "a/.b",
+        "a/b.lock",
+        "refs/heads/x",
+        "a\tb",
     ] {
         assert!(check_branch_name(bad).is_err(), "{bad:?}");
     }
@@ -94,12 +124,18 @@ fn branch_names_follow_git_rules() {
 #[test]
 fn repo_urls_give_forge_coordinates() {
     let c = |u: &str| repo_coordinates(u).map(|(h, o, r)| format!("{h} {o} {r}"));
-    assert_eq!(c("https://github.com/you/app.git").as_deref(), Some("github.com you app"));
+    assert_eq!(
+        c("https://github.com/you/app.git").as_deref(),
+        Some("github.com you app")
+    );
     assert_eq!(
         c("https://user@GitHub.com:443/you/app/").as_deref(),
         Some("github.com you app")
     );
-    assert_eq!(c("git@github.com:you/app.git").as_deref(), Some("github.com you app"));
+    assert_eq!(
+        c("git@github.com:you/app.git").as_deref(),
+        Some("github.com you app")
+    );
     assert_eq!(
         c("ssh://git@gitea.lan:2222/org/svc").as_deref(),
         Some("gitea.lan org svc")
@@ -165,9 +201,13 @@ fn resolve_builds_the_pull_request() {
         open_pr: true,
         ..ResultProfile::default()
     };
-    let spec = resolve_result(&github, None, ctx("https://github.com/you/app.git", Some("dev")))
-        .unwrap()
-        .unwrap();
+    let spec = resolve_result(
+        &github,
+        None,
+        ctx("https://github.com/you/app.git", Some("dev")),
+    )
+    .unwrap()
+    .unwrap();
     let pr = spec.pull_request.unwrap();
     assert_eq!(pr.api_url, "https://api.github.com");
     assert_eq!((pr.owner.as_str(), pr.repo.as_str()), ("you", "app"));
@@ -190,11 +230,15 @@ fn resolve_builds_the_pull_request() {
         pr_base: Some("release".into()),
         ..ResultOverride::default()
     };
-    let pr = resolve_result(&gitea, Some(&over), ctx("http://127.0.0.1:3000/o/r.git", None))
-        .unwrap()
-        .unwrap()
-        .pull_request
-        .unwrap();
+    let pr = resolve_result(
+        &gitea,
+        Some(&over),
+        ctx("http://127.0.0.1:3000/o/r.git", None),
+    )
+    .unwrap()
+    .unwrap()
+    .pull_request
+    .unwrap();
     assert_eq!(pr.api_url, "http://127.0.0.1:3000");
     assert_eq!(pr.title, "p: job-00aa");
     assert_eq!(pr.base.as_deref(), Some("release"));

@@ -21,7 +21,8 @@ mod tests {
     const TOKEN: &str = "ghp_push_token_0123456789";
     const BRANCH: &str = "agentlab/job-0123abcd";
     /// The agent commits one change and leaves another uncommitted (a new file).
-    const AGENT: &str = "echo more >> README.md && git commit -qam 'agent work' && echo left > left.txt";
+    const AGENT: &str =
+        "echo more >> README.md && git commit -qam 'agent work' && echo left > left.txt";
 
     fn bundle(token: &str) -> SecretBundle {
         SecretBundle {
@@ -79,9 +80,15 @@ mod tests {
         assert!(lines[1].ends_with("|agent work"), "{authors}");
         // Each is a step, and the token shows up nowhere.
         let steps = mock.recorded(|r| r.events.clone());
-        assert!(steps.iter().any(|e| e == "status:Running:push"), "{steps:?}");
+        assert!(
+            steps.iter().any(|e| e == "status:Running:push"),
+            "{steps:?}"
+        );
         assert!(!logs.contains(TOKEN) && !stderr(&out).contains(TOKEN));
-        assert!(logs.contains(&format!("pushed {on_server} to {BRANCH}")), "{logs}");
+        assert!(
+            logs.contains(&format!("pushed {on_server} to {BRANCH}")),
+            "{logs}"
+        );
         env.assert_secrets_wiped();
     }
 
@@ -127,9 +134,10 @@ mod tests {
         let (base, _seen) = git_http::serve(env.tmp.path().to_owned(), "bob", TOKEN).await;
         let repo_url = format!("{base}/origin");
         let mut secrets = bundle(TOKEN);
-        secrets
-            .env
-            .insert("API_KEY".into(), SecretValue::new("sk-live-abcdef0123456789"));
+        secrets.env.insert(
+            "API_KEY".into(),
+            SecretValue::new("sk-live-abcdef0123456789"),
+        );
         let mock = Mock::start(|url| {
             let mut p = env.payload(url, "echo \"$API_KEY\" > key.txt", 60, secrets);
             p.job.repo = repo_url.clone();
@@ -209,7 +217,10 @@ mod tests {
         let report = mock.final_report();
         assert_eq!(report.state, GuestJobState::Completed, "{report:?}");
         let pushed = report.pushed.unwrap();
-        assert_eq!(pushed.pr_url.as_deref(), Some("http://forge.test/o/r/pulls/7"));
+        assert_eq!(
+            pushed.pr_url.as_deref(),
+            Some("http://forge.test/o/r/pulls/7")
+        );
         let calls = seen.lock().unwrap().clone();
         assert_eq!(calls.len(), 1, "{calls:?}");
         let c = &calls[0];

@@ -226,8 +226,21 @@ fn job_run_builds_the_request() {
     assert_eq!(req.workspace.as_deref(), Some("ws-1"));
     assert_eq!(req.result, None, "no result flag, no override");
     let cli = parse(&[
-        "job", "run", "--repo", "r", "--task", "t", "--profile", "p", "--push", "--branch",
-        "bots/{job}", "--open-pr", "--pr-base", "dev", "--no-commit-leftovers",
+        "job",
+        "run",
+        "--repo",
+        "r",
+        "--task",
+        "t",
+        "--profile",
+        "p",
+        "--push",
+        "--branch",
+        "bots/{job}",
+        "--open-pr",
+        "--pr-base",
+        "dev",
+        "--no-commit-leftovers",
     ]);
     let Command::Job(a) = cli.command else {
         panic!()

@@ -112,7 +112,10 @@ pub fn job_detail(j: &Job) -> String {
         ),
         (
             "pushed",
-            opt(j.pushed.as_ref().map(|p| format!("{} {}", p.branch, p.commit))),
+            opt(j
+                .pushed
+                .as_ref()
+                .map(|p| format!("{} {}", p.branch, p.commit))),
         ),
         (
             "pull request",

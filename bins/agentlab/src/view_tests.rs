@@ -140,8 +140,14 @@ fn failed_job_result_names_the_step_and_lists_artifacts() {
         pr_url: Some("http://forge.test/o/r/pulls/7".into()),
     });
     let out = job_detail(&pushed);
-    assert!(out.contains("\npushed:        agentlab/job-ab c0ffee\n"), "{out}");
-    assert!(out.contains("\npull request:  http://forge.test/o/r/pulls/7\n"), "{out}");
+    assert!(
+        out.contains("\npushed:        agentlab/job-ab c0ffee\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\npull request:  http://forge.test/o/r/pulls/7\n"),
+        "{out}"
+    );
     let mut running = job.clone();
     running.state = JobState::Running;
     assert!(job_detail(&running).contains("\nstep:         clone"));

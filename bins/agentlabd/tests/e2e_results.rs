@@ -60,7 +60,15 @@ fn pushed_job_branch_lands_on_the_server_and_in_the_job_record() {
     lab.secrets(&["set-git", "--username", "bob"], Some(TOKEN));
     let url = lab.serve_git_http("bob", TOKEN);
     let out = lab.cli(&[
-        "job", "run", "--repo", &url, "--task", "edit", "--profile", "e2e", "--push",
+        "job",
+        "run",
+        "--repo",
+        &url,
+        "--task",
+        "edit",
+        "--profile",
+        "e2e",
+        "--push",
     ]);
     let jobs = lab.json(&["job", "list"]);
     let id = jobs[0]["id"].as_str().unwrap().to_owned();
@@ -79,17 +87,32 @@ fn pushed_job_branch_lands_on_the_server_and_in_the_job_record() {
     let commit = job["pushed"]["commit"].as_str().unwrap().to_owned();
     assert_eq!(job["outcome"]["commit"], commit.as_str());
     // The server has the branch at that commit: the agent's change plus the committed leftover.
-    assert_eq!(server_git(&lab, &["rev-parse", &format!("refs/heads/{branch}")]), commit);
-    assert_eq!(server_git(&lab, &["show", &format!("{branch}:left.txt")]), "left");
+    assert_eq!(
+        server_git(&lab, &["rev-parse", &format!("refs/heads/{branch}")]),
+        commit
+    );
+    assert_eq!(
+        server_git(&lab, &["show", &format!("{branch}:left.txt")]),
+        "left"
+    );
     let subjects = server_git(&lab, &["log", "--format=%an|%s", "-2", &branch]);
-    assert!(subjects.starts_with("AgentLab|AgentLab: changes"), "{subjects}");
+    assert!(
+        subjects.starts_with("AgentLab|AgentLab: changes"),
+        "{subjects}"
+    );
     assert!(subjects.ends_with("|e2e change"), "{subjects}");
     // The base branch is untouched.
-    assert_eq!(server_git(&lab, &["log", "--format=%s", "-1", "main"]), "init");
+    assert_eq!(
+        server_git(&lab, &["log", "--format=%s", "-1", "main"]),
+        "init"
+    );
     // The CLI shows it; the steps are events; the token appears nowhere.
     let shown = lab.cli(&["job", "show", &id]);
     let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
-    assert!(shown.contains("pushed:") && shown.contains(&commit), "{shown}");
+    assert!(
+        shown.contains("pushed:") && shown.contains(&commit),
+        "{shown}"
+    );
     let events = lab.json(&["logs", &id]);
     let steps: Vec<&str> = events
         .as_array()

@@ -67,7 +67,9 @@ async fn handle(
 ) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     let push = uri.path().ends_with("/git-receive-pack")
-        || uri.query().is_some_and(|q| q.contains("service=git-receive-pack"));
+        || uri
+            .query()
+            .is_some_and(|q| q.contains("service=git-receive-pack"));
     let expected = if push {
         &shared.expected_push
     } else {

@@ -12,8 +12,8 @@ use agentlab_core::api::guest::{
     ArtifactReceipt, CODE_JOB_ENDED, GuestJobState, LogBatch, LogStream, StatusReport,
 };
 use agentlab_core::engine::{EngineError, GuestReport};
-use agentlab_core::redact::Redactor;
 use agentlab_core::model::JobPushed;
+use agentlab_core::redact::Redactor;
 use agentlab_core::{Artifact, Job, JobOutcome, JobState, SecretBundle};
 
 use crate::artifacts::{ArtifactStore, UploadError};
