@@ -78,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         state: JobState::Running,
         step: Some("agent".into()),
         outcome: JobOutcome::default(),
+        pushed: None,
     };
     lab.report_status(&job.id, &rt, running).await?;
     lab.append_logs(&job.id, &rt, vec!["hello from the agent".into()])
@@ -89,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             exit_code: Some(0),
             ..JobOutcome::default()
         },
+        pushed: None,
     };
     lab.report_status(&job.id, &rt, done).await?;
     lab.wait_idle().await;

@@ -100,6 +100,7 @@ async fn job_calls_use_their_routes() {
         ttl_minutes: None,
         keepalive: None,
         workspace: None,
+        result: None,
     };
     assert_eq!(c.run_job(&req).await.unwrap().id, j.id);
     assert_eq!(c.show_job(&j.id).await.unwrap().state, JobState::Completed);
@@ -130,6 +131,7 @@ async fn errors_carry_the_api_code_and_message() {
         ttl_minutes: None,
         keepalive: None,
         workspace: None,
+        result: None,
     };
     let e = srv.client().run_job(&req).await.unwrap_err();
     let api = e.api().unwrap();

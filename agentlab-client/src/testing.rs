@@ -233,6 +233,8 @@ pub mod fixtures {
             created_at: ts(0),
             updated_at: ts(0),
             ended_at: None,
+            result: None,
+            pushed: None,
         }
     }
 

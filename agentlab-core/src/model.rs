@@ -116,6 +116,56 @@ pub struct Job {
     pub updated_at: Timestamp,
     /// When the job ended.
     pub ended_at: Option<Timestamp>,
+    /// What the runner pushes back to git after the agent (from the profile's `result:` and
+    /// the request); `None` when nothing is pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResultSpec>,
+    /// What the runner pushed, once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<JobPushed>,
+}
+
+/// Results back to git: the branch a job pushes and, optionally, the pull request it opens.
+/// Resolved and validated when the job is created (see `docs/results.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResultSpec {
+    /// The branch pushed to `origin` (a valid git branch name, never the base branch).
+    pub branch: String,
+    /// Commit changes the agent left uncommitted before pushing.
+    pub commit_leftovers: bool,
+    /// The pull request to open after the push, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestSpec>,
+}
+
+/// A pull request on a GitHub-compatible forge (GitHub, Gitea, Forgejo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestSpec {
+    /// `github`, `gitea` or `forgejo`.
+    pub forge: String,
+    /// Base URL of the forge's REST API (`https://api.github.com`, `https://gitea.example`).
+    pub api_url: String,
+    /// Repository owner (user or organisation) on the forge.
+    pub owner: String,
+    /// Repository name on the forge.
+    pub repo: String,
+    /// Pull request title.
+    pub title: String,
+    /// Branch to merge into; the remote's default branch when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// What a job pushed back to git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPushed {
+    /// The branch on `origin`.
+    pub branch: String,
+    /// The commit the branch points at (full hex object id).
+    pub commit: String,
+    /// URL of the pull request opened for it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
 }
 
 /// A persistent workspace volume that outlives sandboxes.

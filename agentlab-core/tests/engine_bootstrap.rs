@@ -26,6 +26,7 @@ fn running() -> GuestReport {
         state: JobState::Running,
         step: Some("agent".into()),
         outcome: JobOutcome::default(),
+        pushed: None,
     }
 }
 
@@ -192,6 +193,7 @@ async fn runner_tokens_are_revoked_at_every_end_of_a_job() {
             exit_code: Some(0),
             ..JobOutcome::default()
         },
+        pushed: None,
     };
     r.lab.report_status(&id, &rt, done.clone()).await.unwrap();
     assert!(matches!(

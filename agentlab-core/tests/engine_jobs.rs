@@ -32,6 +32,7 @@ fn report(state: JobState, exit: Option<i32>) -> GuestReport {
             exit_code: exit,
             ..JobOutcome::default()
         },
+        pushed: None,
     }
 }
 

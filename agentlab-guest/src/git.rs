@@ -31,6 +31,8 @@ use crate::logs::LogHandle;
 use crate::process::{self, Limits};
 use crate::secrets_dir::{SecretsDir, write_private};
 
+pub use crate::git_sanitize::sanitize_repo;
+
 /// Timeout for short local git queries.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Inherited variables that would redirect git.
@@ -128,7 +130,7 @@ impl Git {
     }
 
     /// A git command with the safety options; runs in the checkout when `in_repo`.
-    fn cmd(&self, in_repo: bool) -> Command {
+    pub(crate) fn cmd(&self, in_repo: bool) -> Command {
         let mut c = Command::new(&self.bin);
         for k in SCRUBBED_ENV {
             c.env_remove(k);
@@ -149,7 +151,7 @@ impl Git {
         c
     }
 
-    async fn query(&self, args: &[&str]) -> Result<(i32, String), GuestError> {
+    pub(crate) async fn query(&self, args: &[&str]) -> Result<(i32, String), GuestError> {
         let mut c = self.cmd(true);
         c.args(args);
         let (code, out, _) = process::output(c, "git", QUERY_TIMEOUT).await?;
@@ -163,9 +165,22 @@ impl Git {
         limits: &Limits,
         logs: &LogHandle,
     ) -> Result<(), GuestError> {
+        self.streamed_step(c, what, "clone", limits, logs).await
+    }
+
+    /// Runs `c` with its output in the log; a failure is a [`GuestError::Step`] of `step`
+    /// carrying the last lines of git's stderr.
+    pub(crate) async fn streamed_step(
+        &self,
+        c: Command,
+        what: &str,
+        step: &'static str,
+        limits: &Limits,
+        logs: &LogHandle,
+    ) -> Result<(), GuestError> {
         let run = process::run_streamed(c, what, limits, logs)
             .await
-            .map_err(|e| GuestError::step("clone", e.to_string()))?;
+            .map_err(|e| GuestError::step(step, e.to_string()))?;
         if run.end.success() {
             return Ok(());
         }
@@ -178,13 +193,28 @@ impl Git {
             .map(String::as_str)
             .collect();
         Err(GuestError::step(
-            "clone",
+            step,
             format!(
                 "{what} failed (exit code {}): {}",
                 run.end.code(),
                 tail.join(" | ")
             ),
         ))
+    }
+
+    /// The directory of the checkout.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The git binary.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The `origin` URL.
+    pub fn repo_url(&self) -> &str {
+        &self.repo_url
     }
 
     /// Clones (or refreshes a reused checkout), checks out the ref onto the work branch and
@@ -274,7 +304,7 @@ impl Git {
         ))
     }
 
-    async fn rev(&self, name: &str) -> Result<Option<String>, GuestError> {
+    pub(crate) async fn rev(&self, name: &str) -> Result<Option<String>, GuestError> {
         let spec = format!("{name}^{{commit}}");
         let (code, out) = self
             .query(&["rev-parse", "--verify", "--quiet", &spec])
@@ -328,72 +358,6 @@ impl Git {
     }
 }
 
-/// Replaces `.git/config` with a minimal one and empties `.git/hooks` (see module docs).
-pub async fn sanitize_repo(git_bin: &Path, dir: &Path, repo_url: &str) -> Result<(), GuestError> {
-    let git_dir = dir.join(".git");
-    let is_link = fs::symlink_metadata(&git_dir)
-        .map(|m| m.file_type().is_symlink())
-        .unwrap_or(false);
-    if is_link || !git_dir.is_dir() {
-        return Err(GuestError::step(
-            "clone",
-            format!("{} is not a git checkout", dir.display()),
-        ));
-    }
-    let config = git_dir.join("config");
-    let cfg_query = |key: &str| {
-        let mut c = Command::new(git_bin);
-        c.env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null");
-        c.arg("config")
-            .arg("--file")
-            .arg(&config)
-            .args(["--get", key]);
-        c
-    };
-    let (_, fmt, _) = process::output(
-        cfg_query("extensions.objectformat"),
-        "git config",
-        QUERY_TIMEOUT,
-    )
-    .await?;
-    let fmt = String::from_utf8_lossy(&fmt).trim().to_owned();
-    let mut text = format!(
-        "[core]\n\trepositoryformatversion = {}\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote \"origin\"]\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
-        if fmt.is_empty() { 0 } else { 1 }
-    );
-    if fmt == "sha256" {
-        text.push_str("[extensions]\n\tobjectformat = sha256\n");
-    }
-    let io = |e| {
-        GuestError::step(
-            "clone",
-            format!("cannot sanitize {}: {e}", git_dir.display()),
-        )
-    };
-    // Remove first so a planted symlink is replaced, not followed.
-    let _ = fs::remove_file(&config);
-    fs::write(&config, text).map_err(io)?;
-    let hooks = git_dir.join("hooks");
-    if hooks.exists() {
-        fs::remove_dir_all(&hooks).map_err(io)?;
-    }
-    fs::create_dir_all(&hooks).map_err(io)?;
-    let mut c = Command::new(git_bin);
-    c.env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null");
-    c.arg("config")
-        .arg("--file")
-        .arg(&config)
-        .arg("remote.origin.url")
-        .arg(repo_url);
-    let (code, _, _) = process::output(c, "git config", QUERY_TIMEOUT).await?;
-    if code != 0 {
-        return Err(GuestError::step("clone", "cannot set remote.origin.url"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -414,6 +378,7 @@ mod tests {
             timeout_secs: 1,
             clone_path: dir.join("checkout").display().to_string(),
             work_branch: "agentlab/job-1".into(),
+            result: None,
         }
     }
 

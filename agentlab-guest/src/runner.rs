@@ -2,14 +2,16 @@
 //!
 //! Order: prepare the secrets dir (refusing a non-tmpfs one before the token is spent) →
 //! cached payload, or bootstrap file (moved into the secrets tmpfs and deleted) + fetch →
-//! `RUNNING bootstrap` (bundle files) → `RUNNING clone` → `RUNNING agent` → commit and diff
+//! `RUNNING bootstrap` (bundle files) → `RUNNING clone` → `RUNNING agent` → (with a `result`
+//! and a successful agent: `RUNNING push`, `RUNNING open_pr`) → commit and diff
 //! stat → `report.json` → log flush → bundle and upload `artifacts.tar.gz` (retried with
 //! backoff) → final report (`COMPLETED`/`FAILED`/`TIMEOUT`) → wipe the secrets dir. The final report always goes out once a runner token exists, naming
 //! the failed step and its (redacted) cause. Artifacts are uploaded before the final report so
 //! the daemon may destroy the sandbox as soon as that report arrives.
 //!
-//! The runner does not commit for the agent: agents are expected to commit their work; the
-//! report carries `git rev-parse HEAD` and a diff stat and notes uncommitted changes.
+//! The runner does not commit for the agent unless the job's `result` asks it to commit
+//! leftovers before a push; the report carries `git rev-parse HEAD` and a diff stat and notes
+//! uncommitted changes.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -132,7 +134,7 @@ async fn obtain_payload(
             {
                 tracing::warn!(error = %e, "cannot hand the channel key on; no channel");
             }
-            install_ssh_keys(config, &data.ssh_public_keys);
+            crate::ssh_keys::install_for(config, &data.ssh_public_keys);
             secrets.cache_bootstrap(&data)?;
             bootstrap::remove_file(&path);
             tracing::info!(path = %path.display(), sandbox = %data.vmid, "fetching bootstrap payload");
@@ -170,25 +172,6 @@ async fn obtain_payload(
             secrets.forget_bootstrap();
             Err(e)
         }
-    }
-}
-
-/// Gives the bootstrap's SSH keys to the agent user ([`crate::ssh_keys`]). A failure costs
-/// only `sandbox ssh`, never the job: it is logged and the run goes on.
-fn install_ssh_keys(config: &RunnerConfig, keys: &[String]) {
-    if keys.is_empty() {
-        return;
-    }
-    let Some(home) = &config.agent_home else {
-        tracing::warn!("SSH keys given but no agent home configured; not installed");
-        return;
-    };
-    match crate::ssh_keys::install(home, config.run_as.as_ref(), keys) {
-        Ok(n) => {
-            tracing::info!(added = n, home = %home.display(), "SSH keys installed");
-            crate::ssh_keys::start_sshd();
-        }
-        Err(e) => tracing::warn!(error = %e, "SSH keys not installed"),
     }
 }
 
@@ -298,8 +281,11 @@ async fn run_job(
         cancel,
     };
     let result = steps(&ctx, &mut checkout).await;
+    let (result, pushed) =
+        crate::push::after_agent(&ctx, result, checkout.as_ref(), &redactor).await;
 
     let mut report = verdict(result, job.timeout_secs, &redactor);
+    report.pushed = pushed;
     if let Some((git, base)) = &checkout {
         describe_checkout(
             git,

@@ -125,6 +125,25 @@ pub fn start_sshd() {
     }
 }
 
+/// Gives the bootstrap's SSH keys to the agent user ([`install`]). A failure costs
+/// only `sandbox ssh`, never the job: it is logged and the run goes on.
+pub(crate) fn install_for(config: &crate::config::RunnerConfig, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    let Some(home) = &config.agent_home else {
+        tracing::warn!("SSH keys given but no agent home configured; not installed");
+        return;
+    };
+    match install(home, config.run_as.as_ref(), keys) {
+        Ok(n) => {
+            tracing::info!(added = n, home = %home.display(), "SSH keys installed");
+            start_sshd();
+        }
+        Err(e) => tracing::warn!(error = %e, "SSH keys not installed"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

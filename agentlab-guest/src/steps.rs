@@ -1,5 +1,6 @@
 //! The job steps between fetch and outcome: `bootstrap` (bundle files, git credentials),
-//! `clone` and `agent`, each announced with a `RUNNING <step>` report. Errors come back as
+//! `clone` and `agent`, each announced with a `RUNNING <step>` report (as are `push` and
+//! `open_pr`, see [`crate::push`]). Errors come back as
 //! [`GuestError::Step`] naming the step that failed.
 
 use std::path::Path;
@@ -126,7 +127,7 @@ pub(crate) async fn steps(
 }
 
 /// Announces `step` (log line + `RUNNING` report); refuses to start it once stopping.
-async fn report_step(ctx: &StepCtx<'_>, step: &'static str) -> Result<(), GuestError> {
+pub(crate) async fn report_step(ctx: &StepCtx<'_>, step: &'static str) -> Result<(), GuestError> {
     if ctx.cancel.is_cancelled() {
         return Err(GuestError::step(step, "Runner stopped before this step"));
     }

@@ -164,6 +164,7 @@ impl AgentLabMcp {
             ttl_minutes: None,
             keepalive: None,
             workspace: None,
+            result: None,
         };
         let job = match self.client.run_job(&req).await {
             Ok(job) => job,

@@ -83,6 +83,9 @@ pub struct RunJobRequest {
     /// Workspace (id or name) to attach.
     #[serde(default)]
     pub workspace: Option<String>,
+    /// Results back to git, overriding the profile's `result:` field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<crate::profile::ResultOverride>,
 }
 
 /// `POST /v1/sandboxes/{vmid}/lease/renew`.

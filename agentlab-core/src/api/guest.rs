@@ -123,6 +123,10 @@ pub struct GuestJobSpec {
     pub clone_path: String,
     /// Branch the agent works on: `agentlab/<job_id>`.
     pub work_branch: String,
+    /// What to push back to git after the agent (absent: nothing). A runner older than this
+    /// field ignores it and pushes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<crate::model::JobResultSpec>,
 }
 
 /// The agent command: an explicit shell command, or a preset (`claude`, `codex`, `opencode`).
@@ -201,7 +205,7 @@ impl GuestJobState {
 pub struct StatusReport {
     /// State.
     pub state: GuestJobState,
-    /// Current step while `RUNNING` (`bootstrap`, `clone`, `agent`, `artifacts`).
+    /// Current step while `RUNNING` (`bootstrap`, `clone`, `agent`, `push`, `open_pr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// Agent exit code (124 on timeout).
@@ -216,12 +220,15 @@ pub struct StatusReport {
     /// Short human summary (diff stat against the starting commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
-    /// Step that failed (`bootstrap`, `clone`, `agent`).
+    /// Step that failed (`bootstrap`, `clone`, `agent`, `push`, `open_pr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
     /// Redacted error message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the runner pushed back to git (final reports of jobs with a `result`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<crate::model::JobPushed>,
 }
 
 impl StatusReport {
@@ -244,6 +251,7 @@ impl StatusReport {
             summary: None,
             failed_step: None,
             error: None,
+            pushed: None,
         }
     }
 }

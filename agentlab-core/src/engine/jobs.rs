@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use crate::engine::after_report::AfterReport;
 use crate::engine::error::EngineError;
+use crate::engine::job_events::{finished_payload, summary};
 use crate::engine::lab::Lab;
 use crate::engine::provision::SandboxRequest;
 use crate::event::{EventKind, NewEvent};
 use crate::ids::{JobId, Vmid};
 use crate::model::{Artifact, Job, JobOutcome};
-use crate::profile::Profile;
+use crate::profile::{Profile, ResultContext, resolve_result};
 use crate::secrets::{SecretBundle, SecretValue};
 use crate::state::{JobState, SandboxState};
 use crate::store::JobFilter;
@@ -34,6 +35,8 @@ pub struct JobRequest {
     pub keepalive: Option<bool>,
     /// Workspace id or name.
     pub workspace: Option<String>,
+    /// Per-job override of the profile's `result:`.
+    pub result: Option<crate::profile::ResultOverride>,
 }
 
 /// What a successful bootstrap fetch hands to the guest listener.
@@ -60,6 +63,8 @@ pub struct GuestReport {
     pub step: Option<String>,
     /// Outcome for final reports.
     pub outcome: JobOutcome,
+    /// What the runner pushed back to git (final reports).
+    pub pushed: Option<crate::model::JobPushed>,
 }
 
 /// Seconds kept between the runner's own timeout and the daemon's deadline.
@@ -91,10 +96,20 @@ impl Lab {
         }
         .clamp(1, ttl - 1);
         let now = self.now();
+        let id = JobId::generate();
+        let git_ref = req.git_ref.clone().filter(|r| !r.is_empty());
+        let rctx = ResultContext {
+            job: id.as_str(),
+            profile: &profile.name,
+            repo: req.repo.trim(),
+            git_ref: git_ref.as_deref(),
+        };
+        let result = resolve_result(&profile.result, req.result.as_ref(), rctx)
+            .map_err(EngineError::Invalid)?;
         let mut job = Job {
-            id: JobId::generate(),
+            id,
             repo: req.repo.trim().to_owned(),
-            git_ref: req.git_ref.clone().filter(|r| !r.is_empty()),
+            git_ref,
             task: req.task.clone(),
             profile: profile.name.clone(),
             agent: req.agent.clone().filter(|a| !a.is_empty()),
@@ -110,6 +125,8 @@ impl Lab {
             created_at: now,
             updated_at: now,
             ended_at: None,
+            result,
+            pushed: None,
         };
         self.deps.store.insert_job(&job).await?;
         self.event(
@@ -119,7 +136,11 @@ impl Lab {
                 format!("job queued ({} on {})", job.profile, job.repo),
             )
             .job(Some(job.id.clone()))
-            .payload(serde_json::json!({"deadline": job.deadline, "timeout_minutes": timeout})),
+            .payload(serde_json::json!({
+                "deadline": job.deadline,
+                "timeout_minutes": timeout,
+                "result": job.result,
+            })),
         )
         .await;
         let sreq = SandboxRequest {
@@ -256,6 +277,7 @@ impl Lab {
         }
         // `authorize_runner` refused an ended job, so this is the one final report.
         job.outcome = Some(report.outcome.clone());
+        job.pushed = report.pushed.clone();
         self.job_transition(&mut job, report.state).await?;
         if let Some(v) = vmid {
             let to = match report.state {
@@ -275,7 +297,7 @@ impl Lab {
                 format!("job {} ({})", job.state, summary(&report.outcome)),
             )
             .job(Some(id.clone()))
-            .payload(serde_json::to_value(&report.outcome).unwrap_or_default()),
+            .payload(finished_payload(&report)),
         )
         .await;
         let after = match (vmid, job.keepalive) {
@@ -373,26 +395,5 @@ impl Lab {
         {
             tracing::warn!(sandbox = %vmid, error = %crate::engine::error::chain(&e), "state change lost");
         }
-    }
-}
-
-fn summary(o: &JobOutcome) -> String {
-    let mut parts = Vec::new();
-    if let Some(c) = o.exit_code {
-        parts.push(format!("exit {c}"));
-    }
-    if let Some(s) = &o.failed_step {
-        parts.push(format!("failed at {s}"));
-    }
-    if let Some(e) = &o.error {
-        parts.push(e.clone());
-    }
-    if let Some(s) = &o.summary {
-        parts.push(s.clone());
-    }
-    if parts.is_empty() {
-        "no details".into()
-    } else {
-        parts.join("; ")
     }
 }

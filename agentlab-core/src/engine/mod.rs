@@ -12,6 +12,7 @@ pub mod error;
 mod firewall_watch;
 mod follow;
 mod half_made;
+mod job_events;
 mod jobs;
 mod lab;
 mod nodes;

@@ -8,10 +8,17 @@
 //! See `docs/configuration.md` for the reference.
 
 mod load;
+mod result;
+#[cfg(test)]
+mod result_tests;
 mod schema;
 mod validate;
 
 pub use load::{ProfileError, Profiles};
+pub use result::{
+    DEFAULT_BRANCH_TEMPLATE, Forge, PrProfile, ResultContext, ResultOverride, ResultProfile,
+    check_branch_name, render_template, repo_coordinates, resolve as resolve_result,
+};
 pub use schema::{
     AgentMode, AgentPreset, AgentProfile, ArtifactsProfile, BehaviorProfile, InnerSandbox,
     NetworkMode, NetworkProfile, Profile, RepoProfile, ResourcesProfile, StorageProfile,

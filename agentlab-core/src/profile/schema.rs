@@ -105,6 +105,9 @@ pub struct Profile {
     /// ([`crate::ssh_key::validate`]).
     #[serde(default)]
     pub ssh_public_keys: Vec<String>,
+    /// Results back to git: push the job branch (and open a pull request) after the agent.
+    #[serde(default)]
+    pub result: super::result::ResultProfile,
 }
 
 impl Profile {

@@ -146,6 +146,7 @@ pub(super) fn validate(p: &Profile) -> Result<(), Violation> {
             ..bad("ssh_public_keys", why)
         })?;
     }
+    super::result::validate_profile(&p.result).map_err(|(field, why)| bad(field, why))?;
     let clone = &p.repo.clone_path;
     check(clone.starts_with('/'), "repo.clone_path", || {
         "must be an absolute path".to_owned()

@@ -10,25 +10,27 @@ use super::codec::{
 };
 use super::error::{SqlResultExt as _, map_insert_err};
 use crate::ids::JobId;
-use crate::model::{Job, JobOutcome};
+use crate::model::{Job, JobOutcome, JobPushed};
 use crate::state::JobState;
 use crate::store::{JobCursor, JobFilter, JobPage, StateStoreError, check_job_transition};
 
 const COLUMNS: &str = "id, repo, git_ref, task, profile, agent, state, sandbox, keepalive, \
      ttl_minutes, workspace, deadline, runner_token_hash, step, outcome, created_at, \
-     updated_at, ended_at";
+     updated_at, ended_at, result_spec, pushed_branch, pushed_commit, pr_url";
 
 const INSERT: &str = "INSERT INTO jobs (id, repo, git_ref, task, profile, agent, state, \
      sandbox, keepalive, ttl_minutes, workspace, deadline, runner_token_hash, step, outcome, \
-     created_at, updated_at, ended_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     created_at, updated_at, ended_at, result_spec, pushed_branch, pushed_commit, pr_url) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+     ?19, ?20, ?21, ?22)";
 
-/// Compare-and-set update; `?19` is the expected state.
+/// Compare-and-set update; `?23` is the expected state.
 const UPDATE: &str = "UPDATE jobs SET repo = ?2, git_ref = ?3, task = ?4, profile = ?5, \
      agent = ?6, state = ?7, sandbox = ?8, keepalive = ?9, ttl_minutes = ?10, \
      workspace = ?11, deadline = ?12, runner_token_hash = ?13, step = ?14, outcome = ?15, \
-     created_at = ?16, updated_at = ?17, ended_at = ?18 \
-     WHERE id = ?1 AND state = ?19";
+     created_at = ?16, updated_at = ?17, ended_at = ?18, result_spec = ?19, \
+     pushed_branch = ?20, pushed_commit = ?21, pr_url = ?22 \
+     WHERE id = ?1 AND state = ?23";
 
 /// Column values in [`COLUMNS`] order.
 fn values(job: &Job) -> Result<Vec<Value>, StateStoreError> {
@@ -55,6 +57,13 @@ fn values(job: &Job) -> Result<Vec<Value>, StateStoreError> {
         ts(job.created_at),
         ts(job.updated_at),
         opt_ts(job.ended_at),
+        match &job.result {
+            Some(r) => json(r)?,
+            None => Value::Null,
+        },
+        opt_text(job.pushed.as_ref().map(|p| &p.branch)),
+        opt_text(job.pushed.as_ref().map(|p| &p.commit)),
+        opt_text(job.pushed.as_ref().and_then(|p| p.pr_url.as_ref())),
     ])
 }
 
@@ -63,6 +72,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let outcome = outcome
         .map(|s| serde_json::from_str::<JobOutcome>(&s).map_err(|e| corrupt("outcome", e)))
         .transpose()?;
+    let result: Option<String> = row.get("result_spec")?;
+    let result = result
+        .map(|s| serde_json::from_str(&s).map_err(|e| corrupt("result_spec", e)))
+        .transpose()?;
+    let branch: Option<String> = row.get("pushed_branch")?;
+    let commit: Option<String> = row.get("pushed_commit")?;
+    let pr_url: Option<String> = row.get("pr_url")?;
+    let pushed = branch.zip(commit).map(|(branch, commit)| JobPushed {
+        branch,
+        commit,
+        pr_url,
+    });
     Ok(Job {
         id: get_parsed(row, "id")?,
         repo: row.get("repo")?,
@@ -82,6 +103,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: get_ts(row, "created_at")?,
         updated_at: get_ts(row, "updated_at")?,
         ended_at: get_opt_ts(row, "ended_at")?,
+        result,
+        pushed,
     })
 }
 

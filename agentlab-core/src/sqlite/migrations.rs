@@ -158,8 +158,17 @@ CREATE TABLE api_tokens (
 CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens (name) WHERE revoked_at IS NULL;
 ";
 
+/// Version 5: results back to git. `result_spec` is the job's resolved `result` (JSON);
+/// `pushed_branch`, `pushed_commit` and `pr_url` are what the runner reported pushing.
+const V5: &str = r"
+ALTER TABLE jobs ADD COLUMN result_spec TEXT;
+ALTER TABLE jobs ADD COLUMN pushed_branch TEXT;
+ALTER TABLE jobs ADD COLUMN pushed_commit TEXT;
+ALTER TABLE jobs ADD COLUMN pr_url TEXT;
+";
+
 /// Every migration, in order.
-const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
+const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
 
 /// The schema version this code writes.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

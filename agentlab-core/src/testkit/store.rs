@@ -89,6 +89,8 @@ pub fn sample_job(now: Timestamp) -> Job {
         created_at: now,
         updated_at: now,
         ended_at: None,
+        result: None,
+        pushed: None,
     }
 }
 

@@ -224,6 +224,34 @@ fn job_run_builds_the_request() {
     assert_eq!(req.agent.as_deref(), Some("claude"));
     assert_eq!((req.ttl_minutes, req.keepalive), (Some(60), Some(true)));
     assert_eq!(req.workspace.as_deref(), Some("ws-1"));
+    assert_eq!(req.result, None, "no result flag, no override");
+    let cli = parse(&[
+        "job",
+        "run",
+        "--repo",
+        "r",
+        "--task",
+        "t",
+        "--profile",
+        "p",
+        "--push",
+        "--branch",
+        "bots/{job}",
+        "--open-pr",
+        "--pr-base",
+        "dev",
+        "--no-commit-leftovers",
+    ]);
+    let Command::Job(a) = cli.command else {
+        panic!()
+    };
+    let JobCmd::Run(r) = a.cmd else { panic!() };
+    let result = r.request().result.unwrap();
+    assert_eq!((result.push, result.open_pr), (Some(true), Some(true)));
+    assert_eq!(result.branch.as_deref(), Some("bots/{job}"));
+    assert_eq!(result.commit_leftovers, Some(false));
+    assert_eq!(result.pr_base.as_deref(), Some("dev"));
+    assert_eq!(result.pr_title, None);
     let err = parse_err(&["job", "run", "--repo", "r", "--profile", "p"]);
     assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
 }

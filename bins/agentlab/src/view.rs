@@ -107,6 +107,21 @@ pub fn job_detail(j: &Job) -> String {
         ("commit", opt(o.commit)),
         ("summary", opt(o.summary)),
         (
+            "push branch",
+            opt(j.result.as_ref().map(|r| r.branch.clone())),
+        ),
+        (
+            "pushed",
+            opt(j
+                .pushed
+                .as_ref()
+                .map(|p| format!("{} {}", p.branch, p.commit))),
+        ),
+        (
+            "pull request",
+            opt(j.pushed.as_ref().and_then(|p| p.pr_url.clone())),
+        ),
+        (
             "duration",
             opt(o
                 .duration_ms

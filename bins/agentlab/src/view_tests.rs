@@ -99,6 +99,8 @@ fn failed_job_result_names_the_step_and_lists_artifacts() {
         created_at: ts(0),
         updated_at: ts(5),
         ended_at: Some(ts(5)),
+        result: None,
+        pushed: None,
     };
     let artifact = Artifact {
         job: job.id.clone(),
@@ -130,6 +132,21 @@ fn failed_job_result_names_the_step_and_lists_artifacts() {
     assert!(
         out.contains("last step:    clone"),
         "a finished job's step is its last: {out}"
+    );
+    let mut pushed = job.clone();
+    pushed.pushed = Some(agentlab_core::model::JobPushed {
+        branch: "agentlab/job-ab".into(),
+        commit: "c0ffee".into(),
+        pr_url: Some("http://forge.test/o/r/pulls/7".into()),
+    });
+    let out = job_detail(&pushed);
+    assert!(
+        out.contains("\npushed:        agentlab/job-ab c0ffee\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\npull request:  http://forge.test/o/r/pulls/7\n"),
+        "{out}"
     );
     let mut running = job.clone();
     running.state = JobState::Running;

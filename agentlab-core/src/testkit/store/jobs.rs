@@ -62,6 +62,24 @@ pub(super) async fn jobs(store: &dyn StateStore) {
         commit: Some("abc123".to_owned()),
         ..JobOutcome::default()
     });
+    // Results back to git: the resolved spec and what was pushed are kept too.
+    job.result = Some(crate::model::JobResultSpec {
+        branch: "agentlab/x".to_owned(),
+        commit_leftovers: true,
+        pull_request: Some(crate::model::PullRequestSpec {
+            forge: "gitea".to_owned(),
+            api_url: "http://127.0.0.1:3000".to_owned(),
+            owner: "o".to_owned(),
+            repo: "r".to_owned(),
+            title: "t".to_owned(),
+            base: None,
+        }),
+    });
+    job.pushed = Some(crate::model::JobPushed {
+        branch: "agentlab/x".to_owned(),
+        commit: "abc123".to_owned(),
+        pr_url: Some("http://127.0.0.1:3000/o/r/pulls/1".to_owned()),
+    });
     ok(
         store.update_job(&job, JobState::Running).await,
         "RUNNING -> COMPLETED",

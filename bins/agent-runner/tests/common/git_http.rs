@@ -20,15 +20,33 @@ pub struct Seen {
 struct Shared {
     root: PathBuf,
     expected: String,
+    /// Credentials a push (`git-receive-pack`) needs.
+    expected_push: String,
 }
 
 /// Serves the repositories under `root`; returns the base URL and the request counters.
 pub async fn serve(root: PathBuf, user: &str, token: &str) -> (String, Arc<Mutex<Seen>>) {
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-    );
-    let shared = Arc::new(Shared { root, expected });
+    serve_split(root, user, token, token).await
+}
+
+/// Like [`serve`], but pushes need `push_token` while fetches and clones take `token`.
+pub async fn serve_split(
+    root: PathBuf,
+    user: &str,
+    token: &str,
+    push_token: &str,
+) -> (String, Arc<Mutex<Seen>>) {
+    let basic = |t: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{t}"))
+        )
+    };
+    let shared = Arc::new(Shared {
+        root,
+        expected: basic(token),
+        expected_push: basic(push_token),
+    });
     let seen = Arc::new(Mutex::new(Seen::default()));
     let seen_out = seen.clone();
     let app = axum::Router::new()
@@ -48,7 +66,16 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(shared.expected.as_str()) {
+    let push = uri.path().ends_with("/git-receive-pack")
+        || uri
+            .query()
+            .is_some_and(|q| q.contains("service=git-receive-pack"));
+    let expected = if push {
+        &shared.expected_push
+    } else {
+        &shared.expected
+    };
+    if auth != Some(expected.as_str()) {
         seen.lock().unwrap().challenged += 1;
         return Response::builder()
             .status(StatusCode::UNAUTHORIZED)

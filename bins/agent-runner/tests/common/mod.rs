@@ -336,6 +336,7 @@ impl Env {
                 timeout_secs,
                 clone_path: self.clone_path().display().to_string(),
                 work_branch: format!("agentlab/{job_id}"),
+                result: None,
             },
             secrets,
             runner_token: SecretValue::new(RUNNER_TOKEN),

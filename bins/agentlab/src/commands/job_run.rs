@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use agentlab_core::api::control::RunJobRequest;
+use agentlab_core::profile::ResultOverride;
 use agentlab_core::{Artifact, Event, EventKind, Job, JobId};
 
 use super::logs;
@@ -48,6 +49,24 @@ pub struct RunArgs {
     /// Print the job id and return at once instead of waiting.
     #[arg(long, short)]
     pub detach: bool,
+    /// Push the job branch to the repository's remote after the agent (see docs/results.md).
+    #[arg(long)]
+    pub push: bool,
+    /// Branch template for the push (`{job}` required, `{profile}`).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub branch: Option<String>,
+    /// Push only what the agent committed (do not commit its leftovers).
+    #[arg(long)]
+    pub no_commit_leftovers: bool,
+    /// Open a pull request after the push (the forge is configured in the profile).
+    #[arg(long)]
+    pub open_pr: bool,
+    /// Pull request title template (`{job}`, `{profile}`).
+    #[arg(long, value_name = "TITLE")]
+    pub pr_title: Option<String>,
+    /// Branch the pull request targets.
+    #[arg(long, value_name = "BRANCH")]
+    pub pr_base: Option<String>,
 }
 
 impl RunArgs {
@@ -62,7 +81,21 @@ impl RunArgs {
             ttl_minutes: self.ttl,
             keepalive: self.keepalive.then_some(true),
             workspace: self.workspace.clone(),
+            result: self.result(),
         }
+    }
+
+    /// The `result` override, when any result flag is given.
+    fn result(&self) -> Option<ResultOverride> {
+        let r = ResultOverride {
+            push: self.push.then_some(true),
+            branch: self.branch.clone(),
+            commit_leftovers: self.no_commit_leftovers.then_some(false),
+            open_pr: self.open_pr.then_some(true),
+            pr_title: self.pr_title.clone(),
+            pr_base: self.pr_base.clone(),
+        };
+        (r != ResultOverride::default()).then_some(r)
     }
 }
 

@@ -17,6 +17,12 @@ fn args(detach: bool) -> RunArgs {
         keepalive: false,
         workspace: None,
         detach,
+        push: false,
+        branch: None,
+        no_commit_leftovers: false,
+        open_pr: false,
+        pr_title: None,
+        pr_base: None,
     }
 }
 

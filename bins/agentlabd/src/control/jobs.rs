@@ -52,6 +52,7 @@ pub async fn create(
             ttl_minutes: req.ttl_minutes,
             keepalive: req.keepalive,
             workspace: req.workspace,
+            result: req.result,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))

@@ -113,7 +113,10 @@ const ROUTES: &[Route] = &[
     (
         "post",
         "/v1/jobs",
-        "Run a job",
+        "Run a job. Optional `result` {push, branch, commit_leftovers, open_pr, pr_title, \
+         pr_base} overrides the profile's `result:` (results back to git, docs/results.md); an \
+         unsafe or invalid combination is 422 invalid_request. The job then carries `result` \
+         (resolved) and, once the runner pushed, `pushed` {branch, commit, pr_url}",
         Some("RunJobRequest"),
         202,
         "Job",

@@ -168,6 +168,7 @@ fn payload(st: &GuestState, g: BootstrapGrant) -> BootstrapPayload {
             timeout_secs: g.timeout_secs,
             clone_path: g.profile.repo.clone_path.clone(),
             work_branch: format!("agentlab/{id}"),
+            result: g.job.result.clone(),
         },
         secrets: g.secrets,
         runner_token: g.runner_token,

@@ -12,6 +12,7 @@ use agentlab_core::api::guest::{
     ArtifactReceipt, CODE_JOB_ENDED, GuestJobState, LogBatch, LogStream, StatusReport,
 };
 use agentlab_core::engine::{EngineError, GuestReport};
+use agentlab_core::model::JobPushed;
 use agentlab_core::redact::Redactor;
 use agentlab_core::{Artifact, Job, JobOutcome, JobState, SecretBundle};
 
@@ -141,6 +142,11 @@ pub async fn status(
             failed_step: redact(r.failed_step),
             error: redact(r.error),
         },
+        pushed: r.pushed.map(|p| JobPushed {
+            branch: auth.redactor.redact(&p.branch),
+            commit: auth.redactor.redact(&p.commit),
+            pr_url: redact(p.pr_url),
+        }),
     };
     let (_, after) = st
         .lab

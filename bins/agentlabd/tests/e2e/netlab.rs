@@ -144,6 +144,71 @@ while True:
         c.close()
 "#;
 
+/// Port of the smart-HTTP git server in `wan` ([`NetLab::serve_git_http`]).
+pub const GIT_HTTP_PORT: u16 = 8080;
+
+/// A smart-HTTP git server: `git http-backend` as CGI behind HTTP Basic auth. Arguments:
+/// project root, address, port, user, token. Request bodies may be chunked.
+const GIT_HTTP_SERVER: &str = r#"
+import base64, os, subprocess, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+root, addr, port, user, token = sys.argv[1:6]
+expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self): self.cgi()
+    def do_POST(self): self.cgi()
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""): pass
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+    def cgi(self):
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        data = self.body()
+        env = {"PATH": os.environ.get("PATH", ""), "GIT_PROJECT_ROOT": root,
+               "GIT_HTTP_EXPORT_ALL": "1", "GIT_CONFIG_NOSYSTEM": "1", "HOME": root,
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(len(data)), "REMOTE_USER": user,
+               "REMOTE_ADDR": self.client_address[0]}
+        for h in ("Content-Encoding", "Git-Protocol"):
+            if self.headers.get(h):
+                env["HTTP_" + h.upper().replace("-", "_")] = self.headers[h]
+        out = subprocess.run(["git", "http-backend"], input=data, env=env,
+                             capture_output=True).stdout
+        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
+        head, _, payload = out.partition(sep)
+        status, headers = 200, []
+        for line in head.decode("latin-1").splitlines():
+            k, _, v = line.partition(":")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v.strip()))
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+srv = ThreadingHTTPServer((addr, int(port)), H)
+print("ready", flush=True)
+srv.serve_forever()
+"#;
+
 /// Options of [`NetLab::start_with`].
 #[derive(Debug, Default, Clone)]
 pub struct LabOptions {
@@ -461,6 +526,35 @@ impl NetLab {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The job repository's directory on the `wan` server (served by `git daemon` and, once
+    /// [`NetLab::serve_git_http`] ran, over smart HTTP).
+    pub fn server_repo(&self) -> PathBuf {
+        self.dir.path().join("srv/repo")
+    }
+
+    /// Starts a push-capable smart-HTTP git server (`git http-backend` behind Basic auth for
+    /// `user`/`token`) in `wan` on [`GIT_HTTP_PORT`]; returns the job repository's URL.
+    pub fn serve_git_http(&mut self, user: &str, token: &str) -> String {
+        let srv = self.dir.path().join("srv");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.wan, "python3", "-c", GIT_HTTP_SERVER])
+            .arg(&srv)
+            .arg(WAN_IP)
+            .arg(GIT_HTTP_PORT.to_string())
+            .args([user, token])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.servers.push(child);
+        assert_eq!(line.trim(), "ready", "git http server did not start");
+        format!("http://{WAN_IP}:{GIT_HTTP_PORT}/repo")
     }
 
     /// Downloads job `id`'s artifact bundle with the CLI and unpacks it into `<dir>/unpacked`.
