@@ -29,6 +29,12 @@ mod tests {
     );
     const PARTIAL: &[Partial] = &[
         (
+            "docs/remote-api.md",
+            "# /etc/agentlab/config.yaml",
+            "only the remote section of a config",
+            &[("remote:\n", "backend: fake\nremote:\n")],
+        ),
+        (
             "docs/configuration.md",
             "# config defaults",
             "the defaults listing: `pve: null` stands for the required section",
