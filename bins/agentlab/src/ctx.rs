@@ -17,7 +17,7 @@ pub struct GlobalArgs {
     /// agentlabd's control socket.
     #[arg(long, global = true, env = "AGENTLAB_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// A remote agentlabd instead of the socket: https://HOST[:PORT] (port 8845 by default).
+    /// A remote agentlabd instead of the socket: `https://HOST[:PORT]` (port 8845 by default).
     /// Its certificate is pinned on first use unless --fingerprint or --ca-cert is given.
     #[arg(long, global = true, env = "AGENTLAB_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,

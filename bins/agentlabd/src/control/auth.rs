@@ -1,6 +1,6 @@
 //! Who is calling, and what each route requires of a remote caller.
 //!
-//! The Unix socket is full access for its group ([`Caller::Local`]). On the remote API every
+//! The Unix socket is full access for its group (no [`Caller`]). On the remote API every
 //! request presents an API token (`Authorization: Bearer alab_…`); [`access`] says what the
 //! matched route requires, and [`require_token`] refuses a missing, malformed, unknown,
 //! revoked or expired token (401) and a token without the route's scope (403, naming the
