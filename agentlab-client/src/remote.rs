@@ -12,11 +12,9 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use agentlab_core::tls_pin::PinVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest as _, Sha256};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::error::ClientError;
 
@@ -104,14 +102,7 @@ fn config_err(reason: impl Into<String>) -> ClientError {
     ClientError::Config(reason.into())
 }
 
-/// SHA-256 of a DER certificate, `AA:BB:…`.
-pub fn fingerprint_of(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use agentlab_core::tls_pin::fingerprint_of;
 
 fn normalize_fingerprint(s: &str) -> Result<String, ClientError> {
     let hex: String = s.chars().filter(|c| *c != ':').collect();
@@ -196,21 +187,21 @@ impl Remote {
             }
             Trust::Fingerprint(fp) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinVerifier {
+                .with_custom_certificate_verifier(Arc::new(pin_verifier(
                     provider,
-                    mode: PinMode::Fixed(normalize_fingerprint(fp)?),
-                    authority: authority.clone(),
-                    events: Arc::clone(&pins),
-                }))
+                    PinMode::Fixed(normalize_fingerprint(fp)?),
+                    authority.clone(),
+                    Arc::clone(&pins),
+                )))
                 .with_no_client_auth(),
             Trust::FirstUse(file) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinVerifier {
+                .with_custom_certificate_verifier(Arc::new(pin_verifier(
                     provider,
-                    mode: PinMode::FirstUse(file.clone()),
-                    authority: authority.clone(),
-                    events: Arc::clone(&pins),
-                }))
+                    PinMode::FirstUse(file.clone()),
+                    authority.clone(),
+                    Arc::clone(&pins),
+                )))
                 .with_no_client_auth(),
         };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -238,14 +229,6 @@ enum PinMode {
     FirstUse(PathBuf),
 }
 
-#[derive(Debug)]
-struct PinVerifier {
-    provider: Arc<CryptoProvider>,
-    mode: PinMode,
-    authority: String,
-    events: Arc<Mutex<PinEvents>>,
-}
-
 /// The pinned fingerprint of `authority` in `file`, if any.
 fn known_pin(file: &Path, authority: &str) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
@@ -270,76 +253,41 @@ fn write_pin(file: &Path, authority: &str, fp: &str) -> std::io::Result<()> {
     writeln!(f, "{authority} {fp}")
 }
 
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = fingerprint_of(end_entity.as_ref());
-        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        let (pinned, file) = match &self.mode {
+/// The verifier for a pin mode: accepts the pinned certificate, pins on first use, and
+/// records what happened in `events` for the caller's messages.
+fn pin_verifier(
+    provider: Arc<CryptoProvider>,
+    mode: PinMode,
+    authority: String,
+    events: Arc<Mutex<PinEvents>>,
+) -> PinVerifier {
+    PinVerifier::new(provider, move |presented| {
+        let mut events = events.lock().unwrap_or_else(PoisonError::into_inner);
+        let (pinned, file) = match &mode {
             PinMode::Fixed(fp) => (Some(fp.clone()), None),
-            PinMode::FirstUse(file) => (known_pin(file, &self.authority), Some(file.clone())),
+            PinMode::FirstUse(file) => (known_pin(file, &authority), Some(file.clone())),
         };
         match pinned {
-            Some(p) if p.eq_ignore_ascii_case(&presented) => Ok(ServerCertVerified::assertion()),
+            Some(p) if p.eq_ignore_ascii_case(presented) => Ok(()),
             Some(p) => {
-                events.mismatch = Some((p, presented, file));
+                events.mismatch = Some((p, presented.to_owned(), file));
                 Err(rustls::Error::General(
                     "the server certificate does not match the pinned fingerprint".into(),
                 ))
             }
             None => {
                 let file = file.unwrap_or_default();
-                write_pin(&file, &self.authority, &presented).map_err(|e| {
+                write_pin(&file, &authority, presented).map_err(|e| {
                     rustls::Error::General(format!(
                         "cannot record the pin in {}: {e}",
                         file.display()
                     ))
                 })?;
-                events.pinned = Some((presented, file));
-                Ok(ServerCertVerified::assertion())
+                events.pinned = Some((presented.to_owned(), file));
+                Ok(())
             }
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    })
 }
 
 #[cfg(test)]

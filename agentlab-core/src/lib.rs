@@ -36,6 +36,8 @@ pub mod store_page;
 #[cfg(feature = "fake")]
 pub mod testkit;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls_pin;
 pub mod token;
 pub mod yaml;
 

@@ -3,11 +3,7 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
+use agentlab_core::tls_pin::PinVerifier;
 
 use crate::error::PveError;
 use crate::options::TlsOptions;
@@ -22,73 +18,7 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], PveError> {
         .map_err(|_| PveError::Setup("fingerprint must be 32 bytes (SHA-256)".into()))
 }
 
-/// SHA-256 fingerprint of a DER certificate, formatted `AA:BB:…`.
-pub fn fingerprint_of(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if Sha256::digest(end_entity.as_ref()).as_slice() == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "server certificate does not match the pinned fingerprint".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+pub use agentlab_core::tls_pin::fingerprint_of;
 
 /// Applies the trust mode to a reqwest builder.
 pub fn configure(
@@ -116,10 +46,15 @@ pub fn configure(
             .with_safe_default_protocol_versions()
             .map_err(|e| PveError::Setup(format!("TLS setup: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                fingerprint,
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(PinVerifier::new(provider, move |fp| {
+                if parse_fingerprint(fp).is_ok_and(|b| b == fingerprint) {
+                    Ok(())
+                } else {
+                    Err(rustls::Error::General(
+                        "server certificate does not match the pinned fingerprint".into(),
+                    ))
+                }
+            })))
             .with_no_client_auth();
         return Ok(builder.use_preconfigured_tls(config));
     }

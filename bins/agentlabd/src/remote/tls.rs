@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use rcgen::{CertificateParams, DnType, KeyPair};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
 use agentlab_core::config::RemoteConfig;
 
@@ -25,14 +24,7 @@ pub struct RemoteTls {
     pub cert_path: PathBuf,
 }
 
-/// SHA-256 fingerprint of a DER certificate, formatted `AA:BB:…`.
-pub fn fingerprint_of(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use agentlab_core::tls_pin::fingerprint_of;
 
 /// Loads the configured certificate, or the generated one (generating it the first time).
 pub fn load(cfg: &RemoteConfig, data_dir: &Path) -> anyhow::Result<RemoteTls> {
