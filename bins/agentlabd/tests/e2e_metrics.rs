@@ -20,14 +20,6 @@ const PROFILE: &str = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n 
     behavior:\n  ttl_minutes_default: 10\n  job_timeout_minutes: 5\n\
     repo:\n  clone_path: {dir}/checkout\nagent:\n  command: \"true\"\n";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET path` on 127.0.0.1:`port` (HTTP/1.0); returns (status, headers, body).
 fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -125,7 +117,7 @@ fn start_prometheus(dir: &Path, target_port: u16) -> Prometheus {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = harness::free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
@@ -185,7 +177,7 @@ fn wait_promql(p: &Prometheus, query: &str, want: f64, dir: &Path) {
 
 #[test]
 fn prometheus_scrapes_job_counts_and_sandbox_gauges() {
-    let mport = free_port();
+    let mport = harness::free_port();
     let extra = format!(
         "  runner_path: {}\nmetrics:\n  listen: 127.0.0.1:{mport}\n",
         bin("agent-runner").display()

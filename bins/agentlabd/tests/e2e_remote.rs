@@ -17,14 +17,6 @@ const PROFILE: &str = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n 
      behavior:\n  ttl_minutes_default: 10\n  job_timeout_minutes: 5\n\
      repo:\n  clone_path: {dir}/checkout\nagent:\n  command: \"echo remote-agent-output\"\n";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `agentlab` against the remote endpoint, with its own config home (known endpoints).
 fn remote(url: &str, token: &str, home: &Path, args: &[&str]) -> Output {
     Command::new(bin("agentlab"))
@@ -57,7 +49,7 @@ fn create_token(d: &Daemon, args: &[&str]) -> String {
 
 #[test]
 fn a_ci_machine_runs_a_job_over_the_remote_api_and_is_held_to_its_token() {
-    let port = free_port();
+    let port = harness::free_port();
     let section = format!(
         "fake:\n  work_dir: {{dir}}/vms\n  runner_path: {}\nremote:\n  listen: 127.0.0.1:{port}\n  rate_per_sec: 1\n  burst: 40\n",
         bin("agent-runner").display()
