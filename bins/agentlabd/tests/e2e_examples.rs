@@ -140,7 +140,7 @@ fn run_job_completes_while_watch_events_follows_it() {
         rest.starts_with(&format!("job {job} ended COMPLETED after ")),
         "{first}{rest}"
     );
-    assert!(rest.contains("  exit code: 0\n"), "{first}{rest}");
+    assert!(rest.contains("\n  summary:   "), "{first}{rest}");
     assert_eq!(d.json(&["job", "show", &job])["state"], "COMPLETED");
 
     // A job that fails: run_job says so and exits non-zero.
