@@ -89,7 +89,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         "{} sandbox(es) older than {} minute(s){}",
         old.len(),
         args.older_than,
-        if args.dry_run { ", none destroyed (dry run)" } else { "" }
+        if args.dry_run {
+            ", none destroyed (dry run)"
+        } else {
+            ""
+        }
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS

@@ -140,7 +140,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         );
     }
     let failed = rows.iter().filter(|(_, r)| !r.ok).count();
-    println!("{} jobs, {} completed, {failed} not", rows.len(), rows.len() - failed);
+    println!(
+        "{} jobs, {} completed, {failed} not",
+        rows.len(),
+        rows.len() - failed
+    );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -222,7 +222,10 @@ fn cleanup_lists_then_destroys_old_sandboxes() {
     assert!(out.status.success(), "{ctx}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains(&line), "{ctx}");
-    assert!(stdout.contains("0 sandbox(es) older than 60 minute(s)"), "{ctx}");
+    assert!(
+        stdout.contains("0 sandbox(es) older than 60 minute(s)"),
+        "{ctx}"
+    );
 
     // Another profile: not listed.
     let (out, ctx) = run(
@@ -245,14 +248,13 @@ fn cleanup_lists_then_destroys_old_sandboxes() {
         "{ctx}"
     );
     assert!(stdout.contains("none destroyed (dry run)"), "{ctx}");
-    assert_eq!(d.json(&["sandbox", "show", &vmid.to_string()])["state"], "READY");
+    assert_eq!(
+        d.json(&["sandbox", "show", &vmid.to_string()])["state"],
+        "READY"
+    );
 
     // For real.
-    let (out, ctx) = run(
-        &d,
-        "cleanup",
-        &["--older-than", "0", "--profile", "e2e"],
-    );
+    let (out, ctx) = run(&d, "cleanup", &["--older-than", "0", "--profile", "e2e"]);
     assert!(out.status.success(), "{ctx}\nlog:\n{}", d.log());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("destroying {vmid} ")), "{ctx}");
@@ -262,7 +264,10 @@ fn cleanup_lists_then_destroys_old_sandboxes() {
         "DESTROYED"
     );
     let (out, ctx) = run(&d, "cleanup", &["--older-than", "0", "--dry-run"]);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(&line), "{ctx}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&line),
+        "{ctx}"
+    );
 }
 
 #[test]
