@@ -17,9 +17,12 @@ use std::process::{Command, Output, Stdio};
 
 use harness::{Daemon, bin};
 
+/// The fake backend runs each VM's `agent-runner` on the host, in the VM's own directory; the
+/// clone path goes through `/proc/self/cwd` so that concurrent jobs clone into their own VM's
+/// directory instead of one shared checkout.
 const PROFILE: &str = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
      behavior:\n  ttl_minutes_default: 10\n  job_timeout_minutes: 5\n\
-     repo:\n  clone_path: {dir}/checkout\nagent:\n  command: \"echo examples-agent-output; \
+     repo:\n  clone_path: /proc/self/cwd/checkout\nagent:\n  command: \"echo examples-agent-output; \
      sleep 1; echo examples-agent-done\"\n";
 
 /// Path of an example of `agentlab-examples`, built (with every other example) when missing.
@@ -253,6 +256,13 @@ fn cleanup_lists_then_destroys_old_sandboxes() {
         "READY"
     );
 
+    // Follows the sandbox's events while cleanup destroys it; the stream ends with it.
+    let mut watcher = cmd(&d, "watch_events", &["--sandbox", &vmid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
     // For real.
     let (out, ctx) = run(&d, "cleanup", &["--older-than", "0", "--profile", "e2e"]);
     assert!(out.status.success(), "{ctx}\nlog:\n{}", d.log());
@@ -268,6 +278,33 @@ fn cleanup_lists_then_destroys_old_sandboxes() {
         !String::from_utf8_lossy(&out.stdout).contains(&line),
         "{ctx}"
     );
+
+    // The stream must end with the sandbox (its few lines fit in the pipes meanwhile).
+    let t0 = std::time::Instant::now();
+    while watcher.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = watcher.kill();
+            panic!("watch_events --sandbox did not end\nlog:\n{}", d.log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = watcher.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!(
+        "{events}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "watch_events --sandbox: {}\n{ctx}",
+        out.status
+    );
+    assert!(
+        events.contains(&format!(" {vmid} sandbox_requested ")),
+        "{ctx}"
+    );
+    assert!(events.contains(" state_changed "), "{ctx}");
+    assert!(events.ends_with("event stream ended\n"), "{ctx}");
 }
 
 #[test]
