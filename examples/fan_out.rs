@@ -70,7 +70,13 @@ async fn run_one(client: &agentlab_client::Client, args: &Args, repo: String) ->
     .await;
     match result {
         Ok(job) => {
-            eprintln!("{repo}: {} {}", job.id, job.state.as_str());
+            let why = job
+                .outcome
+                .as_ref()
+                .and_then(|o| o.error.as_deref())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            eprintln!("{repo}: {} {}{why}", job.id, job.state.as_str());
             Row {
                 ok: agentlab_examples::completed(&job),
                 job: job.id.to_string(),
