@@ -118,6 +118,19 @@ fn private_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Removes the `.backup-*` working directories a killed daemon left in `data_dir` (called
+/// at start, before anything can begin a new backup). Returns how many went.
+pub fn remove_stale_work_dirs(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".backup-"))
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
 /// The files of a backup, and notes about what was left out.
 fn sources(
     cfg: &Config,
@@ -182,4 +195,21 @@ fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<Vec<(Str
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod stale_tests {
+    #[test]
+    fn a_killed_backups_work_dir_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = super::private_dir(dir.path()).unwrap();
+        std::fs::write(work.join("state.db"), b"copy").unwrap();
+        std::fs::write(dir.path().join("agentlab.db"), b"keep").unwrap();
+        assert_eq!(super::remove_stale_work_dirs(dir.path()), 1);
+        assert!(!work.exists());
+        assert!(
+            dir.path().join("agentlab.db").exists(),
+            "only backup work dirs go"
+        );
+    }
 }
