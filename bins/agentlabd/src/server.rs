@@ -27,8 +27,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let stale = control::admin_backup::remove_stale_work_dirs(&cfg.data_dir);
+    if stale > 0 {
+        tracing::info!(
+            dirs = stale,
+            "removed the work directories of interrupted backups"
+        );
+    }
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
-    let mut deps = wiring::build(&cfg, &profiles).await?;
+    let (mut deps, tokens) = wiring::build(&cfg, &profiles).await?;
     let metrics = Arc::new(agentlab_metrics::Metrics::new());
     crate::metrics::meter_backend(&mut deps, &metrics);
     tracing::info!(
@@ -73,9 +80,6 @@ pub async fn run(
     );
 
     let max_body = usize::try_from(cfg.guest.max_body_bytes).unwrap_or(usize::MAX);
-    let tokens = agentlab_core::sqlite::SqliteStore::open(&cfg.db_path())
-        .await
-        .context("opening the token store")?;
     let state = AppState {
         lab: Arc::clone(&lab),
         artifacts: artifacts.clone(),
@@ -83,7 +87,7 @@ pub async fn run(
         cancel: cancel.clone(),
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
         channels: Arc::clone(&channels),
-        tokens: Arc::new(tokens),
+        tokens,
     };
     let backup = Arc::new(control::admin_backup::BackupPlan {
         config: cfg.clone(),

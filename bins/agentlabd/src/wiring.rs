@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use agentlab_core::api_token::ApiTokenStore;
 use agentlab_core::config::{BackendKind, Config};
 use agentlab_core::engine::{LabDeps, LabSettings};
 use agentlab_core::fake::boot::ProcessBootHook;
@@ -14,8 +15,11 @@ use agentlab_core::profile::Profiles;
 use agentlab_core::sqlite::SqliteStore;
 use agentlab_core::{Firewall, Hypervisor, SystemClock};
 
-/// Builds the backends for `cfg`.
-pub async fn build(cfg: &Config, profiles: &Profiles) -> anyhow::Result<LabDeps> {
+/// Builds the backends for `cfg`, and the API token store (the same state database).
+pub async fn build(
+    cfg: &Config,
+    profiles: &Profiles,
+) -> anyhow::Result<(LabDeps, Arc<dyn ApiTokenStore>)> {
     let store = SqliteStore::open(&cfg.db_path())
         .await
         .with_context(|| format!("opening state database {}", cfg.db_path().display()))?;
@@ -47,13 +51,15 @@ pub async fn build(cfg: &Config, profiles: &Profiles) -> anyhow::Result<LabDeps>
         &cfg.secrets.dir,
         &cfg.secrets.identity,
     ));
-    Ok(LabDeps {
+    let tokens: Arc<dyn ApiTokenStore> = Arc::new(store.clone());
+    let deps = LabDeps {
         hypervisor,
         firewall,
         secrets,
         store: Arc::new(store),
         clock: Arc::new(SystemClock),
-    })
+    };
+    Ok((deps, tokens))
 }
 
 /// The fake backend keeps its VMs in `<work_dir>/fake-state.json` so a restarted daemon finds

@@ -65,21 +65,7 @@ fn run(d: &Daemon, name: &str, args: &[&str]) -> (Output, String) {
 
 /// A repository `name` with one commit under the daemon's dir; its `file://` URL.
 fn repo(d: &Daemon, name: &str) -> String {
-    let repo = d.dir.path().join(name);
-    std::fs::create_dir_all(&repo).unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["commit", "-q", "--allow-empty", "-m", "init"],
-    ] {
-        let ok = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .current_dir(&repo)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    format!("file://{}", repo.display())
+    harness::named_repo(d, name)
 }
 
 fn daemon() -> Daemon {

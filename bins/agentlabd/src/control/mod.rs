@@ -119,8 +119,11 @@ pub fn remote_router(
         )
         .with_state(crate::remote::mcp::route(api.clone(), cancel.clone()))
         .route_layer(require);
-    api.merge(mcp)
-        .layer(rate::layer(rate, rate::peer_ip(), cancel))
+    api.merge(mcp).layer(rate::layer(
+        rate,
+        tower_governor::key_extractor::PeerIpKeyExtractor,
+        cancel,
+    ))
 }
 
 /// The control router. Every route's body is bounded: `limits.max_body_bytes` for JSON

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower_governor::GovernorError;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
-use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor};
+use tower_governor::key_extractor::KeyExtractor;
 
 use crate::control::error::ApiError;
 use crate::socket::PeerCred;
@@ -112,9 +112,4 @@ where
         }
     });
     GovernorLayer::new(cfg).error_handler(move |e| error_response(rate, e))
-}
-
-/// The remote API's key: the peer's IP address.
-pub fn peer_ip() -> PeerIpKeyExtractor {
-    PeerIpKeyExtractor
 }

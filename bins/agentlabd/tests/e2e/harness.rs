@@ -281,7 +281,12 @@ pub fn terminate(mut c: Child) {
 
 /// A repository with one empty commit under the daemon's dir; its `file://` URL.
 pub fn empty_repo(d: &Daemon) -> String {
-    let repo = d.dir.path().join("repo");
+    named_repo(d, "repo")
+}
+
+/// Like [`empty_repo`], in the directory `name`.
+pub fn named_repo(d: &Daemon, name: &str) -> String {
+    let repo = d.dir.path().join(name);
     std::fs::create_dir_all(&repo).unwrap();
     for args in [
         &["init", "-q", "-b", "main"][..],
