@@ -57,7 +57,18 @@ impl LocalHypervisor {
 }
 
 #[async_trait]
+impl agentlab_core::ProcessUsage for LocalHypervisor {
+    async fn usage(&self, vmid: Vmid) -> Result<Option<agentlab_core::VmUsage>, HypervisorError> {
+        self.run(move |i| i.usage(vmid)).await
+    }
+}
+
+#[async_trait]
 impl Hypervisor for LocalHypervisor {
+    fn process_usage(&self) -> Option<&dyn agentlab_core::ProcessUsage> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "local"
     }

@@ -30,6 +30,7 @@ mod sandbox;
 mod seccomp;
 mod setup;
 mod teardown;
+mod usage;
 mod volumes;
 
 pub use error::LocalError;

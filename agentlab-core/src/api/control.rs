@@ -36,6 +36,11 @@ pub struct SandboxDetail {
     /// Memory and CPU of the VM process; absent when not running or not reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::hypervisor::VmUsage>,
+    /// When this daemon process last saw the sandbox active (an exec, shell, copy or
+    /// forward stream, job log output, guest CPU above the idle threshold); absent when it
+    /// has not since it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<crate::time::Timestamp>,
 }
 
 /// `POST /v1/sandboxes`.

@@ -208,6 +208,7 @@ impl Lab {
         client: &str,
         via: StreamVia,
     ) {
+        self.activity.stream_opened(vmid, self.now());
         let through = match via {
             StreamVia::Channel => "",
             StreamVia::GuestAgent => " (through the hypervisor's guest agent)",
@@ -229,6 +230,7 @@ impl Lab {
 
     /// Records the end of a stream.
     pub async fn record_stream_closed(&self, vmid: Vmid, r: &StreamRecord) {
+        self.activity.stream_closed(vmid, self.now());
         let outcome = match (&r.error, r.exit_code) {
             (Some(e), _) => format!("failed: {e}"),
             (None, Some(c)) => format!("exit code {c}"),

@@ -120,6 +120,7 @@ impl Lab {
         let left = self.teardown_report(sb, grace).await;
         if left.is_empty() {
             self.retries().remove(&vmid);
+            self.activity.forget(vmid);
             self.attempt_event(sb, attempt, None, None).await;
             crate::fail_point!("destroy:done");
             return self

@@ -319,6 +319,9 @@ impl Lab {
     ) -> Result<(), EngineError> {
         let job = self.authorize_runner(id, token).await?;
         crate::fail_point!("job:logs");
+        if let Some(vmid) = job.sandbox.filter(|_| !lines.is_empty()) {
+            self.activity.touch(vmid, self.now());
+        }
         for line in lines {
             self.deps
                 .store

@@ -143,6 +143,8 @@ pub struct Lab {
     pub(crate) released: tokio::sync::broadcast::Sender<crate::engine::Released>,
     /// The store as given, wrapped: announces writes to [`Lab::subscribe_changes`].
     pub(crate) notifier: Arc<crate::engine::notify::NotifyingStore>,
+    /// What idle stop measures (streams, log output, guest CPU).
+    pub(crate) activity: crate::engine::activity::Activity,
 }
 
 impl Lab {
@@ -150,7 +152,9 @@ impl Lab {
     pub fn new(mut deps: LabDeps, settings: LabSettings, profiles: Profiles) -> Arc<Self> {
         let notifier = Arc::new(crate::engine::notify::NotifyingStore::new(deps.store));
         deps.store = Arc::clone(&notifier) as Arc<dyn StateStore>;
+        let activity = crate::engine::activity::Activity::new(deps.clock.now());
         Arc::new(Self {
+            activity,
             notifier,
             deps,
             settings,
@@ -296,6 +300,11 @@ impl Lab {
     /// Reads a sandbox.
     pub async fn sandbox(&self, vmid: Vmid) -> Result<Sandbox, EngineError> {
         Ok(self.deps.store.get_sandbox(vmid).await?)
+    }
+
+    /// When this process last saw the sandbox active (what idle stop measures), if ever.
+    pub fn last_activity(&self, vmid: Vmid) -> Option<crate::time::Timestamp> {
+        self.activity.last_active(vmid)
     }
 
     /// What a sandbox's VM process uses on the host, when the backend reports it and the

@@ -3,6 +3,7 @@
 //! the daemon is only one user of it.
 
 mod actions;
+mod activity;
 mod after_report;
 pub mod alloc;
 mod bootstrap;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::activity::Idleness;
 use crate::engine::error::{EngineError, chain};
 use crate::engine::lab::Lab;
 use crate::event::{EventKind, NewEvent};
@@ -119,7 +120,8 @@ impl Lab {
                     )
                     .await,
                 );
-            } else if self.idle_due(&sb, now) {
+            } else if let Some(since) = self.idle_due(&sb, now).await {
+                self.idle_event(&sb, since, now).await;
                 self.report(self.stop_sandbox(sb.vmid).await);
             }
         }
@@ -169,7 +171,14 @@ impl Lab {
                 <= now
     }
 
-    fn idle_due(&self, sb: &Sandbox, now: crate::time::Timestamp) -> bool {
+    /// When the sandbox has been idle for its profile's `idle_stop_minutes`: since when.
+    /// Activity is measured, not inferred from state changes (see
+    /// [`activity`](crate::engine::activity)).
+    async fn idle_due(
+        &self,
+        sb: &Sandbox,
+        now: crate::time::Timestamp,
+    ) -> Option<crate::time::Timestamp> {
         let idle_states = [
             SandboxState::Ready,
             SandboxState::Completed,
@@ -177,15 +186,45 @@ impl Lab {
             SandboxState::Timeout,
         ];
         if !sb.vm_created || !idle_states.contains(&sb.state) {
-            return false;
+            return None;
         }
-        let Some(minutes) = self
-            .sandbox_profile(sb.vmid, &sb.profile)
-            .and_then(|p| p.behavior.idle_stop_minutes)
-        else {
-            return false;
-        };
-        sb.updated_at + chrono::Duration::minutes(i64::from(minutes)) <= now
+        let profile = self.sandbox_profile(sb.vmid, &sb.profile)?;
+        let minutes = profile.behavior.idle_stop_minutes?;
+        let cpu = self.sandbox_usage(sb.vmid).await.map(|u| u.cpu_seconds);
+        match self.activity.idleness(
+            sb.vmid,
+            now,
+            sb.updated_at,
+            cpu,
+            profile.behavior.idle_cpu_percent,
+        ) {
+            Idleness::Busy => None,
+            Idleness::Since(since) => {
+                (since + chrono::Duration::minutes(i64::from(minutes)) <= now).then_some(since)
+            }
+        }
+    }
+
+    /// Records why idle stop is about to stop a sandbox.
+    async fn idle_event(&self, sb: &Sandbox, since: crate::time::Timestamp, now: crate::time::Timestamp) {
+        let minutes = (now - since).num_minutes();
+        self.event(
+            NewEvent::new(
+                now,
+                EventKind::SandboxAction,
+                format!(
+                    "idle for {minutes} min (no open exec, shell, copy or forward stream, no \
+                     log output, guest CPU below the profile's idle_cpu_percent); stopping"
+                ),
+            )
+            .sandbox(sb.vmid)
+            .payload(serde_json::json!({
+                "action": "idle_stop",
+                "idle_since": since,
+                "idle_minutes": minutes,
+            })),
+        )
+        .await;
     }
 
     fn report(&self, r: Result<Sandbox, EngineError>) {

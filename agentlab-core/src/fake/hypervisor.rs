@@ -48,6 +48,8 @@ mod exec;
 mod faults;
 #[path = "hypervisor_ops.rs"]
 mod ops;
+#[path = "hypervisor_usage.rs"]
+mod usage;
 
 pub use exec::GuestExecReply;
 pub(crate) use faults::FaultPlan;
@@ -89,6 +91,11 @@ pub struct FakeVm {
     pub bootstrap: Option<BootstrapData>,
     /// `guest_address` calls since the last start.
     pub address_polls: u32,
+    /// Guest CPU time reported through [`ProcessUsage`](crate::hypervisor::ProcessUsage)
+    /// while running; `None` (the default) reports no usage. Set with
+    /// [`FakeHypervisor::set_cpu_seconds`].
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
 }
 
 /// A workspace volume as the fake keeps it.
@@ -118,6 +125,7 @@ impl FakeVm {
             starts: 0,
             bootstrap: None,
             address_polls: 0,
+            cpu_seconds: None,
         }
     }
 }

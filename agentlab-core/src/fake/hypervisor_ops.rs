@@ -36,6 +36,10 @@ impl Hypervisor for FakeHypervisor {
         self.offers_guest_exec().then_some(self as &dyn GuestExec)
     }
 
+    fn process_usage(&self) -> Option<&dyn crate::hypervisor::ProcessUsage> {
+        Some(self)
+    }
+
     async fn create(&self, spec: &VmSpec) -> Result<VmHandle, HypervisorError> {
         let late = self.enter(FakeOp::Create, Some(spec.vmid), None).await?;
         let node = spec.node.clone().unwrap_or_else(|| FAKE_NODE.to_owned());

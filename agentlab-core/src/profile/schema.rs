@@ -226,8 +226,14 @@ pub struct BehaviorProfile {
     pub ttl_minutes_default: u32,
     /// Job timeout in minutes, `< ttl`; absent = TTL minus 5 minutes of grace (at least 1).
     pub job_timeout_minutes: Option<u32>,
-    /// Stop the sandbox after this many idle minutes; absent = never.
+    /// Stop the sandbox after this many idle minutes; absent = never. Idle means no open
+    /// exec/shell/copy/forward stream, no job log output and guest CPU below
+    /// `idle_cpu_percent`.
     pub idle_stop_minutes: Option<u32>,
+    /// Guest CPU use, in percent of one CPU between two checks, above which the sandbox
+    /// counts as active for idle stop (default 5, 1..=100). Read where the backend reports
+    /// the VM's CPU time (qemu, local).
+    pub idle_cpu_percent: u32,
     /// Inner sandbox around the agent in the guest (default `none`).
     pub inner_sandbox: InnerSandbox,
     /// Extra arguments for the inner sandbox; only with `inner_sandbox: bubblewrap`.
@@ -242,6 +248,7 @@ impl Default for BehaviorProfile {
             ttl_minutes_default: 60,
             job_timeout_minutes: None,
             idle_stop_minutes: None,
+            idle_cpu_percent: 5,
             inner_sandbox: InnerSandbox::None,
             inner_sandbox_args: Vec::new(),
         }

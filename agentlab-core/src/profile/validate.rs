@@ -291,6 +291,11 @@ fn validate_behavior(p: &Profile) -> Result<(), Violation> {
             "must be at least 1".to_owned()
         })?;
     }
+    check(
+        (1..=100).contains(&b.idle_cpu_percent),
+        "behavior.idle_cpu_percent",
+        || "must be within 1..=100".to_owned(),
+    )?;
     if b.inner_sandbox == InnerSandbox::None {
         check(
             b.inner_sandbox_args.is_empty(),

@@ -361,6 +361,12 @@ fn sigkilled_daemon_finds_its_running_sandboxes_and_destroy_cleans_up() {
         .unwrap_or_else(|| panic!("job without sandbox: {job}"));
     let pids_before = wait_for_process(&lab, busy, "sleep");
     assert_all_traces(&lab, busy);
+    // The backend reports what the running sandbox uses (idle stop reads its CPU time).
+    let shown = lab.json(&["sandbox", "show", &busy.to_string()]);
+    let usage = &shown["usage"];
+    assert!(usage["pid"].as_u64().unwrap_or(0) > 0, "{shown}");
+    assert!(usage["rss_bytes"].as_u64().unwrap_or(0) > 0, "{shown}");
+    assert!(usage["cpu_seconds"].as_f64().is_some(), "{shown}");
 
     lab.kill_daemon();
     // The sandbox does not depend on the daemon process.

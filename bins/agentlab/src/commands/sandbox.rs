@@ -122,6 +122,9 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
                 if let Some(u) = &detail.usage {
                     print!("{}", view::usage_line(u));
                 }
+                if let Some(at) = &detail.last_activity_at {
+                    print!("{}", crate::output::kv(&[("last activity", at.to_rfc3339())]));
+                }
             }
             return Ok(Code::Ok);
         }

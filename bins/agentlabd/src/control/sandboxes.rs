@@ -103,6 +103,7 @@ pub async fn show(
     Ok(Json(agentlab_core::api::control::SandboxDetail {
         sandbox,
         usage,
+        last_activity_at: st.lab.last_activity(vmid),
     }))
 }
 
