@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn idle_counts_from_the_latest_of_start_state_change_and_activity() {
         let a = Activity::new(t(100));
-        assert_eq!(a.idleness(v(), t(200), t(0), None, 5), Idleness::Since(t(100)));
+        assert_eq!(
+            a.idleness(v(), t(200), t(0), None, 5),
+            Idleness::Since(t(100))
+        );
         assert_eq!(
             a.idleness(v(), t(200), t(150), None, 5),
             Idleness::Since(t(150))

@@ -206,7 +206,12 @@ impl Lab {
     }
 
     /// Records why idle stop is about to stop a sandbox.
-    async fn idle_event(&self, sb: &Sandbox, since: crate::time::Timestamp, now: crate::time::Timestamp) {
+    async fn idle_event(
+        &self,
+        sb: &Sandbox,
+        since: crate::time::Timestamp,
+        now: crate::time::Timestamp,
+    ) {
         let minutes = (now - since).num_minutes();
         self.event(
             NewEvent::new(

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::yaml::{self, Document, ErrorDetails, ErrorKind, YamlLimits};
 
+use super::legacy::{self, ProfileWarning};
 use super::schema::Profile;
 use super::validate::validate;
 
@@ -55,6 +56,7 @@ struct Entry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profiles {
     by_name: BTreeMap<String, Entry>,
+    warnings: Vec<ProfileWarning>,
 }
 
 impl Profiles {
@@ -112,7 +114,7 @@ impl Profiles {
     ) -> Result<Vec<Profile>, ProfileError> {
         let mut profiles = Profiles::default();
         let mut order = Vec::new();
-        for (doc, profile) in parse_text(text, BODY_ORIGIN, limits)? {
+        for (doc, profile, _) in parse_text(text, BODY_ORIGIN, limits)? {
             order.push(profile.name.clone());
             profiles.insert(profile, BODY_ORIGIN, &doc)?;
         }
@@ -162,14 +164,21 @@ impl Profiles {
         self.by_name.is_empty()
     }
 
+    /// Go-original spellings that were accepted and translated while loading, in file and
+    /// document order (see `docs/upgrade-from-go.md`); log or print them.
+    pub fn warnings(&self) -> &[ProfileWarning] {
+        &self.warnings
+    }
+
     /// The file (or origin) a profile was loaded from, for `profile show`.
     pub fn origin(&self, name: &str) -> Option<&str> {
         self.by_name.get(name).map(|e| e.file.as_str())
     }
 
     fn add_text(&mut self, text: &str, origin: &str) -> Result<(), ProfileError> {
-        for (doc, profile) in parse_text(text, origin, &YamlLimits::default())? {
+        for (doc, profile, warnings) in parse_text(text, origin, &YamlLimits::default())? {
             self.insert(profile, origin, &doc)?;
+            self.warnings.extend(warnings);
         }
         Ok(())
     }
@@ -206,23 +215,52 @@ impl Profiles {
     }
 }
 
-/// Parses and validates every non-blank document of `text` (refused first when over `limits`).
+/// Parses and validates every non-blank document of `text` (refused first when over `limits`);
+/// Go-original spellings are translated with warnings ([`legacy`]).
+#[allow(clippy::type_complexity)]
 fn parse_text<'t>(
     text: &'t str,
     origin: &str,
     limits: &YamlLimits,
-) -> Result<Vec<(Document<'t>, Profile)>, ProfileError> {
+) -> Result<Vec<(Document<'t>, Profile, Vec<ProfileWarning>)>, ProfileError> {
     yaml::check_limits(text, origin, limits)?;
     let mut out = Vec::new();
     for doc in yaml::split_documents(text)
         .into_iter()
         .filter(|d| !d.is_blank())
     {
-        let profile: Profile = yaml::decode(&doc, origin, &[])?;
+        let mut raw: serde_yaml::Value = yaml::decode(&doc, origin, &[])?;
+        let warnings = legacy::translate(&mut raw, origin, &doc)?;
+        let decoded = if warnings.is_empty() {
+            yaml::decode::<Profile>(&doc, origin, &[])
+        } else {
+            yaml::decode_value::<Profile>(raw, &doc, origin, &[])
+        };
+        let profile = decoded.map_err(missing_section_hint)?;
         check(&profile, origin, &doc)?;
-        out.push((doc, profile));
+        out.push((doc, profile, warnings));
     }
     Ok(out)
+}
+
+/// A missing `agent` or `resources` section is what a profile of the Go original (which
+/// needed only `name` and `template_vmid`) runs into first: say what to add.
+fn missing_section_hint(mut details: Box<ErrorDetails>) -> Box<ErrorDetails> {
+    if details.kind == ErrorKind::MissingField {
+        let hint = match details.field.as_deref() {
+            Some("agent") => {
+                "add `agent:` with `preset: claude` (or codex, opencode) or `command: ...`; \
+                 profiles of the Go original had none (see docs/upgrade-from-go.md)"
+            }
+            Some("resources") => {
+                "add `resources:` with `cores` and `memory_mb`; profiles of the Go original \
+                 could leave them to the template (see docs/upgrade-from-go.md)"
+            }
+            _ => return details,
+        };
+        details.reason = format!("{}: {hint}", details.reason);
+    }
+    details
 }
 
 fn check(profile: &Profile, origin: &str, doc: &Document<'_>) -> Result<(), ProfileError> {

@@ -32,16 +32,40 @@ pub fn decode<T: DeserializeOwned>(
             return Err(Box::new(details));
         }
     };
+    let de = serde_yaml::Deserializer::from_str(doc.text);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(err) => Err(explain(err, &value, doc, file, sensitive)),
+    }
+}
+
+/// [`decode`] of a value the caller has already parsed from `doc` and rewritten (e.g. old
+/// spellings translated to new ones). Errors name the same fields and, where the field exists
+/// in `doc`'s text, its position there.
+pub fn decode_value<T: DeserializeOwned>(
+    value: serde_yaml::Value,
+    doc: &Document<'_>,
+    file: &str,
+    sensitive: &[&str],
+) -> Result<T, Box<ErrorDetails>> {
+    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(v) => Ok(v),
+        Err(err) => Err(explain(err, &value, doc, file, sensitive)),
+    }
+}
+
+/// Turns a schema error into [`ErrorDetails`]: field path, kind, position, secrets scrubbed.
+fn explain(
+    err: serde_path_to_error::Error<serde_yaml::Error>,
+    value: &serde_yaml::Value,
+    doc: &Document<'_>,
+    file: &str,
+    sensitive: &[&str],
+) -> Box<ErrorDetails> {
     let secrets: Vec<String> = sensitive
         .iter()
-        .filter_map(|p| scalar_at(&value, p))
+        .filter_map(|p| scalar_at(value, p))
         .collect();
-
-    let de = serde_yaml::Deserializer::from_str(doc.text);
-    let err = match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => return Ok(v),
-        Err(err) => err,
-    };
     let path = match err.path().to_string() {
         p if p == "." => String::new(),
         p => p,
@@ -77,7 +101,7 @@ pub fn decode<T: DeserializeOwned>(
     } else {
         set_location(&mut details, doc, inner.location());
     }
-    Err(Box::new(details))
+    Box::new(details)
 }
 
 /// `[path: ]duplicate entry with key "k"`: names the field and points at the repeated key.

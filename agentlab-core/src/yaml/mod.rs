@@ -22,7 +22,7 @@ mod locate;
 mod macros;
 mod split;
 
-pub use decode::{decode, suggest};
+pub use decode::{decode, decode_value, suggest};
 pub use error::{ErrorDetails, ErrorKind};
 pub use limits::{YamlLimits, check_limits};
 pub use locate::locate;

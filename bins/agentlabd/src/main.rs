@@ -70,6 +70,9 @@ fn main() -> ExitCode {
     if cli.check {
         return match agentlab_core::profile::Profiles::load_dir(&cfg.profiles_dir) {
             Ok(p) => {
+                for w in p.warnings() {
+                    eprintln!("agentlabd: warning: {w}");
+                }
                 println!(
                     "config {} ok; backend {}; profiles: {}",
                     path.display(),

@@ -70,6 +70,7 @@ impl Reloader {
         .await
         .map_err(ReloadError::Task)??;
         let restart_required = restart_only_changes(&self.running, &cfg);
+        log_deprecations(&profiles);
         let changes = self.lab.replace_profiles(profiles);
         if !restart_required.is_empty() {
             tracing::warn!(keys = ?restart_required, "config keys changed on disk need a restart");
@@ -79,6 +80,21 @@ impl Reloader {
             profiles: changes,
             restart_required,
         })
+    }
+}
+
+/// One warning line per Go-original spelling the loaded profiles use (see
+/// docs/upgrade-from-go.md).
+pub fn log_deprecations(profiles: &Profiles) {
+    for w in profiles.warnings() {
+        tracing::warn!(
+            file = %w.file,
+            document = w.document,
+            field = %w.field,
+            line = ?w.line,
+            "deprecated profile key accepted: {}",
+            w.message
+        );
     }
 }
 

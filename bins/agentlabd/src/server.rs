@@ -35,6 +35,7 @@ pub async fn run(
         );
     }
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
+    crate::reload::log_deprecations(&profiles);
     let (mut deps, tokens) = wiring::build(&cfg, &profiles).await?;
     let metrics = Arc::new(agentlab_metrics::Metrics::new());
     crate::metrics::meter_backend(&mut deps, &metrics);

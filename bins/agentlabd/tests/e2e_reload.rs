@@ -135,3 +135,38 @@ fn profile_validate_works_without_a_daemon() {
     );
     assert!(err.contains("did you mean \"memory_mb\"?"), "{err}");
 }
+
+/// A profile written for the Go original loads with one warning per old spelling in the
+/// daemon's log (at start and at each reload) and `profile validate` prints the same.
+#[test]
+fn go_profile_keys_load_with_deprecation_warnings() {
+    let go = "name: legacy\ntemplate_vmid: 9000\nnetwork:\n  firewall_group: agent_nat_default\n\
+              resources:\n  cores: 1\n  memory_mb: 512\n  balloon: false\nbehavior:\n  \
+              mode: dangerous\nagent:\n  command: \"true\"\n";
+    let d = Daemon::start_with(Some(go), "");
+    assert_eq!(names(&d), vec!["legacy"]);
+    wait_log(&d, "deprecated profile key accepted", 3);
+    let log = d.log();
+    for field in [
+        "network.firewall_group",
+        "resources.balloon",
+        "behavior.mode",
+    ] {
+        assert!(log.contains(field), "{field} not in the log:\n{log}");
+    }
+    let shown = d.json(&["profile", "show", "legacy"]);
+    assert_eq!(shown["behavior"]["mode"], "yolo", "{shown}");
+    assert_eq!(shown["network"]["mode"], "nat", "{shown}");
+    assert_eq!(shown["resources"]["balloon"], 0, "{shown}");
+
+    let file = d.dir.path().join("go.yaml");
+    std::fs::write(&file, go).unwrap();
+    let out = Command::new(harness::bin("agentlab"))
+        .args(["profile", "validate"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("(deprecated)").count(), 3, "{err}");
+}

@@ -55,6 +55,9 @@ struct FileResult {
     profiles: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<serde_json::Value>,
+    /// Go-original spellings accepted with a deprecation warning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<agentlab_core::profile::ProfileWarning>,
 }
 
 /// Runs `agentlab profile …`.
@@ -110,6 +113,9 @@ async fn validate(ctx: &Ctx, files: Vec<PathBuf>) -> anyhow::Result<Code> {
         print_json(&serde_json::json!({"valid": all_valid, "files": results}))?;
     } else {
         for r in &results {
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             match &r.error {
                 None => println!("{}: valid ({})", r.file, r.profiles.join(", ")),
                 Some(e) => {
@@ -143,6 +149,7 @@ fn check_files(files: &[PathBuf]) -> Vec<FileResult> {
                 valid: false,
                 profiles: Vec::new(),
                 error: Some(error),
+                warnings: Vec::new(),
             },
             Ok(set) => {
                 let names: Vec<String> = set.names().iter().map(|n| (*n).to_owned()).collect();
@@ -157,6 +164,7 @@ fn check_files(files: &[PathBuf]) -> Vec<FileResult> {
                             file,
                             valid: false,
                             profiles: Vec::new(),
+                            warnings: set.warnings().to_vec(),
                         }
                     }
                     None => {
@@ -168,6 +176,7 @@ fn check_files(files: &[PathBuf]) -> Vec<FileResult> {
                             valid: true,
                             profiles: names,
                             error: None,
+                            warnings: set.warnings().to_vec(),
                         }
                     }
                 }

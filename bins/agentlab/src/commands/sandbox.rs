@@ -123,7 +123,10 @@ pub async fn run(ctx: &Ctx, args: SandboxArgs) -> anyhow::Result<Code> {
                     print!("{}", view::usage_line(u));
                 }
                 if let Some(at) = &detail.last_activity_at {
-                    print!("{}", crate::output::kv(&[("last activity", at.to_rfc3339())]));
+                    print!(
+                        "{}",
+                        crate::output::kv(&[("last activity", at.to_rfc3339())])
+                    );
                 }
             }
             return Ok(Code::Ok);
