@@ -234,7 +234,7 @@ fn parse_text<'t>(
         let decoded = if warnings.is_empty() {
             yaml::decode::<Profile>(&doc, origin, &[])
         } else {
-            yaml::decode_value::<Profile>(raw, &doc, origin, &[])
+            yaml::decode_value::<Profile>(&raw, &doc, origin, &[])
         };
         let profile = decoded.map_err(missing_section_hint)?;
         check(&profile, origin, &doc)?;

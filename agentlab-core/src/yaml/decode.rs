@@ -43,14 +43,14 @@ pub fn decode<T: DeserializeOwned>(
 /// spellings translated to new ones). Errors name the same fields and, where the field exists
 /// in `doc`'s text, its position there.
 pub fn decode_value<T: DeserializeOwned>(
-    value: serde_yaml::Value,
+    value: &serde_yaml::Value,
     doc: &Document<'_>,
     file: &str,
     sensitive: &[&str],
 ) -> Result<T, Box<ErrorDetails>> {
-    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+    match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Ok(v),
-        Err(err) => Err(explain(err, &value, doc, file, sensitive)),
+        Err(err) => Err(explain(err, value, doc, file, sensitive)),
     }
 }
 

@@ -1,18 +1,18 @@
 //! `agentlabd`: the AgentLab daemon. Owns state, leases, secrets and the hypervisor; serves the
 //! control API on a Unix socket and the guest API on TCP.
 
-mod artifact_scan;
-mod artifacts;
 mod channel;
 mod control;
-mod guest;
 mod metrics;
 mod reload;
 mod remote;
 mod server;
 mod socket;
-mod wiring;
-mod wiring_pve;
+
+// The host library's modules under their old names (`crate::guest::…`, `crate::artifacts::…`).
+use agentlab_host::artifacts;
+#[cfg(test)]
+use agentlab_host::guest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,8 +12,8 @@ use agentlab_core::api::frame::Frame;
 use agentlab_core::hypervisor::{GuestExecError, GuestExecOutput};
 use agentlab_core::{EventKind, EventQuery};
 
-use super::fallback::{MAX_INPUT, MAX_OUTPUT};
 use super::tests::{agent, client, env, exec};
+use agentlab_host::channel::fallback::{MAX_INPUT, MAX_OUTPUT};
 
 /// A guest exec that answers stdout = the argv after `--`'s environment, joined, then the
 /// stdin; stderr `warn`; exit code 3.

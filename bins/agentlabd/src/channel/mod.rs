@@ -1,14 +1,10 @@
-//! The sandbox channel, daemon side: the guest agents' yamux connections ([`hub`]), their
-//! upgrade on the guest listener ([`guest_route`]) and the control socket's streams into a
-//! sandbox ([`stream_route`]). Protocol: [`agentlab_core::api::channel`].
+//! The sandbox channel, daemon side: the control socket's streams into a sandbox
+//! ([`stream_route`]); the guest agents' connections, their upgrade and the exec fallback are
+//! the host library's ([`agentlab_host::channel`]). Protocol: [`agentlab_core::api::channel`].
 
-pub mod fallback;
+pub use agentlab_host::channel::{ChannelHub, fallback, guest_route};
 #[cfg(test)]
 mod fallback_tests;
-pub mod guest_route;
-pub mod hub;
 pub mod stream_route;
 #[cfg(test)]
 mod tests;
-
-pub use hub::ChannelHub;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use tokio::sync::Semaphore;
 
-use agentlab_core::api::validate::RequestError;
 use agentlab_core::config::LimitsConfig;
 
 use crate::control::error::ApiError;
@@ -83,12 +82,5 @@ impl ApiLimits {
                 ),
             )),
         }
-    }
-}
-
-impl From<RequestError> for ApiError {
-    fn from(e: RequestError) -> Self {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
-            .details(e.details())
     }
 }

@@ -6,9 +6,9 @@ pub mod admin_backup;
 #[cfg(test)]
 mod admin_tests;
 pub mod auth;
-pub mod error;
+pub use agentlab_host::error;
 mod events;
-pub mod extract;
+pub use agentlab_host::extract;
 mod follow;
 mod health;
 mod jobs;

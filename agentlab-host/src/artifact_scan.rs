@@ -25,7 +25,7 @@ use agentlab_core::redact::Redactor;
 use agentlab_core::redact::archive::{self, ArchiveError, ScanLimits};
 use agentlab_core::{EventKind, JobId, NewEvent};
 
-use crate::control::error::ApiError;
+use crate::error::ApiError;
 use crate::guest::GuestState;
 
 /// Deflate expands at most ~1032:1; allow nesting some headroom, within 4 GiB.

@@ -285,7 +285,7 @@ mod tests {
             clock: clock.clone(),
         };
         let profiles = Profiles::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles"),
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles"),
         )
         .unwrap();
         let retention = profiles

@@ -54,7 +54,7 @@ pub(super) async fn setup_with(rate: u32, artifact_max: u64, bind: bool) -> G {
         clock: Arc::new(ManualClock::at_epoch()),
     };
     let defaults = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles/defaults.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/defaults.yaml"),
     )
     .unwrap();
     let with_secrets = "---\nname: with-secrets\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\nsecrets_bundle: default\nagent:\n  command: make\n";

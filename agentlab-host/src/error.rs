@@ -78,3 +78,11 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// A request that failed validation: 422 with the error's code and details.
+impl From<agentlab_core::api::validate::RequestError> for ApiError {
+    fn from(e: agentlab_core::api::validate::RequestError) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
+            .details(e.details())
+    }
+}

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use agentlab_core::{JobId, Vmid};
 
-use crate::control::error::ApiError;
+use crate::error::ApiError;
 
 /// A JSON body: malformed JSON is 400 `malformed_json` with the parse position; a body that
 /// does not fit the type (unknown or missing fields) is 422 `invalid_request`.

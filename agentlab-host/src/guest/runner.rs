@@ -17,8 +17,8 @@ use agentlab_core::redact::Redactor;
 use agentlab_core::{Artifact, Job, JobOutcome, JobState, SecretBundle};
 
 use crate::artifacts::{ArtifactStore, UploadError};
-use crate::control::error::ApiError;
-use crate::control::extract::{job_id, parse_json};
+use crate::error::ApiError;
+use crate::extract::{job_id, parse_json};
 use crate::guest::GuestState;
 
 fn unauthorized() -> ApiError {

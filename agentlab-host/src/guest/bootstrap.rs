@@ -18,8 +18,8 @@ use agentlab_core::engine::{BootstrapGrant, EngineError};
 use agentlab_core::redact::Redactor;
 use agentlab_core::token::hash_token;
 
-use crate::control::error::ApiError;
-use crate::control::extract::parse_json;
+use crate::error::ApiError;
+use crate::extract::parse_json;
 use crate::guest::GuestState;
 
 const PRESETS: [&str; 3] = ["claude", "codex", "opencode"];
