@@ -53,10 +53,10 @@ impl Service {
             return Ok(Check::Skip(match (self, &host.root) {
                 (_, Some(_)) => "--root: the service manager is not asked".into(),
                 (Self::Start, None) => format!(
-                    "systemd is not running as PID 1 (no /run/systemd/system): {UNIT} is \
-                     enabled for the next boot with systemd but cannot be started now; start \
-                     the daemon by hand: sudo /usr/local/bin/agentlabd --config \
-                     /etc/agentlab/config.yaml"
+                    "systemd is not running as PID 1 (no /run/systemd/system), so {UNIT} \
+                     cannot be started now (the enable step makes it start at the next boot \
+                     under systemd); start the daemon by hand: sudo /usr/local/bin/agentlabd \
+                     --config /etc/agentlab/config.yaml"
                 ),
                 _ => "systemd is not running as PID 1 (no /run/systemd/system)".into(),
             }));
