@@ -316,6 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn drift_is_repaired_but_configuration_is_not_touched() {
+        if !prerequisites_or_skip("drift_is_repaired_but_configuration_is_not_touched") {
+            return;
+        }
+        let sb = Sandbox::new();
+        sb.steps("init", &["--backend", "local"]);
+        let unit = sb.at("/etc/systemd/system/agentlabd.service");
+        std::fs::write(&unit, "[Service]\nExecStart=/bin/false\n").unwrap();
+        std::fs::set_permissions(
+            sb.at("/etc/agentlab"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let profile = sb.at("/etc/agentlab/profiles/defaults.yaml");
+        std::fs::write(&profile, "# edited\n").unwrap();
+        let steps = sb.steps("init", &[]);
+        assert_eq!(
+            steps["file /etc/systemd/system/agentlabd.service"].0,
+            "changed"
+        );
+        assert_eq!(steps["directory /etc/agentlab"].0, "changed");
+        assert_eq!(steps["file /etc/agentlab/profiles/defaults.yaml"].0, "ok");
+        assert_eq!(
+            std::fs::read(&unit).unwrap(),
+            std::fs::read(repo_file("deploy/systemd/agentlabd.service")).unwrap()
+        );
+        assert_eq!(mode_owner(&sb.at("/etc/agentlab")).0, 0o750);
+        assert_eq!(std::fs::read_to_string(&profile).unwrap(), "# edited\n");
+    }
+
+    #[test]
     fn pve_prints_the_bridge_and_token_commands() {
         if !prerequisites_or_skip("pve_prints_the_bridge_and_token_commands") {
             return;
