@@ -21,7 +21,7 @@ pub struct AnswerArgs {
     /// Proxmox node for sandboxes [default: auto].
     #[arg(long, value_name = "NODE")]
     pub pve_node: Option<String>,
-    /// Proxmox API token id, USER@REALM!TOKENID [default: agentlab@pve!agentlab].
+    /// Proxmox API token id, USER@REALM!TOKENID (default: agentlab@pve!agentlab).
     #[arg(long, value_name = "ID")]
     pub pve_token_id: Option<String>,
     /// File holding the token secret [default: /etc/agentlab/pve-token.secret].
