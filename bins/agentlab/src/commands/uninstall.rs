@@ -30,6 +30,18 @@ pub async fn run(args: UninstallArgs, json: bool) -> anyhow::Result<Code> {
                 agentlab_core::config::Config::default()
             }
         };
+        // Without systemd nothing here can stop a daemon started by hand: refuse to pull its
+        // binaries and socket directory from under it.
+        if host.root.is_none()
+            && !host.systemd
+            && !args.common.dry_run
+            && std::os::unix::net::UnixStream::connect(&cfg.socket).is_ok()
+        {
+            anyhow::bail!(
+                "agentlabd answers on {} and systemd does not run it: stop the daemon first",
+                cfg.socket.display()
+            );
+        }
         let steps = plan::uninstall_steps(&host, &cfg, args.purge);
         init::execute(&host, &steps, args.common.dry_run, json)
     })
