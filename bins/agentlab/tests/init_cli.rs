@@ -354,7 +354,14 @@ mod tests {
         let sb = Sandbox::new();
         let missing = sb.run("init", &["--dry-run", "--yes", "--backend", "pve"]);
         assert!(!missing.status.success());
-        assert!(String::from_utf8_lossy(&missing.stderr).contains("--pve-url"));
+        let err: Value = serde_json::from_slice(&missing.stderr).unwrap();
+        assert_eq!(err["error"]["code"], "cli_error");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--pve-url")
+        );
         let steps = sb.steps(
             "init",
             &[

@@ -263,8 +263,9 @@ impl Step {
             Self::Packages(names) => system::install_packages(names),
             Self::Bridge(b) => system::apply_bridge(b),
             Self::Verify { argv, .. } => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
+                let (program, args) = argv.split_first().context("empty check command")?;
+                let mut c = Command::new(program);
+                c.args(args);
                 host::run(c).map(drop)
             }
             Self::Skip { .. } => Ok(()),
