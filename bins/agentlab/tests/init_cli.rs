@@ -436,6 +436,101 @@ mod tests {
         assert_eq!(group.as_bytes(), pristine_group.as_slice());
     }
 
+    /// The real paths, without `--root`: in a private mount namespace whose `/etc` is a copy
+    /// of the host's and whose `/usr/local/bin`, `/var/lib` and `/run` are empty, so the host
+    /// is never touched. systemd is not PID 1 there (no `/run/systemd/system`): the unit is
+    /// enabled offline, and the start is skipped with the way to start the daemon by hand.
+    #[test]
+    fn init_on_the_real_paths_without_systemd_enables_and_says_how_to_start() {
+        let test = "init_on_the_real_paths_without_systemd_enables_and_says_how_to_start";
+        if !prerequisites_or_skip(test) {
+            return;
+        }
+        let sb = Sandbox::new();
+        let t = sb.dir.path();
+        // A stand-in agentlabd that passes `--check`.
+        std::fs::write(t.join("bins/agentlabd"), "#!/bin/sh\necho checked \"$@\"\n").unwrap();
+        let script = r#"set -e
+T="$1"; A="$2"
+mkdir -p "$T/etc" "$T/ulb" "$T/varlib"
+cp -a /etc/. "$T/etc/"
+mount --bind "$T/etc" /etc
+mount --bind "$T/ulb" /usr/local/bin
+mount --bind "$T/varlib" /var/lib
+mount -t tmpfs tmpfs /run
+"$A" --json init --backend fake --yes --bin-dir "$T/bins" > "$T/first.json"
+"$A" --json init --bin-dir "$T/bins" > "$T/second.json"
+systemctl is-enabled agentlabd.service > "$T/enabled" || true
+getent group agentlab > "$T/group"
+stat -c '%n %a %U %G' /etc/agentlab /etc/agentlab/config.yaml /var/lib/agentlab /run/agentlab \
+  /usr/local/bin/agentlabd > "$T/stat"
+"$A" --json uninstall --purge > "$T/uninstall.json"
+ls /etc/systemd/system/multi-user.target.wants > "$T/wants"
+"#;
+        let host_group = std::fs::read("/etc/group").unwrap();
+        let out = Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(t)
+            .arg(env!("CARGO_BIN_EXE_agentlab"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read("/etc/group").unwrap(), host_group);
+        let read = |f: &str| std::fs::read_to_string(t.join(f)).unwrap();
+        let steps = |f: &str| -> BTreeMap<String, (String, String)> {
+            let list: Vec<Value> = serde_json::from_str(&read(f)).unwrap();
+            list.iter()
+                .map(|s| {
+                    let g = |k: &str| s[k].as_str().unwrap().to_owned();
+                    (g("step"), (g("status"), g("detail")))
+                })
+                .collect()
+        };
+        let first = steps("first.json");
+        assert_eq!(first["systemctl enable agentlabd.service"].0, "changed");
+        assert_eq!(first["agentlabd --check"].0, "ok");
+        let (status, why) = &first["systemctl start agentlabd.service"];
+        assert_eq!(status, "skipped");
+        assert!(
+            why.contains("not running as PID 1")
+                && why.contains("agentlabd --config /etc/agentlab/config.yaml"),
+            "{why}"
+        );
+        let second = steps("second.json");
+        assert!(
+            second.values().all(|(s, _)| s == "ok" || s == "skipped"),
+            "{second:?}"
+        );
+        assert_eq!(read("enabled").trim(), "enabled");
+        assert!(read("group").starts_with("agentlab:x:"));
+        let stat = read("stat");
+        for line in [
+            "/etc/agentlab 750 root agentlab",
+            "/etc/agentlab/config.yaml 640 root agentlab",
+            "/var/lib/agentlab 700 root root",
+            "/run/agentlab 750 root agentlab",
+            "/usr/local/bin/agentlabd 755 root root",
+        ] {
+            assert!(stat.lines().any(|l| l == line), "{line} not in\n{stat}");
+        }
+        let removed = steps("uninstall.json");
+        assert_eq!(removed["remove group agentlab"].0, "changed");
+        assert!(!read("wants").contains("agentlabd"));
+    }
+
     #[test]
     fn the_shipped_unit_passes_systemd_analyze_verify() {
         if !prerequisites_or_skip("the_shipped_unit_passes_systemd_analyze_verify") {
