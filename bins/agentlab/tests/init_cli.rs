@@ -1,9 +1,9 @@
-//! `agentlab init` and `agentlab uninstall` against a sandboxed root (`--root`): files,
-//! modes, the group line, the installed unit accepted by `systemd-analyze verify`, a second
-//! run and a dry run that change nothing, and uninstall (with and without `--purge`). The
-//! host's own /etc is never touched. Needs root, groupadd, systemctl, systemd-analyze,
-//! systemd-tmpfiles and unshare:
-//! without them the tests print why and pass, except under `CI`, where they fail.
+//! `agentlab init` and `agentlab uninstall` against a sandboxed root (`--root`), and once on
+//! the real paths inside a private mount namespace: files, modes, the group line, the
+//! installed unit accepted by `systemd-analyze verify`, a second run and a dry run that change
+//! nothing, and uninstall (with and without `--purge`). The host's own /etc is never touched.
+//! Needs root, groupadd, systemctl, systemd-analyze, systemd-tmpfiles and unshare: without
+//! them the tests print why and pass, except under `CI`, where they fail.
 
 #[cfg(test)]
 mod tests {
