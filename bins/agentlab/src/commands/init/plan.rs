@@ -106,7 +106,10 @@ pub fn init_steps(host: &Host, answers: &Answers, current: &Current, bin_dir: &P
     steps.push(Step::Service(Service::Reload));
     steps.push(Step::Service(Service::Enable));
     steps.push(start_step(host, cfg));
-    if cfg.backend == BackendKind::Pve && host.root.is_none() {
+    if cfg.backend == BackendKind::Pve
+        && host.root.is_none()
+        && missing_pve_secret(host, cfg).is_none()
+    {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agentlab"));
         steps.push(Step::Verify {
             name: "agentlab doctor".into(),
@@ -178,7 +181,25 @@ fn start_step(host: &Host, cfg: &Config) -> Step {
             ),
         );
     }
+    if host.root.is_none()
+        && let Some(secret) = missing_pve_secret(host, cfg)
+    {
+        return skip(
+            "systemctl start agentlabd.service",
+            &format!(
+                "no Proxmox token secret at {}: create the token (see the Proxmox step), write \
+                 its secret there (mode 0600), then run sudo agentlab init again",
+                secret.display()
+            ),
+        );
+    }
     Step::Service(Service::Start)
+}
+
+/// `pve.token_secret_file` when it is configured but not there yet.
+fn missing_pve_secret(host: &Host, cfg: &Config) -> Option<PathBuf> {
+    let file = cfg.pve.as_ref()?.token_secret_file.clone()?;
+    (cfg.backend == BackendKind::Pve && !host.path(&file).exists()).then_some(file)
 }
 
 /// The steps of `agentlab uninstall`.
@@ -263,5 +284,48 @@ pub fn skip(name: &str, reason: &str) -> Step {
     Step::Skip {
         name: name.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_removes_only_paths_that_are_agentlabs_own() {
+        for (path, removed) in [
+            ("/var/lib/agentlab", true),
+            ("/srv/agentlab-data", true),
+            ("/srv/agentlab/state", true),
+            ("/var", false),
+            ("/srv/data", false),
+            ("/agentlab", false),
+        ] {
+            let step = purge_step(Path::new(path));
+            assert_eq!(
+                matches!(step, Step::Removed(_)),
+                removed,
+                "{path}: {step:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_kept_config_and_data_are_said_without_purge() {
+        let host = Host::new(Some(PathBuf::from("/nonexistent")));
+        let steps = uninstall_steps(&host, &Config::default(), false);
+        assert!(!steps.iter().any(|s| matches!(s, Step::GroupRemoved(_))));
+        assert!(
+            !steps
+                .iter()
+                .any(|s| matches!(s, Step::Removed(p) if p.starts_with("/etc/agentlab")))
+        );
+        let purge = uninstall_steps(&host, &Config::default(), true);
+        assert!(purge.iter().any(|s| matches!(s, Step::GroupRemoved(_))));
+        assert!(
+            purge
+                .iter()
+                .any(|s| matches!(s, Step::Removed(p) if p == Path::new("/var/lib/agentlab")))
+        );
     }
 }
