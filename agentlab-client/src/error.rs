@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 
 /// How to get a daemon running, appended to "unreachable" errors.
-pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` or \
-     `agentlabd --config /etc/agentlab/config.yaml`, or point --socket / AGENTLAB_SOCKET at its socket";
+/// `agentlabd.service` is the unit `agentlab init` installs (`deploy/systemd/`).
+pub const START_HINT: &str = "start it with `sudo systemctl start agentlabd` (the unit \
+     `sudo agentlab init` installs) or `agentlabd --config /etc/agentlab/config.yaml`, or point \
+     --socket / AGENTLAB_SOCKET at its socket";
 
 /// The hint for an unreachable remote endpoint.
 pub const REMOTE_HINT: &str = "check --endpoint / AGENTLAB_ENDPOINT, and that the daemon \

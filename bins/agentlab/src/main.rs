@@ -65,6 +65,10 @@ enum Command {
     Token(commands::token::TokenArgs),
     /// Back up the daemon's state, or restore a backup while it is stopped.
     Admin(commands::admin::AdminArgs),
+    /// Set this host up (as root): group, /etc/agentlab, data dir, systemd unit, start.
+    Init(commands::init::InitArgs),
+    /// Reverse `init` (as root); keeps config and data unless --purge.
+    Uninstall(commands::uninstall::UninstallArgs),
 }
 
 /// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
@@ -138,6 +142,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
         Command::Admin(a) => commands::admin::run(&ctx, a).await,
         Command::Token(a) => commands::token::run(&ctx, a).await,
+        Command::Init(a) => commands::init::run(a, ctx.json).await,
+        Command::Uninstall(a) => commands::uninstall::run(a, ctx.json).await,
     };
     if let Some((fingerprint, file)) = ctx.client.pinned_on_first_use() {
         eprintln!(
