@@ -65,6 +65,8 @@ enum Command {
     Token(commands::token::TokenArgs),
     /// Back up the daemon's state, or restore a backup while it is stopped.
     Admin(commands::admin::AdminArgs),
+    /// Live terminal UI: sandboxes, jobs, events and logs, with destroy/renew/shell keys.
+    Top(commands::top::TopArgs),
 }
 
 /// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
@@ -138,6 +140,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         Command::Mcp(a) => commands::mcp::run(&ctx, a).await,
         Command::Admin(a) => commands::admin::run(&ctx, a).await,
         Command::Token(a) => commands::token::run(&ctx, a).await,
+        Command::Top(a) => commands::top::run(&ctx, a).await,
     };
     if let Some((fingerprint, file)) = ctx.client.pinned_on_first_use() {
         eprintln!(

@@ -24,4 +24,5 @@ pub mod secrets;
 pub mod status;
 pub mod template;
 pub mod token;
+pub mod top;
 pub mod workspace;

@@ -1,0 +1,1 @@
+//! Tests of `agentlab top`.
