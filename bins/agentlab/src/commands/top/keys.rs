@@ -30,9 +30,10 @@ pub enum Action {
     Quit,
 }
 
-/// The footer's help line (every key [`map`] knows).
+/// The footer's help line (79 columns: it fits an 80-column terminal; `d` and `Esc` are
+/// aliases of `⏎` and `q`).
 pub const HELP: &str =
-    "↑↓/jk select  Tab switch  ⏎/d detail  f follow log  x destroy  r renew  s shell  q quit";
+    "↑↓/jk select  Tab switch  ⏎ detail  f logs  x destroy  r renew  s shell  q quit";
 
 /// The action of `key`; `confirming` is true while a yes/no dialog is open.
 pub fn map(key: KeyEvent, confirming: bool) -> Option<Action> {
