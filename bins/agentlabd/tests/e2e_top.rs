@@ -96,24 +96,47 @@ fn top_shows_sandboxes_live_destroys_with_confirmation_and_restores_the_terminal
         d.socket.display()
     );
     let out = tmux.run(&[
-        "new-session", "-d", "-s", "top", "-x", "80", "-y", "24", "sh", "-c", &script,
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "sh",
+        "-c",
+        &script,
     ]);
     assert!(out.status.success(), "{out:?}");
     tmux.wait("the empty table", &d, |s| {
         s.contains("agentlab top [Sandboxes 0]") && s.contains("No sandboxes.")
     });
-    assert_eq!(tmux.var("alternate_on"), "1", "top runs on the alternate screen");
+    assert_eq!(
+        tmux.var("alternate_on"),
+        "1",
+        "top runs on the alternate screen"
+    );
 
     // A sandbox created by the CLI appears without a key press.
-    let sb = d.json(&["sandbox", "new", "--profile", "interactive-dev", "--ttl", "30"]);
+    let sb = d.json(&[
+        "sandbox",
+        "new",
+        "--profile",
+        "interactive-dev",
+        "--ttl",
+        "30",
+    ]);
     let vmid = sb["vmid"].as_u64().unwrap().to_string();
     let screen = tmux.wait("the new sandbox READY", &d, |s| {
-        s.lines()
-            .any(|l| l.contains(&vmid) && l.contains("READY"))
+        s.lines().any(|l| l.contains(&vmid) && l.contains("READY"))
     });
     assert!(screen.contains("[Sandboxes 1]"), "{screen}");
     let last = screen.lines().last().unwrap_or_default();
-    assert!(last.contains("q quit"), "the help line fits 80 columns: {screen}");
+    assert!(
+        last.contains("q quit"),
+        "the help line fits 80 columns: {screen}"
+    );
 
     // Enter opens the detail pane with the sandbox's events.
     tmux.keys(&["Enter"]);
@@ -152,7 +175,11 @@ fn top_shows_sandboxes_live_destroys_with_confirmation_and_restores_the_terminal
     );
     assert!(!screen.contains("agentlab top ["), "{screen}");
     assert_eq!(tmux.var("alternate_on"), "0", "{screen}");
-    assert_eq!(tmux.var("cursor_flag"), "1", "the cursor is shown: {screen}");
+    assert_eq!(
+        tmux.var("cursor_flag"),
+        "1",
+        "the cursor is shown: {screen}"
+    );
 }
 
 #[test]
@@ -161,9 +188,19 @@ fn top_without_a_terminal_refuses_and_once_prints_the_tables() {
     let out = d.cli(&["top"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("needs a terminal") && err.contains("--once"), "{err}");
+    assert!(
+        err.contains("needs a terminal") && err.contains("--once"),
+        "{err}"
+    );
 
-    let sb = d.json(&["sandbox", "new", "--profile", "interactive-dev", "--ttl", "30"]);
+    let sb = d.json(&[
+        "sandbox",
+        "new",
+        "--profile",
+        "interactive-dev",
+        "--ttl",
+        "30",
+    ]);
     let vmid = sb["vmid"].as_u64().unwrap().to_string();
     let out = d.cli(&["top", "--once"]);
     assert!(out.status.success(), "{out:?}");

@@ -48,7 +48,9 @@ pub enum Update {
 }
 
 /// Reads the live sandboxes and the newest jobs.
-pub async fn lists(client: &Client) -> Result<(Vec<Sandbox>, Vec<Job>), agentlab_client::ClientError> {
+pub async fn lists(
+    client: &Client,
+) -> Result<(Vec<Sandbox>, Vec<Job>), agentlab_client::ClientError> {
     let sandboxes = client.list_sandboxes(&SandboxFilter::default()).await?;
     let jobs = client.get_all("/v1/jobs", "cursor", Some(MAX_JOBS)).await?;
     Ok((sandboxes, jobs))
@@ -169,7 +171,9 @@ async fn poll(client: Client, tx: mpsc::Sender<Update>, poke: Arc<Notify>) {
         let update = match lists(&client).await {
             Ok((s, j)) => {
                 if last_error.take().is_some() {
-                    let _ = tx.send(Update::Status("agentlabd answers again".into())).await;
+                    let _ = tx
+                        .send(Update::Status("agentlabd answers again".into()))
+                        .await;
                 }
                 Update::Lists(s, j)
             }

@@ -36,7 +36,8 @@ use crate::view;
 /// Arguments of `agentlab top`.
 #[derive(Debug, clap::Args)]
 pub struct TopArgs {
-    /// Print the sandboxes and jobs tables once and exit (works without a terminal).
+    /// Print the sandboxes and jobs tables once and exit (works without a terminal; with
+    /// `--json`: `{"sandboxes": […], "jobs": […]}`).
     #[arg(long)]
     pub once: bool,
 }
@@ -45,7 +46,13 @@ pub struct TopArgs {
 pub async fn run(ctx: &Ctx, args: TopArgs) -> anyhow::Result<Code> {
     let (sandboxes, jobs) = feed::lists(&ctx.client).await?;
     if args.once {
-        print_once(&sandboxes, &jobs);
+        if ctx.json {
+            crate::output::print_json(
+                &serde_json::json!({ "sandboxes": sandboxes, "jobs": jobs }),
+            )?;
+        } else {
+            print_once(&sandboxes, &jobs);
+        }
         return Ok(Code::Ok);
     }
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
@@ -122,7 +129,9 @@ async fn perform(ctx: &Ctx, tui: &mut Tui, input: &Input, feed: &Feed, app: &mut
             match client.destroy_sandbox(vmid).await {
                 Ok(s) if s.state == SandboxState::Destroying => format!(
                     "sandbox {vmid} is not destroyed yet: {}; agentlabd retries",
-                    s.last_error.as_deref().unwrap_or("the destroy is in progress")
+                    s.last_error
+                        .as_deref()
+                        .unwrap_or("the destroy is in progress")
                 ),
                 Ok(_) => format!("sandbox {vmid} destroyed"),
                 Err(e) => format!("destroy {vmid}: {e}"),

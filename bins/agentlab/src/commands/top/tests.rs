@@ -116,13 +116,25 @@ fn press(app: &mut App, code: KeyCode) -> Option<Effect> {
 
 #[test]
 fn keys_map_to_actions_and_a_dialog_takes_only_its_answers() {
-    assert_eq!(keys::map(key(KeyCode::Char('j')), false), Some(Action::Down));
+    assert_eq!(
+        keys::map(key(KeyCode::Char('j')), false),
+        Some(Action::Down)
+    );
     assert_eq!(keys::map(key(KeyCode::Down), false), Some(Action::Down));
     assert_eq!(keys::map(key(KeyCode::Char('k')), false), Some(Action::Up));
     assert_eq!(keys::map(key(KeyCode::Tab), false), Some(Action::SwitchTab));
-    assert_eq!(keys::map(key(KeyCode::Enter), false), Some(Action::ToggleDetail));
-    assert_eq!(keys::map(key(KeyCode::Char('d')), false), Some(Action::ToggleDetail));
-    assert_eq!(keys::map(key(KeyCode::Char('x')), false), Some(Action::Destroy));
+    assert_eq!(
+        keys::map(key(KeyCode::Enter), false),
+        Some(Action::ToggleDetail)
+    );
+    assert_eq!(
+        keys::map(key(KeyCode::Char('d')), false),
+        Some(Action::ToggleDetail)
+    );
+    assert_eq!(
+        keys::map(key(KeyCode::Char('x')), false),
+        Some(Action::Destroy)
+    );
     assert_eq!(keys::map(key(KeyCode::Esc), false), Some(Action::Quit));
     assert_eq!(keys::map(key(KeyCode::Char('z')), false), None);
     // In the dialog: y/n/Esc answer, everything else is ignored (x again does not confirm).
@@ -139,7 +151,10 @@ fn an_80x24_screen_shows_the_table_the_rows_and_the_whole_help_line() {
     let app = app();
     let rows = screen(&app, 80, 24);
     let text = rows.join("\n");
-    assert!(rows[0].starts_with("agentlab top [Sandboxes 2]  Jobs 2"), "{text}");
+    assert!(
+        rows[0].starts_with("agentlab top [Sandboxes 2]  Jobs 2"),
+        "{text}"
+    );
     assert!(rows[0].contains("/run/agentlab/agentlabd.sock"), "{text}");
     let header = rows.iter().find(|r| r.contains("VMID")).expect(&text);
     for col in ["NAME", "PROFILE", "STATE", "JOB", "LEASE"] {
@@ -151,7 +166,10 @@ fn an_80x24_screen_shows_the_table_the_rows_and_the_whole_help_line() {
     assert!(row.contains("READY") && row.contains("in 59m"), "{row}");
     assert!(row.contains('▶'), "the first row is selected: {row}");
     let busy = rows.iter().find(|r| r.contains("102")).expect(&text);
-    assert!(busy.contains("RUNNING") && busy.contains("job-aa"), "{busy}");
+    assert!(
+        busy.contains("RUNNING") && busy.contains("job-aa"),
+        "{busy}"
+    );
     assert_eq!(rows[23].trim_end(), HELP);
     assert!(HELP.chars().count() <= 80);
 }
@@ -167,12 +185,18 @@ fn a_wide_screen_adds_the_ip_and_repo_columns() {
     let rows = screen(&app, 120, 30);
     assert!(rows[0].contains("[Jobs 2]"), "{}", rows[0]);
     let header = rows.iter().find(|r| r.contains("SANDBOX")).unwrap();
-    assert!(header.contains("REPO") && header.contains("STEP"), "{header}");
+    assert!(
+        header.contains("REPO") && header.contains("STEP"),
+        "{header}"
+    );
     assert!(rows.iter().any(|r| r.contains("file:///srv/repo.git")));
     // 80 columns: the repository is left out, the rows stay.
     let rows = screen(&app, 80, 24);
     assert!(!rows.iter().any(|r| r.contains("REPO")));
-    assert!(rows.iter().any(|r| r.contains("job-bb") && r.contains("RUNNING")));
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("job-bb") && r.contains("RUNNING"))
+    );
 }
 
 #[test]
@@ -182,7 +206,10 @@ fn destroy_asks_first_and_only_y_destroys() {
     assert_eq!(press(&mut app, KeyCode::Char('x')), None);
     assert_eq!(app.confirm, Some(vmid(102)));
     let text = screen(&app, 80, 24).join("\n");
-    assert!(text.contains("Destroy sandbox 102 (agentlab-102)?"), "{text}");
+    assert!(
+        text.contains("Destroy sandbox 102 (agentlab-102)?"),
+        "{text}"
+    );
     assert!(text.contains("y: destroy   n/Esc: keep"), "{text}");
     // n keeps it.
     assert_eq!(press(&mut app, KeyCode::Char('n')), None);
@@ -205,12 +232,21 @@ fn actions_on_the_jobs_table_use_the_jobs_sandbox() {
     let mut app = app();
     press(&mut app, KeyCode::Tab);
     assert_eq!(app.tab, Tab::Jobs);
-    assert_eq!(press(&mut app, KeyCode::Char('r')), Some(Effect::Renew(vmid(102))));
-    assert_eq!(press(&mut app, KeyCode::Char('s')), Some(Effect::Shell(vmid(102))));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('r')),
+        Some(Effect::Renew(vmid(102)))
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        Some(Effect::Shell(vmid(102)))
+    );
     press(&mut app, KeyCode::Down);
     assert_eq!(press(&mut app, KeyCode::Char('x')), None);
     assert_eq!(app.confirm, None);
-    assert_eq!(app.status.as_deref(), Some("the selected job has no sandbox"));
+    assert_eq!(
+        app.status.as_deref(),
+        Some("the selected job has no sandbox")
+    );
     assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Effect::Quit));
 }
 
@@ -232,7 +268,10 @@ fn a_refresh_keeps_the_selected_row_by_id() {
     assert_eq!(app.selected_index(), 2);
     // 102 goes away: the row at the end is selected instead; Down stops at the last row.
     app.set_lists(
-        vec![sandbox(100, SandboxState::Ready), sandbox(101, SandboxState::Ready)],
+        vec![
+            sandbox(100, SandboxState::Ready),
+            sandbox(101, SandboxState::Ready),
+        ],
         app.jobs.clone(),
     );
     assert_eq!(app.selected_sandbox().unwrap().vmid, vmid(101));
@@ -255,13 +294,34 @@ fn the_detail_pane_shows_the_selected_sandboxs_events_only() {
     assert_eq!(app.detail_target(), None);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.detail_target(), Some(Target::Sandbox(vmid(101))));
-    app.push_event(event(1, EventKind::ProvisionStep, Some(101), None, "clone ok (create, 3 ms)"));
-    app.push_event(event(2, EventKind::ProvisionStep, Some(102), None, "other sandbox"));
-    app.push_event(event(3, EventKind::StateChanged, Some(101), None, "READY\u{1b}[2J"));
+    app.push_event(event(
+        1,
+        EventKind::ProvisionStep,
+        Some(101),
+        None,
+        "clone ok (create, 3 ms)",
+    ));
+    app.push_event(event(
+        2,
+        EventKind::ProvisionStep,
+        Some(102),
+        None,
+        "other sandbox",
+    ));
+    app.push_event(event(
+        3,
+        EventKind::StateChanged,
+        Some(101),
+        None,
+        "READY\u{1b}[2J",
+    ));
     let text = screen(&app, 80, 24).join("\n");
     assert!(text.contains("sandbox 101 · events"), "{text}");
     assert!(text.contains("READY · lease in 59m (60 min)"), "{text}");
-    assert!(text.contains("provision_step    clone ok (create, 3 ms)"), "{text}");
+    assert!(
+        text.contains("provision_step    clone ok (create, 3 ms)"),
+        "{text}"
+    );
     assert!(!text.contains("other sandbox"), "{text}");
     // Control characters from the daemon or a guest are shown, never sent to the terminal.
     assert!(text.contains("READY\\x1b[2J"), "{text}");
@@ -280,24 +340,55 @@ fn follow_shows_the_jobs_agent_output_tail() {
     let mut app = app();
     press(&mut app, KeyCode::Char('f'));
     assert_eq!(app.follow, None, "sandbox 101 has no job");
-    assert_eq!(app.status.as_deref(), Some("no job to follow: select a job"));
+    assert_eq!(
+        app.status.as_deref(),
+        Some("no job to follow: select a job")
+    );
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Char('f'));
-    assert_eq!(app.detail_target(), Some(Target::Job("job-aa".parse().unwrap())));
-    assert!(screen(&app, 80, 24).join("\n").contains("(no agent output yet)"));
-    app.push_event(event(10, EventKind::JobStep, Some(102), Some("job-aa"), "step agent"));
+    assert_eq!(
+        app.detail_target(),
+        Some(Target::Job("job-aa".parse().unwrap()))
+    );
+    assert!(
+        screen(&app, 80, 24)
+            .join("\n")
+            .contains("(no agent output yet)")
+    );
+    app.push_event(event(
+        10,
+        EventKind::JobStep,
+        Some(102),
+        Some("job-aa"),
+        "step agent",
+    ));
     for i in 0..30 {
         let line = format!("line {i}");
-        app.push_event(event(11 + i, EventKind::JobLog, Some(102), Some("job-aa"), &line));
+        app.push_event(event(
+            11 + i,
+            EventKind::JobLog,
+            Some(102),
+            Some("job-aa"),
+            &line,
+        ));
     }
     let rows = screen(&app, 80, 24);
     let text = rows.join("\n");
     assert!(text.contains("job-aa · agent output (following)"), "{text}");
-    assert!(text.contains("│ line 29"), "the newest line is shown: {text}");
-    assert!(!text.contains("│ line 0\n") && !text.contains("step agent"), "{text}");
+    assert!(
+        text.contains("│ line 29"),
+        "the newest line is shown: {text}"
+    );
+    assert!(
+        !text.contains("│ line 0\n") && !text.contains("step agent"),
+        "{text}"
+    );
     // The pane keeps the job while the selection moves; f again stops following.
     press(&mut app, KeyCode::Up);
-    assert_eq!(app.detail_target(), Some(Target::Job("job-aa".parse().unwrap())));
+    assert_eq!(
+        app.detail_target(),
+        Some(Target::Job("job-aa".parse().unwrap()))
+    );
     press(&mut app, KeyCode::Char('f'));
     assert_eq!(app.follow, None);
     assert_eq!(app.detail_target(), Some(Target::Sandbox(vmid(101))));

@@ -254,7 +254,10 @@ fn render_confirm(f: &mut Frame<'_>, question: &str) {
     let text = vec![
         Line::raw(question.to_owned()),
         Line::raw(""),
-        Line::styled("y: destroy   n/Esc: keep", Style::new().add_modifier(Modifier::BOLD)),
+        Line::styled(
+            "y: destroy   n/Esc: keep",
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
     ];
     f.render_widget(
         Paragraph::new(text)
