@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -62,6 +63,7 @@ pub struct Feed {
     client: Client,
     tx: mpsc::Sender<Update>,
     poke: Arc<Notify>,
+    newest: Arc<AtomicI64>,
     poller: JoinHandle<()>,
     watchers: HashMap<Vmid, JoinHandle<()>>,
     detail: Option<(Target, JoinHandle<()>)>,
@@ -76,6 +78,7 @@ impl Feed {
             client,
             tx,
             poke,
+            newest: Arc::new(AtomicI64::new(0)),
             poller,
             watchers: HashMap::new(),
             detail: None,
@@ -105,12 +108,7 @@ impl Feed {
                 &Target::Sandbox(vmid).events_path(),
                 &[("tail", Some("1".into())), ("follow", Some("true".into()))],
             );
-            let task = tokio::spawn(follow(
-                self.client.clone(),
-                path,
-                self.tx.clone(),
-                Arc::clone(&self.poke),
-            ));
+            let task = tokio::spawn(self.follow(path));
             self.watchers.insert(vmid, task);
         }
     }
@@ -131,13 +129,7 @@ impl Feed {
                     ("follow", Some("true".into())),
                 ],
             );
-            let task = tokio::spawn(follow(
-                self.client.clone(),
-                path,
-                self.tx.clone(),
-                Arc::clone(&self.poke),
-            ));
-            (t, task)
+            (t, tokio::spawn(self.follow(path)))
         });
     }
 
@@ -202,8 +194,29 @@ async fn wait(poke: &Notify) {
     }
 }
 
-/// Streams the events at `path` to the run loop, poking the list poller after each.
-async fn follow(client: Client, path: String, tx: mpsc::Sender<Update>, poke: Arc<Notify>) {
+impl Feed {
+    /// A task streaming the events at `path` to the run loop.
+    fn follow(&self, path: String) -> impl Future<Output = ()> + Send + 'static {
+        follow(
+            self.client.clone(),
+            path,
+            self.tx.clone(),
+            Arc::clone(&self.poke),
+            Arc::clone(&self.newest),
+        )
+    }
+}
+
+/// Streams the events at `path` to the run loop. An event newer than any seen before pokes
+/// the list poller; a backlog event seen already does not (a reconnecting stream must not
+/// cause a read per reconnection).
+async fn follow(
+    client: Client,
+    path: String,
+    tx: mpsc::Sender<Update>,
+    poke: Arc<Notify>,
+    newest: Arc<AtomicI64>,
+) {
     let mut stream = match client.stream_lines(&path).await {
         Ok(s) => s,
         Err(e) => {
@@ -214,10 +227,13 @@ async fn follow(client: Client, path: String, tx: mpsc::Sender<Update>, poke: Ar
     loop {
         match stream.next_json::<Event>().await {
             Ok(Some(event)) => {
+                let new = newest.fetch_max(event.id, Ordering::SeqCst) < event.id;
                 if tx.send(Update::Event(Box::new(event))).await.is_err() {
                     return;
                 }
-                poke.notify_one();
+                if new {
+                    poke.notify_one();
+                }
             }
             Ok(None) => return,
             Err(e) => {
@@ -227,3 +243,7 @@ async fn follow(client: Client, path: String, tx: mpsc::Sender<Update>, poke: Ar
         }
     }
 }
+
+#[cfg(test)]
+#[path = "feed_tests.rs"]
+mod tests;
