@@ -61,10 +61,64 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// A tmux server named after this process and `name` with one 80×24 session running
+    /// `ENV agentlab top` against `d`. After top exits, the shell prints its exit status and
+    /// whether the line discipline is back in canonical mode (raw mode off), then keeps the
+    /// pane open for inspection.
+    fn top(d: &Daemon, name: &str, env: &str) -> Tmux {
+        let tmux = Tmux {
+            server: format!("agentlab-top-{}-{name}", std::process::id()),
+        };
+        let script = format!(
+            "{env} '{}' --socket '{}' top; echo \"TOP-EXITED-$?\"; \
+             stty -a | tr ' ' '\\n' | grep -x -- '-*icanon'; sleep 60",
+            bin("agentlab").display(),
+            d.socket.display()
+        );
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        tmux
+    }
+
+    /// Waits for top to exit and the shell to report; the screen then.
+    fn exited(&self, d: &Daemon) -> String {
+        self.wait("top to exit and stty to answer", d, |s| {
+            s.contains("TOP-EXITED-") && s.contains("icanon")
+        })
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
     }
+}
+
+/// True (after saying so) when tmux is missing; a failure instead under CI, which installs
+/// it (.ci/run).
+fn skip_without_tmux() -> bool {
+    if have_tmux() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tmux is required on CI (see .ci/run)"
+    );
+    eprintln!("skipped: tmux is not installed");
+    true
 }
 
 fn have_tmux() -> bool {
@@ -76,39 +130,11 @@ fn have_tmux() -> bool {
 
 #[test]
 fn top_shows_sandboxes_live_destroys_with_confirmation_and_restores_the_terminal() {
-    if !have_tmux() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required on CI (see .ci/run)"
-        );
-        eprintln!("skipped: tmux is not installed");
+    if skip_without_tmux() {
         return;
     }
     let d = Daemon::start("");
-    let tmux = Tmux {
-        server: format!("agentlab-top-{}", std::process::id()),
-    };
-    // After top exits, the shell prints its status and whether the line discipline is back
-    // to canonical mode (raw mode off), then keeps the pane open for inspection.
-    let script = format!(
-        "'{}' --socket '{}' top; echo \"TOP-EXITED-$?\"; stty -a | tr ' ' '\\n' | grep -x -- '-*icanon'; sleep 60",
-        bin("agentlab").display(),
-        d.socket.display()
-    );
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    let tmux = Tmux::top(&d, "live", "");
     tmux.wait("the empty table", &d, |s| {
         s.contains("agentlab top [Sandboxes 0]") && s.contains("No sandboxes.")
     });
@@ -165,9 +191,7 @@ fn top_shows_sandboxes_live_destroys_with_confirmation_and_restores_the_terminal
 
     // q leaves: exit status 0, main screen back, cooked mode back, cursor shown.
     tmux.keys(&["q"]);
-    let screen = tmux.wait("top to exit and stty to answer", &d, |s| {
-        s.contains("TOP-EXITED-") && s.contains("icanon")
-    });
+    let screen = tmux.exited(&d);
     assert!(screen.contains("TOP-EXITED-0"), "{screen}");
     assert!(
         screen.lines().any(|l| l.trim() == "icanon"),
@@ -207,4 +231,33 @@ fn top_without_a_terminal_refuses_and_once_prints_the_tables() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("VMID"), "{text}");
     assert!(text.contains(&vmid) && text.contains("No jobs."), "{text}");
+}
+
+#[test]
+fn a_panic_in_top_restores_the_terminal() {
+    if skip_without_tmux() {
+        return;
+    }
+    let d = Daemon::start("");
+    // Debug builds panic on `!` with this variable set.
+    let tmux = Tmux::top(&d, "panic", "RUST_BACKTRACE=0 AGENTLAB_TOP_TEST_PANIC=1");
+    tmux.wait("the table", &d, |s| {
+        s.contains("agentlab top [Sandboxes 0]")
+    });
+    tmux.keys(&["!"]);
+    let screen = tmux.exited(&d);
+    assert!(
+        screen.contains("TOP-EXITED-101"),
+        "a panic exits 101: {screen}"
+    );
+    assert!(
+        screen.contains("panic requested by AGENTLAB_TOP_TEST_PANIC"),
+        "the panic message is printed on the restored screen: {screen}"
+    );
+    assert!(
+        screen.lines().any(|l| l.trim() == "icanon"),
+        "raw mode is off again: {screen}"
+    );
+    assert_eq!(tmux.var("alternate_on"), "0", "{screen}");
+    assert_eq!(tmux.var("cursor_flag"), "1", "{screen}");
 }

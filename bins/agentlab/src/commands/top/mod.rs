@@ -100,6 +100,8 @@ async fn event_loop(ctx: &Ctx, tui: &mut Tui, mut app: App) -> anyhow::Result<()
         tokio::select! {
             update = rx.recv() => match update {
                 Some(Update::Key(key)) => {
+                    #[cfg(debug_assertions)]
+                    panic_for_tests(&key);
                     let Some(action) = keys::map(key, app.confirm.is_some()) else { continue };
                     match app.apply(action) {
                         Some(Effect::Quit) => return Ok(()),
@@ -190,7 +192,6 @@ async fn shell(ctx: &Ctx, tui: &mut Tui, input: &Input, vmid: Vmid) -> anyhow::R
 /// The terminal in raw mode on the alternate screen; restored when dropped.
 struct Tui {
     term: Terminal<CrosstermBackend<std::io::Stdout>>,
-    active: bool,
 }
 
 impl Tui {
@@ -203,30 +204,32 @@ impl Tui {
                 return Err(e).context("setting up the terminal");
             }
         };
-        Ok(Self { term, active: true })
+        Ok(Self { term })
     }
 
     fn leave(&mut self) {
         restore();
-        self.active = false;
     }
 
     fn reenter(&mut self) -> anyhow::Result<()> {
         setup().context("setting up the terminal again")?;
-        self.active = true;
         self.term.clear().context("clearing the terminal")
     }
 }
 
 impl Drop for Tui {
     fn drop(&mut self) {
-        if self.active {
-            restore();
-        }
+        restore();
     }
 }
 
+/// Whether the terminal is set up for the UI (raw mode, alternate screen): [`restore`] acts
+/// only then, so the panic hook and the guard after it restore once. (Leaving the alternate
+/// screen twice would move the cursor back over the panic message.)
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
 fn setup() -> std::io::Result<()> {
+    ACTIVE.store(true, Ordering::SeqCst);
     terminal::enable_raw_mode()?;
     execute!(
         std::io::stdout(),
@@ -235,9 +238,12 @@ fn setup() -> std::io::Result<()> {
     )
 }
 
-/// Leaves the alternate screen and raw mode and shows the cursor (errors ignored: there is
-/// nothing better to do on the way out).
+/// Leaves the alternate screen and raw mode and shows the cursor, if [`setup`] set them
+/// (errors ignored: there is nothing better to do on the way out).
 fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = execute!(
         std::io::stdout(),
         terminal::LeaveAlternateScreen,
@@ -253,6 +259,17 @@ fn restore_on_panic() {
         restore();
         previous(info);
     }));
+}
+
+/// Debug builds only: `!` panics when `AGENTLAB_TOP_TEST_PANIC` is set, so the end-to-end
+/// test can check that a panic restores the terminal.
+#[cfg(debug_assertions)]
+fn panic_for_tests(key: &crossterm::event::KeyEvent) {
+    if key.code == crossterm::event::KeyCode::Char('!')
+        && std::env::var_os("AGENTLAB_TOP_TEST_PANIC").is_some()
+    {
+        panic!("agentlab top: panic requested by AGENTLAB_TOP_TEST_PANIC");
+    }
 }
 
 /// The thread reading keys and resizes; it can be paused while a child owns the terminal.
