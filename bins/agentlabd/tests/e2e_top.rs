@@ -1,7 +1,8 @@
 //! End to end: `agentlab top` driven in a real terminal (tmux, 80×24) against a real daemon on
 //! the fake backend: a sandbox created through the CLI appears live, the detail pane shows its
-//! events, x + y destroys it, q exits and the terminal is restored. Skipped (with a message)
-//! where tmux is missing, unless `CI` is set.
+//! events, r renews its lease, s leaves for `sandbox shell` and comes back, x + y destroys it,
+//! q exits and the terminal is restored — also after a panic. Skipped (with a message) where
+//! tmux is missing, unless `CI` is set.
 #![cfg(test)]
 
 #[path = "e2e/harness.rs"]
@@ -169,6 +170,27 @@ fn top_shows_sandboxes_live_destroys_with_confirmation_and_restores_the_terminal
     tmux.wait("the detail pane", &d, |s| {
         s.contains(&format!("sandbox {vmid} · events")) && s.contains("provision_step")
     });
+
+    // r renews the lease by its own length.
+    tmux.keys(&["r"]);
+    tmux.wait("the renewal", &d, |s| {
+        s.contains(&format!("lease of {vmid} renewed: 30 min"))
+    });
+    // s leaves the UI for `agentlab sandbox shell` and comes back when it ends (the fake
+    // backend has no channel: the shell fails at once).
+    tmux.keys(&["s"]);
+    let screen = tmux.wait("the UI back after the shell", &d, |s| {
+        s.contains(&format!("shell in {vmid} ended")) && s.contains("agentlab top [")
+    });
+    assert!(
+        screen.contains(&format!("sandbox {vmid} · events")),
+        "{screen}"
+    );
+    assert_eq!(tmux.var("alternate_on"), "1", "{screen}");
+    // The CLI's error is on the status line.
+    let status = format!("shell in {vmid} ended (exit 1): ");
+    let line = screen.lines().find(|l| l.starts_with(&status));
+    assert!(line.is_some_and(|l| l.len() > status.len()), "{screen}");
 
     // x asks, n keeps it; x then y destroys it.
     tmux.keys(&["x"]);

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod ui;
 
 use std::io::IsTerminal as _;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -174,18 +175,33 @@ async fn shell(ctx: &Ctx, tui: &mut Tui, input: &Input, vmid: Vmid) -> anyhow::R
     if let Some(token) = &ctx.token {
         cmd.env("AGENTLAB_TOKEN", token);
     }
+    // With a terminal, everything the sandbox prints arrives on the child's stdout; its
+    // stderr carries only the CLI's own errors, kept for the status line.
+    cmd.stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped());
     input.pause().await;
     tui.leave();
     println!("agentlab top: shell in sandbox {vmid}; exit it to come back");
-    let status = cmd.status().await;
+    let output = match cmd.spawn() {
+        Ok(child) => child.wait_with_output().await,
+        Err(e) => Err(e),
+    };
     let back = tui.reenter();
     input.resume();
     back?;
-    let status = status.context("running agentlab sandbox shell")?;
-    Ok(match status.code() {
+    let output = output.context("running agentlab sandbox shell")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let why = stderr
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: "))
+        .map(|l| format!(": {}", crate::term::escape(l)))
+        .unwrap_or_default();
+    Ok(match output.status.code() {
         Some(0) => format!("shell in {vmid} ended"),
-        Some(c) => format!("shell in {vmid} ended with exit code {c}"),
-        None => format!("shell in {vmid} ended by a signal"),
+        Some(c) => format!("shell in {vmid} ended (exit {c}){why}"),
+        None => format!("shell in {vmid} ended by a signal{why}"),
     })
 }
 
