@@ -13,15 +13,18 @@ use std::time::{Duration, Instant};
 
 use harness::{Daemon, bin};
 
-/// A tmux server of its own (`-L`), so the test never touches the user's sessions.
+/// A tmux server of its own (`-S`, its socket in a temporary directory removed at the end), so
+/// the test never touches the user's sessions.
 struct Tmux {
-    server: String,
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
-            .args(["-L", &self.server, "-f", "/dev/null"])
+            .arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
+            .args(["-f", "/dev/null"])
             .args(args)
             .output()
             .expect("running tmux")
@@ -63,13 +66,13 @@ impl Tmux {
 }
 
 impl Tmux {
-    /// A tmux server named after this process and `name` with one 80×24 session running
+    /// A tmux server with one 80×24 session running
     /// `ENV agentlab top` against `d`. After top exits, the shell prints its exit status and
     /// whether the line discipline is back in canonical mode (raw mode off), then keeps the
     /// pane open for inspection.
-    fn top(d: &Daemon, name: &str, env: &str) -> Tmux {
+    fn top(d: &Daemon, env: &str) -> Tmux {
         let tmux = Tmux {
-            server: format!("agentlab-top-{}-{name}", std::process::id()),
+            dir: tempfile::tempdir().expect("temporary directory"),
         };
         let script = format!(
             "{env} '{}' --socket '{}' top; echo \"TOP-EXITED-$?\"; \
@@ -135,7 +138,7 @@ fn top_shows_sandboxes_live_destroys_with_confirmation_and_restores_the_terminal
         return;
     }
     let d = Daemon::start("");
-    let tmux = Tmux::top(&d, "live", "");
+    let tmux = Tmux::top(&d, "");
     tmux.wait("the empty table", &d, |s| {
         s.contains("agentlab top [Sandboxes 0]") && s.contains("No sandboxes.")
     });
@@ -262,7 +265,7 @@ fn a_panic_in_top_restores_the_terminal() {
     }
     let d = Daemon::start("");
     // Debug builds panic on `!` with this variable set.
-    let tmux = Tmux::top(&d, "panic", "RUST_BACKTRACE=0 AGENTLAB_TOP_TEST_PANIC=1");
+    let tmux = Tmux::top(&d, "RUST_BACKTRACE=0 AGENTLAB_TOP_TEST_PANIC=1");
     tmux.wait("the table", &d, |s| {
         s.contains("agentlab top [Sandboxes 0]")
     });
