@@ -69,6 +69,8 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Reverse `init` (as root); keeps config and data unless --purge.
     Uninstall(commands::uninstall::UninstallArgs),
+    /// Live terminal UI: sandboxes, jobs, events and logs, with destroy/renew/shell keys.
+    Top(commands::top::TopArgs),
 }
 
 /// Output into a closed pipe (`agentlab … | head`) ends the CLI quietly with 0, as when a
@@ -144,6 +146,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         Command::Token(a) => commands::token::run(&ctx, a).await,
         Command::Init(a) => commands::init::run(a, ctx.json).await,
         Command::Uninstall(a) => commands::uninstall::run(a, ctx.json).await,
+        Command::Top(a) => commands::top::run(&ctx, a).await,
     };
     if let Some((fingerprint, file)) = ctx.client.pinned_on_first_use() {
         eprintln!(

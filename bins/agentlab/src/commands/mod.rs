@@ -25,5 +25,6 @@ pub mod secrets;
 pub mod status;
 pub mod template;
 pub mod token;
+pub mod top;
 pub mod uninstall;
 pub mod workspace;
