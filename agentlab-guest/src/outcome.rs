@@ -36,7 +36,10 @@ pub(crate) fn verdict(
         ..StatusReport::new(state)
     };
     match result {
-        Ok(ProcessEnd::Exited(0)) => StatusReport::new(GuestJobState::Completed),
+        Ok(ProcessEnd::Exited(0)) => StatusReport {
+            exit_code: Some(0),
+            ..StatusReport::new(GuestJobState::Completed)
+        },
         Ok(ProcessEnd::TimedOut) => failed(
             GuestJobState::Timeout,
             "agent",

@@ -70,7 +70,11 @@ mod tests {
 
         let report = mock.final_report();
         assert_eq!(report.state, GuestJobState::Completed, "{report:?}");
-        assert_eq!(report.exit_code, None);
+        assert_eq!(
+            report.exit_code,
+            Some(0),
+            "a successful agent reports exit code 0"
+        );
         let head = git(&env.clone_path(), &["rev-parse", "HEAD"]);
         assert_eq!(report.commit.as_deref(), Some(head.as_str()));
         assert_eq!(

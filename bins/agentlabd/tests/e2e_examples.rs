@@ -12,10 +12,10 @@
 mod harness;
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use harness::{Daemon, bin};
+use harness::{Daemon, bin, example};
 
 /// The fake backend runs each VM's `agent-runner` on the host, in the VM's own directory; the
 /// clone path goes through `/proc/self/cwd` so that concurrent jobs clone into their own VM's
@@ -24,24 +24,6 @@ const PROFILE: &str = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n 
      behavior:\n  ttl_minutes_default: 10\n  job_timeout_minutes: 5\n\
      repo:\n  clone_path: /proc/self/cwd/checkout\nagent:\n  command: \"echo examples-agent-output; \
      sleep 1; echo examples-agent-done\"\n";
-
-/// Path of an example of `agentlab-examples`, built (with every other example) when missing.
-fn example(name: &str) -> PathBuf {
-    let daemon = PathBuf::from(env!("CARGO_BIN_EXE_agentlabd"));
-    let path = daemon.with_file_name("examples").join(name);
-    if !path.exists() {
-        let release = daemon.components().any(|c| c.as_os_str() == "release");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "agentlab-examples", "--examples"])
-            .args(release.then_some("--release"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the examples failed");
-    }
-    assert!(path.exists(), "{} missing after the build", path.display());
-    path
-}
 
 /// The example `name` as a command talking to `d` through `AGENTLAB_SOCKET`.
 fn cmd(d: &Daemon, name: &str, args: &[&str]) -> Command {

@@ -24,6 +24,24 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Path of an example of `agentlab-examples`, built (with every other example) when missing.
+pub fn example(name: &str) -> PathBuf {
+    let daemon = PathBuf::from(env!("CARGO_BIN_EXE_agentlabd"));
+    let path = daemon.with_file_name("examples").join(name);
+    if !path.exists() {
+        let release = daemon.components().any(|c| c.as_os_str() == "release");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "agentlab-examples", "--examples"])
+            .args(release.then_some("--release"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the examples failed");
+    }
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
+}
+
 /// A daemon with its own temp dir, config and socket.
 pub struct Daemon {
     pub dir: tempfile::TempDir,

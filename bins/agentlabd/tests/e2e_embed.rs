@@ -1,0 +1,182 @@
+//! End to end: the embedding templates of `examples/` (`embed_job`, `embed_workspace`) run as
+//! real programs that build the engine in-process with `agentlab_host::Host` from an AgentLab
+//! config — no agentlabd running — on the fake backend (whose VMs run the real `agent-runner`
+//! on the host) and, as root, on the local backend in network namespaces. A daemon started
+//! afterwards on the same config finds what the program did: the state is the same.
+#![cfg(test)]
+
+#[path = "e2e/harness.rs"]
+mod harness;
+#[path = "e2e/netlab.rs"]
+mod netlab;
+
+use std::process::{Command, Output};
+
+use harness::{Daemon, bin, example};
+use netlab::{NetLab, privileged};
+
+/// Jobs clone into their own fake VM's directory (see `e2e_examples.rs`).
+const PROFILE: &str = "name: e2e\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
+     behavior:\n  ttl_minutes_default: 10\n  job_timeout_minutes: 5\n\
+     repo:\n  clone_path: /proc/self/cwd/checkout\nagent:\n  command: \"echo embedded-agent; \
+     mkdir -p \\\"$AGENTLAB_ARTIFACTS_DIR\\\"; echo result > \\\"$AGENTLAB_ARTIFACTS_DIR/out.txt\\\"\"\n";
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A config and profiles written by the harness, its daemon stopped: the program owns them.
+fn stopped_daemon(profiles: Option<&str>) -> Daemon {
+    let extra = format!("  runner_path: {}\n", bin("agent-runner").display());
+    let mut d = Daemon::start_with(profiles, &extra);
+    d.kill();
+    d
+}
+
+#[test]
+fn embed_job_fans_out_over_two_repos_without_a_daemon() {
+    let mut d = stopped_daemon(Some(PROFILE));
+    let (a, b) = (
+        harness::named_repo(&d, "alpha"),
+        harness::named_repo(&d, "beta"),
+    );
+    let out = Command::new(example("embed_job"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--profile", "e2e", "--task", "embed", "--concurrency", "2"])
+        .args(["--repo", &a, "--repo", &b])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(out.status.success(), "{ctx}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("job")).collect();
+    assert_eq!(rows.len(), 2, "{ctx}");
+    for (row, repo) in rows.iter().zip([&a, &b]) {
+        assert!(
+            row.contains("COMPLETED") && row.contains(repo.as_str()),
+            "{ctx}"
+        );
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[2], "0", "exit code: {ctx}");
+        assert_eq!(cols[4], "1", "one artifact: {ctx}");
+    }
+
+    // The daemon, started on the same config, sees the two jobs and their ended sandboxes.
+    d.spawn();
+    let jobs = d.json(&["job", "list"]);
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    for job in jobs {
+        assert_eq!(job["state"], "COMPLETED", "{job}");
+        let vmid = job["sandbox"].as_u64().unwrap();
+        d.wait_sandbox(vmid, |s| s["state"] == "DESTROYED");
+    }
+    let logs = d.cli(&["logs", jobs[0]["id"].as_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("embedded-agent"),
+        "{}",
+        text(&logs)
+    );
+}
+
+#[test]
+fn embed_job_reports_a_failed_job_with_exit_code_1() {
+    let d = stopped_daemon(Some(&PROFILE.replace("echo embedded-agent;", "exit 3;")));
+    let repo = harness::empty_repo(&d);
+    let out = Command::new(example("embed_job"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--profile", "e2e", "--task", "fail", "--repo", &repo])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAILED"), "{ctx}");
+}
+
+#[test]
+fn embed_workspace_creates_renews_and_rebinds() {
+    let mut d = stopped_daemon(None);
+    let out = Command::new(example("embed_workspace"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--profile", "interactive-dev", "--workspace", "embedded"])
+        .args(["--renew-minutes", "300", "--keep"])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(out.status.success(), "{ctx}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("renewed by 300 min"), "{ctx}");
+    assert!(stdout.contains("workspace rebound"), "{ctx}");
+
+    // Kept: the daemon finds the workspace on the second sandbox, READY and keepalive.
+    d.spawn();
+    let ws = d.json(&["workspace", "show", "embedded"]);
+    let vmid = ws["attached_to"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{ws}\n{ctx}"));
+    let sb = d.wait_sandbox(vmid, |s| s["state"] == "READY");
+    assert_eq!(sb["lease"]["keepalive"], true, "{sb}");
+    let sandboxes = d.json(&["sandbox", "list"]);
+    let destroyed = sandboxes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "DESTROYED" || s["state"] == "DESTROYING")
+        .count();
+    assert!(destroyed <= 1, "the old sandbox is destroyed: {sandboxes}");
+}
+
+/// The local backend: the program runs in the router namespace the lab built (as the daemon
+/// would), its job runs in a real isolated sandbox, and a daemon started afterwards finds the
+/// job COMPLETED and nothing left behind.
+#[test]
+fn embed_job_on_the_local_backend() {
+    if !privileged() {
+        return;
+    }
+    let profile = "name: e2e\ntemplate_vmid: 9000\nnetwork:\n  bridge: {bridge}\n  mode: nat\n\
+         resources:\n  cores: 1\n  memory_mb: 512\n\
+         behavior:\n  ttl_minutes_default: 10\n  job_timeout_minutes: 5\n\
+         repo:\n  clone_path: /home/agent/repo\nsecrets_bundle: default\n\
+         agent:\n  command: \"echo embedded-local; git log --oneline | head -1\"\n";
+    let mut lab = NetLab::start(profile, |_| vec![("README.md".into(), "hi\n".into())]);
+    lab.kill_daemon();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.router))
+        .arg("--")
+        .arg(example("embed_job"))
+        .arg("--config")
+        .arg(&lab.config)
+        .args([
+            "--profile",
+            "e2e",
+            "--task",
+            "local",
+            "--repo",
+            &lab.repo_url(),
+        ])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(out.status.success(), "{ctx}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("COMPLETED"),
+        "{ctx}"
+    );
+    lab.spawn_daemon();
+    let jobs = lab.json(&["job", "list"]);
+    let job = &jobs.as_array().unwrap()[0];
+    assert_eq!(job["state"], "COMPLETED", "{job}");
+    let vmid = job["sandbox"].as_u64().unwrap();
+    lab.wait_sandbox(vmid, |s| s["state"] == "DESTROYED");
+    lab.assert_no_traces(vmid);
+}
