@@ -40,34 +40,37 @@ impl Lab {
         }
     }
 
-    /// How many bytes an artifact upload of `job` may write: `size_cap` is what the size
-    /// limits leave (profile and listener limits less the job's stored bytes, `job_bytes`),
-    /// `replacing` the size of the artifact of the same name the upload would replace. The
-    /// total is read from the store.
+    /// How many bytes an upload of artifact `name` of `job` may write. `size_cap` is what
+    /// the size limits leave (the profile's and the listener's, less the job's files); the
+    /// quotas count the stored artifact records, without the record of `name` the upload
+    /// would replace.
     pub async fn artifact_allowance(
         &self,
+        job: &JobId,
+        name: &str,
         size_cap: u64,
-        job_bytes: u64,
-        replacing: u64,
     ) -> Result<ArtifactAllowance, EngineError> {
         let q = &self.settings.quotas;
-        let total_bytes = if q.max_artifact_bytes_total.is_some() {
-            self.deps
-                .store
-                .artifact_bytes_total()
-                .await?
-                .saturating_sub(replacing)
-        } else {
-            0
-        };
-        Ok(crate::quota::artifact_allowance(
-            q,
-            size_cap,
-            ArtifactUsage {
-                job_bytes,
-                total_bytes,
-            },
-        ))
+        let mut usage = ArtifactUsage::default();
+        if q.max_artifact_bytes_per_job.is_some() || q.max_artifact_bytes_total.is_some() {
+            let mut replacing = 0;
+            for a in self.deps.store.list_artifacts(job).await? {
+                if a.name == name {
+                    replacing = a.size;
+                } else {
+                    usage.job_bytes += a.size;
+                }
+            }
+            if q.max_artifact_bytes_total.is_some() {
+                usage.total_bytes = self
+                    .deps
+                    .store
+                    .artifact_bytes_total()
+                    .await?
+                    .saturating_sub(replacing);
+            }
+        }
+        Ok(crate::quota::artifact_allowance(q, size_cap, usage))
     }
 
     /// Records a `quota_exceeded` event for a refused request (on `job` when it has one) and
