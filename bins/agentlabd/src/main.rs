@@ -6,6 +6,7 @@ mod artifacts;
 mod channel;
 mod control;
 mod guest;
+mod maintenance;
 mod metrics;
 mod reload;
 mod remote;

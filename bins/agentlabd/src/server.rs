@@ -78,6 +78,7 @@ pub async fn run(
         Duration::from_secs(cfg.retention.gc_interval_secs),
         cancel.clone(),
     );
+    let disks = crate::maintenance::spawn(&lab, &cfg, &cancel);
 
     let max_body = usize::try_from(cfg.guest.max_body_bytes).unwrap_or(usize::MAX);
     let state = AppState {
@@ -88,6 +89,7 @@ pub async fn run(
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
         channels: Arc::clone(&channels),
         tokens,
+        disks,
     };
     let backup = Arc::new(control::admin_backup::BackupPlan {
         config: cfg.clone(),
