@@ -43,3 +43,47 @@ impl Default for QuotasConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_yaml_str(&format!("backend: fake\n{text}"), "config.yaml")
+    }
+
+    #[test]
+    fn quotas_default_to_unlimited_with_disk_warnings_at_90() {
+        let q = parse("").expect("defaults").quotas;
+        assert_eq!(q.max_sandboxes, None);
+        assert!(q.max_sandboxes_per_profile.is_empty());
+        assert_eq!(q.disk_warn_percent, Some(90));
+        let set = parse(
+            "quotas:\n  max_sandboxes: 5\n  max_sandboxes_per_profile:\n    yolo-ephemeral: 2\n  \
+             max_artifact_bytes_total: 1000\n  disk_warn_percent: null\n",
+        )
+        .expect("set")
+        .quotas;
+        assert_eq!(set.max_sandboxes, Some(5));
+        assert_eq!(set.max_sandboxes_per_profile["yolo-ephemeral"], 2);
+        assert_eq!(set.max_artifact_bytes_total, Some(1000));
+        assert_eq!(set.disk_warn_percent, None);
+    }
+
+    #[test]
+    fn zero_limits_out_of_range_percentages_and_typos_are_refused() {
+        for (yaml, field) in [
+            ("quotas:\n  max_sandboxes: 0\n", "quotas.max_sandboxes"),
+            (
+                "quotas:\n  max_sandboxes_per_profile:\n    a: 0\n",
+                "quotas.max_sandboxes_per_profile",
+            ),
+            ("quotas:\n  disk_warn_percent: 101\n", "quotas.disk_warn_percent"),
+            ("retention:\n  events_days: 0\n", "retention.events_days"),
+            ("quotas:\n  max_sandbox: 1\n", "max_sandboxes"),
+        ] {
+            let e = parse(yaml).expect_err(yaml).to_string();
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
+    }
+}

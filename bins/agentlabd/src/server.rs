@@ -35,6 +35,12 @@ pub async fn run(
         );
     }
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
+    for name in cfg.quotas.max_sandboxes_per_profile.keys() {
+        if profiles.get(name).is_none() {
+            tracing::warn!(profile = %name,
+                "quotas.max_sandboxes_per_profile names a profile that is not loaded");
+        }
+    }
     let (mut deps, tokens) = wiring::build(&cfg, &profiles).await?;
     let metrics = Arc::new(agentlab_metrics::Metrics::new());
     crate::metrics::meter_backend(&mut deps, &metrics);
