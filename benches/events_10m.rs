@@ -145,11 +145,11 @@ fn events_10m(c: &mut Criterion) {
 
     // Everything older than a day of rows (about the oldest 8.6 million) is prunable.
     let cutoff = plus_secs(t0(), 86_400);
-    group.bench_function("prune_batch_5000", |b| {
+    group.bench_function("prune_batch_1000", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
                 store
-                    .prune_events_before(cutoff, 5000)
+                    .prune_events_before(cutoff, 1000)
                     .await
                     .expect("prune"),
             )

@@ -229,10 +229,12 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         before: Timestamp,
         batch: u32,
     ) -> Result<u64, StateStoreError>;
-    /// Deletes at most `batch` ended jobs (terminal state) whose `ended_at` is before
-    /// `before`, together with all their events, oldest first, in one
-    /// short write. A job with artifact records, or named by a sandbox that is not DESTROYED,
-    /// is kept. Never touches QUEUED or RUNNING jobs.
+    /// Deletes ended jobs (terminal state) whose `ended_at` is before `before`, oldest
+    /// first, each after all its events, in one short write of at most `batch` events and
+    /// `batch` jobs: a job whose events do not fit is left (with the rest of its events) for
+    /// the next call. Returns `(0, 0)` only when nothing prunable is left. A job with artifact
+    /// records, or named by a sandbox that is not DESTROYED, is kept. Never touches QUEUED or
+    /// RUNNING jobs.
     async fn prune_jobs_finished_before(
         &self,
         before: Timestamp,

@@ -73,12 +73,22 @@ pub(super) fn jobs_finished_before(
         rows.collect::<rusqlite::Result<_>>().sql()?
     };
     let mut out = PrunedJobs::default();
+    let mut budget = u64::from(batch);
     for id in &ids {
-        out.events += tx
-            .prepare_cached("DELETE FROM events WHERE job = ?1")
+        let n = tx
+            .prepare_cached(
+                "DELETE FROM events WHERE id IN \
+                 (SELECT id FROM events WHERE job = ?1 ORDER BY id LIMIT ?2)",
+            )
             .sql()?
-            .execute([id])
+            .execute(rusqlite::params![id, i64::try_from(budget).unwrap_or(i64::MAX)])
             .sql()? as u64;
+        out.events += n;
+        if n == budget {
+            // The budget is spent; the job (and any events left) go in the next call.
+            break;
+        }
+        budget -= n;
         out.jobs += tx
             .prepare_cached("DELETE FROM jobs WHERE id = ?1")
             .sql()?

@@ -61,22 +61,28 @@ pub(super) fn jobs_finished_before(inner: &mut Inner, before: Timestamp, batch: 
         .filter_map(|(_, j)| j.ended_at.map(|t| (t, j.id.clone())))
         .collect();
     old.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str())));
-    let gone: HashSet<JobId> = old
-        .into_iter()
-        .take(batch as usize)
-        .map(|(_, id)| id)
-        .collect();
-    let before_events = inner.events.len();
-    inner
-        .events
-        .retain(|e| e.job.as_ref().is_none_or(|j| !gone.contains(j)));
-    for id in &gone {
-        inner.jobs.remove(id);
+    let mut out = PrunedJobs::default();
+    let mut budget = u64::from(batch);
+    for (_, id) in old.into_iter().take(batch as usize) {
+        let mut left = budget;
+        inner.events.retain(|e| {
+            if left > 0 && e.job.as_ref() == Some(&id) {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        let n = budget - left;
+        out.events += n;
+        if n == budget {
+            break;
+        }
+        budget -= n;
+        inner.jobs.remove(&id);
+        out.jobs += 1;
     }
-    PrunedJobs {
-        jobs: gone.len() as u64,
-        events: (before_events - inner.events.len()) as u64,
-    }
+    out
 }
 
 /// See [`crate::StateStore::artifact_bytes_total`].

@@ -176,4 +176,24 @@ async fn prune_job_batches(store: &dyn StateStore, cutoff: Timestamp) {
         "prune_jobs_finished_before",
     );
     assert!(!alive(&newer.id).await, "the next batch takes the next job");
+
+    // A job with more events than a batch goes over several calls, its events first.
+    let chatty = job_in(store, JobState::Completed, Some(plus_secs(base(), 7))).await;
+    for i in 0..3 {
+        event(store, 300 * DAY + i, |e| e.job(Some(chatty.id.clone()))).await;
+    }
+    let step = |n| async move {
+        ok(
+            store.prune_jobs_finished_before(cutoff, n).await,
+            "prune_jobs_finished_before",
+        )
+    };
+    assert_eq!(
+        step(2).await,
+        PrunedJobs { jobs: 0, events: 2 },
+        "a batch bounds the events deleted"
+    );
+    assert!(alive(&chatty.id).await, "the job waits for its last events");
+    assert_eq!(step(2).await, PrunedJobs { jobs: 1, events: 1 });
+    assert_eq!(step(2).await, PrunedJobs::default(), "nothing is left");
 }
