@@ -42,16 +42,20 @@ fn runtime() -> Runtime {
 
 /// The job of sandbox `s` (stable across runs, so the cached file's ids match).
 fn job_of(s: u64) -> JobId {
-    format!("job-{:026}", s).parse().expect("job id")
+    format!("job-{s:026}").parse().expect("job id")
 }
 
 /// Row `i`: sandbox `i % SANDBOXES`, one row every 10 ms from [`t0`].
 fn row(i: u64) -> NewEvent {
     let s = i % SANDBOXES;
     let ts: Timestamp = t0() + chrono::Duration::milliseconds(i as i64 * 10);
-    NewEvent::new(ts, EventKind::JobLog, format!("line {i} of the agent's output"))
-        .sandbox(vmid(1000 + s as u32))
-        .job(Some(job_of(s)))
+    NewEvent::new(
+        ts,
+        EventKind::JobLog,
+        format!("line {i} of the agent's output"),
+    )
+    .sandbox(vmid(1000 + s as u32))
+    .job(Some(job_of(s)))
 }
 
 fn cache_path(rows: u64) -> PathBuf {

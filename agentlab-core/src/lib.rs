@@ -55,7 +55,7 @@ pub use secrets::{
 };
 pub use state::{JobState, SandboxState};
 pub use store::{
-    JobCursor, JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
-    StateStoreError, TokenCheck, TokenStatus,
+    JobCursor, JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts,
+    StateStore, StateStoreError, TokenCheck, TokenStatus,
 };
 pub use time::{Clock, SystemClock, Timestamp};

@@ -73,7 +73,10 @@ async fn creation_over_the_total_is_refused_naming_the_limit_until_a_slot_frees(
     assert_eq!(events[0]["limit"], "max_sandboxes");
     lab.wait_idle().await;
     lab.destroy_sandbox(a.vmid).await.unwrap();
-    assert_eq!(lab.sandbox(a.vmid).await.unwrap().state, SandboxState::Destroyed);
+    assert_eq!(
+        lab.sandbox(a.vmid).await.unwrap().state,
+        SandboxState::Destroyed
+    );
     lab.create_sandbox(req("yolo-ephemeral"))
         .await
         .expect("the destroyed sandbox's slot is free again");
@@ -95,7 +98,10 @@ async fn per_profile_quota_limits_only_its_profile() {
         (q.limit, q.value, q.used, q.profile.as_deref()),
         ("max_sandboxes_per_profile", 1, 1, Some("yolo-ephemeral"))
     );
-    assert!(err.to_string().contains("quotas.max_sandboxes_per_profile.yolo-ephemeral"));
+    assert!(
+        err.to_string()
+            .contains("quotas.max_sandboxes_per_profile.yolo-ephemeral")
+    );
     for _ in 0..3 {
         lab.create_sandbox(req("interactive-dev")).await.unwrap();
     }
@@ -176,7 +182,10 @@ async fn a_retention_pass_prunes_old_events_and_records_what_it_did() {
     };
     let cancel = CancellationToken::new();
     let report = lab.prune_retention(&policy, &cancel).await.unwrap();
-    assert_eq!((report.events, report.jobs, report.cancelled), (25, 0, false));
+    assert_eq!(
+        (report.events, report.jobs, report.cancelled),
+        (25, 0, false)
+    );
     let left = lab.events(&EventQuery::default()).await.unwrap();
     assert_eq!(left.len(), 1, "only the pass's own event is left: {left:?}");
     assert_eq!(left[0].kind, EventKind::RetentionPruned);
@@ -189,5 +198,10 @@ async fn a_retention_pass_prunes_old_events_and_records_what_it_did() {
         "a pass that deleted nothing records nothing"
     );
     cancel.cancel();
-    assert!(lab.prune_retention(&policy, &cancel).await.unwrap().cancelled);
+    assert!(
+        lab.prune_retention(&policy, &cancel)
+            .await
+            .unwrap()
+            .cancelled
+    );
 }

@@ -78,7 +78,10 @@ mod tests {
                 "quotas:\n  max_sandboxes_per_profile:\n    a: 0\n",
                 "quotas.max_sandboxes_per_profile",
             ),
-            ("quotas:\n  disk_warn_percent: 101\n", "quotas.disk_warn_percent"),
+            (
+                "quotas:\n  disk_warn_percent: 101\n",
+                "quotas.disk_warn_percent",
+            ),
             ("retention:\n  events_days: 0\n", "retention.events_days"),
             ("quotas:\n  max_sandbox: 1\n", "max_sandboxes"),
         ] {

@@ -14,8 +14,8 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
-    TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
+    JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
+    StateStoreError, TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
 };
 use crate::time::Timestamp;
 use crate::token::token_matches;

@@ -13,12 +13,32 @@ fn sandbox(n: u32, profile: &str, state: SandboxState, vm: bool) -> Sandbox {
 
 #[test]
 fn destroyed_and_vmless_failed_sandboxes_hold_no_slot() {
-    assert!(holds_slot(&sandbox(100, "a", SandboxState::Requested, false)));
-    assert!(holds_slot(&sandbox(100, "a", SandboxState::Destroying, true)));
+    assert!(holds_slot(&sandbox(
+        100,
+        "a",
+        SandboxState::Requested,
+        false
+    )));
+    assert!(holds_slot(&sandbox(
+        100,
+        "a",
+        SandboxState::Destroying,
+        true
+    )));
     assert!(holds_slot(&sandbox(100, "a", SandboxState::Failed, true)));
     assert!(!holds_slot(&sandbox(100, "a", SandboxState::Failed, false)));
-    assert!(!holds_slot(&sandbox(100, "a", SandboxState::Timeout, false)));
-    assert!(!holds_slot(&sandbox(100, "a", SandboxState::Destroyed, true)));
+    assert!(!holds_slot(&sandbox(
+        100,
+        "a",
+        SandboxState::Timeout,
+        false
+    )));
+    assert!(!holds_slot(&sandbox(
+        100,
+        "a",
+        SandboxState::Destroyed,
+        true
+    )));
 }
 
 #[test]
@@ -43,7 +63,11 @@ fn total_and_per_profile_limits_name_themselves() {
         e.to_string(),
         "Quota exceeded: quotas.max_sandboxes_per_profile.small is 1, 1 in use, 1 requested"
     );
-    assert_eq!(check_sandbox(&q, &live, "big"), Ok(()), "other profiles fit");
+    assert_eq!(
+        check_sandbox(&q, &live, "big"),
+        Ok(()),
+        "other profiles fit"
+    );
     live.push(sandbox(104, "big", SandboxState::Booting, true));
     let e = check_sandbox(&q, &live, "big").unwrap_err();
     assert_eq!((e.limit, e.value, e.used), ("max_sandboxes", 3, 3));
@@ -83,7 +107,10 @@ fn artifact_allowance_takes_the_tightest_limit_and_names_quotas() {
     assert_eq!(a.bytes, 100);
     let r = a.refusal(None).expect("unknown size over the total");
     assert_eq!((r.limit, r.used), ("max_artifact_bytes_total", 4900));
-    assert!(r.to_string().contains("quotas.max_artifact_bytes_total is 5000 bytes"));
+    assert!(
+        r.to_string()
+            .contains("quotas.max_artifact_bytes_total is 5000 bytes")
+    );
     // Full: nothing more fits.
     assert_eq!(artifact_allowance(&q, 10_000, usage(0, 6000)).bytes, 0);
     // No quotas: only the size limit.
@@ -103,5 +130,9 @@ fn disk_watch_reports_each_crossing_once() {
     assert_eq!(w.observe(p, 80.0, 90), None);
     assert!(w.above().is_empty());
     let q = Path::new("/srv");
-    assert_eq!(w.observe(q, 99.0, 90), Some(DiskCrossing::Above), "first look above");
+    assert_eq!(
+        w.observe(q, 99.0, 90),
+        Some(DiskCrossing::Above),
+        "first look above"
+    );
 }

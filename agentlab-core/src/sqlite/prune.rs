@@ -81,7 +81,10 @@ pub(super) fn jobs_finished_before(
                  (SELECT id FROM events WHERE job = ?1 ORDER BY id LIMIT ?2)",
             )
             .sql()?
-            .execute(rusqlite::params![id, i64::try_from(budget).unwrap_or(i64::MAX)])
+            .execute(rusqlite::params![
+                id,
+                i64::try_from(budget).unwrap_or(i64::MAX)
+            ])
             .sql()? as u64;
         out.events += n;
         if n == budget {

@@ -10,8 +10,8 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
-    TokenCheck, TokenStatus,
+    JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
+    StateStoreError, TokenCheck, TokenStatus,
 };
 use crate::time::Timestamp;
 

@@ -34,7 +34,10 @@ fn sandbox_new_over_quota_is_refused_naming_the_limit() {
     let human = d.cli(&["sandbox", "new", "--profile", "yolo-ephemeral"]);
     assert_eq!(human.status.code(), Some(1));
     let text = String::from_utf8_lossy(&human.stderr);
-    assert!(text.contains("quotas.max_sandboxes is 1, 1 in use"), "{text}");
+    assert!(
+        text.contains("quotas.max_sandboxes is 1, 1 in use"),
+        "{text}"
+    );
 
     // The slot frees when the sandbox is destroyed.
     d.json(&["sandbox", "destroy", &vmid.to_string()]);
@@ -69,7 +72,14 @@ fn an_artifact_over_the_job_quota_is_refused_and_recorded() {
     git(&["commit", "-q", "-m", "init"]);
     let url = format!("file://{}", repo.display());
     let out = d.cli(&[
-        "job", "run", "--repo", &url, "--task", "t", "--profile", "e2e",
+        "job",
+        "run",
+        "--repo",
+        &url,
+        "--task",
+        "t",
+        "--profile",
+        "e2e",
     ]);
     let jobs = d.json(&["job", "list"]);
     let job = &jobs.as_array().unwrap()[0];
@@ -88,7 +98,12 @@ fn an_artifact_over_the_job_quota_is_refused_and_recorded() {
         .unwrap_or_else(|| panic!("no quota_exceeded event: {events}\n{}", d.log()));
     assert_eq!(refusal["payload"]["limit"], "max_artifact_bytes_per_job");
     assert_eq!(refusal["payload"]["value"], 1000);
-    assert!(d.json(&["job", "artifacts", id]).as_array().unwrap().is_empty());
+    assert!(
+        d.json(&["job", "artifacts", id])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let dir = d.dir.path().join("data/artifacts").join(id);
     let left: Vec<_> = std::fs::read_dir(&dir)
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())

@@ -90,7 +90,10 @@ pub(super) async fn retention(store: &dyn StateStore) {
 
     // Oldest first, at most one batch per call.
     assert_eq!(
-        ok(store.prune_events_before(cutoff, 2).await, "prune_events_before"),
+        ok(
+            store.prune_events_before(cutoff, 2).await,
+            "prune_events_before"
+        ),
         2,
         "a prune deletes one batch"
     );
@@ -100,12 +103,18 @@ pub(super) async fn retention(store: &dyn StateStore) {
     );
     assert!(exists(store, &of_finished).await, "the batch limit holds");
     assert_eq!(
-        ok(store.prune_events_before(cutoff, 100).await, "prune_events_before"),
+        ok(
+            store.prune_events_before(cutoff, 100).await,
+            "prune_events_before"
+        ),
         1,
         "the rest of the old events go"
     );
     assert_eq!(
-        ok(store.prune_events_before(cutoff, 100).await, "prune_events_before"),
+        ok(
+            store.prune_events_before(cutoff, 100).await,
+            "prune_events_before"
+        ),
         0,
         "nothing prunable is left"
     );
@@ -133,7 +142,10 @@ pub(super) async fn retention(store: &dyn StateStore) {
         ),
         "the pruned job is gone"
     );
-    assert!(!exists(store, &new_of_finished).await, "its events are gone");
+    assert!(
+        !exists(store, &new_of_finished).await,
+        "its events are gone"
+    );
     for (j, why) in [
         (&running.id, "a running job"),
         (&with_artifact.id, "a job with artifacts"),

@@ -45,8 +45,15 @@ pub fn render(s: &StatusResponse, socket: &str) -> String {
         out.push_str(&format!("nodes: cannot read node health: {e}\n"));
     }
     for d in &s.disks {
-        let warn = if d.above { " (above the warning threshold)" } else { "" };
-        out.push_str(&format!("disk: {} {}% used{warn}\n", d.path, d.used_percent));
+        let warn = if d.above {
+            " (above the warning threshold)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "disk: {} {}% used{warn}\n",
+            d.path, d.used_percent
+        ));
     }
     out
 }

@@ -45,7 +45,12 @@ async fn quota_refused(
 ) -> ApiError {
     st.lab.record_quota_refusal(Some(job), &q).await;
     let details = serde_json::to_value(&q).unwrap_or_default();
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", q.to_string()).details(details)
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "quota_exceeded",
+        q.to_string(),
+    )
+    .details(details)
 }
 
 fn map(e: EngineError) -> ApiError {
@@ -246,15 +251,15 @@ pub async fn artifact(
         return Err(quota_refused(&st, &job.id, q).await);
     }
     let (size, sha256) = received.map_err(|e| match e {
-            UploadError::TooLarge(_) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-            }
-            UploadError::Io(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "upload_failed",
-                e.to_string(),
-            ),
-        })?;
+        UploadError::TooLarge(_) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        UploadError::Io(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upload_failed",
+            e.to_string(),
+        ),
+    })?;
     let (size, sha256) = crate::artifact_scan::check(&st, &job.id, &name, size, sha256).await?;
     // The same content again (a retried upload) is accepted without a second record.
     let known = st

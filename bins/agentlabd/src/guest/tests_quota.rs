@@ -19,7 +19,14 @@ async fn runner(g: &G) -> (JobId, String) {
     (job, fetched["runner_token"].as_str().unwrap().to_owned())
 }
 
-async fn put(g: &G, job: &JobId, token: &str, name: &str, len: usize, announce: bool) -> (StatusCode, Value) {
+async fn put(
+    g: &G,
+    job: &JobId,
+    token: &str,
+    name: &str,
+    len: usize,
+    announce: bool,
+) -> (StatusCode, Value) {
     let mut req = Request::builder()
         .method("PUT")
         .uri(format!("/v1/jobs/{job}/artifacts/{name}"))
@@ -29,11 +36,17 @@ async fn put(g: &G, job: &JobId, token: &str, name: &str, len: usize, announce: 
     }
     let mut req = req.body(Body::from(vec![1u8; len])).unwrap();
     req.extensions_mut()
-        .insert(ConnectInfo(std::net::SocketAddr::from(([10, 77, 0, 2], 40000))));
+        .insert(ConnectInfo(std::net::SocketAddr::from((
+            [10, 77, 0, 2],
+            40000,
+        ))));
     let resp = g.app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn files(g: &G, job: &JobId) -> Vec<String> {
@@ -67,7 +80,10 @@ async fn uploads_over_the_per_job_or_total_quota_are_refused_naming_the_limit() 
     };
     let g = setup_full(100, 1 << 20, true, quotas).await;
     let (a, ra) = runner(&g).await;
-    assert_eq!(put(&g, &a, &ra, "out.bin", 600, false).await.0, StatusCode::OK);
+    assert_eq!(
+        put(&g, &a, &ra, "out.bin", 600, false).await.0,
+        StatusCode::OK
+    );
 
     // Streamed without a length: refused once it passes the job's remaining 400 bytes.
     let (s, body) = put(&g, &a, &ra, "more.bin", 600, false).await;
@@ -90,13 +106,19 @@ async fn uploads_over_the_per_job_or_total_quota_are_refused_naming_the_limit() 
     assert_eq!(ev[0]["limit"], "max_artifact_bytes_per_job");
 
     // Replacing an artifact counts its new size only.
-    assert_eq!(put(&g, &a, &ra, "out.bin", 900, false).await.0, StatusCode::OK);
+    assert_eq!(
+        put(&g, &a, &ra, "out.bin", 900, false).await.0,
+        StatusCode::OK
+    );
 
     // Another job: 900 stored in total, 600 left; an announced 700 is refused at once.
     let (b, rb) = runner(&g).await;
     let (s, body) = put(&g, &b, &rb, "b.bin", 700, true).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    assert_eq!(body["error"]["details"]["limit"], "max_artifact_bytes_total");
+    assert_eq!(
+        body["error"]["details"]["limit"],
+        "max_artifact_bytes_total"
+    );
     assert_eq!(body["error"]["details"]["used"], 900);
     assert_eq!(body["error"]["details"]["requested"], 700);
     assert!(files(&g, &b).is_empty(), "nothing partial is left");
