@@ -71,6 +71,14 @@ pub enum EventKind {
     /// An API token of the remote API was created or revoked (payload: action, id, name,
     /// scopes, profiles, expires_at; never the token).
     ApiToken,
+    /// A request was refused by a quota (payload: limit, value, used, requested, profile).
+    QuotaExceeded,
+    /// A filesystem the daemon writes to crossed the usage threshold, or fell back below it
+    /// (payload: path, used_percent, threshold_percent, above).
+    DiskUsage,
+    /// A retention pass deleted old events and finished jobs (payload: events, jobs,
+    /// job_events, events_before, jobs_before).
+    RetentionPruned,
 }
 
 impl EventKind {
@@ -106,6 +114,9 @@ impl EventKind {
             StreamOpened => "stream_opened",
             StreamClosed => "stream_closed",
             ApiToken => "api_token",
+            QuotaExceeded => "quota_exceeded",
+            DiskUsage => "disk_usage",
+            RetentionPruned => "retention_pruned",
         }
     }
 

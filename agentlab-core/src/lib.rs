@@ -26,6 +26,7 @@ pub mod hypervisor;
 pub mod ids;
 pub mod model;
 pub mod profile;
+pub mod quota;
 pub mod redact;
 pub mod secrets;
 pub mod sqlite;
@@ -54,7 +55,7 @@ pub use secrets::{
 };
 pub use state::{JobState, SandboxState};
 pub use store::{
-    JobCursor, JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
-    StateStoreError, TokenCheck, TokenStatus,
+    JobCursor, JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts,
+    StateStore, StateStoreError, TokenCheck, TokenStatus,
 };
 pub use time::{Clock, SystemClock, Timestamp};

@@ -220,6 +220,26 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn trim_job_logs(&self, job: &JobId, keep: u32) -> Result<u64, StateStoreError>;
     /// Number of stored events (every kind), for the event store size metric.
     async fn event_count(&self) -> Result<u64, StateStoreError>;
+    /// Deletes at most `batch` events with `ts < before`, oldest (by time, then id) first,
+    /// in one short write. Kept whatever their age: events of a sandbox whose record is not
+    /// DESTROYED and events of a job that has not ended. Returns how many were deleted; fewer
+    /// than `batch` means nothing prunable is left.
+    async fn prune_events_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StateStoreError>;
+    /// Deletes ended jobs (terminal state) whose `ended_at` is before `before`, oldest
+    /// first, each after all its events, in one short write of at most `batch` events and
+    /// `batch` jobs: a job whose events do not fit is left (with the rest of its events) for
+    /// the next call. Returns `(0, 0)` only when nothing prunable is left. A job with artifact
+    /// records, or named by a sandbox that is not DESTROYED, is kept. Never touches QUEUED or
+    /// RUNNING jobs.
+    async fn prune_jobs_finished_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<PrunedJobs, StateStoreError>;
 
     /// Records an artifact (replacing one with the same job and name).
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError>;
@@ -229,6 +249,17 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn artifacts_before(&self, before: Timestamp) -> Result<Vec<Artifact>, StateStoreError>;
     /// Deletes one artifact record.
     async fn delete_artifact(&self, job: &JobId, name: &str) -> Result<(), StateStoreError>;
+    /// Sum of the sizes of every artifact record (the `max_artifact_bytes_total` quota).
+    async fn artifact_bytes_total(&self) -> Result<u64, StateStoreError>;
+}
+
+/// What one [`StateStore::prune_jobs_finished_before`] call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedJobs {
+    /// Jobs deleted.
+    pub jobs: u64,
+    /// Their events deleted with them.
+    pub events: u64,
 }
 
 /// Checks a sandbox write: `expected → next` must be legal (or equal), then the stored state

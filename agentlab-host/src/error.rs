@@ -45,7 +45,8 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidState(_)
             | EngineError::Conflict(_)
             | EngineError::NoJob(_)
-            | EngineError::JobEnded(_) => StatusCode::CONFLICT,
+            | EngineError::JobEnded(_)
+            | EngineError::QuotaExceeded(_) => StatusCode::CONFLICT,
             EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Forbidden => StatusCode::FORBIDDEN,
             EngineError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,7 +63,11 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, &e.code(), chain(&e))
+        let details = match &e {
+            EngineError::QuotaExceeded(q) => serde_json::to_value(q).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        Self::new(status, &e.code(), chain(&e)).details(details)
     }
 }
 

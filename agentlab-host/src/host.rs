@@ -25,6 +25,7 @@ use crate::channel::ChannelHub;
 use crate::guest::conns::Connections;
 use crate::guest::ratelimit::RateLimiter;
 use crate::guest::{self, GuestState};
+use crate::maintenance::DiskReport;
 use crate::wiring::{self, WiringError};
 
 /// How often the engine's time-driven work (deadlines, leases, idle stop, retries) runs.
@@ -145,6 +146,7 @@ impl HostBuilder {
             Duration::from_secs(cfg.retention.gc_interval_secs),
             cancel.clone(),
         );
+        let disks = crate::maintenance::spawn(&lab, &cfg, &cancel);
         let state = GuestState {
             lab: Arc::clone(&lab),
             artifacts: artifacts.clone(),
@@ -178,6 +180,7 @@ impl HostBuilder {
         Ok(Host {
             lab,
             artifacts,
+            disks,
             channels,
             tokens,
             guest_addr,
@@ -193,6 +196,7 @@ impl HostBuilder {
 pub struct Host {
     lab: Arc<Lab>,
     artifacts: ArtifactStore,
+    disks: DiskReport,
     channels: Arc<ChannelHub>,
     tokens: Arc<dyn ApiTokenStore>,
     guest_addr: SocketAddr,
@@ -220,6 +224,12 @@ impl Host {
     /// The stored artifacts (uploaded by jobs through the guest listener).
     pub fn artifacts(&self) -> &ArtifactStore {
         &self.artifacts
+    }
+
+    /// The last disk usage checks of the directories the engine writes (empty until the
+    /// first check, or always when `quotas.disk_warn_percent` is unset).
+    pub fn disks(&self) -> &DiskReport {
+        &self.disks
     }
 
     /// The sandboxes' channels (exec, shell, copy, forward into a running sandbox).

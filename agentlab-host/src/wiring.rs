@@ -170,6 +170,7 @@ pub fn settings(cfg: &Config) -> LabSettings {
             },
         ),
         ssh_public_keys: agentlab_core::ssh_key::merge(&cfg.ssh_public_keys, &[]),
+        quotas: cfg.quotas.clone(),
         ..LabSettings::default()
     }
 }

@@ -167,6 +167,21 @@ pub struct StatusResponse {
     /// Why node health could not be read, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_error: Option<String>,
+    /// Usage of the filesystems the daemon writes (`data_dir`, artifacts, workspace volumes),
+    /// from its last disk check; empty when `quotas.disk_warn_percent` is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskStatus>,
+}
+
+/// One watched filesystem in [`StatusResponse::disks`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    /// The watched directory (the first of those on the same filesystem).
+    pub path: String,
+    /// Percent of the filesystem in use, rounded down (as `df` counts it).
+    pub used_percent: u8,
+    /// Whether usage is at or above `quotas.disk_warn_percent`.
+    pub above: bool,
 }
 
 /// `GET /v1/profiles/{name}` and list items.

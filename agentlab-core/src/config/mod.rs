@@ -11,6 +11,7 @@ mod backends;
 mod limits;
 mod load;
 mod metrics;
+mod quotas;
 mod remote;
 mod schema;
 mod validate;
@@ -21,6 +22,7 @@ pub use backends::{
 pub use limits::LimitsConfig;
 pub use load::{CONFIG_ENV, ConfigError, DEFAULT_CONFIG_PATH, resolve_path};
 pub use metrics::MetricsConfig;
+pub use quotas::QuotasConfig;
 pub use remote::RemoteConfig;
 pub use schema::{
     BackendKind, Config, GuestListenerConfig, LogConfig, LogFormat, NetworkConfig, RetentionConfig,

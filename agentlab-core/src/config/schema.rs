@@ -78,6 +78,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Retention and garbage collection.
     pub retention: RetentionConfig,
+    /// Quotas: sandboxes and artifact bytes at once, disk usage warnings.
+    pub quotas: super::quotas::QuotasConfig,
     /// Logging.
     pub log: LogConfig,
     /// Bounds on control API requests.
@@ -110,6 +112,7 @@ impl Default for Config {
             fake: FakeConfig::default(),
             secrets: SecretsConfig::default(),
             retention: RetentionConfig::default(),
+            quotas: super::quotas::QuotasConfig::default(),
             log: LogConfig::default(),
             limits: LimitsConfig::default(),
             ssh_public_keys: Vec::new(),
@@ -313,8 +316,16 @@ impl Default for SecretsConfig {
 pub struct RetentionConfig {
     /// Job log lines kept per job (default 20000).
     pub job_log_max_lines: u32,
-    /// Seconds between garbage-collection passes (default 3600).
+    /// Seconds between garbage-collection passes (default 3600): artifact retention and
+    /// the pruning of old events and jobs.
     pub gc_interval_secs: u64,
+    /// Events older than this many days are pruned (default 30; `null` keeps them). Events
+    /// of a sandbox that is not DESTROYED and of a job that has not ended are kept.
+    pub events_days: Option<u32>,
+    /// Jobs that ended more than this many days ago are pruned with their events (default
+    /// 90; `null` keeps them). A job is kept while it has artifacts or its sandbox is not
+    /// DESTROYED.
+    pub jobs_days: Option<u32>,
 }
 
 impl Default for RetentionConfig {
@@ -322,6 +333,8 @@ impl Default for RetentionConfig {
         Self {
             job_log_max_lines: 20_000,
             gc_interval_secs: 3600,
+            events_days: Some(30),
+            jobs_days: Some(90),
         }
     }
 }

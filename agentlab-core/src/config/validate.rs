@@ -54,6 +54,36 @@ fn at_least_one(value: u64, field: &'static str) -> Result<(), Violation> {
     check(value >= 1, field, || "must be at least 1".to_owned())
 }
 
+fn at_least_one_opt(value: Option<u64>, field: &'static str) -> Result<(), Violation> {
+    value.map_or(Ok(()), |v| at_least_one(v, field))
+}
+
+fn validate_quotas(q: &super::quotas::QuotasConfig) -> Result<(), Violation> {
+    at_least_one_opt(q.max_sandboxes, "quotas.max_sandboxes")?;
+    for (profile, n) in &q.max_sandboxes_per_profile {
+        check(*n >= 1, "quotas.max_sandboxes_per_profile", || {
+            format!("{profile}: must be at least 1")
+        })?;
+    }
+    at_least_one_opt(
+        q.max_artifact_bytes_per_job,
+        "quotas.max_artifact_bytes_per_job",
+    )?;
+    at_least_one_opt(
+        q.max_artifact_bytes_total,
+        "quotas.max_artifact_bytes_total",
+    )?;
+    check(
+        q.disk_warn_percent.is_none_or(|p| (1..=100).contains(&p)),
+        "quotas.disk_warn_percent",
+        || "must be within 1..=100".to_owned(),
+    )?;
+    at_least_one(
+        q.disk_check_interval_secs,
+        "quotas.disk_check_interval_secs",
+    )
+}
+
 /// Checks everything serde cannot.
 pub(super) fn validate(c: &Config) -> Result<(), Violation> {
     absolute(&c.socket, "socket")?;
@@ -148,6 +178,12 @@ pub(super) fn validate(c: &Config) -> Result<(), Violation> {
         "retention.job_log_max_lines",
     )?;
     at_least_one(c.retention.gc_interval_secs, "retention.gc_interval_secs")?;
+    at_least_one_opt(
+        c.retention.events_days.map(u64::from),
+        "retention.events_days",
+    )?;
+    at_least_one_opt(c.retention.jobs_days.map(u64::from), "retention.jobs_days")?;
+    validate_quotas(&c.quotas)?;
     super::limits::validate_limits(&c.limits)?;
     let level = &c.log.level;
     check(

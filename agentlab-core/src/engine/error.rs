@@ -49,6 +49,9 @@ pub enum EngineError {
     /// The sandbox has no job to hand out.
     #[error("Sandbox {0} has no job")]
     NoJob(String),
+    /// A `quotas:` limit refused the request (which limit, its value, the usage).
+    #[error("{0}")]
+    QuotaExceeded(crate::quota::QuotaExceeded),
     /// A size limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
@@ -91,6 +94,7 @@ impl EngineError {
             Self::NoJob(_) => "no_job".into(),
             Self::JobEnded(_) => "job_ended".into(),
             Self::TooLarge(_) => "too_large".into(),
+            Self::QuotaExceeded(_) => "quota_exceeded".into(),
             Self::Hypervisor { source, .. } => match source {
                 HypervisorError::Unavailable(_) | HypervisorError::Timeout(_) => {
                     "backend_unavailable".into()

@@ -95,6 +95,8 @@ impl Lab {
             None => ttl.saturating_sub(5),
         }
         .clamp(1, ttl - 1);
+        // An early answer without a job record; creation checks again under its lock.
+        self.check_sandbox_quota(&profile.name, None).await?;
         let now = self.now();
         let id = JobId::generate();
         let git_ref = req.git_ref.clone().filter(|r| !r.is_empty());

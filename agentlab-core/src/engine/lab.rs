@@ -73,6 +73,8 @@ pub struct LabSettings {
     /// SSH public keys every sandbox's agent user accepts (the daemon config's
     /// `ssh_public_keys`; a profile's are added to them), already validated.
     pub ssh_public_keys: Vec<String>,
+    /// Sandbox and artifact quotas (the daemon config's `quotas:`; default: no limits).
+    pub quotas: crate::config::QuotasConfig,
 }
 
 impl Default for LabSettings {
@@ -99,6 +101,7 @@ impl Default for LabSettings {
             channel_secret: None,
             failed_keep: Duration::from_secs(600),
             ssh_public_keys: Vec::new(),
+            quotas: crate::config::QuotasConfig::default(),
         }
     }
 }

@@ -204,6 +204,20 @@ impl StateStore for NotifyingStore {
     async fn event_count(&self) -> Result<u64, StateStoreError> {
         self.inner.event_count().await
     }
+    async fn prune_events_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StateStoreError> {
+        self.inner.prune_events_before(before, batch).await
+    }
+    async fn prune_jobs_finished_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<crate::store::PrunedJobs, StateStoreError> {
+        self.inner.prune_jobs_finished_before(before, batch).await
+    }
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError> {
         self.inner.put_artifact(artifact).await
     }
@@ -215,5 +229,8 @@ impl StateStore for NotifyingStore {
     }
     async fn delete_artifact(&self, job: &JobId, name: &str) -> Result<(), StateStoreError> {
         self.inner.delete_artifact(job, name).await
+    }
+    async fn artifact_bytes_total(&self) -> Result<u64, StateStoreError> {
+        self.inner.artifact_bytes_total().await
     }
 }

@@ -92,6 +92,9 @@ impl Lab {
         let external = self.external_ids().await?;
         let now = self.now();
         let _alloc = self.alloc_lock.lock().await;
+        // Counted and inserted under one lock: two creates never both take the last slot.
+        self.check_sandbox_quota(&profile.name, req.job.as_ref())
+            .await?;
         let vmid = self.allocate_vmid(&[], &external).await?;
         let sb = Sandbox {
             vmid,

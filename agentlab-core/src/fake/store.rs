@@ -14,12 +14,13 @@ use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
-    TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
+    JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
+    StateStoreError, TokenCheck, TokenStatus, check_job_transition, check_sandbox_transition,
 };
 use crate::time::Timestamp;
 use crate::token::token_matches;
 
+mod prune;
 mod query;
 
 /// An in-memory [`StateStore`] for tests and for embedding without a database.
@@ -424,6 +425,26 @@ impl StateStore for MemoryStore {
 
     async fn event_count(&self) -> Result<u64, StateStoreError> {
         Ok(self.lock().events.len() as u64)
+    }
+
+    async fn prune_events_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StateStoreError> {
+        Ok(prune::events_before(&mut self.lock(), before, batch))
+    }
+
+    async fn prune_jobs_finished_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<PrunedJobs, StateStoreError> {
+        Ok(prune::jobs_finished_before(&mut self.lock(), before, batch))
+    }
+
+    async fn artifact_bytes_total(&self) -> Result<u64, StateStoreError> {
+        Ok(prune::artifact_bytes(&self.lock()))
     }
 
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError> {

@@ -123,3 +123,44 @@ pub(super) fn count(conn: &Connection) -> Result<u64, StateStoreError> {
         .sql()?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
+
+/// Appends `events` in one transaction with one prepared statement (bulk loads: imports,
+/// benchmarks). Returns how many were stored.
+pub(super) fn append_many(
+    conn: &mut Connection,
+    events: Vec<NewEvent>,
+) -> Result<u64, StateStoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .sql()?;
+    let mut n = 0;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO events (ts, kind, sandbox, job, message, payload) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .sql()?;
+        for ev in events {
+            let args = vec![
+                ts(ev.ts),
+                text(ev.kind),
+                opt_vmid(ev.sandbox),
+                opt_text(ev.job.as_ref()),
+                text(&ev.message),
+                json(&ev.payload)?,
+            ];
+            n += stmt.execute(params_from_iter(args)).sql()? as u64;
+        }
+    }
+    tx.commit().sql()?;
+    Ok(n)
+}
+
+impl super::SqliteStore {
+    /// Appends many events in one transaction (bulk loads: imports, benchmarks); ids are
+    /// assigned in order, as by [`crate::StateStore::append_event`]. Followers are not woken.
+    pub async fn append_events_bulk(&self, events: Vec<NewEvent>) -> Result<u64, StateStoreError> {
+        self.run(move |c| append_many(c, events)).await
+    }
+}

@@ -167,8 +167,15 @@ ALTER TABLE jobs ADD COLUMN pushed_commit TEXT;
 ALTER TABLE jobs ADD COLUMN pr_url TEXT;
 ";
 
+/// Version 6: retention. Pruning old events walks `events_ts`; pruning ended jobs walks
+/// `jobs_ended`.
+const V6: &str = r"
+CREATE INDEX events_ts ON events (ts);
+CREATE INDEX jobs_ended ON jobs (ended_at);
+";
+
 /// Every migration, in order.
-const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
+const MIGRATIONS: [&str; 6] = [V1, V2, V3, V4, V5, V6];
 
 /// The schema version this code writes.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

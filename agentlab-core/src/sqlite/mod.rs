@@ -27,6 +27,7 @@ mod error;
 mod events;
 mod jobs;
 mod migrations;
+mod prune;
 mod sandboxes;
 mod store_impl;
 mod tokens;

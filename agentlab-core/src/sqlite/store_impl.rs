@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 
 use super::conn::SqliteStore;
-use super::{artifacts, counts, events, jobs, sandboxes, tokens, workspaces};
+use super::{artifacts, counts, events, jobs, prune, sandboxes, tokens, workspaces};
 use crate::event::{Event, EventQuery, NewEvent};
 use crate::ids::{JobId, Vmid, WorkspaceId};
 use crate::model::{Artifact, BootstrapToken, Job, Sandbox, Workspace};
 use crate::state::{JobState, SandboxState};
 use crate::store::{
-    JobFilter, JobPage, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore, StateStoreError,
-    TokenCheck, TokenStatus,
+    JobFilter, JobPage, PrunedJobs, RunnerTokenIssue, SandboxFilter, StateCounts, StateStore,
+    StateStoreError, TokenCheck, TokenStatus,
 };
 use crate::time::Timestamp;
 
@@ -152,6 +152,24 @@ impl StateStore for SqliteStore {
         self.run(|c| events::count(c)).await
     }
 
+    async fn prune_events_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StateStoreError> {
+        self.run(move |c| prune::events_before(c, before, batch))
+            .await
+    }
+
+    async fn prune_jobs_finished_before(
+        &self,
+        before: Timestamp,
+        batch: u32,
+    ) -> Result<PrunedJobs, StateStoreError> {
+        self.run(move |c| prune::jobs_finished_before(c, before, batch))
+            .await
+    }
+
     async fn put_artifact(&self, artifact: &Artifact) -> Result<(), StateStoreError> {
         let artifact = artifact.clone();
         self.run(move |c| artifacts::put(c, &artifact)).await
@@ -169,5 +187,9 @@ impl StateStore for SqliteStore {
     async fn delete_artifact(&self, job: &JobId, name: &str) -> Result<(), StateStoreError> {
         let (job, name) = (job.clone(), name.to_owned());
         self.run(move |c| artifacts::delete(c, &job, &name)).await
+    }
+
+    async fn artifact_bytes_total(&self) -> Result<u64, StateStoreError> {
+        self.run(|c| prune::artifact_bytes(c)).await
     }
 }

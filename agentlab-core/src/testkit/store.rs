@@ -146,6 +146,7 @@ mod events;
 mod jobs;
 mod pages;
 mod redeem;
+mod retention;
 mod sandboxes;
 mod workspaces;
 
@@ -184,5 +185,6 @@ pub async fn state_store_conformance(store: &dyn StateStore) {
     events::job_log_trimming(store).await;
     jobs::artifacts(store).await;
     pages::sandbox_pages(store).await;
+    retention::retention(store).await;
     pages::counts_match_records(store).await;
 }

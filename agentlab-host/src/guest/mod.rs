@@ -11,6 +11,8 @@ mod runner;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_quota;
+#[cfg(test)]
 mod tests_tokens;
 
 use std::collections::HashMap;

@@ -37,6 +37,22 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(unauthorized)
 }
 
+/// An upload over a quota: 413 `quota_exceeded` naming the limit, and an event on the job.
+async fn quota_refused(
+    st: &GuestState,
+    job: &agentlab_core::JobId,
+    q: agentlab_core::quota::QuotaExceeded,
+) -> ApiError {
+    st.lab.record_quota_refusal(Some(job), &q).await;
+    let details = serde_json::to_value(&q).unwrap_or_default();
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "quota_exceeded",
+        q.to_string(),
+    )
+    .details(details)
+}
+
 fn map(e: EngineError) -> ApiError {
     match e {
         EngineError::Forbidden => unauthorized(),
@@ -215,21 +231,35 @@ pub async fn artifact(
     let limit = profile_max
         .min(st.artifact_max_bytes)
         .saturating_sub(st.artifacts.used(&job.id, Some(&name)).await);
-    let stream = body.into_data_stream();
-    let (size, sha256) = st
-        .artifacts
-        .receive(&job.id, &name, stream, limit)
+    let allowance = st
+        .lab
+        .artifact_allowance(&job.id, &name, limit)
         .await
-        .map_err(|e| match e {
-            UploadError::TooLarge(_) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-            }
-            UploadError::Io(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "upload_failed",
-                e.to_string(),
-            ),
-        })?;
+        .map_err(map)?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    if let Some(q) = announced.and_then(|n| allowance.refusal(Some(n))) {
+        return Err(quota_refused(&st, &job.id, q).await);
+    }
+    let stream = body.into_data_stream();
+    let received = st
+        .artifacts
+        .receive(&job.id, &name, stream, allowance.bytes)
+        .await;
+    if let (Err(UploadError::TooLarge(_)), Some(q)) = (&received, allowance.refusal(None)) {
+        return Err(quota_refused(&st, &job.id, q).await);
+    }
+    let (size, sha256) = received.map_err(|e| match e {
+        UploadError::TooLarge(_) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        UploadError::Io(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upload_failed",
+            e.to_string(),
+        ),
+    })?;
     let (size, sha256) = crate::artifact_scan::check(&st, &job.id, &name, size, sha256).await?;
     // The same content again (a retried upload) is accepted without a second record.
     let known = st

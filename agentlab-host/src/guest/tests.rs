@@ -40,6 +40,15 @@ async fn setup(rate: u32, artifact_max: u64) -> G {
 }
 
 pub(super) async fn setup_with(rate: u32, artifact_max: u64, bind: bool) -> G {
+    setup_full(rate, artifact_max, bind, Default::default()).await
+}
+
+pub(super) async fn setup_full(
+    rate: u32,
+    artifact_max: u64,
+    bind: bool,
+    quotas: agentlab_core::config::QuotasConfig,
+) -> G {
     let hv = Arc::new(FakeHypervisor::new());
     let secrets = Arc::new(MemorySecretStore::new());
     let mut b = SecretBundle::default();
@@ -64,6 +73,7 @@ pub(super) async fn setup_with(rate: u32, artifact_max: u64, bind: bool) -> G {
         guest_poll_interval: Duration::from_millis(1),
         controller_url: "http://127.0.0.1:9".into(),
         bind_bootstrap_address: bind,
+        quotas,
         ..LabSettings::default()
     };
     let lab = Lab::new(deps, settings, profiles);

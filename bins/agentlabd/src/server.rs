@@ -29,6 +29,12 @@ pub async fn run(
     }
     let profiles = Profiles::load_dir(&cfg.profiles_dir).context("loading profiles")?;
     crate::reload::log_deprecations(&profiles);
+    for name in cfg.quotas.max_sandboxes_per_profile.keys() {
+        if profiles.get(name).is_none() {
+            tracing::warn!(profile = %name,
+                "quotas.max_sandboxes_per_profile names a profile that is not loaded");
+        }
+    }
     let metrics = Arc::new(agentlab_metrics::Metrics::new());
     let (m1, m2) = (Arc::clone(&metrics), Arc::clone(&metrics));
     let host = Host::builder(cfg.clone(), profiles)
@@ -51,6 +57,7 @@ pub async fn run(
         limits: Arc::new(control::limits::ApiLimits::new(cfg.limits.clone())),
         channels: Arc::clone(host.channels()),
         tokens: Arc::clone(host.tokens()),
+        disks: host.disks().clone(),
     };
     let backup = Arc::new(control::admin_backup::BackupPlan {
         config: cfg.clone(),

@@ -44,6 +44,17 @@ pub fn render(s: &StatusResponse, socket: &str) -> String {
     if let Some(e) = &s.nodes_error {
         out.push_str(&format!("nodes: cannot read node health: {e}\n"));
     }
+    for d in &s.disks {
+        let warn = if d.above {
+            " (above the warning threshold)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "disk: {} {}% used{warn}\n",
+            d.path, d.used_percent
+        ));
+    }
     out
 }
 
@@ -98,6 +109,7 @@ mod tests {
             jobs: BTreeMap::new(),
             nodes: None,
             nodes_error: None,
+            disks: Vec::new(),
         };
         let out = render(&s, "/tmp/a.sock");
         assert!(
@@ -131,6 +143,7 @@ mod tests {
             jobs: BTreeMap::new(),
             nodes: Some(vec![node("pve1", true, 24, 2), node("pve2", false, 0, 0)]),
             nodes_error: None,
+            disks: Vec::new(),
         };
         let out = render(&s, "/tmp/a.sock");
         let row = |name: &str| {

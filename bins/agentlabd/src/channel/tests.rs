@@ -107,6 +107,7 @@ async fn env_with(limits: agentlab_core::config::LimitsConfig) -> Env {
         limits: Arc::new(control::limits::ApiLimits::new(limits)),
         channels: Arc::clone(&channels),
         tokens: std::sync::Arc::new(agentlab_core::fake::MemoryStore::new()),
+        disks: Default::default(),
     });
     let c = cancel.clone();
     tokio::spawn(async move {

@@ -64,6 +64,8 @@ pub struct AppState {
     pub channels: Arc<crate::channel::ChannelHub>,
     /// API tokens of the remote API.
     pub tokens: Arc<dyn agentlab_core::api_token::ApiTokenStore>,
+    /// The last disk usage check (`GET /v1/status`).
+    pub disks: agentlab_host::DiskReport,
 }
 
 /// The Unix socket's router: every route, token management and `extra` (profile reload,

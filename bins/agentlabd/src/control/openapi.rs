@@ -19,7 +19,7 @@ const ROUTES: &[Route] = &[
     (
         "get",
         "/v1/status",
-        "Counts per state, versions, backend health",
+        "Counts per state, versions, backend health, disk usage",
         None,
         200,
         "Status",

@@ -50,5 +50,10 @@ pub async fn status(
         jobs,
         nodes,
         nodes_error,
+        disks: st
+            .disks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
     }))
 }

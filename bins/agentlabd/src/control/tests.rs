@@ -64,6 +64,7 @@ pub(super) async fn setup_with(limits: LimitsConfig) -> T {
         limits: Arc::new(ApiLimits::new(limits)),
         channels: Arc::default(),
         tokens: std::sync::Arc::new(agentlab_core::fake::MemoryStore::new()),
+        disks: Default::default(),
     };
     T {
         app: router(state),

@@ -56,6 +56,7 @@ async fn setup(remote: RemoteConfig) -> R {
         limits: Arc::new(ApiLimits::new(LimitsConfig::default())),
         channels: Arc::default(),
         tokens: Arc::new(MemoryStore::new()),
+        disks: Default::default(),
     };
     R {
         socket: socket_router(state.clone(), Router::new(), cancel.clone()),
