@@ -23,3 +23,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --all-features --no-fail-fast
 fi
+
+# nextest does not run doc tests: the crate-level examples (agentlab-core, agentlab-host, …)
+# are programs that must keep compiling and passing.
+echo "==> doc tests"
+cargo test --workspace --all-features --doc

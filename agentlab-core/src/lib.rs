@@ -6,7 +6,63 @@
 //! shared by daemon, CLI and guest ([`api`]), recording fakes ([`fake`]) and the conformance
 //! kit every backend must pass ([`testkit`]).
 //!
-//! Other Rust programs embed AgentLab by building a [`engine::Lab`] from trait objects.
+//! Other Rust programs embed AgentLab by building an [`engine::Lab`] from trait objects — the
+//! real backends (`agentlab-pve`, `agentlab-local`, `agentlab-qemu`, `agentlab-net`,
+//! `agentlab-secrets`, the SQLite store) or your own. To run jobs end to end without writing
+//! that wiring (guest listener, artifact store, background work), use `agentlab-host`'s `Host`;
+//! `docs/embedding.md` walks from `cargo add` to a finished job.
+//!
+//! The engine on the recording fakes (feature `fake`), as a test of your own code would use it:
+//!
+//! ```
+//! # #[cfg(feature = "fake")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use agentlab_core::engine::{Lab, LabDeps, LabSettings, SandboxRequest};
+//! use agentlab_core::fake::{
+//!     FakeFirewall, FakeHypervisor, ManualClock, MemorySecretStore, MemoryStore,
+//! };
+//! use agentlab_core::profile::Profiles;
+//! use agentlab_core::{EventQuery, SandboxState};
+//!
+//! let deps = LabDeps {
+//!     hypervisor: Arc::new(FakeHypervisor::new()),
+//!     firewall: Arc::new(FakeFirewall::new()),
+//!     secrets: Arc::new(MemorySecretStore::new()),
+//!     store: Arc::new(MemoryStore::new()),
+//!     clock: Arc::new(ManualClock::at_epoch()),
+//! };
+//! let profiles = Profiles::from_yaml_str(
+//!     "name: small\ntemplate_vmid: 9000\nresources:\n  cores: 1\n  memory_mb: 512\n\
+//!      agent:\n  command: \"true\"\n",
+//!     "small.yaml",
+//! )?;
+//! let lab = Lab::new(deps, LabSettings::default(), profiles);
+//! lab.reconcile().await?;
+//!
+//! let sb = lab
+//!     .create_sandbox(SandboxRequest {
+//!         profile: "small".into(),
+//!         ..SandboxRequest::default()
+//!     })
+//!     .await?;
+//! let gone = lab.destroy_sandbox(sb.vmid).await?;
+//! assert_eq!(gone.state, SandboxState::Destroyed);
+//! // Every step was recorded as an event.
+//! let events = lab
+//!     .events(&EventQuery {
+//!         sandbox: Some(sb.vmid),
+//!         ..EventQuery::default()
+//!     })
+//!     .await?;
+//! assert!(events.len() >= 2);
+//! lab.shutdown().await;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "fake"))]
+//! # fn main() {}
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -25,6 +25,7 @@ use crate::channel::ChannelHub;
 use crate::guest::conns::Connections;
 use crate::guest::ratelimit::RateLimiter;
 use crate::guest::{self, GuestState};
+use crate::host_lock::{HostLock, LockError};
 use crate::maintenance::DiskReport;
 use crate::wiring::{self, WiringError};
 
@@ -42,6 +43,10 @@ pub enum HostError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another engine (a daemon or an embedded program) already uses this data directory,
+    /// or its lock file could not be taken.
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// A backend, the state database or the network isolation could not be set up.
     #[error(transparent)]
     Wiring(#[from] WiringError),
@@ -106,6 +111,7 @@ impl HostBuilder {
             path: cfg.data_dir.clone(),
             source,
         })?;
+        let lock = HostLock::acquire(&cfg.data_dir)?;
         let (mut deps, tokens) = wiring::build(&cfg, &self.profiles).await?;
         if let Some(f) = self.map_deps {
             f(&mut deps);
@@ -178,6 +184,7 @@ impl HostBuilder {
         ));
         tracing::info!(guest = %guest_addr, "guest listener ready");
         Ok(Host {
+            _lock: lock,
             lab,
             artifacts,
             disks,
@@ -194,6 +201,8 @@ impl HostBuilder {
 /// [module docs](self)). End it with [`Host::shutdown`].
 #[derive(Debug)]
 pub struct Host {
+    /// Held for the host's lifetime; dropped last, after shutdown.
+    _lock: HostLock,
     lab: Arc<Lab>,
     artifacts: ArtifactStore,
     disks: DiskReport,

@@ -43,6 +43,7 @@ pub enum WiringError {
     Network(String),
 }
 
+#[cfg(any(feature = "local", feature = "qemu", feature = "pve"))]
 fn backend_err(backend: &'static str, e: impl std::fmt::Display) -> WiringError {
     WiringError::Backend {
         backend,
