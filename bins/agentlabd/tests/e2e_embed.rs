@@ -101,6 +101,48 @@ fn embed_job_reports_a_failed_job_with_exit_code_1() {
     assert!(stdout.contains("FAILED"), "{ctx}");
 }
 
+/// One engine per data directory: a program started on the config of a running daemon is
+/// refused before it touches anything, naming the daemon's pid; the daemon goes on.
+#[test]
+fn an_embedded_program_is_refused_while_the_daemon_runs() {
+    let mut d = stopped_daemon(Some(PROFILE));
+    d.spawn();
+    let pid = d.pid().expect("daemon running");
+    let repo = harness::empty_repo(&d);
+    let out = Command::new(example("embed_job"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--profile", "e2e", "--task", "t", "--repo", &repo])
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(!out.status.success(), "{ctx}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("locked by another AgentLab engine")
+            && stderr.contains(&format!("pid {pid}")),
+        "{ctx}"
+    );
+    assert_eq!(
+        d.json(&["job", "list"]),
+        serde_json::json!([]),
+        "no job was recorded"
+    );
+    // A second daemon on the same config is refused the same way, and the first still answers.
+    let second = Command::new(bin("agentlabd"))
+        .arg("--config")
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("locked by another AgentLab engine"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(d.json(&["sandbox", "list"]), serde_json::json!([]));
+}
+
 #[test]
 fn embed_workspace_creates_renews_and_rebinds() {
     let mut d = stopped_daemon(None);
