@@ -1,8 +1,9 @@
-//! End to end: the embedding templates of `examples/` (`embed_job`, `embed_workspace`) run as
-//! real programs that build the engine in-process with `agentlab_host::Host` from an AgentLab
-//! config — no agentlabd running — on the fake backend (whose VMs run the real `agent-runner`
-//! on the host) and, as root, on the local backend in network namespaces. A daemon started
-//! afterwards on the same config finds what the program did: the state is the same.
+//! End to end: the embedding templates of `examples/` (`embed_job`, `embed_workspace`,
+//! `embed_janitor`, `embed_pve_sim`) run as real programs that build the engine in-process with
+//! `agentlab_host::Host` from an AgentLab config — no agentlabd running — on the fake backend
+//! (whose VMs run the real `agent-runner` on the host), on the PVE simulator the program starts
+//! itself and, as root, on the local backend in network namespaces. A daemon started afterwards
+//! on the same config finds what the program did: the state is the same.
 #![cfg(test)]
 
 #[path = "e2e/harness.rs"]
