@@ -1,8 +1,9 @@
-//! End to end: the embedding templates of `examples/` (`embed_job`, `embed_workspace`) run as
-//! real programs that build the engine in-process with `agentlab_host::Host` from an AgentLab
-//! config — no agentlabd running — on the fake backend (whose VMs run the real `agent-runner`
-//! on the host) and, as root, on the local backend in network namespaces. A daemon started
-//! afterwards on the same config finds what the program did: the state is the same.
+//! End to end: the embedding templates of `examples/` (`embed_job`, `embed_workspace`,
+//! `embed_janitor`, `embed_pve_sim`) run as real programs that build the engine in-process with
+//! `agentlab_host::Host` from an AgentLab config — no agentlabd running — on the fake backend
+//! (whose VMs run the real `agent-runner` on the host), on the PVE simulator the program starts
+//! itself and, as root, on the local backend in network namespaces. A daemon started afterwards
+//! on the same config finds what the program did: the state is the same.
 #![cfg(test)]
 
 #[path = "e2e/harness.rs"]
@@ -221,4 +222,132 @@ fn embed_job_on_the_local_backend() {
     let vmid = job["sandbox"].as_u64().unwrap();
     lab.wait_sandbox(vmid, |s| s["state"] == "DESTROYED");
     lab.assert_no_traces(vmid);
+}
+
+/// `embed_pve_sim`: the Proxmox path with no Proxmox host. The program starts the PVE
+/// simulator itself, its VMs run the real `agent-runner`, and the job's clone, log and
+/// artifacts are real; every request the backend sent passed the schema.
+#[test]
+fn embed_pve_sim_runs_a_job_on_the_simulator() {
+    if harness::pve_schema_or_skip().is_none() {
+        return;
+    }
+    let d = stopped_daemon(None);
+    let repo = harness::named_repo(&d, "simrepo");
+    let data = d.dir.path().join("sim");
+    let out = Command::new(example("embed_pve_sim"))
+        .args(["--repo", &repo, "--task", "hello"])
+        .arg("--runner")
+        .arg(bin("agent-runner"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let ctx = text(&out);
+    assert!(out.status.success(), "{ctx}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job ")?.strip_suffix(" COMPLETED"))
+        .unwrap_or_else(|| panic!("no COMPLETED job: {ctx}"));
+    assert!(stdout.contains("exit code: 0\n"), "{ctx}");
+    assert!(
+        stdout.contains("log: agent ran on the pve simulator"),
+        "{ctx}"
+    );
+    assert!(stdout.contains("artifact: artifacts.tar.gz"), "{ctx}");
+    assert!(stdout.contains("(0 invalid against the schema)"), "{ctx}");
+    let vmid = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sandbox ")?.strip_suffix(" DESTROYED"))
+        .unwrap_or_else(|| panic!("sandbox not destroyed: {ctx}"));
+
+    // The simulated VM cloned the repository on the job's branch; the artifacts were stored.
+    let head = Command::new("git")
+        .args(["rev-parse", "--abbrev-ref", "HEAD"])
+        .current_dir(data.join("vms").join(vmid).join("checkout"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&head.stdout).trim(),
+        format!("agentlab/{job}"),
+        "{ctx}"
+    );
+    let stored = data
+        .join("data/artifacts")
+        .join(job)
+        .join("artifacts.tar.gz");
+    assert!(stored.is_file(), "{} missing: {ctx}", stored.display());
+}
+
+/// `embed_janitor --once`: on the state a daemon left, a dry run lists the old sandboxes and
+/// changes nothing; the real sweep destroys them but keeps the keepalive one, and prints the
+/// engine's events. The daemon restarted afterwards sees the same.
+#[test]
+fn embed_janitor_destroys_old_sandboxes_but_not_keepalive_ones() {
+    let extra = format!("  runner_path: {}\n", bin("agent-runner").display());
+    let mut d = Daemon::start_with(None, &extra);
+    let new = |keep: bool| {
+        let mut args = vec!["sandbox", "new", "--profile", "yolo-ephemeral"];
+        args.extend(keep.then_some("--keepalive"));
+        let vmid = d.json(&args)["vmid"].as_u64().unwrap();
+        let sb = d.wait_sandbox(vmid, |s| s["state"] == "READY");
+        assert_eq!(sb["lease"]["keepalive"], keep, "{sb}");
+        vmid
+    };
+    let (a, b, kept) = (new(false), new(false), new(true));
+    d.kill();
+    let janitor = |args: &[&str]| {
+        let out = Command::new(example("embed_janitor"))
+            .arg("--config")
+            .arg(&d.config)
+            .arg("--once")
+            .args(args)
+            .output()
+            .unwrap();
+        let ctx = text(&out);
+        assert!(out.status.success(), "{ctx}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), ctx)
+    };
+
+    let (stdout, ctx) = janitor(&["--older-than", "1h", "--dry-run"]);
+    assert!(stdout.contains("0 sandbox(es) would be destroyed"), "{ctx}");
+    let (stdout, ctx) = janitor(&["--older-than", "0m", "--dry-run"]);
+    for vmid in [a, b] {
+        assert!(stdout.contains(&format!("would destroy {vmid} ")), "{ctx}");
+    }
+    assert!(!stdout.contains(&format!(" {kept} ")), "{ctx}");
+    assert!(stdout.contains("2 sandbox(es) would be destroyed"), "{ctx}");
+
+    // The dry run left both: the real sweep still finds and destroys them.
+    let (stdout, ctx) = janitor(&["--older-than", "0m"]);
+    for vmid in [a, b] {
+        assert!(stdout.contains(&format!("destroyed {vmid} ")), "{ctx}");
+    }
+    let sweep: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("event "))
+        .collect();
+    assert!(
+        !sweep.iter().any(|l| l.contains(&format!(" {kept} "))),
+        "{ctx}"
+    );
+    assert!(stdout.contains("2 sandbox(es) destroyed"), "{ctx}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("event ") && l.contains(&a.to_string())),
+        "the engine's events are printed: {ctx}"
+    );
+
+    d.spawn();
+    for vmid in [a, b] {
+        assert_eq!(
+            d.json(&["sandbox", "show", &vmid.to_string()])["state"],
+            "DESTROYED",
+            "{ctx}"
+        );
+    }
+    let sb = d.wait_sandbox(kept, |s| s["state"] == "READY");
+    assert_eq!(sb["lease"]["keepalive"], true, "{sb}");
 }
