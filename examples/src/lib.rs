@@ -1,8 +1,10 @@
 //! Examples live in this package's `[[example]]` targets.
 //!
-//! The scripting templates (`run_job`, `fan_out`, `watch_events`, `cleanup`) talk to a running
-//! agentlabd through `agentlab-client`; [`client_from_env`] is the connection code they share
-//! (copy it along with a template).
+//! `embed_job`, `embed_workspace`, `embed_pve_sim` and `embed_janitor` run the engine in their
+//! own process on `agentlab_host::Host`, with no daemon (see `docs/embedding.md`);
+//! `embed_fakes` drives it on the in-memory fakes. The scripting templates `run_job`, `fan_out`,
+//! `watch_events` and `cleanup` talk to a running agentlabd through `agentlab-client`;
+//! [`client_from_env`] is the connection code they share (copy it along with a template).
 
 use std::time::Duration;
 
