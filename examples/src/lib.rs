@@ -5,6 +5,8 @@
 //! `embed_fakes` drives it on the in-memory fakes. The scripting templates `run_job`, `fan_out`,
 //! `watch_events` and `cleanup` talk to a running agentlabd through `agentlab-client`;
 //! [`client_from_env`] is the connection code they share (copy it along with a template).
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
