@@ -121,6 +121,18 @@ fn backup_restore_into_a_fresh_daemon_keeps_sandboxes_and_jobs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it before restoring"));
     d.kill();
+    // Refused while another engine holds the data dir, though no socket answers (an embedded
+    // program has none): here this test process holds the lock.
+    let held = agentlab_host::HostLock::acquire(&d.dir.path().join("data")).unwrap();
+    let out = restore(&archive, &d.config, &["--force"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("locked by another AgentLab engine")
+            && stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    drop(held);
 
     // A fresh host: the same config layout under a new directory.
     let fresh = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //!
 //! Order: read the config (the backup's own config is written to PATH first when PATH does
 //! not exist), refuse while the daemon's socket answers, refuse a non-empty data dir without
-//! `--force`, unpack into a private staging directory inside the data dir verifying every
+//! `--force`, take the data dir's lock (refused while another engine — a daemon or an
+//! embedded program — holds it; kept until the end), unpack into a private staging directory inside the data dir verifying every
 //! checksum and refusing a newer schema (also checked in the database file itself), then move
 //! the database, secret bundles (0600, directory 0700) and profiles into place.
 
@@ -90,7 +91,10 @@ fn restore(src: &Path, config_path: &Path, force: bool) -> anyhow::Result<Restor
         );
     }
     let data = &cfg.data_dir;
-    let non_empty = std::fs::read_dir(data).is_ok_and(|mut d| d.next().is_some());
+    // The lock file a stopped engine leaves is not data.
+    let non_empty = std::fs::read_dir(data).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name() != agentlab_host::host_lock::LOCK_FILE))
+    });
     if non_empty && !force {
         anyhow::bail!(
             "Data dir {} is not empty; use --force to replace its contents",
@@ -102,6 +106,9 @@ fn restore(src: &Path, config_path: &Path, force: bool) -> anyhow::Result<Restor
         .mode(0o700)
         .create(data)
         .with_context(|| format!("Cannot create {}", data.display()))?;
+    // Held until the restore is done: an engine without a socket (an embedded program) is
+    // refused like a daemon, and neither can start on the data dir halfway through.
+    let _lock = agentlab_host::HostLock::acquire(data).context("Refusing to restore")?;
     let staging = tempfile::Builder::new()
         .prefix(".restore-")
         .tempdir_in(data)
