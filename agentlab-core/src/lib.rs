@@ -29,6 +29,7 @@ pub mod profile;
 pub mod quota;
 pub mod redact;
 pub mod secrets;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod ssh_key;
 pub mod state;
