@@ -43,6 +43,7 @@ pub enum WiringError {
     Network(String),
 }
 
+#[cfg(any(feature = "pve", feature = "local", feature = "qemu"))]
 fn backend_err(backend: &'static str, e: impl std::fmt::Display) -> WiringError {
     WiringError::Backend {
         backend,
