@@ -2,11 +2,17 @@
 //!
 //! The heart of AgentLab: the domain model and state machine, the backend traits
 //! ([`Hypervisor`], [`Firewall`], [`SecretStore`], [`StateStore`], [`Clock`]), profiles and
-//! daemon configuration, the SQLite state store, the orchestration engine, the wire types
-//! shared by daemon, CLI and guest ([`api`]), recording fakes ([`fake`]) and the conformance
-//! kit every backend must pass ([`testkit`]).
+//! daemon configuration, the orchestration engine, the wire types shared by daemon, CLI and
+//! guest ([`api`]), the SQLite state store (`sqlite`), recording fakes (`fake`) and the
+//! conformance kit every backend must pass (`testkit`).
 //!
 //! Other Rust programs embed AgentLab by building a [`engine::Lab`] from trait objects.
+//!
+//! Cargo features: `sqlite` (default: `sqlite::SqliteStore`, rusqlite with a bundled SQLite;
+//! leave it out with `default-features = false` when you bring your own [`StateStore`]),
+//! `fake` (the `fake` and `testkit` modules), `failpoints` (crash-test fail points, see
+//! [`failpoint`]) and `tls` (`tls_pin`, certificate pinning on rustls). See
+//! `docs/publishing.md`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
