@@ -1,7 +1,7 @@
 //! The [`Hypervisor`] trait: the handful of VM verbs the engine consumes.
 //!
 //! Backends: `agentlab-pve` (Proxmox VE over REST), `agentlab-local` (namespaces), and
-//! [`crate::fake::FakeHypervisor`]. The engine allocates VM ids, MACs and addresses itself and
+//! `crate::fake::FakeHypervisor` (feature `fake`). The engine allocates VM ids, MACs and addresses itself and
 //! passes them in; a backend never picks ids on its own.
 
 use std::fmt;

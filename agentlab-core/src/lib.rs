@@ -2,9 +2,9 @@
 //!
 //! The heart of AgentLab: the domain model and state machine, the backend traits
 //! ([`Hypervisor`], [`Firewall`], [`SecretStore`], [`StateStore`], [`Clock`]), profiles and
-//! daemon configuration, the SQLite state store, the orchestration engine, the wire types
-//! shared by daemon, CLI and guest ([`api`]), recording fakes ([`fake`]) and the conformance
-//! kit every backend must pass ([`testkit`]).
+//! daemon configuration, the orchestration engine, the wire types shared by daemon, CLI and
+//! guest ([`api`]), the SQLite state store (`sqlite`), recording fakes (`fake`) and the
+//! conformance kit every backend must pass (`testkit`).
 //!
 //! Other Rust programs embed AgentLab by building an [`engine::Lab`] from trait objects — the
 //! real backends (`agentlab-pve`, `agentlab-local`, `agentlab-qemu`, `agentlab-net`,
@@ -63,6 +63,12 @@
 //! # #[cfg(not(feature = "fake"))]
 //! # fn main() {}
 //! ```
+//!
+//! Cargo features: `sqlite` (default: `sqlite::SqliteStore`, rusqlite with a bundled SQLite;
+//! leave it out with `default-features = false` when you bring your own [`StateStore`]),
+//! `fake` (the `fake` and `testkit` modules), `failpoints` (crash-test fail points, see
+//! [`failpoint`]) and `tls` (`tls_pin`, certificate pinning on rustls). See
+//! `docs/publishing.md`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -85,6 +91,7 @@ pub mod profile;
 pub mod quota;
 pub mod redact;
 pub mod secrets;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod ssh_key;
 pub mod state;

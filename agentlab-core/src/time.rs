@@ -1,7 +1,7 @@
 //! Time: the [`Timestamp`] type and the injected [`Clock`].
 //!
 //! Lease, deadline and token-expiry logic read the time only through a `Clock`, so tests drive
-//! it with [`crate::fake::ManualClock`] instead of sleeping.
+//! it with `crate::fake::ManualClock` (feature `fake`) instead of sleeping.
 
 use std::fmt::Debug;
 

@@ -197,8 +197,10 @@ impl HostBuilder {
     }
 }
 
-/// A running engine with its guest listener and background work (see the
-/// [module docs](self)). End it with [`Host::shutdown`].
+/// A running engine with its guest listener and background work: the guest listener
+/// (bootstrap, reports, logs, artifact uploads, the sandbox channel), the artifact store and its
+/// garbage collection, recovery after a restart, lease and deadline ticks, the firewall watch,
+/// retention passes and disk checks. End it with [`Host::shutdown`].
 #[derive(Debug)]
 pub struct Host {
     /// Held for the host's lifetime; dropped last, after shutdown.

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use agentlab_core::Vmid;
 use agentlab_core::firewall::{Firewall, FirewallError, FirewallState, SandboxNet};
 
-/// A firewall that installs nothing (see the [module docs](self)).
+/// A firewall that installs nothing, for `network.manage_firewall: false` (the operator
+/// enforces isolation by other means): every call succeeds and nothing is reported installed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unmanaged;
 

@@ -42,19 +42,19 @@ pub const BASE_PACKAGES: &[&str] = &[
 pub const SHIPPED_FILES: &[(&str, &str)] = &[
     (
         "etc/systemd/system/agent-runner.service",
-        include_str!("../../images/units/agent-runner.service"),
+        include_str!("../units/agent-runner.service"),
     ),
     (
         "etc/systemd/system/run-agentlab-secrets.mount",
-        include_str!("../../images/units/run-agentlab-secrets.mount"),
+        include_str!("../units/run-agentlab-secrets.mount"),
     ),
     (
         "etc/systemd/system/agentlab-ssh-if-keys.service",
-        include_str!("../../images/units/agentlab-ssh-if-keys.service"),
+        include_str!("../units/agentlab-ssh-if-keys.service"),
     ),
     (
         "etc/cloud/cloud.cfg.d/99-agentlab.cfg",
-        include_str!("../../images/units/99-agentlab.cfg"),
+        include_str!("../units/99-agentlab.cfg"),
     ),
 ];
 

@@ -36,5 +36,8 @@ pub use config::{NetConfig, TailnetConfig};
 pub use error::NetError;
 pub use firewall::NftFirewall;
 pub use resolve::{DomainResolver, SystemResolver, resolve_allowlist};
+/// A mockall mock of [`NftRunner`] for other crates' tests (feature `mock`).
+#[cfg(feature = "mock")]
+pub use runner::MockNftRunner;
 pub use runner::{NftRunner, ProcessRunner, RecordingRunner};
 pub use validate::{validate_iface, validate_mac, validate_sandbox};

@@ -6,7 +6,7 @@ use super::record::ApiToken;
 use crate::store::StateStoreError;
 use crate::time::Timestamp;
 
-/// Storage of API tokens. Implemented by [`crate::sqlite::SqliteStore`] (table `api_tokens`
+/// Storage of API tokens. Implemented by `crate::sqlite::SqliteStore` (feature `sqlite`) (table `api_tokens`
 /// in the state database) and by the in-memory fake; both pass
 /// `testkit::api_tokens::api_token_store_conformance`.
 #[async_trait]

@@ -1,5 +1,6 @@
 //! Recording, state-keeping in-memory implementations of every backend trait, for tests and
-//! for embedding without a hypervisor. Enabled by the default `fake` feature.
+//! for embedding without a hypervisor. Needs the `fake` feature
+//! (off by default; turn it on in `[dev-dependencies]`).
 
 mod api_tokens;
 pub mod boot;

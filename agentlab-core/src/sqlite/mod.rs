@@ -1,4 +1,5 @@
-//! [`SqliteStore`]: the [`crate::StateStore`] backed by one SQLite file.
+//! [`SqliteStore`]: the [`crate::StateStore`] backed by one SQLite file (feature `sqlite`, on by
+//! default; rusqlite with a bundled SQLite).
 //!
 //! Design:
 //! - One connection per store, behind a `std::sync::Mutex`, used only inside

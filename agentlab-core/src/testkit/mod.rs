@@ -1,4 +1,4 @@
-//! Conformance suites every backend implementation must pass.
+//! Conformance suites every backend implementation must pass (feature `fake`).
 //!
 //! Each suite is an async function taking a fresh implementation; it panics with a clear
 //! message on the first violation. Backend crates call them from their own tests.
