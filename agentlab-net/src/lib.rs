@@ -6,8 +6,8 @@
 //! else on the host is touched.
 //!
 //! - [`render`]: pure config → ruleset text (golden-tested).
-//! - [`NftFirewall`]: implements [`agentlab_core::Firewall`] by piping atomic batches into `nft -f -`
-//!   through an [`NftRunner`].
+//! - [`NftFirewall`]: implements [`agentlab_core::Firewall`] by piping atomic batches into
+//!   `nft -f -` through an [`NftRunner`].
 //! - [`bridge`]: bridge setup helpers for plain Linux hosts.
 //! - [`probe`] and [`check`]: the TCP probe used by the test harness and `agentlab net check`.
 //!
