@@ -11,6 +11,39 @@
 //!
 //! The wire types are in [`agentlab_core::api::guest`]; the protocol is described there and in
 //! `docs/guest-runner.md`.
+//!
+//! The runner's first step on its own: find the bootstrap file among the configured
+//! candidates and parse it. Parse errors name the file but never echo field values, so the
+//! token cannot end up in a journal:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use agentlab_guest::{GuestError, RunnerConfig, bootstrap};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let file = dir.path().join("bootstrap.json");
+//! std::fs::write(
+//!     &file,
+//!     r#"{"controller_url":"http://10.77.0.1:8844/","token":"tok-123456","vmid":9001}"#,
+//! )?;
+//! let cfg = RunnerConfig {
+//!     bootstrap_paths: vec![dir.path().join("absent.json"), file.clone()],
+//!     ..RunnerConfig::default()
+//! };
+//! let (found, data) =
+//!     bootstrap::wait_for_file(&cfg.bootstrap_paths, cfg.bootstrap_wait, cfg.bootstrap_poll)
+//!         .await?;
+//! assert_eq!(found, file);
+//! assert_eq!(data.controller_url, "http://10.77.0.1:8844");
+//! assert_eq!(data.vmid.get(), 9001);
+//!
+//! let err = bootstrap::parse(&file, br#"{"token":"tok-123456","vmid":9001}"#).unwrap_err();
+//! assert!(matches!(err, GuestError::BootstrapFile { .. }));
+//! assert!(err.to_string().contains("controller_url"));
+//! assert!(!err.to_string().contains("tok-123456"));
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

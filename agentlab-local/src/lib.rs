@@ -12,7 +12,31 @@
 //! - [`setup_bridge`]: creates the agent bridge and enables forwarding (host setup);
 //!   [`LocalHypervisor::from_config`] does that and builds the backend for the daemon.
 //!
-//! Requires root. See `docs/local-backend.md`.
+//! Creating and starting sandboxes requires root. See `docs/local-backend.md`.
+//!
+//! Building the backend and reading its state does not: a fresh state directory holds no
+//! sandboxes, and the names a sandbox gets follow from the options.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use agentlab_core::{Hypervisor, HypervisorError, Vmid};
+//! use agentlab_local::{LocalHypervisor, LocalOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let opts = LocalOptions::new(dir.path().join("local"), "/usr/local/bin/agent-runner");
+//! let vmid = Vmid::new(101)?;
+//! // Sandbox 101 gets network namespace `al-101` and host-side veth `al101h` on `agentlab0`.
+//! assert_eq!(opts.netns_name(vmid), "al-101");
+//! assert_eq!(LocalOptions::host_veth(vmid), "al101h");
+//! assert_eq!(opts.bridge, "agentlab0");
+//!
+//! let hv = LocalHypervisor::new(opts);
+//! assert_eq!(hv.name(), "local");
+//! assert!(hv.list_managed().await?.is_empty());
+//! assert!(matches!(hv.status(vmid).await, Err(HypervisorError::NotFound(_))));
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

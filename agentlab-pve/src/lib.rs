@@ -4,6 +4,42 @@
 //! [`agentlab_core::hypervisor::Hypervisor`] over the PVE REST API with an API token, and
 //! [`doctor()`] checks a PVE setup. With feature `sim`, [`sim`] is a PVE API simulator that
 //! validates every request against the official schema (the subset in `agentlab-pve/schema/`).
+//!
+//! The backend against the simulator (feature `sim`; plain HTTP on a local port, no Proxmox
+//! needed):
+//!
+//! ```
+//! # #[cfg(feature = "sim")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use agentlab_core::secrets::SecretValue;
+//! use agentlab_core::{Hypervisor, Vmid};
+//! use agentlab_pve::sim::{SeedVm, SimConfig, Simulator, default_schema_path};
+//! use agentlab_pve::{ProxmoxHypervisor, PveOptions};
+//!
+//! let sim = Simulator::start(SimConfig::new(default_schema_path()), "127.0.0.1:0").await?;
+//! sim.add_vm(&SeedVm::template(9000, "pve1"));
+//! sim.add_vm(&SeedVm::foreign(100, "pve2"));
+//!
+//! let cfg = sim.config();
+//! let opts = PveOptions::new(
+//!     sim.url(),
+//!     cfg.token_id.clone(),
+//!     SecretValue::new(cfg.token_secret.clone()),
+//!     "local-lvm",
+//! );
+//! let hv = ProxmoxHypervisor::new(opts)?;
+//! // Every VM id in use on the cluster, AgentLab's or not.
+//! let used = hv.used_ids().await?;
+//! assert!(used.contains(&Vmid::new(100)?) && used.contains(&Vmid::new(9000)?));
+//! // Neither VM carries AgentLab's tag, so none is listed as managed.
+//! assert!(hv.list_managed().await?.is_empty());
+//! // Every request the backend sent was valid against the PVE API schema.
+//! sim.assert_all_valid();
+//! # Ok(()) }
+//! # #[cfg(not(feature = "sim"))]
+//! # fn main() {}
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
