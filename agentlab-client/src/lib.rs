@@ -14,6 +14,36 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Programs over the client test themselves against a canned daemon on a temporary socket
+//! (feature `testing`): answers come back typed, errors as the daemon's envelope.
+//!
+//! ```
+//! # #[cfg(feature = "testing")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use agentlab_client::ClientError;
+//! use agentlab_client::testing::{Canned, Reply, fixtures};
+//! use agentlab_core::JobState;
+//!
+//! let daemon = Canned::start(vec![(
+//!     "GET /v1/jobs/job-1",
+//!     Reply::json(200, &fixtures::job(JobState::Completed)),
+//! )])
+//! .await;
+//! let client = daemon.client();
+//! let job = client.show_job(&"job-1".parse().unwrap()).await.unwrap();
+//! assert_eq!(job.state, JobState::Completed);
+//! // A route the canned daemon does not know answers 404 in the daemon's error envelope.
+//! match client.show_job(&"job-2".parse().unwrap()).await {
+//!     Err(ClientError::Api(e)) => assert_eq!(e.status, 404),
+//!     other => panic!("expected a 404, got {other:?}"),
+//! }
+//! assert_eq!(daemon.seen(), ["GET /v1/jobs/job-1", "GET /v1/jobs/job-2"]);
+//! # }
+//! # #[cfg(not(feature = "testing"))]
+//! # fn main() {}
+//! ```
 
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]

@@ -117,7 +117,8 @@ async fn guest_exec_is_offered_only_when_the_backend_offers_it() {
     let (hv, metrics) = metered(&fake);
     assert!(hv.guest_exec().is_none());
     assert!(hv.node_health().is_none());
-    assert!(hv.process_usage().is_none());
+    // The fake always measures usage (`set_cpu_seconds`); the decorator passes it on.
+    assert!(hv.process_usage().is_some());
 
     fake.enable_guest_exec(Arc::new(|_req: &GuestExecRequest| {
         Ok(GuestExecOutput {

@@ -29,6 +29,30 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The whole round trip in a temporary directory — what `agentlab secrets init` and
+//! `set-env` do, then the daemon's read — with the bundle encrypted on disk:
+//!
+//! ```
+//! use agentlab_core::{SecretStore, SecretValue};
+//! use agentlab_secrets::AgeSecretStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = AgeSecretStore::new(dir.path().join("secrets"), dir.path().join("age.key"));
+//! store.init("default")?; // identity, recipients.txt and an empty bundle
+//! store.set_env("default", "ANTHROPIC_API_KEY", SecretValue::new("sk-example-123"))?;
+//!
+//! let on_disk = std::fs::read_to_string(dir.path().join("secrets/default.age"))?;
+//! assert!(on_disk.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+//! assert!(!on_disk.contains("sk-example-123"));
+//!
+//! let bundle = store.load("default").await?;
+//! assert_eq!(bundle.env["ANTHROPIC_API_KEY"].expose(), "sk-example-123");
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
