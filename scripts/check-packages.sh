@@ -11,8 +11,8 @@
 #    resolves every dependency against crates.io.
 #
 # Verification (building each packaged crate from its tarball) rebuilds the whole dependency
-# tree in a fresh target directory: far over ten minutes on a small CI machine, so it is off by
-# default. Set AGENTLAB_PACKAGE_VERIFY=1 to run it (do that before a release).
+# tree in target/package (6 minutes on two cores here), so a local run skips it unless
+# AGENTLAB_PACKAGE_VERIFY=1; CI (.ci/run) sets it, and so should a release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
