@@ -6,12 +6,15 @@
 //! on the same config finds what the program did: the state is the same.
 #![cfg(test)]
 
+#[path = "e2e/crash.rs"]
+mod crash;
 #[path = "e2e/harness.rs"]
 mod harness;
 #[path = "e2e/netlab.rs"]
 mod netlab;
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use harness::{Daemon, bin, example};
 use netlab::{NetLab, privileged};
@@ -142,6 +145,76 @@ fn an_embedded_program_is_refused_while_the_daemon_runs() {
         text(&second)
     );
     assert_eq!(d.json(&["sandbox", "list"]), serde_json::json!([]));
+}
+
+/// SIGKILL of an embedded program while its job's agent runs: the lock dies with it, a daemon
+/// started on the same config recovers the job and destroys its sandbox, and no fake VM,
+/// VM directory or runner process is left behind.
+#[test]
+fn a_sigkilled_embedded_program_is_recovered_by_the_daemon() {
+    let mut d = stopped_daemon(Some(&PROFILE.replace("echo embedded-agent;", "sleep 3;")));
+    let repo = harness::empty_repo(&d);
+    let mut program = Command::new(example("embed_job"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--profile", "e2e", "--task", "killed", "--repo", &repo])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runners = |d: &Daemon| {
+        crash::processes_under(d.dir.path())
+            .into_iter()
+            .filter(|p| p.contains("agent-runner") || p.contains("sleep 3"))
+            .collect::<Vec<_>>()
+    };
+    let t0 = Instant::now();
+    while runners(&d).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the job's runner never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    program.kill().unwrap();
+    program.wait().unwrap();
+
+    d.spawn();
+    let job = d.json(&["job", "list"])[0].clone();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let vmid = job["sandbox"].as_u64().unwrap();
+    d.wait_sandbox(vmid, |s| s["state"] == "DESTROYED");
+    let t0 = Instant::now();
+    loop {
+        let state = d.json(&["job", "show", &id])["state"].clone();
+        if ["COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"].contains(&state.as_str().unwrap()) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "job {id} still {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t0 = Instant::now();
+    while !runners(&d).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "left: {:?}",
+            runners(&d)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.dir.path().join("vms/fake-state.json")).unwrap())
+            .unwrap();
+    let ours: Vec<_> = state["vms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|vm| vm["ours"] == true)
+        .collect();
+    assert!(ours.is_empty(), "VMs left: {ours:?}");
 }
 
 #[test]
