@@ -25,7 +25,7 @@ use agentlab_core::config::Config;
 use agentlab_core::engine::{JobRequest, Lab};
 use agentlab_core::profile::Profiles;
 use agentlab_core::{Job, JobState};
-use agentlab_examples::job_duration;
+use agentlab_examples::{job_duration, wait_for_job_in};
 use agentlab_host::Host;
 use clap::Parser;
 use futures::StreamExt as _;
@@ -105,20 +105,13 @@ async fn main() -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Submits one job and waits (woken by the engine's change feed) until it has ended.
+/// Submits one job and waits until it has ended.
 async fn run_one(lab: Arc<Lab>, req: JobRequest) -> anyhow::Result<Job> {
-    let mut changes = lab.subscribe_changes();
     let job = lab.run_job(req).await?;
     eprintln!("{}: queued ({})", job.id, job.repo);
-    loop {
-        let now = lab.job(&job.id).await?;
-        if now.state.is_terminal() {
-            eprintln!("{}: {}", now.id, now.state);
-            return Ok(now);
-        }
-        // Any store write may be this job's; a lagging receiver just reads again.
-        let _ = tokio::time::timeout(Duration::from_secs(1), changes.recv()).await;
-    }
+    let job = wait_for_job_in(&lab, &job.id).await?;
+    eprintln!("{}: {}", job.id, job.state);
+    Ok(job)
 }
 
 /// Waits up to 30 s until no sandbox of this run is still being torn down.

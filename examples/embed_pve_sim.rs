@@ -87,19 +87,15 @@ async fn main() -> anyhow::Result<ExitCode> {
     let host = Host::builder(cfg, profiles).start().await?;
     let lab = Arc::clone(host.lab());
 
-    let mut changes = lab.subscribe_changes();
     let req = JobRequest {
         repo: args.repo.clone(),
         task: args.task.clone(),
         profile: "sim".into(),
         ..JobRequest::default()
     };
-    let mut job = lab.run_job(req).await?;
+    let job = lab.run_job(req).await?;
     eprintln!("{}: queued ({})", job.id, job.repo);
-    while !job.state.is_terminal() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), changes.recv()).await;
-        job = lab.job(&job.id).await?;
-    }
+    let job = agentlab_examples::wait_for_job_in(&lab, &job.id).await?;
 
     let outcome = job.outcome.clone().unwrap_or_default();
     println!("job {} {}", job.id, job.state);
@@ -124,6 +120,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     // The job's ephemeral sandbox is torn down after the job: wait for it (up to 30 s).
     if let Some(vmid) = job.sandbox {
+        let mut changes = lab.subscribe_changes();
         for _ in 0..30 {
             let sb = lab.sandbox(vmid).await?;
             if sb.state == SandboxState::Destroyed {

@@ -50,6 +50,19 @@ pub async fn wait_for_job(client: &Client, id: &JobId, every: Duration) -> anyho
     }
 }
 
+/// Waits, in this process's engine, until the job has ended; woken by the engine's change
+/// feed (any store write may be this job's; a lagging receiver just reads again).
+pub async fn wait_for_job_in(lab: &agentlab_core::engine::Lab, id: &JobId) -> anyhow::Result<Job> {
+    let mut changes = lab.subscribe_changes();
+    loop {
+        let job = lab.job(id).await?;
+        if job.state.is_terminal() {
+            return Ok(job);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), changes.recv()).await;
+    }
+}
+
 /// How long the job ran, from submission to its end (`-` while it runs).
 pub fn job_duration(job: &Job) -> String {
     match job.ended_at {
